@@ -1,0 +1,253 @@
+"""Gaussian-expectation engine: composite Gauss-Legendre rules adapted to kinks and scale.
+
+All integrals are over the standard normal variable z, truncated to [-ZMAX, ZMAX] (the
+neglected mass is 2 * Phi(-ZMAX) ~ 2e-19). Panels are split at every kink of the integrand and
+graded geometrically (widths w, 2w, 4w, ... up to MAXW) around every point where the integrand
+changes on the scale w (e.g. tanh(sqrt(q) z) near z = 0 has w = 1/sqrt(q)). Each panel carries
+NGL Gauss-Legendre nodes. Expectations of products of activation derivatives are then plain
+weighted sums. Bivariate expectations use the conditional decomposition
+u1 = sqrt(q1) z1, u2 | z1 ~ N(sqrt(q2) c z1, q2 (1 - c^2)), with the inner expectation in
+closed form where one exists (linear, relu, hard_tanh, erf) and by the same rule otherwise.
+"""
+
+import math
+
+import numpy as np
+
+from . import _act
+from ._act import ERF, HARD_TANH, LINEAR, RELU
+from ._jit import jit
+
+ZMAX = 9.0
+MAXW = 2.25
+NGL = 16
+MAXEDGES = 1024
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(NGL)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+# Per-activation geometry in u = sqrt(q) z: kinks (exact split points) and whether the function
+# has a steep smooth transition at u = 0 on the unit scale.
+_KINKS = np.full((_act.N_BUILTIN, 2), np.nan)
+_KINKS[_act.RELU, 0] = 0.0
+_KINKS[_act.HARD_TANH] = (-1.0, 1.0)
+_KINKS[_act.SELU, 0] = 0.0
+_STEEP = np.ones(_act.N_BUILTIN, dtype=np.bool_)
+_STEEP[[_act.RELU, _act.HARD_TANH, _act.LINEAR]] = False
+
+
+@jit
+def normal_cdf(x):
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
+@jit
+def normal_pdf(x):
+    return _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+@jit
+def _add_feature(edges, n, p, w):
+    """Append graded edges around a feature at p with local scale w (p itself included)."""
+    if not (p > -ZMAX and p < ZMAX) or n >= MAXEDGES - 4:
+        return n
+    edges[n] = p
+    n += 1
+    if w >= MAXW:
+        return n
+    off = 0.0
+    step = w
+    while step < MAXW and n < MAXEDGES - 2:
+        off += step
+        if p + off < ZMAX:
+            edges[n] = p + off
+            n += 1
+        if p - off > -ZMAX:
+            edges[n] = p - off
+            n += 1
+        step *= 2.0
+    return n
+
+
+@jit
+def _base_edges(edges):
+    m = int(math.ceil(2.0 * ZMAX / MAXW))
+    for i in range(m + 1):
+        edges[i] = -ZMAX + 2.0 * ZMAX * i / m
+    return m + 1
+
+
+@jit
+def _features(code, sq, shift, scale_out, edges, n):
+    """Add the features of phi^{(.)}(sq * z + shift) (sq > 0) to the edge list."""
+    if code < _act.N_BUILTIN:
+        for j in range(2):
+            k = _KINKS[code, j]
+            if not math.isnan(k):
+                n = _add_feature(edges, n, (k - shift) / sq, MAXW)
+        if _STEEP[code]:
+            n = _add_feature(edges, n, -shift / sq, scale_out / sq)
+    return n
+
+
+@jit
+def _finish_rule(edges, n, nodes, weights):
+    """Sort and deduplicate edges, then fill nodes/weights (Gauss-Legendre times pdf)."""
+    e = np.sort(edges[:n])
+    m = 0
+    for i in range(n):
+        if m == 0 or e[i] - e[m - 1] > 1e-14 * (1.0 + abs(e[i])):
+            e[m] = e[i]
+            m += 1
+    k = 0
+    for i in range(m - 1):
+        a = e[i]
+        b = e[i + 1]
+        h = 0.5 * (b - a)
+        c = 0.5 * (b + a)
+        for j in range(NGL):
+            z = c + h * _GL_X[j]
+            nodes[k] = z
+            weights[k] = h * _GL_W[j] * normal_pdf(z)
+            k += 1
+    return k
+
+
+@jit
+def rule_1d(code, q, edges, nodes, weights):
+    """Rule for E[F(sqrt(q) z)] where F is built from phi of activation `code`."""
+    n = _base_edges(edges)
+    sq = math.sqrt(q)
+    if sq > 0.0:
+        n = _features(code, sq, 0.0, 1.0, edges, n)
+    return _finish_rule(edges, n, nodes, weights)
+
+
+@jit
+def prod_orders(code, orders, u):
+    r = 1.0
+    for o in orders:
+        r *= _act.deriv(code, o, u)
+    return r
+
+
+@jit
+def expect_1d(code, orders, q, edges, nodes, weights):
+    """E[prod_k phi^{(orders[k])}(u)], u ~ N(0, q), q >= 0."""
+    if q == 0.0:
+        return prod_orders(code, orders, 0.0)
+    n = rule_1d(code, q, edges, nodes, weights)
+    sq = math.sqrt(q)
+    s = 0.0
+    for i in range(n):
+        s += weights[i] * prod_orders(code, orders, sq * nodes[i])
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# inner conditional expectations E[phi^{(o)}(m + s Z)] (closed forms where they exist)
+
+@jit
+def _smoothed_closed(code, o, m, s):
+    """Return (value, ok). ok=False means: no closed form, integrate numerically."""
+    if code == LINEAR:
+        if o == 0:
+            return m, True
+        if o == 1:
+            return 1.0, True
+        return 0.0, True
+    if code == RELU:
+        if o == 0:
+            t = m / s
+            return m * normal_cdf(t) + s * normal_pdf(t), True
+        if o == 1:
+            return normal_cdf(m / s), True
+        return 0.0, True
+    if code == HARD_TANH:
+        a = (1.0 - m) / s
+        b = (-1.0 - m) / s
+        if o == 0:
+            # E[clip(X)] = P(X>1) - P(X<-1) + E[X; -1<X<1]
+            inside = m * (normal_cdf(a) - normal_cdf(b)) + s * (normal_pdf(b) - normal_pdf(a))
+            return normal_cdf(-a) - normal_cdf(b) + inside, True
+        if o == 1:
+            return normal_cdf(a) - normal_cdf(b), True
+        return 0.0, True
+    if code == ERF:
+        d = 1.0 + 2.0 * s * s
+        if o == 0:
+            return math.erf(m / math.sqrt(d)), True
+        if o == 1:
+            return 2.0 / math.sqrt(math.pi * d) * math.exp(-m * m / d), True
+    return 0.0, False
+
+
+@jit
+def smoothed(code, o, m, s, edges, nodes, weights):
+    """E[phi^{(o)}(m + s Z)], Z standard normal, s >= 0."""
+    if s <= 0.0:
+        return _act.deriv(code, o, m)
+    v, ok = _smoothed_closed(code, o, m, s)
+    if ok:
+        return v
+    n = _base_edges(edges)
+    n = _features(code, s, m, 1.0, edges, n)
+    n = _finish_rule(edges, n, nodes, weights)
+    acc = 0.0
+    for i in range(n):
+        acc += weights[i] * _act.deriv(code, o, m + s * nodes[i])
+    return acc
+
+
+@jit
+def expect_2d(code, a, b, q1, q2, c, ws):
+    """E[phi^{(a)}(u1) phi^{(b)}(u2)] for a centred normal pair with variances q1, q2, corr c.
+
+    ws: workspace, float64 array of shape (6, MAXEDGES * NGL).
+    """
+    edges = ws[0]
+    nodes = ws[1]
+    weights = ws[2]
+    e2 = ws[3]
+    n2 = ws[4]
+    w2 = ws[5]
+    if c > 1.0:
+        c = 1.0
+    if c < -1.0:
+        c = -1.0
+    sq1 = math.sqrt(q1)
+    sq2 = math.sqrt(q2)
+    if sq1 == 0.0:
+        return _act.deriv(code, a, 0.0) * smoothed(code, b, 0.0, sq2, e2, n2, w2)
+    s = math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
+    sig = sq2 * s
+    n = _base_edges(edges)
+    n = _features(code, sq1, 0.0, 1.0, edges, n)
+    mc = sq2 * c
+    if abs(mc) > 0.0:
+        if mc > 0.0:
+            n = _features(code, mc, 0.0, max(1.0, sig), edges, n)
+        else:
+            # features of g(-|mc| z) are the mirror images of those of g(|mc| z)
+            n0 = n
+            n = _features(code, -mc, 0.0, max(1.0, sig), edges, n)
+            for i in range(n0, n):
+                edges[i] = -edges[i]
+    n = _finish_rule(edges, n, nodes, weights)
+    acc = 0.0
+    for i in range(n):
+        z = nodes[i]
+        fa = _act.deriv(code, a, sq1 * z)
+        if fa == 0.0:
+            continue
+        acc += weights[i] * fa * smoothed(code, b, mc * z, sig, e2, n2, w2)
+    return acc
+
+
+def workspace():
+    return np.zeros((6, MAXEDGES * NGL))
+
+
+@jit
+def new_workspace():
+    return np.zeros((6, MAXEDGES * NGL))

@@ -1,0 +1,102 @@
+"""Argument checks shared by the public wrappers.
+
+Every check raises ``ValueError`` (or ``TypeError`` for wrong types) with a message that names the
+argument in backticks, shows the value received and states the allowed range.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def _show(value) -> str:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return repr(arr.item())
+    bad = arr.ravel()
+    return f"array of shape {arr.shape} (first entries {bad[:4].tolist()})"
+
+
+def as_float_array(value, name: str, *, low=None, high=None, low_open=False, allow_inf=False):
+    """Return `value` as a float64 array after checking finiteness and range.
+
+    Parameters
+    ----------
+    value : array_like
+        The argument.
+    name : str
+        Its name, used in the error message.
+    low, high : float, optional
+        Allowed closed range ``[low, high]`` (``low_open`` makes the lower bound strict).
+    allow_inf : bool
+        Accept ``+inf`` (never NaN).
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a real number or an array of them, got {value!r}") from None
+    rng_txt = _range_text(low, high, low_open)
+    if np.isnan(arr).any():
+        raise ValueError(f"`{name}` must be a finite number {rng_txt}; got NaN in {_show(value)}")
+    if not allow_inf and not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` must be finite {rng_txt}; got {_show(value)}")
+    if low is not None:
+        bad = (arr <= low) if low_open else (arr < low)
+        if bad.any():
+            raise ValueError(
+                f"`{name}` must be {rng_txt}; got {_show(arr[bad].ravel()[0])}"
+                + (f" in {_show(value)}" if arr.ndim else "")
+            )
+    if high is not None and (arr > high).any():
+        raise ValueError(f"`{name}` must be {rng_txt}; got {_show(arr[arr > high].ravel()[0])}")
+    return arr
+
+
+def _range_text(low, high, low_open=False) -> str:
+    if low is None and high is None:
+        return "(any real value)"
+    lo = "(" if low_open else "["
+    a = "-inf" if low is None else f"{low:g}"
+    b = "inf" if high is None else f"{high:g}"
+    hi = ")" if high is None else "]"
+    return f"in {lo}{a}, {b}{hi}"
+
+
+def as_int(value, name: str, *, low=None, high=None) -> int:
+    """Return `value` as a Python int after checking the type and the range ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"`{name}` must be an integer {_range_text(low, high)}; got {value}")
+    return value
+
+
+def as_choice(value, name: str, choices) -> str:
+    """Check that `value` is one of `choices` (strings) and return it."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {sorted(choices)}; got {value!r}")
+    return value
+
+
+def broadcast(**arrays):
+    """Broadcast named arrays together; a shape mismatch names the arguments and their shapes."""
+    try:
+        out = np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        shapes = ", ".join(f"`{k}` {np.shape(v)}" for k, v in arrays.items())
+        raise ValueError(f"arguments cannot be broadcast together: {shapes}") from None
+    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in out)
+
+
+def make_rng(rng):
+    """Return a ``np.random.Generator`` from None, an int seed or a Generator."""
+    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(rng, bool):
+            raise TypeError(f"`rng` must be None, an int or a numpy Generator, got {rng!r}")
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"`rng` must be None, an int or a numpy Generator, got {rng!r}")

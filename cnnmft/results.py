@@ -1,0 +1,158 @@
+"""Result containers shared by every module: the :class:`Status` codes and a saving mixin.
+
+Result objects are frozen dataclasses. Every array field is documented with its shape in the
+class docstring of the result. All results can be turned into a plain ``dict`` of numpy arrays
+(:meth:`ResultMixin.to_dict`), saved to ``.npz`` or ``.json`` and loaded back
+(:meth:`ResultMixin.save`, :meth:`ResultMixin.load`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Status", "ResultMixin", "status_counts"]
+
+
+class Status(enum.IntEnum):
+    """Per-element outcome of a numerical computation (scipy style).
+
+    Zero is success; negative values are failures; positive values are legitimate special
+    outcomes that are not failures but need a different reading of the numbers.
+
+    Attributes
+    ----------
+    OK : 0
+        Converged to the requested tolerance.
+    ZERO : 1
+        The fixed point is exactly zero (e.g. q* = 0 for sigma_b2 = 0 in the ordered phase).
+    INFINITE : 2
+        The fixed point is at infinity (e.g. ReLU with sigma_w2 >= 2: q^l grows without bound).
+    MARGINAL : 3
+        The fixed point is marginally stable (slope exactly 1 within tolerance, e.g. the critical
+        point itself); values are reported but the depth scale is infinite.
+    MAXITER : -2
+        The iteration cap was reached before the tolerance.
+    NONFINITE : -3
+        A non-finite number (overflow) appeared; the affected outputs are NaN.
+    """
+
+    OK = 0
+    ZERO = 1
+    INFINITE = 2
+    MARGINAL = 3
+    MAXITER = -2
+    NONFINITE = -3
+
+
+def status_counts(status) -> dict[str, int]:
+    """Count how many elements of a status array carry each :class:`Status` code.
+
+    Parameters
+    ----------
+    status : array_like of int
+        Status codes.
+
+    Returns
+    -------
+    dict
+        ``{name: count}`` for the codes that occur.
+    """
+    status = np.asarray(status)
+    out = {}
+    for s in Status:
+        n = int(np.count_nonzero(status == int(s)))
+        if n:
+            out[s.name] = n
+    return out
+
+
+def _to_jsonable(value):
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _from_jsonable(value):
+    if isinstance(value, dict) and "__ndarray__" in value:
+        return np.array(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+    if isinstance(value, dict):
+        return {k: _from_jsonable(v) for k, v in value.items()}
+    return value
+
+
+class ResultMixin:
+    """Mixin for frozen result dataclasses: ``to_dict``, ``save`` and ``load``.
+
+    ``save(path)`` writes ``.npz`` (arrays, compressed) or ``.json`` (human-readable) depending on
+    the suffix; ``load(path)`` is a classmethod that returns an equal object. Writes are atomic:
+    the file is written under a temporary name and renamed.
+    """
+
+    def to_dict(self) -> dict:
+        """Return the fields as a ``dict`` keyed by field name (arrays stay numpy arrays)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Build the result back from :meth:`to_dict` output (unknown keys are rejected)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"`d` has keys {sorted(unknown)} that {cls.__name__} does not know")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = d[f.name]
+                if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "U":
+                    v = str(v)
+                elif isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "fiub":
+                    v = v.item()
+                kwargs[f.name] = v
+        return cls(**kwargs)
+
+    def save(self, path) -> Path:
+        """Save to ``.npz`` or ``.json`` (chosen by the suffix of `path`); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        d = self.to_dict()
+        if path.suffix == ".json":
+            with open(tmp, "w") as fh:
+                json.dump({"__class__": type(self).__name__, **_to_jsonable(d)}, fh, indent=1)
+        elif path.suffix == ".npz":
+            arrays = {k: np.asarray(v) for k, v in d.items() if v is not None}
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, __class__=np.array(type(self).__name__), **arrays)
+        else:
+            raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load a result written by :meth:`save`."""
+        path = Path(path)
+        if path.suffix == ".json":
+            with open(path) as fh:
+                d = json.load(fh)
+            d.pop("__class__", None)
+            d = _from_jsonable(d)
+            d = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in d.items()}
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                d = {k: z[k] for k in z.files if k != "__class__"}
+        else:
+            raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
+        return cls.from_dict(d)
