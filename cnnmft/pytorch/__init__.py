@@ -1,0 +1,30 @@
+"""PyTorch backend of cnnmft (optional extra: ``pip install cnnmft[torch]``).
+
+Importing this package requires torch; ``import cnnmft`` never imports it. The initializers in
+:mod:`cnnmft.pytorch.init` call the numpy generators of :mod:`cnnmft.orthogonal` and copy the
+result into the weight in place, so the maths exists once.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    raise ImportError(
+        "cnnmft.pytorch needs PyTorch, which is not installed. Install the optional extra with "
+        "`pip install cnnmft[torch]` (or install torch yourself, see https://pytorch.org)."
+    ) from exc
+
+from cnnmft.pytorch.init import (  # noqa: E402
+    block_orthogonal_,
+    delta_orthogonal_,
+    gaussian_,
+    tunable_orthogonal_,
+)
+
+__all__ = [
+    "delta_orthogonal_",
+    "block_orthogonal_",
+    "tunable_orthogonal_",
+    "gaussian_",
+]
