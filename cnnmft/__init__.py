@@ -1,1 +1,34 @@
+"""cnnmft: the mean-field theory of deep convolutional networks, complete, exact and fast.
+
+After Xiao, Bahri, Sohl-Dickstein, Schoenholz and Pennington, "Dynamical Isometry and a Mean
+Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks"
+(ICML 2018). ``import cnnmft`` loads neither torch nor matplotlib; the PyTorch backend is
+``cnnmft.pytorch`` (extra ``torch``).
+"""
+
 __version__ = "0.1.0"
+
+# --- plumbing and engine (issue 2) -------------------------------------------------------------
+from cnnmft.activations import Activation, available_activations, get_activation, register_activation
+from cnnmft.results import CriticalPoint, FixedPoint, Status
+
+# --- fully-connected mean field and phase diagrams (issue 2) ----------------------------------
+from cnnmft.meanfield import (
+    c_map,
+    critical_point,
+    critical_sigma_w2,
+    depth_scale,
+    fixed_point,
+    q_map,
+    trainable_depth,
+)
+
+__all__ = [
+    "__version__",
+    "Activation", "available_activations", "get_activation", "register_activation",
+    "CriticalPoint", "FixedPoint", "Status",
+    "c_map", "critical_point", "critical_sigma_w2", "depth_scale", "fixed_point", "q_map",
+    "trainable_depth",
+]
+
+# --- other modules: each engineer appends an import line and extends __all__ below ------------

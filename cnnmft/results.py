@@ -40,6 +40,9 @@ class Status(enum.IntEnum):
         The iteration cap was reached before the tolerance.
     NONFINITE : -3
         A non-finite number (overflow) appeared; the affected outputs are NaN.
+    NO_SOLUTION : -4
+        The problem has no solution for this input (e.g. the critical line would need
+        sigma_b2 < 0); the affected outputs are NaN.
     """
 
     OK = 0
@@ -48,6 +51,7 @@ class Status(enum.IntEnum):
     MARGINAL = 3
     MAXITER = -2
     NONFINITE = -3
+    NO_SOLUTION = -4
 
 
 def status_counts(status) -> dict[str, int]:
@@ -156,3 +160,108 @@ class ResultMixin:
         else:
             raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
         return cls.from_dict(d)
+
+
+def _array_eq(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=np.asarray(x).dtype.kind == "f")
+               for x, y in zip(a, b))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FixedPoint(ResultMixin):
+    """Fixed point of the fully-connected (and CNN zero-mode) mean-field maps.
+
+    Every array field has the broadcast shape ``S`` of the ``sigma_w2`` and ``sigma_b2`` inputs.
+
+    Attributes
+    ----------
+    activation : str
+        Activation name.
+    sigma_w2, sigma_b2 : ndarray, shape S
+        Weight and bias variances.
+    q_star : ndarray, shape S
+        Fixed point of the length map (``0`` with status ZERO, ``inf`` with status INFINITE).
+    c_star : ndarray, shape S
+        Fixed point of the correlation map (``1`` in the ordered phase).
+    chi_1 : ndarray, shape S
+        ``sigma_w2 E[phi'(sqrt(q*) z)^2]``: slope of the c-map at c = 1, gradient growth factor.
+    chi_q : ndarray, shape S
+        Slope of the q-map at q*.
+    chi_c : ndarray, shape S
+        Slope of the c-map at c* (equal to chi_1 when c* = 1).
+    xi_q, xi_c : ndarray, shape S
+        Depth scales ``-1/log(chi_q)`` and ``-1/log(chi_c)`` (``inf`` where the slope is 1).
+    status : ndarray of int, shape S
+        :class:`Status` codes.
+    nit : ndarray of int, shape S
+        Root-finder iterations (q* and c* together).
+    residual : ndarray, shape S
+        Relative residual of the q-map and absolute residual of the c-map at the fixed point,
+        whichever is larger.
+    """
+
+    activation: str
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    q_star: np.ndarray
+    c_star: np.ndarray
+    chi_1: np.ndarray
+    chi_q: np.ndarray
+    chi_c: np.ndarray
+    xi_q: np.ndarray
+    xi_c: np.ndarray
+    status: np.ndarray
+    nit: np.ndarray
+    residual: np.ndarray
+
+    @property
+    def success(self):
+        """Boolean array: True where the status is not a failure (``status >= 0``)."""
+        return np.asarray(self.status) >= 0
+
+    @property
+    def phase(self):
+        """String array: ``"ordered"`` (chi_1 < 1), ``"chaotic"`` (> 1) or ``"critical"``."""
+        chi = np.asarray(self.chi_1)
+        out = np.where(chi < 1.0, "ordered", "chaotic").astype("<U8")
+        out[np.isclose(chi, 1.0, rtol=0, atol=1e-10)] = "critical"
+        return out
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.activation == other.activation and _array_eq(
+            [getattr(self, f.name) for f in dataclasses.fields(self)][1:],
+            [getattr(other, f.name) for f in dataclasses.fields(other)][1:])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CriticalPoint(ResultMixin):
+    """A point, or points, of the order-chaos line chi_1 = 1.
+
+    All array fields have the broadcast shape of the input (`q_star` for
+    :func:`cnnmft.critical_point`, `sigma_b2` for :func:`cnnmft.critical_sigma_w2`).
+
+    Attributes
+    ----------
+    activation : str
+        Activation name.
+    sigma_w2, sigma_b2 : ndarray
+        The critical variances.
+    q_star : ndarray
+        The fixed point of the length map there.
+    chi_q : ndarray
+        Slope of the q-map at q* (xi_q = -1/log chi_q).
+    status : ndarray of int
+        :class:`Status`; NO_SOLUTION where no critical point exists (values NaN).
+    """
+
+    activation: str
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    q_star: np.ndarray
+    chi_q: np.ndarray
+    status: np.ndarray
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.activation == other.activation and _array_eq(
+            [self.sigma_w2, self.sigma_b2, self.q_star, self.chi_q, self.status],
+            [other.sigma_w2, other.sigma_b2, other.q_star, other.chi_q, other.status])

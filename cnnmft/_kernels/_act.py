@@ -125,7 +125,7 @@ def evaluate(code, which, x, out):
 
 
 def evaluate_array(code, which, x):
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
     out = np.empty(x.size)
-    evaluate(code, which, x.ravel(), out)
+    evaluate(code, which, np.ascontiguousarray(x.ravel()), out)
     return out.reshape(x.shape)

@@ -32,6 +32,11 @@ _KINKS = np.full((_act.N_BUILTIN, 2), np.nan)
 _KINKS[_act.RELU, 0] = 0.0
 _KINKS[_act.HARD_TANH] = (-1.0, 1.0)
 _KINKS[_act.SELU, 0] = 0.0
+# Jumps of phi' at the kinks: phi'(k+) - phi'(k-) (enter d/dq E[phi^2] as delta terms of phi'').
+_JUMPS = np.zeros((_act.N_BUILTIN, 2))
+_JUMPS[_act.RELU, 0] = 1.0
+_JUMPS[_act.HARD_TANH] = (1.0, -1.0)
+_JUMPS[_act.SELU, 0] = _act.SELU_LAMBDA * (1.0 - _act.SELU_ALPHA)
 _STEEP = np.ones(_act.N_BUILTIN, dtype=np.bool_)
 _STEEP[[_act.RELU, _act.HARD_TANH, _act.LINEAR]] = False
 
@@ -242,6 +247,25 @@ def expect_2d(code, a, b, q1, q2, c, ws):
             continue
         acc += weights[i] * fa * smoothed(code, b, mc * z, sig, e2, n2, w2)
     return acc
+
+
+@jit
+def dvar_dq(code, q, edges, nodes, weights):
+    """d/dq E[phi(u)^2], u ~ N(0, q), q > 0: E[phi'^2 + phi phi''] plus the delta terms of phi''
+    at kinks where phi' jumps (sum_k jump_k phi(k) p_q(k))."""
+    n = rule_1d(code, q, edges, nodes, weights)
+    sq = math.sqrt(q)
+    s = 0.0
+    for i in range(n):
+        u = sq * nodes[i]
+        d1 = _act.dphi(code, u)
+        s += weights[i] * (d1 * d1 + _act.phi(code, u) * _act.d2phi(code, u))
+    if code < _KINKS.shape[0]:
+        for j in range(2):
+            k = _KINKS[code, j]
+            if not math.isnan(k):
+                s += _JUMPS[code, j] * _act.phi(code, k) * normal_pdf(k / sq) / sq
+    return s
 
 
 def workspace():

@@ -1,0 +1,387 @@
+r"""Fully-connected mean field: length and correlation maps, fixed points, criticality.
+
+For a network ``h^l = W^l phi(h^{l-1}) + b^l`` with ``Var W_ij = sigma_w2 / N`` and
+``Var b_i = sigma_b2`` (and, identically, for the zero Fourier mode of a CNN with any variance
+profile v, Xiao et al. 2018 §2.3):
+
+.. math::
+
+    q^{l+1} = \sigma_w^2\,\mathbb E_z[\phi(\sqrt{q^l} z)^2] + \sigma_b^2, \qquad
+    c^{l+1} = \frac{\sigma_w^2\,\mathbb E[\phi(u_1)\phi(u_2)] + \sigma_b^2}{q^{l+1}},
+
+    \chi_1 = \sigma_w^2\,\mathbb E[\phi'(\sqrt{q^*}z)^2],\quad
+    \chi_{q^*} = \sigma_w^2\,\mathbb E[\phi'^2 + \phi\phi''],\quad
+    \chi_{c^*} = \sigma_w^2\,\mathbb E[\phi'(u_1)\phi'(u_2)]\big|_{c^*},\quad
+    \xi = -1/\log\chi .
+
+References: Poole et al. (NeurIPS 2016); Schoenholz et al., "Deep Information Propagation"
+(ICLR 2017); Xiao et al., "Dynamical Isometry and a Mean Field Theory of CNNs" (ICML 2018), §2.
+"""
+
+from __future__ import annotations
+
+
+
+import numpy as np
+from scipy.optimize import brentq
+
+from cnnmft import _validation as V
+from cnnmft._kernels import _custom
+from cnnmft.activations import get_activation
+from cnnmft.results import CriticalPoint, FixedPoint, Status
+
+__all__ = [
+    "q_map", "c_map", "fixed_point", "critical_point", "critical_sigma_w2", "trainable_depth",
+    "depth_scale",
+]
+
+_TOL = 1e-15
+_MAXITER = 200
+
+
+def depth_scale(chi):
+    r"""Depth scale ``xi = -1 / log(chi)`` of a linearised map with slope ``chi``.
+
+    Parameters
+    ----------
+    chi : array_like
+        Slopes, ``chi >= 0``.
+
+    Returns
+    -------
+    ndarray
+        ``inf`` where ``chi == 1`` (critical); ``0`` where ``chi == 0``; negative values where
+        ``chi > 1`` (an unstable direction, growing like ``exp(l / |xi|)``).
+    """
+    chi = np.asarray(chi, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = -1.0 / np.log(chi)
+    xi = np.where(chi == 1.0, np.inf, xi)
+    return xi
+
+
+def _prep(act, sigma_w2, sigma_b2):
+    a = get_activation(act)
+    sw = V.as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True)
+    sb = V.as_float_array(sigma_b2, "sigma_b2", low=0.0)
+    sw, sb = V.broadcast(sigma_w2=sw, sigma_b2=sb)
+    return a, sw, sb
+
+
+def q_map(act, q, sigma_w2, sigma_b2):
+    r"""The length map ``q -> sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2``.
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    q : array_like
+        Pre-activation variance(s) ``>= 0``.
+    sigma_w2, sigma_b2 : array_like
+        Weight variance ``> 0`` and bias variance ``>= 0``; broadcast with `q`.
+
+    Returns
+    -------
+    ndarray
+        The next layer's variance, broadcast shape.
+
+    References
+    ----------
+    .. [1] Poole et al. 2016, eq. (3); Xiao et al. 2018, eq. (2.5) (diagonal of the CNN map).
+
+    Examples
+    --------
+    >>> float(q_map("relu", 1.0, 2.0, 0.5))
+    1.5
+    """
+    a, sw, sb = _prep(act, sigma_w2, sigma_b2)
+    q = V.as_float_array(q, "q", low=0.0)
+    q, sw, sb = V.broadcast(q=q, sigma_w2=sw, sigma_b2=sb)
+    ns, code = _custom.kernels(a)
+    out = np.empty(q.size)
+    ns.maps.q_map_many(code, q.ravel(), sw.ravel(), sb.ravel(), out)
+    return out.reshape(q.shape)
+
+
+def c_map(act, c, q, sigma_w2, sigma_b2, *, return_slope=False):
+    r"""The correlation map at equal input variances ``q``.
+
+    .. math:: c \mapsto \frac{\sigma_w^2 \mathbb E[\phi(u_1)\phi(u_2)] + \sigma_b^2}
+              {\sigma_w^2 \mathbb E[\phi(u_1)^2] + \sigma_b^2},\quad
+              \operatorname{Var} u_i = q,\ \operatorname{Corr} = c
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    c : array_like
+        Input correlation(s) in [-1, 1].
+    q : array_like
+        Input variance(s) ``> 0`` (use ``q_star`` for the c-map of the papers).
+    sigma_w2, sigma_b2 : array_like
+        Variances; all arguments broadcast together.
+    return_slope : bool
+        Also return the slope dC/dc ``= sigma_w2 q E[phi'(u1) phi'(u2)] / q_next``.
+
+    Returns
+    -------
+    ndarray or (ndarray, ndarray)
+        The output correlation (and its slope), broadcast shape.
+
+    References
+    ----------
+    .. [1] Poole et al. 2016, eq. (5); Schoenholz et al. 2017, eq. (4).
+    """
+    a, sw, sb = _prep(act, sigma_w2, sigma_b2)
+    c = V.as_float_array(c, "c", low=-1.0, high=1.0)
+    q = V.as_float_array(q, "q", low=0.0, low_open=True)
+    c, q, sw, sb = V.broadcast(c=c, q=q, sigma_w2=sw, sigma_b2=sb)
+    ns, code = _custom.kernels(a)
+    out = np.empty(c.size)
+    dout = np.empty(c.size)
+    ns.maps.c_map_many(code, c.ravel(), q.ravel(), sw.ravel(), sb.ravel(), out, dout)
+    if return_slope:
+        return out.reshape(c.shape), dout.reshape(c.shape)
+    return out.reshape(c.shape)
+
+
+def _phi_props(a):
+    p0 = float(np.asarray(a.phi(0.0)))
+    zero = p0 == 0.0
+    odd = a.odd
+    return zero, odd
+
+
+def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=None):
+    r"""Fixed points q*, c* and the slopes and depth scales there, for arrays of variances.
+
+    Solves ``q* = sigma_w2 E[phi(sqrt(q*) z)^2] + sigma_b2`` by safeguarded Newton inside a
+    bracket (the derivative is chi_q - 1), and, in the chaotic phase (chi_1 > 1), the c-map fixed
+    point ``c* < 1`` the same way (derivative chi_c(c) - 1). In the ordered phase c* = 1 and
+    chi_c = chi_1. Iterations are capped; outcomes are reported per element in ``status``.
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    sigma_w2 : array_like
+        Weight variance(s) ``> 0``.
+    sigma_b2 : array_like
+        Bias variance(s) ``>= 0``; broadcast with `sigma_w2`.
+    tol : float
+        Relative tolerance on q* and absolute tolerance on c*.
+    maxiter : int
+        Iteration cap per root.
+    threads : int, optional
+        Number of parallel chunks (default: numba's thread count).
+
+    Returns
+    -------
+    FixedPoint
+        Arrays of the broadcast shape: ``q_star, c_star, chi_1, chi_q, chi_c, xi_q, xi_c,
+        status, nit, residual``. Status ZERO: q* = 0 (sigma_b2 = 0, ordered phase, phi(0) = 0);
+        INFINITE: q* grows without bound (e.g. relu with sigma_w2 >= 2); MARGINAL: a slope equals
+        1 (e.g. on the critical line, where xi_c = inf).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, ``sigma_w2 <= 0``, ``sigma_b2 < 0``, non-finite values or
+        shapes that do not broadcast.
+
+    References
+    ----------
+    .. [1] Schoenholz et al. 2017, eqs. (3)-(9); Xiao et al. 2018, §2.3.
+
+    Examples
+    --------
+    >>> fp = fixed_point("tanh", 2.5, 0.05)
+    >>> round(float(fp.q_star), 5), round(float(fp.c_star), 6)
+    (1.06396, 0.446804)
+    """
+    a, sw, sb = _prep(act, sigma_w2, sigma_b2)
+    tol = float(V.as_float_array(tol, "tol", low=1e-16, high=1e-3))
+    maxiter = V.as_int(maxiter, "maxiter", low=1)
+    ns, code = _custom.kernels(a)
+    zero, odd = _phi_props(a)
+    n = sw.size
+    out = np.empty((n, 7))
+    status = np.empty(n, dtype=np.int64)
+    nit = np.empty(n, dtype=np.int64)
+    if threads is None:
+        import numba
+
+        threads = numba.get_num_threads()
+    nchunk = max(1, min(n, 8 * int(threads))) if n > 1 else 1
+    ns.maps.fixed_point_many(code, sw.ravel(), sb.ravel(), zero, odd, tol, maxiter, out, status,
+                             nit, nchunk)
+    shape = sw.shape
+    q, c, chi1, chiq, chic = (out[:, j].reshape(shape) for j in range(5))
+    status = status.reshape(shape)
+    xi_q, xi_c = depth_scale(chiq), depth_scale(chic)
+    inf = status == Status.INFINITE  # no finite fixed point: depth scales are undefined
+    xi_q[inf] = np.nan
+    xi_c[inf] = np.nan
+    return FixedPoint(
+        activation=a.name, sigma_w2=sw, sigma_b2=sb, q_star=q, c_star=c, chi_1=chi1,
+        chi_q=chiq, chi_c=chic, xi_q=xi_q, xi_c=xi_c,
+        status=status, nit=nit.reshape(shape),
+        residual=np.maximum(out[:, 5], out[:, 6]).reshape(shape))
+
+
+def trainable_depth(act, sigma_w2, sigma_b2, factor=6.0):
+    r"""Predicted maximum trainable depth ``factor * xi_c`` (Schoenholz et al. 2017).
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    sigma_w2, sigma_b2 : array_like
+        Variances (broadcast).
+    factor : float
+        Multiple of the correlation depth scale (6 in Schoenholz et al. and Xiao et al. Fig. 2).
+
+    Returns
+    -------
+    ndarray
+        ``factor * xi_c`` (``inf`` on the critical line), broadcast shape.
+
+    References
+    ----------
+    .. [1] Schoenholz et al. 2017, §5; Xiao et al. 2018, Fig. 2.
+
+    Examples
+    --------
+    >>> round(float(trainable_depth("tanh", 1.5, 0.05)), 1)
+    94.7
+    """
+    factor = float(V.as_float_array(factor, "factor", low=0.0, low_open=True))
+    return factor * fixed_point(act, sigma_w2, sigma_b2).xi_c
+
+
+def critical_point(act, q_star):
+    r"""The point of the critical line (chi_1 = 1) whose length fixed point is ``q_star``.
+
+    .. math:: \sigma_w^2 = 1 / \mathbb E[\phi'(\sqrt{q^*}z)^2],\qquad
+              \sigma_b^2 = q^* - \sigma_w^2\,\mathbb E[\phi(\sqrt{q^*}z)^2]
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    q_star : array_like
+        Target fixed point(s) ``q* > 0`` (the demo rule of the paper's code is q* = 1/depth).
+
+    Returns
+    -------
+    CriticalPoint
+        ``sigma_w2, sigma_b2, q_star, chi_q, status`` (shape of `q_star`). Status NO_SOLUTION
+        (values NaN) where the line would need ``sigma_b2 < 0``.
+
+    References
+    ----------
+    .. [1] Xiao et al. 2018, §2.6 and the authors' demo (``sw_sb(q, chi1=1)``).
+
+    Examples
+    --------
+    >>> cp = critical_point("tanh", 1 / 16)
+    >>> round(float(cp.sigma_w2), 6), float(cp.sigma_b2) > 0
+    (1.115381, True)
+    """
+    a = get_activation(act)
+    q = V.as_float_array(q_star, "q_star", low=0.0, low_open=True)
+    ns, code = _custom.kernels(a)
+    ws = ns.quad.workspace()
+    flat = q.ravel()
+    sw = np.empty(flat.size)
+    sb = np.empty(flat.size)
+    chiq = np.empty(flat.size)
+    st = np.zeros(flat.size, dtype=np.int64)
+    for i, qi in enumerate(flat):
+        s = ns.maps.slope(code, qi, ws)
+        sw[i] = 1.0 / s
+        sb[i] = qi - sw[i] * ns.maps.var(code, qi, ws)
+        chiq[i] = sw[i] * ns.maps.dvar(code, qi, ws)
+        if sb[i] < 0.0:
+            if sb[i] > -1e-14 * qi:
+                sb[i] = 0.0
+            else:
+                st[i] = Status.NO_SOLUTION
+                sw[i] = sb[i] = chiq[i] = np.nan
+    return CriticalPoint(activation=a.name, sigma_w2=sw.reshape(q.shape),
+                         sigma_b2=sb.reshape(q.shape), q_star=q.copy(),
+                         chi_q=chiq.reshape(q.shape), status=st.reshape(q.shape))
+
+
+def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
+    r"""The critical weight variance for given bias variance(s): chi_1(sigma_w2, sigma_b2) = 1.
+
+    Solves ``q - E[phi^2](q) / E[phi'^2](q) = sigma_b2`` for q* by Brent's method, then
+    ``sigma_w2 = 1 / E[phi'(sqrt(q*) z)^2]``.
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    sigma_b2 : array_like
+        Bias variance(s) ``>= 0``.
+    xtol : float
+        Relative tolerance on q*.
+
+    Returns
+    -------
+    CriticalPoint
+        ``sigma_w2, sigma_b2, q_star, chi_q, status`` with the shape of `sigma_b2`. Status
+        NO_SOLUTION (NaN values) where no critical sigma_w2 exists (e.g. relu with
+        sigma_b2 > 0); MARGINAL for relu at sigma_b2 = 0 (every q is a fixed point at
+        sigma_w2 = 2).
+
+    References
+    ----------
+    .. [1] Schoenholz et al. 2017, Fig. 1; Xiao et al. 2018, §2.6.
+
+    Examples
+    --------
+    >>> round(float(critical_sigma_w2("tanh", 0.05).sigma_w2), 6)
+    1.760955
+    """
+    a = get_activation(act)
+    sb = V.as_float_array(sigma_b2, "sigma_b2", low=0.0)
+    ns, code = _custom.kernels(a)
+    ws = ns.quad.workspace()
+    flat = sb.ravel()
+    sw = np.empty(flat.size)
+    qs = np.empty(flat.size)
+    chiq = np.empty(flat.size)
+    st = np.zeros(flat.size, dtype=np.int64)
+
+    def excess(q, target):
+        return q - ns.maps.var(code, q, ws) / ns.maps.slope(code, q, ws) - target
+
+    for i, b in enumerate(flat):
+        if b == 0.0 and float(np.asarray(a.phi(0.0))) == 0.0:
+            qi = 0.0
+            if abs(excess(1.0, 0.0)) < 1e-12:
+                st[i] = Status.MARGINAL
+        else:
+            lo, hi = 1e-300, max(1.0, 4.0 * b)
+            f_hi = excess(hi, b)
+            while f_hi <= 0.0 and hi < 1e12:
+                hi *= 4.0
+                f_hi = excess(hi, b)
+            f_lo = excess(lo, b)
+            if f_hi <= 0.0 or f_lo > 0.0 or not np.isfinite(f_hi):
+                st[i] = Status.NO_SOLUTION
+                sw[i] = qs[i] = chiq[i] = np.nan
+                continue
+            qi = brentq(excess, lo, hi, args=(b,), xtol=1e-300, rtol=max(xtol, 4.5e-16),
+                        maxiter=500)
+        s = ns.maps.slope(code, max(qi, 1e-300), ws)
+        sw[i] = 1.0 / s
+        qs[i] = qi
+        chiq[i] = sw[i] * ns.maps.dvar(code, qi, ws)
+    return CriticalPoint(activation=a.name, sigma_w2=sw.reshape(sb.shape), sigma_b2=sb.copy(),
+                         q_star=qs.reshape(sb.shape), chi_q=chiq.reshape(sb.shape),
+                         status=st.reshape(sb.shape))
+
+

@@ -1,0 +1,667 @@
+"""Trainability sweeps on Dask distributed: the paper's phase-diagram and mode-wise experiments.
+
+Two experiments test the mean-field theory against real training ([1]_, Figure 2 and the
+non-uniform-variance study; THEORY.md §5.2, §5.3):
+
+* :func:`trainability_sweep` trains one small Gaussian-initialised vanilla CNN per cell of a
+  ``(depth, sigma_w2)`` grid at fixed ``sigma_b2`` and compares the cells that trained with the
+  mean-field prediction ``depth <= 6 xi_c(sigma_w2)`` (:func:`cnnmft.trainable_depth`).
+* :func:`modewise_study` trains CNNs of one depth at the critical point with kernels whose spatial
+  variance profile ``v`` runs from delta to binomial (exactly orthogonal kernels of the tunable
+  family, and Gaussian kernels with the same ``v``) and puts training speed and test accuracy next
+  to the predicted per-mode depth scales (:func:`cnnmft.fourier.mode_depth_scales`).
+
+Both are built on :func:`run_cells`, a small, general engine: any picklable function of one
+``dict`` of parameters returning a JSON-serialisable ``dict`` is mapped over a list of cells on a
+Dask cluster (an in-process :class:`distributed.LocalCluster` by default, or a running scheduler
+given by its address). Every finished cell is written at once, atomically, to a
+:class:`CellStore` (one small JSON file per cell, named by a hash of its parameters), so
+
+* rerunning the same sweep skips the cells that are already stored;
+* killing the driver loses only the cells that were running; killing a worker loses only the
+  cells it was running (Dask reschedules them on another worker);
+* a sweep can be extended (more depths, more ``sigma_w2``) and only the new cells run.
+
+References
+----------
+.. [1] L. Xiao, Y. Bahri, J. Sohl-Dickstein, S. S. Schoenholz, J. Pennington, "Dynamical Isometry
+   and a Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural
+   Networks", ICML 2018, arXiv:1806.05393.
+.. [2] S. S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein, "Deep Information Propagation",
+   ICLR 2017, arXiv:1611.01232 (the ``6 xi_c`` rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from cnnmft.results import ResultMixin
+
+__all__ = [
+    "CellStore",
+    "cell_key",
+    "run_cells",
+    "TrainabilitySweep",
+    "trainability_sweep",
+    "trainability_cell",
+    "plot_trainability",
+    "ModewiseStudy",
+    "modewise_study",
+    "modewise_cell",
+    "plot_modewise",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The store: one JSON file per finished cell, written atomically
+# --------------------------------------------------------------------------------------------
+
+def _canonical(params: dict) -> str:
+    """JSON text of `params` with sorted keys and floats in their shortest exact repr."""
+    def norm(x):
+        if isinstance(x, dict):
+            return {str(k): norm(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [norm(v) for v in x]
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return [norm(v) for v in x.tolist()]
+        return x
+
+    return json.dumps(norm(params), sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def cell_key(params: dict) -> str:
+    """Content key of a cell: the first 20 hex digits of the SHA-1 of its canonical JSON.
+
+    Two cells with equal parameters (same keys, same values; dict order does not matter) get the
+    same key, so a stored result is found again by a later run of the same sweep.
+
+    Examples
+    --------
+    >>> cell_key({"a": 1, "b": 2.5}) == cell_key({"b": 2.5, "a": 1})
+    True
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"`params` must be a dict of cell parameters, got {type(params).__name__}")
+    return hashlib.sha1(_canonical(params).encode()).hexdigest()[:20]
+
+
+class CellStore:
+    """A folder of finished cells, one JSON file per cell, each written atomically.
+
+    A record is ``{"key", "params", "result", "status", "error", "elapsed_s", "worker",
+    "finished_at"}``; ``status`` is ``"ok"`` or ``"error"``. Files are written to a temporary
+    name in the same folder, flushed and fsync'ed, then renamed over the final name
+    (:func:`os.replace`, atomic on POSIX and Windows), so a reader never sees half a record and a
+    process killed mid-write leaves at most a stray ``*.tmp`` file, which is ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder (created if needed). Records live in ``path/cells/``.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.cells_dir = self.path / "cells"
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self):
+        return f"CellStore({str(self.path)!r}, {len(self)} cells)"
+
+    def __len__(self):
+        return sum(1 for _ in self.cells_dir.glob("*.json"))
+
+    def file(self, key: str) -> Path:
+        """Path of the record for `key`."""
+        return self.cells_dir / f"{key}.json"
+
+    def get(self, params_or_key) -> dict | None:
+        """The stored record of a cell (by params dict or key), or None."""
+        key = params_or_key if isinstance(params_or_key, str) else cell_key(params_or_key)
+        f = self.file(key)
+        try:
+            return json.loads(f.read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:  # cannot happen with atomic writes; treat as missing
+            return None
+
+    def records(self) -> dict:
+        """All stored records as ``{key: record}``."""
+        out = {}
+        for f in self.cells_dir.glob("*.json"):
+            try:
+                rec = json.loads(f.read_text())
+            except (json.JSONDecodeError, OSError):
+                continue
+            out[rec.get("key", f.stem)] = rec
+        return out
+
+    def put(self, params: dict, result: Any = None, *, status: str = "ok", error: str | None = None,
+            elapsed_s: float | None = None, worker: str | None = None) -> Path:
+        """Write one record atomically and return its path."""
+        key = cell_key(params)
+        rec = {"key": key, "params": json.loads(_canonical(params)), "result": result,
+               "status": status, "error": error, "elapsed_s": elapsed_s, "worker": worker,
+               "finished_at": time.time()}
+        text = json.dumps(rec, sort_keys=True, allow_nan=True, default=_json_default)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.cells_dir)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.file(key))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return self.file(key)
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cell results must be JSON-serialisable; got {type(x).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+def _timed_call(fn, params):
+    """Run one cell on a worker; return (result, elapsed seconds, worker name)."""
+    import socket
+
+    t0 = time.perf_counter()
+    result = fn(dict(params))
+    elapsed = time.perf_counter() - t0
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except Exception:  # noqa: BLE001 - run outside a worker
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+    return result, elapsed, worker
+
+
+def _make_client(scheduler, n_workers, threads_per_worker, worker_env):
+    """Return (client, cluster-or-None, owns_client)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler, None, False  # a distributed.Client given by the caller
+    if scheduler:
+        return Client(scheduler), None, True
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.update(worker_env or {})
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                           processes=True, dashboard_address=None, silence_logs=40, env=env)
+    return Client(cluster), cluster, True
+
+
+def run_cells(fn: Callable[[dict], Any], cells: Iterable[dict], store, *, scheduler=None,
+              n_workers: int = 2, threads_per_worker: int = 1, retries: int = 1,
+              retry_failed: bool = True, progress=True, worker_env: dict | None = None) -> list:
+    """Map a cell function over parameter dicts on Dask, storing each result as it finishes.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(params: dict) -> result``; must be picklable (a module-level function, or a closure,
+        which Dask's cloudpickle sends by value) and return something JSON-serialisable (dicts,
+        lists, numbers, strings; numpy scalars and arrays are converted).
+    cells : iterable of dict
+        One dict of parameters per cell. Its content (not its order) is the cell's identity.
+    store : CellStore or str or Path
+        Where finished cells go (see :class:`CellStore`).
+    scheduler : None, str or distributed.Client, optional
+        None (default): start an in-process :class:`distributed.LocalCluster` with `n_workers`
+        worker processes and close it at the end. A string: the address of a running scheduler
+        (e.g. ``"tcp://10.0.0.5:8786"``); the store must be on the machine running this function,
+        workers need only cnnmft installed. A ``Client``: used as is and left open.
+    n_workers, threads_per_worker : int
+        Size of the local cluster (ignored with a scheduler).
+    retries : int
+        Dask retries of a cell whose function raised (a killed worker does not count: Dask
+        reschedules its running cells on its own).
+    retry_failed : bool
+        Rerun cells whose stored status is ``"error"`` (default True). Finished ``"ok"`` cells
+        are never rerun.
+    progress : bool or callable
+        True: a tqdm bar; a callable is called as ``progress(n_done, n_total, record)`` after
+        each cell; False: silent.
+    worker_env : dict, optional
+        Extra environment variables for local worker processes.
+
+    Returns
+    -------
+    list of dict
+        The stored record of every cell, in the order of `cells`. Cells whose function raised are
+        stored with ``status="error"`` and the exception text in ``"error"``.
+
+    Notes
+    -----
+    The driver (this function) writes the store, so workers need no shared filesystem. A cell is
+    stored the moment its future completes; Ctrl-C cancels the remaining futures and closes the
+    local cluster, keeping everything stored so far. The cells are submitted with ``pure=False``
+    and keyed by their content hash, so duplicates in `cells` run once.
+    """
+    from cnnmft._validation import as_int
+
+    n_workers = as_int(n_workers, "n_workers", low=1)
+    threads_per_worker = as_int(threads_per_worker, "threads_per_worker", low=1)
+    retries = as_int(retries, "retries", low=0)
+    if not callable(fn):
+        raise ValueError(f"`fn` must be callable, got {type(fn).__name__}")
+    if not isinstance(store, CellStore):
+        store = CellStore(store)
+    cells = [dict(c) for c in cells]
+    for c in cells:
+        cell_key(c)  # validates and checks JSON-ability early
+    keys = [cell_key(c) for c in cells]
+    unique = dict(zip(keys, cells))
+    done = store.records()
+    todo = {k: c for k, c in unique.items()
+            if not (k in done and (done[k].get("status") == "ok" or not retry_failed))}
+
+    bar = None
+    n_total, n_done = len(unique), len(unique) - len(todo)
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, initial=n_done, desc="cells", unit="cell", smoothing=0.1)
+    callback = progress if callable(progress) else None
+
+    if todo:
+        from distributed import as_completed
+
+        client, cluster, owns = _make_client(scheduler, n_workers, threads_per_worker, worker_env)
+        futures = {}
+        try:
+            for k, c in todo.items():
+                fut = client.submit(_timed_call, fn, c, key=f"cell-{k}", pure=False,
+                                    retries=retries)
+                futures[fut.key] = (k, c, fut)
+            for fut in as_completed([v[2] for v in futures.values()]):
+                k, c, _ = futures.pop(fut.key)
+                if fut.status == "error":
+                    exc = fut.exception()
+                    store.put(c, None, status="error", error=f"{type(exc).__name__}: {exc}")
+                else:
+                    result, elapsed, worker = fut.result()
+                    store.put(c, result, elapsed_s=elapsed, worker=worker)
+                fut.release()
+                n_done += 1
+                if bar is not None:
+                    bar.update(1)
+                if callback is not None:
+                    callback(n_done, n_total, store.get(k))
+        except BaseException:
+            for _, _, fut in futures.values():
+                fut.cancel()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if owns:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+    elif bar is not None:
+        bar.close()
+
+    final = store.records()
+    return [final[k] for k in keys]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by the two experiments
+# --------------------------------------------------------------------------------------------
+
+def _predicted_depth(act, sigma_w2, sigma_b2, factor):
+    """``factor * xi_c`` from :func:`cnnmft.trainable_depth` as a float array (inf allowed)."""
+    import cnnmft
+
+    res = cnnmft.trainable_depth(act, sigma_w2, sigma_b2, factor=factor)
+    for name in ("depth", "trainable_depth", "value", "max_depth"):
+        if hasattr(res, name):
+            res = getattr(res, name)
+            break
+    return np.asarray(res, dtype=np.float64)
+
+
+def _train_cell(params: dict) -> dict:
+    """Run one short training described by `params` with :func:`cnnmft.pytorch.train.train`."""
+    import torch
+
+    from cnnmft.pytorch import train as _train
+
+    torch.set_num_threads(int(params.get("torch_threads", 1)))
+    known = {f for f in _train.TrainConfig.__dataclass_fields__}
+    cfg = {k: v for k, v in params.items() if k in known}
+    config = _train.TrainConfig(**cfg)
+    t0 = time.perf_counter()
+    res = _train.train(config, progress=False)
+    elapsed = time.perf_counter() - t0
+    return _summarise_train_result(res, elapsed)
+
+
+def _last(x, default=float("nan")):
+    try:
+        arr = np.asarray(x, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return default
+    return float(arr[-1]) if arr.size else default
+
+
+def _summarise_train_result(res, elapsed) -> dict:
+    """Turn a training result into the small JSON record stored per cell."""
+    get = (lambda k, d=None: res.get(k, d)) if isinstance(res, dict) else \
+        (lambda k, d=None: getattr(res, k, d))
+    loss = get("train_loss", get("loss", None))
+    loss = [] if loss is None else [float(x) for x in np.asarray(loss, dtype=np.float64).ravel()]
+    out = {
+        "train_accuracy": float(get("train_accuracy", _last(get("train_acc", [])))),
+        "test_accuracy": float(get("test_accuracy", _last(get("test_acc", [])))),
+        "final_loss": _last(loss),
+        "loss": loss,
+        "status": int(get("status", 0)),
+        "train_seconds": float(elapsed),
+    }
+    return out
+
+
+def _loss_speed(loss):
+    """Mean of the training-loss history: the area under the curve per step (lower = faster)."""
+    arr = np.asarray(loss, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment 1: accuracy over (depth, sigma_w2) against 6 xi_c
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainabilitySweep(ResultMixin):
+    """Accuracy of short training runs over a ``(depth, sigma_w2)`` grid, with the theory.
+
+    Attributes
+    ----------
+    act : str
+        Activation name.
+    sigma_w2 : ndarray, shape (n_w,)
+        Weight variances (x axis).
+    depth : ndarray of int, shape (n_d,)
+        Depths of the deep block (y axis).
+    sigma_b2 : float
+        Bias variance, fixed across the grid.
+    train_accuracy, test_accuracy, final_loss : ndarray, shape (n_d, n_w)
+        Per cell, after the training budget; NaN for cells that failed (see `status`).
+    status : ndarray of int, shape (n_d, n_w)
+        0 trained to the end; non-zero: training stopped early (non-finite loss) or the cell
+        failed (-3).
+    predicted_depth : ndarray, shape (n_w,)
+        ``factor * xi_c(sigma_w2)`` from :func:`cnnmft.trainable_depth` (inf at criticality).
+    factor : float
+        The multiple of ``xi_c`` (6, Schoenholz et al. 2017).
+    threshold : float
+        A cell counts as trained when its final training accuracy is ``>= threshold``.
+    trained, predicted : ndarray of bool, shape (n_d, n_w)
+        ``train_accuracy >= threshold`` and ``depth <= predicted_depth``.
+    agreement : float
+        Fraction of cells where `trained` equals `predicted` (cells with failed status count as
+        not trained).
+    config : str
+        JSON of the fixed training settings shared by all cells (dataset, steps, width, ...).
+    seconds : float
+        Wall-clock time of the sweep in this call (0 if every cell was stored already).
+    """
+
+    act: str
+    sigma_w2: np.ndarray
+    depth: np.ndarray
+    sigma_b2: float
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    final_loss: np.ndarray
+    status: np.ndarray
+    predicted_depth: np.ndarray
+    factor: float
+    threshold: float
+    trained: np.ndarray
+    predicted: np.ndarray
+    agreement: float
+    config: str = "{}"
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One paragraph: grid, threshold, agreement and its confusion counts."""
+        t, p = self.trained, self.predicted
+        return (f"{self.act} CNN, sigma_b2={self.sigma_b2:g}, {len(self.depth)} depths x "
+                f"{len(self.sigma_w2)} sigma_w2: 'trained' = final train accuracy >= "
+                f"{self.threshold:g}; agreement with depth <= {self.factor:g} xi_c: "
+                f"{self.agreement:.3f} ({int((t & p).sum())} both, {int((~t & ~p).sum())} "
+                f"neither, {int((t & ~p).sum())} trained beyond the bound, "
+                f"{int((~t & p).sum())} predicted but not trained)")
+
+
+def agreement_fraction(trained, predicted) -> float:
+    """Fraction of cells where ``trained == predicted`` (both boolean arrays of one shape)."""
+    trained = np.asarray(trained, dtype=bool)
+    predicted = np.asarray(predicted, dtype=bool)
+    if trained.shape != predicted.shape:
+        raise ValueError(f"`trained` {trained.shape} and `predicted` {predicted.shape} differ "
+                         "in shape")
+    if trained.size == 0:
+        raise ValueError("`trained` is empty")
+    return float(np.mean(trained == predicted))
+
+
+TRAINABILITY_DEFAULTS = {
+    "dataset": "digits",
+    "init": "gaussian",
+    "channels": 8,
+    "steps": 60,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+}
+
+
+def trainability_cell(params: dict) -> dict:
+    """Train one Gaussian-initialised CNN described by `params`; the default cell function.
+
+    `params` holds the keys of :class:`cnnmft.pytorch.train.TrainConfig` (``depth``,
+    ``sigma_w2``, ``sigma_b2``, ``act``, ``dataset``, ``steps``, ...). Returns
+    ``{"train_accuracy", "test_accuracy", "final_loss", "loss", "status", "train_seconds"}``.
+    Runs with one torch thread (cells run in parallel, one per worker).
+    """
+    return _train_cell(params)
+
+
+def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", store=None,
+                       threshold=0.5, factor=6.0, seed=0, scheduler=None, n_workers=2,
+                       progress=True, cell_fn=None, **train_kwargs) -> TrainabilitySweep:
+    r"""Train one short run per ``(depth, sigma_w2)`` cell and compare with ``depth <= 6 xi_c``.
+
+    The paper's Figure 2 experiment ([1]_; THEORY.md §5.2-5.3): vanilla CNNs with Gaussian kernels
+    (uniform ``v``) at fixed ``sigma_b2`` are trainable only where signals propagate, i.e. when
+    the depth is at most a few correlation depth scales,
+
+    .. math:: L \le 6\,\xi_c(\sigma_w^2, \sigma_b^2), \qquad \xi_c = -1/\log\chi_{c^*},
+
+    a band centred on the critical ``sigma_w2`` where ``xi_c`` diverges ([2]_).
+
+    Parameters
+    ----------
+    sigma_w2 : array_like, shape (n_w,), optional
+        Weight variances (default: 12 values from 1.0 to 4.0).
+    depth : array_like of int, shape (n_d,), optional
+        Depths (default: ``(2, 5, 10, 20, 35, 50, 75, 100, 150, 200)``).
+    sigma_b2 : float, default 0.05
+        Bias variance.
+    act : str, default "tanh"
+    store : str or Path or CellStore, optional
+        Where finished cells are kept (default: a temporary folder, so nothing is resumable).
+        Rerunning with the same store skips stored cells.
+    threshold : float, default 0.5
+        "Trained" means final training accuracy ``>= threshold``. For the 10-class digits data
+        (chance 0.1) and the default budget of a few dozen SGD steps, 0.5 separates runs whose
+        loss fell from runs stuck near chance; state your own with other budgets.
+    factor : float, default 6
+        Multiple of ``xi_c`` used as the predicted maximum depth.
+    seed : int, default 0
+        Seed of every cell (the same data order and initial draw across cells).
+    scheduler : None, str or distributed.Client
+        See :func:`run_cells` (None: a local cluster of `n_workers` processes).
+    n_workers : int, default 2
+    progress : bool or callable
+        See :func:`run_cells`.
+    cell_fn : callable, optional
+        Replaces :func:`trainability_cell` (for tests and custom training); called with the
+        parameter dict, must return at least ``train_accuracy``.
+    **train_kwargs
+        Fixed training settings for every cell (``dataset``, ``steps``, ``channels``,
+        ``batch_size``, ``lr``, ...), overriding :data:`TRAINABILITY_DEFAULTS`.
+
+    Returns
+    -------
+    TrainabilitySweep
+
+    References
+    ----------
+    .. [1] Xiao et al., ICML 2018, arXiv:1806.05393, Figure 2.
+    .. [2] Schoenholz et al., ICLR 2017, arXiv:1611.01232.
+    """
+    from cnnmft._validation import as_float_array, as_int
+
+    if sigma_w2 is None:
+        sigma_w2 = np.linspace(1.0, 4.0, 12)
+    if depth is None:
+        depth = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200)
+    sigma_w2 = np.atleast_1d(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
+    depth = np.atleast_1d(np.asarray(depth))
+    if sigma_w2.ndim != 1 or depth.ndim != 1:
+        raise ValueError("`sigma_w2` and `depth` must be 1-D lists of grid values")
+    depth = np.array([as_int(d, "depth", low=1) for d in depth], dtype=np.int64)
+    sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    threshold = float(as_float_array(threshold, "threshold", low=0.0, high=1.0))
+    factor = float(as_float_array(factor, "factor", low=0.0, low_open=True))
+    seed = as_int(seed, "seed", low=0)
+    fixed = dict(TRAINABILITY_DEFAULTS)
+    fixed.update(train_kwargs)
+    fixed.update(act=str(act), sigma_b2=sigma_b2, seed=seed)
+    cells = [dict(fixed, depth=int(d), sigma_w2=float(s)) for d in depth for s in sigma_w2]
+
+    predicted_depth = _predicted_depth(act, sigma_w2, sigma_b2, factor)
+    tmp = None
+    if store is None:
+        tmp = tempfile.TemporaryDirectory(prefix="cnnmft-sweep-")
+        store = tmp.name
+    t0 = time.perf_counter()
+    try:
+        records = run_cells(cell_fn or trainability_cell, cells, store, scheduler=scheduler,
+                            n_workers=n_workers, progress=progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    seconds = time.perf_counter() - t0
+    shape = (len(depth), len(sigma_w2))
+    grids = {k: np.full(shape, np.nan) for k in ("train_accuracy", "test_accuracy", "final_loss")}
+    status = np.zeros(shape, dtype=np.int64)
+    for idx, rec in enumerate(records):
+        i, j = divmod(idx, len(sigma_w2))
+        res = rec.get("result") or {}
+        if rec.get("status") != "ok":
+            status[i, j] = -3
+            continue
+        for k in grids:
+            val = res.get(k)
+            grids[k][i, j] = np.nan if val is None else float(val)
+        status[i, j] = int(res.get("status", 0))
+    acc = grids["train_accuracy"]
+    trained = np.where(np.isfinite(acc), acc, -np.inf) >= threshold
+    predicted = depth[:, None] <= predicted_depth[None, :]
+    return TrainabilitySweep(
+        act=str(act), sigma_w2=sigma_w2, depth=depth, sigma_b2=sigma_b2,
+        train_accuracy=acc, test_accuracy=grids["test_accuracy"],
+        final_loss=grids["final_loss"], status=status, predicted_depth=predicted_depth,
+        factor=factor, threshold=threshold, trained=trained, predicted=predicted,
+        agreement=agreement_fraction(trained, predicted),
+        config=json.dumps({k: v for k, v in fixed.items()}, sort_keys=True), seconds=seconds)
+
+
+def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=None,
+                      n_curve=400):
+    """Heatmap of accuracy over ``(sigma_w2, depth)`` with the ``factor * xi_c`` curve on top.
+
+    Parameters
+    ----------
+    sweep : TrainabilitySweep
+    which : {"train_accuracy", "test_accuracy"}
+    ax : matplotlib Axes, optional
+    n_curve : int
+        Points of the theory curve (computed on a fine ``sigma_w2`` grid spanning the sweep).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if which not in ("train_accuracy", "test_accuracy"):
+        raise ValueError(f"`which` must be 'train_accuracy' or 'test_accuracy', got {which!r}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    else:
+        fig = ax.figure
+    x = np.asarray(sweep.sigma_w2, dtype=float)
+    y = np.asarray(sweep.depth, dtype=float)
+    z = np.asarray(getattr(sweep, which), dtype=float)
+
+    def edges(c):
+        if len(c) == 1:
+            return np.array([c[0] - 0.5, c[0] + 0.5])
+        mid = 0.5 * (c[1:] + c[:-1])
+        return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+    ye = edges(y)
+    ye[0] = max(ye[0], 0.5 * y[0])
+    mesh = ax.pcolormesh(edges(x), ye, z, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat")
+    fig.colorbar(mesh, ax=ax, label=which.replace("_", " "))
+    xs = np.linspace(x.min(), x.max(), n_curve)
+    curve = _predicted_depth(sweep.act, xs, sweep.sigma_b2, sweep.factor)
+    ax.plot(xs, np.where(np.isfinite(curve), curve, 1e9), color="w", lw=2,
+            label=f"{sweep.factor:g} $\\xi_c$")
+    tr = np.asarray(sweep.trained)
+    ii, jj = np.nonzero(tr)
+    ax.scatter(x[jj], y[ii], s=6, c="k", marker="o", label=f"trained (acc $\\geq$ "
+               f"{sweep.threshold:g})")
+    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlim(edges(x)[0], edges(x)[-1])
+    ax.set_xlabel(r"$\sigma_w^2$")
+    ax.set_ylabel("depth L")
+    ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
+                 f"{sweep.agreement:.2f}")
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.6)
+    return fig
