@@ -19,7 +19,8 @@ given by its address). Every finished cell is written at once, atomically, to a
 
 * rerunning the same sweep skips the cells that are already stored;
 * killing the driver loses only the cells that were running; killing a worker loses only the
-  cells it was running (Dask reschedules them on another worker);
+  cells it was running, plus any result it had finished in the few milliseconds before the
+  driver collected it (Dask reschedules those cells on another worker);
 * a sweep can be extended (more depths, more ``sigma_w2``) and only the new cells run.
 
 References
