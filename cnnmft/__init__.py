@@ -32,3 +32,20 @@ __all__ = [
 ]
 
 # --- other modules: each engineer appends an import line and extends __all__ below ------------
+
+# --- orthogonal and Gaussian kernels, gain conventions (issue 4) ------------------------------
+from cnnmft import conventions  # noqa: E402
+from cnnmft.orthogonal import (  # noqa: E402
+    block_orthogonal,
+    conv_singular_values,
+    delta_orthogonal,
+    gaussian_kernel,
+    haar_orthogonal,
+    tap_energy,
+    tunable_orthogonal,
+)
+
+__all__ += [
+    "conventions", "block_orthogonal", "conv_singular_values", "delta_orthogonal",
+    "gaussian_kernel", "haar_orthogonal", "tap_energy", "tunable_orthogonal",
+]
