@@ -40,6 +40,7 @@ import math
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -262,8 +263,8 @@ def run_cells(fn: Callable[[dict], Any], cells: Iterable[dict], store, *, schedu
     -----
     The driver (this function) writes the store, so workers need no shared filesystem. A cell is
     stored the moment its future completes; Ctrl-C cancels the remaining futures and closes the
-    local cluster, keeping everything stored so far. The cells are submitted with ``pure=False``
-    and keyed by their content hash, so duplicates in `cells` run once.
+    local cluster, keeping everything stored so far. Cells are identified by their content hash,
+    so duplicates in `cells` run once.
     """
     from cnnmft._validation import as_int
 
@@ -296,9 +297,10 @@ def run_cells(fn: Callable[[dict], Any], cells: Iterable[dict], store, *, schedu
 
         client, cluster, owns = _make_client(scheduler, n_workers, threads_per_worker, worker_env)
         futures = {}
+        run_id = uuid.uuid4().hex[:8]  # fresh Dask keys: an erred key may linger on the scheduler
         try:
             for k, c in todo.items():
-                fut = client.submit(_timed_call, fn, c, key=f"cell-{k}", pure=False,
+                fut = client.submit(_timed_call, fn, c, key=f"cell-{k}-{run_id}", pure=False,
                                     retries=retries)
                 futures[fut.key] = (k, c, fut)
             for fut in as_completed([v[2] for v in futures.values()]):
