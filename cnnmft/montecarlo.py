@@ -574,8 +574,8 @@ class ModeDecay(ResultMixin):
     rate, rate_stderr : ndarray, shape ``(n_modes,)``
         Least-squares per-layer multiplier ``r`` in ``a^{l+1} = r a^l`` over ``fit_layers``,
         fitted per draw and averaged over draws (stderr across draws).
-    fit_layers : ndarray of int, shape ``(2,)``
-        First and last layer used in the fit.
+    fit_layers : ndarray of int, shape ``(n_modes, 2)``
+        First and last layer used in each mode's fit.
     n_draws, width : int
     """
 
@@ -651,8 +651,10 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     kernel, v, kernel_size : see :func:`simulate`
     n_draws : int
         Independent networks; at least 2 for a standard error.
-    fit_layers : (int, int), optional
-        Layer range for the rate fit (default ``(2, depth)``).
+    fit_layers : (int, int) or array of shape (n_modes, 2), optional
+        Layer range for the rate fit (default ``(1, depth)``), one for all modes or one per mode
+        (fit only where the amplitude is well above the noise: the least-squares ratio is
+        biased towards 0 once noise dominates).
     rng, progress : see :func:`simulate`
 
     Returns
@@ -673,9 +675,12 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     for m in modes:
         if len(m) != d:
             raise ValueError(f"`modes` entries must have {d} components; got {m}")
-    fit = (2, depth) if fit_layers is None else tuple(int(a) for a in fit_layers)
-    if not 1 <= fit[0] < fit[1] <= depth:
-        raise ValueError(f"`fit_layers` must satisfy 1 <= first < last <= depth; got {fit}")
+    fit = np.array((1, depth) if fit_layers is None else fit_layers, dtype=np.int64)
+    fit = np.broadcast_to(fit, (len(modes), 2)).copy() if fit.ndim == 1 else fit
+    if fit.shape != (len(modes), 2) or not (
+            (1 <= fit[:, 0]).all() and (fit[:, 0] < fit[:, 1]).all() and (fit[:, 1] <= depth).all()):
+        raise ValueError("`fit_layers` must be (first, last) or one such pair per mode with "
+                         f"1 <= first < last <= depth = {depth}; got {fit_layers!r}")
     rng = V.make_rng(rng)
     sw, sb = net.sigma_w2, net.sigma_b2
     q_in = (qs - sb) / sw
@@ -734,15 +739,17 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
                     cb(done[0], n_draws * len(modes) * depth)
 
             net.forward(x, depth, rng, hook)
-    a0, a1 = fit[0] - 1, fit[1] - 1
-    num = (amps[:, a0 + 1:a1 + 1] * amps[:, a0:a1]).sum(axis=1)
-    den = (amps[:, a0:a1] ** 2).sum(axis=1)
-    rates = num / den
+    rates = np.empty((n_draws, len(modes)))
+    for im in range(len(modes)):
+        a0, a1 = fit[im, 0] - 1, fit[im, 1] - 1
+        num = (amps[:, a0 + 1:a1 + 1, im] * amps[:, a0:a1, im]).sum(axis=1)
+        den = (amps[:, a0:a1, im] ** 2).sum(axis=1)
+        rates[:, im] = num / den
     amp_m, amp_se = _mean_se(amps)
     rate_m, rate_se = _mean_se(rates)
     return ModeDecay(modes=np.array(modes, dtype=np.int64), kind=kind, amplitude=amp_m,
                      amplitude_stderr=amp_se, rate=rate_m, rate_stderr=rate_se,
-                     fit_layers=np.array(fit, dtype=np.int64), n_draws=n_draws, width=net.width)
+                     fit_layers=fit, n_draws=n_draws, width=net.width)
 
 
 # --------------------------------------------------------------------------------------------
