@@ -668,3 +668,309 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
                  f"{sweep.agreement:.2f}")
     ax.legend(loc="upper right", fontsize="small", framealpha=0.6)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment 2: spatial variance profile v at criticality (mode-wise study)
+# --------------------------------------------------------------------------------------------
+
+def mode_scales_for_profile(act, sigma_w2, sigma_b2, v, spatial_shape):
+    r"""Per-mode correlation depth scales ``xi_{c,f} = -1/log(chi_c |lam_f|)`` for a profile `v`.
+
+    Uses :func:`cnnmft.fourier.mode_depth_scales` when available, otherwise the same formula
+    from :func:`cnnmft.fixed_point` (``chi_c``) and :func:`cnnmft.fourier.mode_eigenvalues`
+    (THEORY.md §2.4). Returns an array of shape `spatial_shape` (``inf`` for marginal modes).
+    """
+    from cnnmft import fourier
+
+    fn = getattr(fourier, "mode_depth_scales", None)
+    if fn is not None:
+        res = fn(act, sigma_w2, sigma_b2, v, spatial_shape)
+        xi = getattr(res, "xi_c", res)
+        if isinstance(xi, tuple):
+            xi = xi[0]
+        return np.asarray(xi, dtype=np.float64)
+    import cnnmft
+
+    chi_c = float(np.asarray(cnnmft.fixed_point(act, sigma_w2, sigma_b2).chi_c).ravel()[0])
+    lam = np.abs(fourier.mode_eigenvalues(v, spatial_shape))
+    prod = np.minimum(chi_c * lam, 1.0)
+    with np.errstate(divide="ignore"):
+        xi = -1.0 / np.log(prod)
+    return np.where(prod >= 1.0, np.inf, xi)
+
+
+@dataclass(frozen=True)
+class ModewiseStudy(ResultMixin):
+    """Training speed and test accuracy against the spatial variance profile, with the theory.
+
+    Attributes
+    ----------
+    act : str
+    depth : int
+        Depth of the deep block (all runs).
+    sigma_w2, sigma_b2 : float
+        The critical point used.
+    t : ndarray, shape (n_t,)
+        Parameter of the tunable profile family: ``t = 0`` delta (Delta-orthogonal), ``t = 1/2``
+        binomial (block-orthogonal, Algorithm 1).
+    kinds : ndarray of str, shape (n_k,)
+        ``"orthogonal"`` (exactly orthogonal kernels of the family) and/or ``"gaussian"``
+        (Gaussian kernels with the same ``v``).
+    spatial_shape : ndarray of int, shape (d,)
+        Grid of the deep block, on which the Fourier modes live.
+    train_accuracy, test_accuracy : ndarray, shape (n_k, n_t)
+        Final accuracies, mean over seeds.
+    test_accuracy_se : ndarray, shape (n_k, n_t)
+        Standard error of the test accuracy over seeds (NaN with one seed).
+    loss_auc : ndarray, shape (n_k, n_t)
+        Mean training loss over all steps (area under the loss curve per step; lower means
+        faster training), mean over seeds.
+    loss : ndarray, shape (n_k, n_t, n_steps)
+        Training-loss curves, mean over seeds.
+    xi_slowest : ndarray, shape (n_t,)
+        Predicted depth scale of the slowest-decaying non-zero Fourier mode.
+    surviving_fraction : ndarray, shape (n_t,)
+        Predicted fraction of non-zero modes with ``xi_{c,f} >= depth`` (modes that still carry
+        spatial information at the output).
+    n_seeds : int
+    config : str
+        JSON of the fixed training settings.
+    """
+
+    act: str
+    depth: int
+    sigma_w2: float
+    sigma_b2: float
+    t: np.ndarray
+    kinds: np.ndarray
+    spatial_shape: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    test_accuracy_se: np.ndarray
+    loss_auc: np.ndarray
+    loss: np.ndarray
+    xi_slowest: np.ndarray
+    surviving_fraction: np.ndarray
+    n_seeds: int
+    config: str = "{}"
+
+
+MODEWISE_DEFAULTS = {
+    "dataset": "digits",
+    "channels": 16,
+    "steps": 150,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr": 0.02,
+    "momentum": 0.9,
+}
+
+
+def modewise_cell(params: dict) -> dict:
+    """Train one CNN with a tunable-profile kernel (``params["init"]``, ``params["t"]``)."""
+    return _train_cell(params)
+
+
+def modewise_study(t=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), *, depth=32, kinds=("orthogonal", "gaussian"),
+                   sigma_w2=None, sigma_b2=None, act="tanh", spatial_shape=None, seeds=(0, 1),
+                   store=None, scheduler=None, n_workers=2, progress=True, cell_fn=None,
+                   **train_kwargs) -> ModewiseStudy:
+    r"""Train at fixed depth at criticality with variance profiles from delta to binomial.
+
+    The paper's generalisation study ([1]_, THEORY.md §5.2-5.3): at the critical point the zero
+    Fourier mode is marginal for every ``v``, but a non-zero mode ``f`` decays with the depth
+    scale
+
+    .. math:: \xi_{c,f} = -1 / \log\left(\chi_{c^*} |\lambda_f|\right),\qquad
+              \lambda_f = \sum_\beta v_\beta e^{2\pi i \langle f, \beta\rangle / n},
+
+    so a delta profile (``t = 0``) keeps all spatial information to any depth, and spreading the
+    variance (``t -> 1/2``) filters the non-zero modes out over a few layers. Orthogonal kernels
+    from the tunable family (:func:`cnnmft.pytorch.tunable_orthogonal_`) keep the Jacobian
+    well-conditioned for every ``t``; Gaussian kernels with the same ``v`` do not.
+
+    Parameters
+    ----------
+    t : sequence of float in [0, 1/2]
+        Profile parameters (``variance_profile("tunable", 3, t=t)``).
+    depth : int, default 32
+    kinds : sequence of {"orthogonal", "gaussian"}
+    sigma_w2, sigma_b2 : float, optional
+        Default: the critical point with ``q* = 1/depth`` (:func:`cnnmft.critical_point`).
+    act : str, default "tanh"
+    spatial_shape : tuple of int, optional
+        Grid of the deep block for the per-mode prediction (default: the deep-block grid of the
+        training model for the dataset, (4, 4) for digits if it cannot be determined).
+    seeds : sequence of int
+        One run per seed; accuracies are averaged, with a standard error.
+    store, scheduler, n_workers, progress, cell_fn
+        As in :func:`trainability_sweep`.
+    **train_kwargs
+        Fixed training settings, overriding :data:`MODEWISE_DEFAULTS`.
+
+    Returns
+    -------
+    ModewiseStudy
+
+    References
+    ----------
+    .. [1] Xiao et al., ICML 2018, arXiv:1806.05393, Sections 2.4 and 5.
+    """
+    import cnnmft
+    from cnnmft._validation import as_float_array, as_int
+    from cnnmft.fourier import variance_profile
+
+    t = np.atleast_1d(as_float_array(t, "t", low=0.0, high=0.5))
+    depth = as_int(depth, "depth", low=1)
+    kinds = tuple(kinds)
+    for k in kinds:
+        if k not in ("orthogonal", "gaussian"):
+            raise ValueError(f"`kinds` entries must be 'orthogonal' or 'gaussian', got {k!r}")
+    seeds = [as_int(s, "seeds", low=0) for s in seeds]
+    if not seeds or not kinds or t.size == 0:
+        raise ValueError("`t`, `kinds` and `seeds` must not be empty")
+    if sigma_w2 is None or sigma_b2 is None:
+        if sigma_w2 is not None or sigma_b2 is not None:
+            raise ValueError("give both `sigma_w2` and `sigma_b2`, or neither (critical point "
+                             "with q* = 1/depth)")
+        cp = cnnmft.critical_point(act, 1.0 / depth)
+        sigma_w2, sigma_b2 = float(cp.sigma_w2), float(cp.sigma_b2)
+    sigma_w2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
+    sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    fixed = dict(MODEWISE_DEFAULTS)
+    fixed.update(train_kwargs)
+    fixed.update(act=str(act), depth=depth, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    if spatial_shape is None:
+        spatial_shape = _deep_spatial_shape(fixed)
+    spatial_shape = tuple(int(n) for n in np.atleast_1d(spatial_shape))
+
+    cells = [dict(fixed, init=k, t=float(tt), seed=s) for k in kinds for tt in t for s in seeds]
+    tmp = None
+    if store is None:
+        tmp = tempfile.TemporaryDirectory(prefix="cnnmft-modes-")
+        store = tmp.name
+    try:
+        records = run_cells(cell_fn or modewise_cell, cells, store, scheduler=scheduler,
+                            n_workers=n_workers, progress=progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    nk, nt, ns = len(kinds), t.size, len(seeds)
+    tr = np.full((nk, nt, ns), np.nan)
+    te = np.full((nk, nt, ns), np.nan)
+    auc = np.full((nk, nt, ns), np.nan)
+    curves = {}
+    for idx, rec in enumerate(records):
+        ik, rem = divmod(idx, nt * ns)
+        it, js = divmod(rem, ns)
+        res = rec.get("result") or {}
+        if rec.get("status") != "ok":
+            continue
+        tr[ik, it, js] = res.get("train_accuracy", np.nan)
+        te[ik, it, js] = res.get("test_accuracy", np.nan)
+        loss = res.get("loss") or []
+        auc[ik, it, js] = _loss_speed(loss)
+        curves[(ik, it, js)] = np.asarray(loss, dtype=np.float64)
+    n_steps = max((len(c) for c in curves.values()), default=0)
+    loss = np.full((nk, nt, ns, n_steps), np.nan)
+    for (ik, it, js), c in curves.items():
+        loss[ik, it, js, :len(c)] = c
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        se = (np.nanstd(te, axis=2, ddof=1) / np.sqrt(np.sum(np.isfinite(te), axis=2))
+              if ns > 1 else np.full((nk, nt), np.nan))
+        tr_m, te_m, auc_m = (np.nanmean(a, axis=2) for a in (tr, te, auc))
+        loss_m = np.nanmean(loss, axis=2)
+
+    xi_slowest = np.empty(nt)
+    surviving = np.empty(nt)
+    for i, tt in enumerate(t):
+        v = variance_profile("tunable", 3, ndim=len(spatial_shape), t=float(tt))
+        xi = mode_scales_for_profile(act, sigma_w2, sigma_b2, v, spatial_shape).ravel()[1:]
+        xi_slowest[i] = float(np.max(xi)) if xi.size else np.inf
+        surviving[i] = float(np.mean(xi >= depth)) if xi.size else 1.0
+    return ModewiseStudy(
+        act=str(act), depth=depth, sigma_w2=sigma_w2, sigma_b2=sigma_b2, t=t,
+        kinds=np.array(kinds), spatial_shape=np.array(spatial_shape), train_accuracy=tr_m,
+        test_accuracy=te_m, test_accuracy_se=se, loss_auc=auc_m, loss=loss_m,
+        xi_slowest=xi_slowest, surviving_fraction=surviving, n_seeds=ns,
+        config=json.dumps(fixed, sort_keys=True))
+
+
+class _quiet_nanmean:
+    """Silence numpy's 'Mean of empty slice' warnings (all-NaN cells stay NaN)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def _deep_spatial_shape(params) -> tuple:
+    """Grid of the deep block of the training model for `params` (fallback (4, 4))."""
+    try:
+        from cnnmft.pytorch import train as _train
+
+        fn = getattr(_train, "deep_spatial_shape", None)
+        if fn is not None:
+            known = set(_train.TrainConfig.__dataclass_fields__)
+            return tuple(fn(_train.TrainConfig(**{k: v for k, v in params.items()
+                                                   if k in known})))
+    except Exception:  # noqa: BLE001 - any failure falls back to the documented default
+        pass
+    return (4, 4)
+
+
+def plot_modewise(study: ModewiseStudy, *, axes=None):
+    """Three panels: loss curves, test accuracy against ``t``, predicted mode depth scales.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    else:
+        fig = axes[0].figure
+    ax0, ax1, ax2 = axes
+    cmap = plt.get_cmap("viridis")
+    styles = {"orthogonal": "-", "gaussian": "--"}
+    for ik, kind in enumerate(study.kinds):
+        for it, tt in enumerate(study.t):
+            col = cmap(tt / 0.5 * 0.9)
+            ax0.plot(study.loss[ik, it], styles.get(str(kind), ":"), color=col, lw=1.2,
+                     label=f"{kind}, t={tt:g}" if ik == 0 or it in (0, len(study.t) - 1) else None)
+        ax1.errorbar(study.t, study.test_accuracy[ik], yerr=study.test_accuracy_se[ik],
+                     fmt="o" + styles.get(str(kind), ":"), capsize=3, label=f"{kind}: test")
+        ax1.plot(study.t, study.train_accuracy[ik], "x" + styles.get(str(kind), ":"), alpha=0.6,
+                 label=f"{kind}: train")
+    ax0.set_xlabel("step")
+    ax0.set_ylabel("training loss")
+    ax0.set_title(f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})")
+    ax0.legend(fontsize="x-small", ncol=2)
+    ax1.set_xlabel("t  (0 = delta, 0.5 = binomial)")
+    ax1.set_ylabel("accuracy")
+    ax1.legend(fontsize="small")
+    ax2.plot(study.t, study.xi_slowest, "o-", label=r"$\xi_c$ of slowest non-zero mode")
+    ax2.axhline(study.depth, color="k", ls=":", label=f"depth {study.depth}")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("t")
+    ax2.set_ylabel("predicted depth scale")
+    ax2b = ax2.twinx()
+    ax2b.plot(study.t, study.surviving_fraction, "s--", color="C3",
+              label=r"modes with $\xi_{c,f} \geq$ depth")
+    ax2b.set_ylabel("fraction of non-zero modes surviving", color="C3")
+    ax2b.set_ylim(-0.02, 1.02)
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = ax2b.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -221,3 +221,82 @@ def test_killed_sweep_resumes_without_losing_finished_cells(client, tmp_path):
         y = recs[x]["result"]["y"]
         assert y == (3 * x if x in done_x else x * x + 0.5)
     assert {k: v for k, v in CellStore(store_dir).records().items() if k in before} == before
+
+
+# ------------------------------------------------------------------ experiments with stand-in cells
+
+
+def _toy_trainability(params):
+    """Stand-in for training: 'trains' (accuracy 0.9) iff depth <= 60, else chance (0.1)."""
+    acc = 0.9 if params["depth"] <= 60 else 0.1
+    return {"train_accuracy": acc, "test_accuracy": acc - 0.05, "final_loss": 1.0 - acc,
+            "status": 0}
+
+
+def test_trainability_sweep_agreement_against_reference_depth_scales(client, tmp_path):
+    from cnnmft.pytorch.sweeps import plot_trainability, trainability_sweep
+
+    # THEORY.md §7.2 [D], tanh, sigma_b2 = 0.05: 6 xi_c = 21.8, 94.7, 151 at sigma_w2 = 1, 1.5, 2
+    sw = [1.0, 1.5, 2.0]
+    depths = [10, 50, 100, 200]
+    res = trainability_sweep(sw, depths, sigma_b2=0.05, store=tmp_path / "s", scheduler=client,
+                             cell_fn=_toy_trainability, progress=False, threshold=0.5)
+    np.testing.assert_allclose(res.predicted_depth, [21.8, 94.7, 151.3], rtol=2e-3)
+    expected_pred = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=bool)
+    expected_trained = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)
+    np.testing.assert_array_equal(res.predicted, expected_pred)
+    np.testing.assert_array_equal(res.trained, expected_trained)
+    assert res.agreement == pytest.approx(10 / 12)
+    assert res.train_accuracy.shape == (4, 3) and np.all(res.status == 0)
+    np.testing.assert_allclose(res.test_accuracy, res.train_accuracy - 0.05)
+    # the result round-trips and the figure draws
+    path = res.save(tmp_path / "sweep.npz")
+    back = type(res).load(path)
+    np.testing.assert_array_equal(back.trained, res.trained)
+    assert back.agreement == res.agreement and "10" not in back.summary()[:0]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = plot_trainability(res)
+    assert len(fig.axes) == 2
+    # bad input names the argument
+    with pytest.raises(ValueError, match="threshold"):
+        trainability_sweep(sw, depths, threshold=1.5, cell_fn=_toy_trainability, progress=False)
+    with pytest.raises(ValueError, match="depth"):
+        trainability_sweep(sw, [0, 5], cell_fn=_toy_trainability, progress=False)
+
+
+def _toy_modes(params):
+    sign = 1.0 if params["init"] == "orthogonal" else -1.0
+    acc = 0.5 + sign * params["t"] / 10 + 0.02 * params["seed"]
+    return {"train_accuracy": acc + 0.1, "test_accuracy": acc,
+            "loss": [2.0, 1.0 + params["t"], 0.5 + params["t"]], "status": 0}
+
+
+def test_modewise_study_aggregates_and_predicts_mode_scales(client, tmp_path):
+    from cnnmft.pytorch.sweeps import modewise_study, plot_modewise
+
+    ts = [0.0, 0.1, 0.25, 0.5]
+    res = modewise_study(ts, depth=10, spatial_shape=(8, 8), seeds=(0, 1, 2), store=tmp_path / "s",
+                         scheduler=client, cell_fn=_toy_modes, progress=False)
+    t = np.array(ts)
+    seeds_acc = 0.02 * np.arange(3)
+    for ik, sign in enumerate([1.0, -1.0]):
+        np.testing.assert_allclose(res.test_accuracy[ik], 0.5 + sign * t / 10 + seeds_acc.mean())
+        np.testing.assert_allclose(res.test_accuracy_se[ik],
+                                   np.std(seeds_acc, ddof=1) / np.sqrt(3), rtol=1e-9)
+        np.testing.assert_allclose(res.loss_auc[ik], (2.0 + 1.0 + t + 0.5 + t) / 3)
+        np.testing.assert_allclose(res.loss[ik, :, 2], 0.5 + t)
+    # critical point: chi_c = 1, so the slowest non-zero mode f = (1, 0) on the 8x8 grid has
+    # |lam| = 1 - 2t(1-t)(1 - cos(2 pi / 8)) (THEORY.md §4.3, §7.4) and xi = -1/log|lam|
+    lam = 1 - 2 * t[1:] * (1 - t[1:]) * (1 - np.cos(2 * np.pi / 8))
+    np.testing.assert_allclose(res.xi_slowest[1:], -1 / np.log(lam), rtol=1e-6)
+    assert res.xi_slowest[0] > 1e6  # delta profile: every mode marginal (inf up to chi_c - 1)
+    np.testing.assert_allclose(res.xi_slowest[1:], [18.5, 8.6, 6.3], atol=0.06)  # THEORY §4.3
+    assert res.surviving_fraction[0] == 1.0 and 0 <= res.surviving_fraction[-1] < 0.1
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert len(plot_modewise(res).axes) == 4
+    with pytest.raises(ValueError, match="kinds"):
+        modewise_study(ts, kinds=("uniform",), cell_fn=_toy_modes, progress=False)
