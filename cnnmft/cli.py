@@ -17,6 +17,7 @@ COMMANDS = [
     ("critical", "critical", "the order-chaos critical line, given sigma_b2 or q*"),
     ("phase", "phase", "phase diagram over a (sigma_w2, sigma_b2) grid: figures and numbers"),
     ("report", "report", "the main demo: compute and draw the paper's story into a folder"),
+    ("train", "train", "train a vanilla tanh CNN (up to 10,000 layers): metrics, plots, checkpoints"),
     ("trainability", "trainability", "train over (sigma_w2, depth) or variance profiles on Dask; compare with 6 xi_c"),
     ("validate", "validate", "theory against Monte Carlo on a numpy CNN: table, figures, exit code"),
 ]

@@ -28,3 +28,11 @@ __all__ = [
     "tunable_orthogonal_",
     "gaussian_",
 ]
+
+# --- models, data and training (issue 7) -------------------------------------------------------
+from cnnmft.pytorch.data import Dataset, load_dataset  # noqa: E402
+from cnnmft.pytorch.models import DeepConvBlock, VanillaCNN, critical_variances  # noqa: E402
+from cnnmft.pytorch.train import TrainConfig, TrainResult, plot_training, train  # noqa: E402
+
+__all__ += ["VanillaCNN", "DeepConvBlock", "critical_variances", "Dataset", "load_dataset",
+            "TrainConfig", "TrainResult", "train", "plot_training"]

@@ -1,0 +1,344 @@
+"""The vanilla CNN of Xiao et al. (2018): stem, a deep block of 3x3 tanh convolutions, readout.
+
+No residual connections and no normalisation: trainability at depth comes only from the
+initialisation (Delta-orthogonal kernels at the order-chaos critical point). The deep block keeps
+all of its kernels in ONE parameter of shape ``(depth, c, c, k, k)`` (and its biases in one of shape
+``(depth, c)``), so a 10,000-layer network is two tensors rather than 20,000, per-layer gradient
+norms are one reduction, and the forward pass can be cut into activation-checkpointed segments
+(memory ~ ``sqrt(depth)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from cnnmft import _validation as V
+
+__all__ = ["VanillaCNN", "DeepConvBlock", "critical_variances", "INIT_KINDS", "ACTIVATIONS"]
+
+#: Kernel initialisations of the deep block.
+INIT_KINDS = ("delta_orthogonal", "block_orthogonal", "tunable_orthogonal", "gaussian")
+
+#: Activations available in torch (names as in :func:`cnnmft.get_activation`).
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "erf": torch.erf,
+    "relu": torch.relu,
+    "hard_tanh": F.hardtanh,
+    "linear": lambda x: x,
+}
+
+
+def critical_variances(act="tanh", q_star=None, depth=None):
+    r"""``(sigma_w2, sigma_b2)`` on the critical line ``chi_1 = 1`` with fixed point `q_star`.
+
+    .. math:: \sigma_w^2 = 1/\mathbb E[\phi'(\sqrt{q^*}z)^2],\quad
+              \sigma_b^2 = q^* - \sigma_w^2\,\mathbb E[\phi(\sqrt{q^*}z)^2]
+
+    Parameters
+    ----------
+    act : str
+        Activation name.
+    q_star : float, optional
+        Length fixed point; default ``1 / depth`` (the rule of the authors' demo, THEORY.md §5.1).
+    depth : int, optional
+        Depth of the deep block, used when `q_star` is None.
+
+    Returns
+    -------
+    tuple of float
+        ``(sigma_w2, sigma_b2)``, computed by :func:`cnnmft.critical_point`.
+
+    Raises
+    ------
+    ValueError
+        If neither `q_star` nor `depth` is given, or the critical line has no point there.
+
+    References
+    ----------
+    .. [1] Xiao et al. 2018, §2.6 and §5 (q* = 1/L).
+    """
+    import cnnmft
+
+    if q_star is None:
+        if depth is None:
+            raise ValueError("`q_star` or `depth` is needed to choose the critical point")
+        q_star = 1.0 / V.as_int(depth, "depth", low=1)
+    cp = cnnmft.critical_point(act, q_star)
+    sw, sb = float(cp.sigma_w2), float(cp.sigma_b2)
+    if int(cp.status) < 0 or not (math.isfinite(sw) and math.isfinite(sb)):
+        raise ValueError(f"the critical line of {act!r} has no point with q* = {q_star!r} "
+                         f"(status {int(cp.status)}); give `sigma_w2` and `sigma_b2` explicitly")
+    return sw, sb
+
+
+def _pad_amounts(k):
+    # the demo's circular padding: pad before = k // 2, after = k - 1 - k // 2
+    before, after = k // 2, k - 1 - k // 2
+    return (before, after, before, after)
+
+
+class DeepConvBlock(nn.Module):
+    r"""``depth`` layers ``x <- phi(conv(x, W_l) + b_l)`` with ``c`` channels, kernel ``k x k``.
+
+    Parameters
+    ----------
+    depth : int
+        Number of convolution layers.
+    channels : int
+        Channels ``c`` (in = out).
+    kernel_size : int
+        Spatial size ``k`` (odd recommended: an even ``k`` with a Delta kernel shifts by one pixel per
+        layer under circular padding, THEORY.md §8.3).
+    act : str
+        Activation name (see :data:`ACTIVATIONS`).
+    padding : {"circular", "zeros"}
+        Circular padding is the theory's; zero padding is outside it.
+    checkpoint_segments : int, "auto" or None
+        Activation checkpointing while training: the layers are cut into this many segments and
+        only segment inputs are kept; "auto" uses ``ceil(sqrt(depth))`` segments (memory
+        ~ ``sqrt(depth)``, one extra forward pass); None or 0 keeps every activation.
+
+    Attributes
+    ----------
+    weight : Parameter, shape (depth, c, c, k, k)
+        Kernels in ``(c_out, c_in, k, k)`` layout per layer.
+    bias : Parameter, shape (depth, c)
+    """
+
+    def __init__(self, depth, channels, kernel_size=3, *, act="tanh", padding="circular",
+                 checkpoint_segments="auto"):
+        super().__init__()
+        self.depth = V.as_int(depth, "depth", low=0)
+        self.channels = V.as_int(channels, "channels", low=1)
+        self.kernel_size = V.as_int(kernel_size, "kernel_size", low=1)
+        self.act = V.as_choice(act, "act", tuple(ACTIVATIONS))
+        self.padding = V.as_choice(padding, "padding", ("circular", "zeros"))
+        if checkpoint_segments not in (None, "auto"):
+            checkpoint_segments = V.as_int(checkpoint_segments, "checkpoint_segments", low=0)
+        self.checkpoint_segments = checkpoint_segments
+        k = self.kernel_size
+        self.weight = nn.Parameter(torch.zeros(self.depth, self.channels, self.channels, k, k))
+        self.bias = nn.Parameter(torch.zeros(self.depth, self.channels))
+        self._phi = ACTIVATIONS[self.act]
+        self._pad = _pad_amounts(k)
+
+    def extra_repr(self):
+        return (f"depth={self.depth}, channels={self.channels}, kernel_size={self.kernel_size}, "
+                f"act={self.act!r}, padding={self.padding!r}, "
+                f"checkpoint_segments={self.checkpoint_segments!r}")
+
+    def n_segments(self):
+        """Number of checkpointed segments used while training (0: no checkpointing)."""
+        s = self.checkpoint_segments
+        if s is None or self.depth == 0:
+            return 0
+        if s == "auto":
+            s = math.ceil(math.sqrt(self.depth))
+        return min(int(s), self.depth)
+
+    def _run(self, x, start, stop, weight, bias):
+        phi, pad = self._phi, self._pad
+        mode = "circular" if self.padding == "circular" else "constant"
+        for i in range(stop - start):
+            x = phi(F.conv2d(F.pad(x, pad, mode=mode), weight[i], bias[i]))
+        return x
+
+    def forward(self, x, *, upto=None):
+        """Apply the first `upto` layers (default all); input and output ``(B, c, H, W)``."""
+        stop = self.depth if upto is None else upto
+        n_seg = self.n_segments()
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if n_seg <= 1 or not needs_grad:
+            return self._run(x, 0, stop, self.weight, self.bias)
+        size = math.ceil(self.depth / n_seg)
+        for a in range(0, stop, size):
+            b = min(a + size, stop)
+            x = _checkpoint(self._run, x, a, b, self.weight[a:b], self.bias[a:b],
+                            use_reentrant=False)
+        return x
+
+    @torch.no_grad()
+    def grad_norms(self):
+        """Frobenius norm of each layer's kernel gradient, shape ``(depth,)`` (NaN if no grad)."""
+        if self.weight.grad is None:
+            return torch.full((self.depth,), float("nan"))
+        return self.weight.grad.flatten(1).norm(dim=1)
+
+
+class VanillaCNN(nn.Module):
+    r"""The paper's vanilla CNN: stem, ``depth`` deep 3x3 convolutions, global pooling, readout.
+
+    .. math::
+        h^{l+1} = W^{l+1} \star \phi(h^l) + b^{l+1},\qquad
+        W^{l}\ \text{from the chosen initializer at}\ \sigma_w^2,\quad b^l \sim N(0, \sigma_b^2)
+
+    Architecture (THEORY.md §5.1-5.2):
+
+    * stem: one convolution per entry of `stem_strides` (3x3, zero "SAME" padding, the first maps
+      ``in_channels -> channels``), each followed by phi; Gaussian kernels with uniform v at
+      ``(sigma_w2, sigma_b2)`` as in the authors' demo. The default strides ``(1, 2, 2)`` take
+      28x28 to 7x7 (MNIST) or 32x32 to 8x8 (CIFAR-10); ``(1, 2)`` takes the 8x8 digits to 4x4.
+    * deep block (:class:`DeepConvBlock`): `depth` layers with `channels` channels, circular
+      padding, phi, kernels from `init`; this is what "depth" counts.
+    * global average pooling, then a linear readout ``channels -> num_classes`` with weights
+      ``N(0, 1/channels)`` and zero bias.
+
+    Parameters
+    ----------
+    depth : int
+        Layers of the deep block (>= 0).
+    channels : int
+        Width ``c`` of the stem output and the deep block.
+    in_channels, num_classes : int
+        Input channels and classes.
+    kernel_size : int
+        Kernel size of the deep block (3 in the paper).
+    init : {"delta_orthogonal", "block_orthogonal", "tunable_orthogonal", "gaussian"}
+        Kernel initialisation of the deep block (from :mod:`cnnmft.pytorch.init`).
+    sigma_w2, sigma_b2 : float, optional
+        Weight and bias variances. Both None (default): the critical point with ``q* = q_star``.
+        Only `sigma_b2` given: the critical ``sigma_w2`` for it. Only `sigma_w2`: an error.
+    q_star : float, optional
+        Fixed point of the default critical point; default ``1 / max(depth, 1)``.
+    v : str or array_like
+        Variance profile of Gaussian kernels ("uniform", "delta", "binomial", "tunable" or an
+        array of shape ``(k, k)`` summing to 1).
+    t : float, optional
+        Parameter of the tunable family (``init="tunable_orthogonal"`` or ``v="tunable"``).
+    act : str
+        Activation ("tanh" in the paper).
+    padding : {"circular", "zeros"}
+        Padding of the deep block.
+    stem_strides : tuple of int
+        Strides of the stem convolutions (may be empty if ``in_channels == channels``).
+    checkpoint_segments : int, "auto" or None
+        Activation checkpointing of the deep block (see :class:`DeepConvBlock`).
+    generator : torch.Generator, optional
+        Source of all initial random numbers (default: torch's global RNG).
+
+    Attributes
+    ----------
+    sigma_w2, sigma_b2 : float
+        The variances used.
+    stem : nn.ModuleList of nn.Conv2d
+    block : DeepConvBlock
+    readout : nn.Linear
+
+    References
+    ----------
+    .. [1] L. Xiao, Y. Bahri, J. Sohl-Dickstein, S. Schoenholz, J. Pennington, "Dynamical Isometry
+       and a Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural
+       Networks", ICML 2018, §2 and §5.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = VanillaCNN(depth=50, channels=8, stem_strides=(1, 2),
+    ...                  generator=torch.Generator().manual_seed(0))
+    >>> net(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    >>> round(net.sigma_w2, 4)   # critical point with q* = 1/50
+    1.0389
+    """
+
+    def __init__(self, depth, channels=16, *, in_channels=1, num_classes=10, kernel_size=3,
+                 init="delta_orthogonal", sigma_w2=None, sigma_b2=None, q_star=None,
+                 v="uniform", t=None, act="tanh", padding="circular", stem_strides=(1, 2, 2),
+                 checkpoint_segments="auto", generator=None):
+        super().__init__()
+        depth = V.as_int(depth, "depth", low=0)
+        channels = V.as_int(channels, "channels", low=1)
+        in_channels = V.as_int(in_channels, "in_channels", low=1)
+        num_classes = V.as_int(num_classes, "num_classes", low=2)
+        self.init = V.as_choice(init, "init", INIT_KINDS)
+        act = V.as_choice(act, "act", tuple(ACTIVATIONS))
+        stem_strides = tuple(V.as_int(s, "stem_strides", low=1) for s in stem_strides)
+        if not stem_strides and in_channels != channels:
+            raise ValueError(f"`stem_strides` is empty but `in_channels` ({in_channels}) != "
+                             f"`channels` ({channels}); give at least one stem convolution")
+        self.sigma_w2, self.sigma_b2 = self._variances(act, depth, sigma_w2, sigma_b2, q_star)
+        self.v, self.t = v, t
+        self.act = act
+        self.depth, self.channels = depth, channels
+
+        self.stem = nn.ModuleList()
+        c_prev = in_channels
+        for s in stem_strides:
+            self.stem.append(nn.Conv2d(c_prev, channels, 3, stride=s, padding=1))
+            c_prev = channels
+        self.block = DeepConvBlock(depth, channels, kernel_size, act=act, padding=padding,
+                                   checkpoint_segments=checkpoint_segments)
+        self.readout = nn.Linear(channels, num_classes)
+        self._phi = ACTIVATIONS[act]
+        self.reset_parameters(generator=generator)
+
+    @staticmethod
+    def _variances(act, depth, sigma_w2, sigma_b2, q_star):
+        import cnnmft
+
+        if sigma_w2 is not None and sigma_b2 is not None:
+            sw = float(V.as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
+            sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
+            return sw, sb
+        if sigma_w2 is not None:
+            raise ValueError(f"`sigma_w2` = {sigma_w2!r} was given without `sigma_b2`; give both, "
+                             "or only `sigma_b2` (critical sigma_w2), or neither (critical point "
+                             "with q* = 1/depth)")
+        if sigma_b2 is not None:
+            sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
+            res = cnnmft.critical_sigma_w2(act, sb)
+            sw = float(res.sigma_w2)
+            if not math.isfinite(sw):
+                raise ValueError(f"no critical sigma_w2 for act={act!r}, sigma_b2={sb!r}")
+            return sw, sb
+        if q_star is not None:
+            q_star = float(V.as_float_array(q_star, "q_star", low=0.0, low_open=True))
+        return critical_variances(act, q_star=q_star, depth=max(depth, 1))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator=None):
+        """Draw all weights again (stem, deep block, readout) from `generator`."""
+        from cnnmft.pytorch import init as I
+
+        sw, sb = self.sigma_w2, self.sigma_b2
+        sb_std = math.sqrt(sb)
+        for conv in self.stem:
+            I.gaussian_(conv.weight, sw, "uniform", generator=generator)
+            conv.bias.normal_(0.0, 1.0, generator=generator).mul_(sb_std)
+        w = self.block.weight
+        for layer in range(self.depth):
+            if self.init == "delta_orthogonal":
+                I.delta_orthogonal_(w[layer], sw, generator=generator)
+            elif self.init == "block_orthogonal":
+                I.block_orthogonal_(w[layer], sw, generator=generator)
+            elif self.init == "tunable_orthogonal":
+                I.tunable_orthogonal_(w[layer], sw, 0.25 if self.t is None else self.t,
+                                      generator=generator)
+            else:
+                v = self.v if isinstance(self.v, str) else np.asarray(self.v, dtype=np.float64)
+                I.gaussian_(w[layer], sw, v, t=self.t, generator=generator)
+        self.block.bias.normal_(0.0, 1.0, generator=generator).mul_(sb_std)
+        self.readout.weight.normal_(0.0, 1.0, generator=generator).mul_(
+            1.0 / math.sqrt(self.channels))
+        self.readout.bias.zero_()
+
+    def features(self, x):
+        """Output of the deep block, shape ``(B, channels, H', W')``."""
+        for conv in self.stem:
+            x = self._phi(conv(x))
+        return self.block(x)
+
+    def forward(self, x):
+        """Logits of shape ``(B, num_classes)`` for images ``(B, in_channels, H, W)``."""
+        return self.readout(self.features(x).mean(dim=(2, 3)))
+
+    def grad_norms(self):
+        """Per-layer kernel-gradient norms of the deep block, shape ``(depth,)``."""
+        return self.block.grad_norms()
