@@ -182,7 +182,7 @@ def _zcheck(res, theory, mcv, se, dof=None):
 
 def _fp(act, sw, sb):
     fixed_point = _theory("meanfield", "fixed_point")
-    fp = fixed_point(act, sw, sb)
+    fp = fixed_point(act, np.atleast_1d(float(sw)), np.atleast_1d(float(sb)))
     return {k: float(np.asarray(getattr(fp, k)).ravel()[0])
             for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")}
 
@@ -262,9 +262,11 @@ def check_trajectories(quick=True, rng=0, *, theory_override=None):
         sim = mc.simulate(x, "tanh", sw, sb, depth, width=width, kernel_size=1,
                           n_draws=s["draws"], rng=rng)
         q, c = [q1], [c1]
+        one = np.ones(1)     # 1-element arrays: every argument has the same shape
         for _ in range(depth - 1):
-            c.append(float(np.ravel(c_map("tanh", c[-1], q[-1], sw, sb))[0]))
-            q.append(float(np.ravel(q_map("tanh", q[-1], sw, sb))[0]))
+            c.append(float(np.ravel(c_map("tanh", c[-1] * one, q[-1] * one, sw * one,
+                                          sb * one))[0]))
+            q.append(float(np.ravel(q_map("tanh", q[-1] * one, sw * one, sb * one))[0]))
         q, c = np.array(q), np.array(c)
         th += [q, c]
         mcv += [sim.q[:, 0], sim.c[:, 0, 1]]
@@ -513,6 +515,11 @@ CHECKS = {
 _GROUPS = {"fixed_point": "fixed point", "trajectories": "trajectory"}
 
 
+def _summary(f):
+    doc = getattr(f, "__doc__", None) or getattr(f, "__name__", "check")
+    return doc.strip().splitlines()[0]
+
+
 def run_check(name, quick=True, rng=0) -> CheckResult:
     """Run one check by name; a missing theory module gives a ``not available`` row."""
     V.as_choice(name, "name", CHECKS)
@@ -521,11 +528,11 @@ def run_check(name, quick=True, rng=0) -> CheckResult:
         res = CHECKS[name](quick=quick, rng=rng)
     except _Missing as exc:
         group = _GROUPS.get(name, name.split("_")[0])
-        res = CheckResult(name, group, CHECKS[name].__doc__.strip().splitlines()[0],
+        res = CheckResult(name, group, _summary(CHECKS[name]),
                           status="not available", note=str(exc))
     except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         group = _GROUPS.get(name, name.split("_")[0])
-        res = CheckResult(name, group, CHECKS[name].__doc__.strip().splitlines()[0],
+        res = CheckResult(name, group, _summary(CHECKS[name]),
                           status="error", note=f"{type(exc).__name__}: {exc}")
     res.seconds = time.perf_counter() - t0
     return res

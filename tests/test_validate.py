@@ -1,0 +1,119 @@
+"""Tests of the validation library and the ``cnnmft validate`` command.
+
+Small versions of the theory-vs-simulation checks must pass with the real theory and must FAIL
+when the theory is deliberately wrong (the sigma_w-for-sigma_w2 convention slip).
+"""
+
+import argparse
+
+import numpy as np
+import pytest
+from scipy.stats import kstest, norm, t
+
+from cnnmft import validate as vl
+
+
+def test_z_threshold_is_bonferroni_normal_or_t():
+    assert vl.z_threshold(1) == pytest.approx(norm.isf(5e-4))
+    assert vl.z_threshold(100, alpha=0.01) == pytest.approx(norm.isf(5e-5))
+    assert vl.z_threshold(10, dof=5) == pytest.approx(t.isf(5e-5, 5))
+    assert vl.z_threshold(1000) > vl.z_threshold(10)
+
+
+def test_ks_helper_matches_scipy_inside_the_grid():
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.random(500))
+    grid = np.linspace(0, 1, 1001)
+    assert vl._ks(x, grid, grid) == pytest.approx(kstest(x, "uniform").statistic, abs=1e-12)
+
+
+def test_trajectories_pass_with_the_theory():
+    res = vl.run_check("trajectories", quick=True, rng=0)
+    assert res.status == "pass", res.row()
+    assert res.n_compared == 40
+    assert res.z <= res.z_crit
+
+
+def _wrong_convention_maps():
+    """The q- and c-maps evaluated with sigma_w (the std) where sigma_w2 belongs."""
+    from cnnmft.meanfield import c_map, q_map
+
+    def q_wrong(act, q, sw2, sb2):
+        return q_map(act, q, np.sqrt(sw2), sb2)
+
+    def c_wrong(act, c, q, sw2, sb2):
+        return c_map(act, c, q, np.sqrt(sw2), sb2)
+
+    return q_wrong, c_wrong
+
+
+def test_trajectories_fail_with_wrong_sigma_w_convention():
+    res = vl.check_trajectories(quick=True, rng=0, theory_override=_wrong_convention_maps())
+    assert res.status == "fail"
+    assert res.z > 2 * res.z_crit
+
+
+def test_fixed_point_check_fails_with_wrong_convention():
+    from cnnmft.meanfield import fixed_point
+
+    def wrong(sw2, sb2):
+        fp = fixed_point("tanh", np.atleast_1d(np.sqrt(sw2)), np.atleast_1d(float(sb2)))
+        return {k: float(np.ravel(getattr(fp, k))[0])
+                for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")}
+
+    res = vl.check_fixed_point(quick=True, rng=1, theory_override=wrong)
+    assert res.status == "fail", res.row()
+
+
+def test_mode_decay_delta_passes():
+    res = vl.run_check("modes_delta", quick=True, rng=0)
+    assert res.status == "pass", res.row()
+    assert res.curves["rate_mc"].shape == (3,)
+
+
+def test_missing_theory_gives_not_available_row(monkeypatch):
+    def missing(module, name):
+        raise vl._Missing(f"cnnmft.{module}.{name} is not available")
+
+    monkeypatch.setattr(vl, "_theory", missing)
+    res = vl.run_check("modes_uniform", quick=True)
+    assert res.status == "not available"
+    assert "not available" in res.note
+    out = vl.ValidationResult([res], quick=True, seconds=0.0)
+    assert out.ok and not res.passed
+
+
+def test_theory_error_counts_as_failure(monkeypatch):
+    def boom(**kw):
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setitem(vl.CHECKS, "modes_uniform", boom)
+    res = vl.run_check("modes_uniform")
+    assert res.status == "error"
+    assert not vl.ValidationResult([res], quick=True, seconds=0.0).ok
+
+
+def _run_cli(argv):
+    from cnnmft.commands import validate as cmd
+
+    p = argparse.ArgumentParser()
+    cmd.configure(p)
+    return cmd.run(p.parse_args(argv))
+
+
+def test_cli_writes_table_and_figures(tmp_path, capsys):
+    rc = _run_cli(["--quick", "--checks", "trajectories", "--out", str(tmp_path)])
+    assert rc == 0
+    assert (tmp_path / "table.csv").read_text().startswith("name,group,status")
+    assert (tmp_path / "figures" / "trajectories.png").stat().st_size > 1000
+    assert (tmp_path / "index.html").exists()
+    assert "trajectories" in capsys.readouterr().out
+
+
+def test_cli_exits_nonzero_on_failure(tmp_path, monkeypatch):
+    monkeypatch.setitem(vl.CHECKS, "trajectories",
+                        lambda quick, rng: vl.check_trajectories(
+                            quick, rng, theory_override=_wrong_convention_maps()))
+    rc = _run_cli(["--quick", "--checks", "trajectories", "--out", str(tmp_path),
+                   "--no-figures"])
+    assert rc == 1
