@@ -22,13 +22,15 @@ from cnnmft.meanfield import (
     q_map,
     trainable_depth,
 )
+from cnnmft.phase import PhaseDiagram, phase_diagram
+from cnnmft import gaussian
 
 __all__ = [
     "__version__",
     "Activation", "available_activations", "get_activation", "register_activation",
     "CriticalPoint", "FixedPoint", "Status",
     "c_map", "critical_point", "critical_sigma_w2", "depth_scale", "fixed_point", "q_map",
-    "trainable_depth",
+    "trainable_depth", "PhaseDiagram", "phase_diagram", "gaussian",
 ]
 
 # --- other modules: each engineer appends an import line and extends __all__ below ------------

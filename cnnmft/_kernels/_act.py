@@ -108,6 +108,32 @@ def d2phi(code, x):
 
 
 @jit
+def phi_dphi(code, x):
+    """(phi(x), phi'(x)) sharing work where possible."""
+    if code == TANH:
+        t = math.tanh(x)
+        return t, 1.0 - t * t
+    if code == SIGMOID:
+        s = _sigmoid(x)
+        return s, s * (1.0 - s)
+    return phi(code, x), dphi(code, x)
+
+
+@jit
+def derivs3(code, x):
+    """(phi, phi', phi'') sharing work where possible."""
+    if code == TANH:
+        t = math.tanh(x)
+        d = 1.0 - t * t
+        return t, d, -2.0 * t * d
+    if code == SIGMOID:
+        s = _sigmoid(x)
+        d = s * (1.0 - s)
+        return s, d, d * (1.0 - 2.0 * s)
+    return phi(code, x), dphi(code, x), d2phi(code, x)
+
+
+@jit
 def deriv(code, which, x):
     if which == 0:
         return phi(code, x)

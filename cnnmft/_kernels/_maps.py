@@ -39,8 +39,12 @@ def slope(code, q, ws):
 
 
 @jit
-def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws):
-    """Return (q*, status, nit, residual) of q = sw E[phi(sqrt(q) z)^2] + sb."""
+def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
+    """Return (q*, status, nit, residual) of q = sw E[phi(sqrt(q) z)^2] + sb.
+
+    Safeguarded Newton inside a bracket [lo, hi] with g(lo) >= 0 > g(hi), g(q) = q_map(q) - q;
+    q0 > 0 is an optional warm start.
+    """
     lo = 0.0
     if sb == 0.0 and phi0_zero:
         s0 = sw * dvar(code, 1e-300, ws)
@@ -52,34 +56,33 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws):
         lo = 1e-200
         while lo < 1e-3 and sw * var(code, lo, ws) - lo <= 0.0:
             lo *= 1e10
-    hi = max(1.0, 2.0 * sb)
-    g_hi = sw * var(code, hi, ws) + sb - hi
-    while g_hi > 0.0:
-        hi *= 4.0
-        if hi > QMAX:
-            return math.inf, INFINITE, 0, 0.0
-        g_hi = sw * var(code, hi, ws) + sb - hi
-    if not math.isfinite(g_hi):
-        return math.nan, NONFINITE, 0, math.nan
-    # safeguarded Newton on [lo, hi], g(lo) >= 0 > g(hi)
-    q = 0.5 * (lo + hi)
-    if sb > 0.0:
-        q = min(max(sb + sw * var(code, sb, ws), lo), hi)
-        if q >= hi:
-            q = 0.5 * (lo + hi)
+    hi = math.inf
+    if q0 > 0.0:
+        q = q0
+    else:
+        q = max(1.0, sb + sw * var(code, max(sb, 1e-300), ws))
     for it in range(1, maxiter + 1):
-        g = sw * var(code, q, ws) + sb - q
+        v, dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])
+        g = sw * v + sb - q
+        if not math.isfinite(g):
+            return math.nan, NONFINITE, it, math.nan
         if g > 0.0:
             lo = q
         else:
             hi = q
-        dg = sw * dvar(code, q, ws) - 1.0
-        qn = q - g / dg if dg < 0.0 else 0.5 * (lo + hi)
-        if not (qn > lo and qn < hi):
+        dg = sw * dv - 1.0
+        if dg < 0.0:
+            qn = q - g / dg
+        elif hi < math.inf:
             qn = 0.5 * (lo + hi)
-        if abs(qn - q) <= tol * q or hi - lo <= tol * hi:
-            g = sw * var(code, qn, ws) + sb - qn
-            return qn, OK, it, abs(g) / max(qn, 1e-300)
+        else:
+            qn = 4.0 * q
+        if not (qn > lo and qn < hi):
+            qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
+        if qn > QMAX:
+            return math.inf, INFINITE, it, 0.0
+        if abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi):
+            return q, OK, it, abs(g) / max(q, 1e-300)
         q = qn
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
 
@@ -90,49 +93,179 @@ def cov2(code, a, b, q, c, ws):
 
 
 @jit
-def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws):
-    """Return (c*, status, nit, residual) of the c-map in the chaotic phase (chi_1 > 1)."""
-    # h(c) = (sw K(c) + sb)/q - c, h(1) = 0, h'(1) = chi_1 - 1 > 0
+def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
+    """Return (c*, chi_c, status, nit, residual) of the c-map in the chaotic phase (chi_1 > 1).
+
+    h(c) = (sw K(c) + sb)/q - c has h(0) >= 0 (K(0) = E[phi]^2), h(1) = 0 and h'(1) > 0, so
+    c* is the root in [0, 1): safeguarded Newton (derivative chi_c(c) - 1, used only where it is
+    negative) with bisection on the bracket; c0 in (0, 1) is an optional warm start.
+    """
     if sb == 0.0 and phi_odd:
-        return 0.0, OK, 0, 0.0
+        k0, k1 = _quad.cmap_pair(code, q, 0.0, ws)
+        return 0.0, sw * k1, OK, 0, 0.0
     lo = 0.0
-    h_lo = (sw * cov2(code, 0, 0, q, 0.0, ws) + sb) / q
-    if h_lo < 0.0:
-        lo = -1.0
-    delta = 0.5
-    hi = 1.0 - delta
-    h_hi = (sw * cov2(code, 0, 0, q, hi, ws) + sb) / q - hi
-    k = 0
-    while h_hi >= 0.0:
-        lo = hi
-        delta *= 0.5
-        hi = 1.0 - delta
-        h_hi = (sw * cov2(code, 0, 0, q, hi, ws) + sb) / q - hi
-        k += 1
-        if k > 45:
-            return 1.0, MARGINAL, k, 0.0
-    c = 0.5 * (lo + hi)
+    hi = 1.0
+    hlo = math.nan
+    hhi = math.nan
+    side = 0
+    c = c0 if (c0 > 0.0 and c0 < 1.0) else 0.5
     for it in range(1, maxiter + 1):
-        h = (sw * cov2(code, 0, 0, q, c, ws) + sb) / q - c
+        k0, k1 = _quad.cmap_pair(code, q, c, ws)
+        h = (sw * k0 + sb) / q - c
         if h > 0.0:
             lo = c
+            hlo = h
+            if side == 1:
+                hhi *= 0.5  # Illinois modification
+            side = 1
         else:
             hi = c
-        dh = sw * cov2(code, 1, 1, q, c, ws) - 1.0
-        cn = c - h / dh if dh < 0.0 else 0.5 * (lo + hi)
+            hhi = h
+            if side == -1:
+                hlo *= 0.5
+            side = -1
+        dh = sw * k1 - 1.0
+        if dh < 0.0:
+            cn = c - h / dh
+        elif not math.isnan(hlo) and not math.isnan(hhi):
+            cn = lo - hlo * (hi - lo) / (hhi - hlo)  # false position on the bracket
+        else:
+            cn = 0.5 * (lo + hi)
         if not (cn > lo and cn < hi):
             cn = 0.5 * (lo + hi)
-        if abs(cn - c) <= tol or hi - lo <= tol:
-            h = (sw * cov2(code, 0, 0, q, cn, ws) + sb) / q - cn
-            return cn, OK, it, abs(h)
+        if abs(cn - c) <= tol:
+            return c, sw * k1, OK, it, abs(h)
+        if 1.0 - c < 1e-15 and h <= 0.0:
+            return 1.0, sw * k1, MARGINAL, it, abs(h)
         c = cn
-    return c, MAXITER, maxiter, abs((sw * cov2(code, 0, 0, q, c, ws) + sb) / q - c)
+    return c, sw * k1, MAXITER, maxiter, abs(h)
+
+
+KMAX = 160
 
 
 @jit
-def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out):
-    """Fill out[:NOUT] for one (sw, sb); return (status, nit)."""
-    q, st, nit, res = q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws)
+def hermite_sq(code, q, kmax, ws, coef):
+    """coef[k] = a_k^2, a_k = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!), k = 0..kmax (Mehler:
+    E[phi(u1) phi(u2)] = sum_k a_k^2 c^k at equal variances q). Returns (E[phi^2], E[phi'^2])
+    from the same rule, for the truncation bounds."""
+    maxw = min(MAXW_H, 3.5 / math.sqrt(kmax + 1.0))
+    n = _quad.rule_fine(code, q, maxw, ws[0], ws[1], ws[2])
+    z = ws[1]
+    f = ws[3]
+    hp = ws[4]
+    hc = ws[5]
+    sq = math.sqrt(q)
+    v = 0.0
+    s = 0.0
+    a0 = 0.0
+    a1 = 0.0
+    for i in range(n):
+        p0, p1 = _act.phi_dphi(code, sq * z[i])
+        f[i] = ws[2][i] * p0
+        v += f[i] * p0
+        s += ws[2][i] * p1 * p1
+        hp[i] = 1.0
+        hc[i] = z[i]
+        a0 += f[i]
+        a1 += f[i] * z[i]
+    coef[0] = a0 * a0
+    coef[1] = a1 * a1
+    for k in range(1, kmax):
+        r1 = 1.0 / math.sqrt(k + 1.0)
+        r2 = math.sqrt(k) * r1
+        acc = 0.0
+        for i in range(n):
+            h = z[i] * hc[i] * r1 - r2 * hp[i]
+            hp[i] = hc[i]
+            hc[i] = h
+            acc += f[i] * h
+        coef[k + 1] = acc * acc
+    return v, s
+
+
+MAXW_H = 2.25
+
+
+@jit
+def _series(coef, kmax, c):
+    """(sum_k coef_k c^k, sum_k k coef_k c^(k-1)) by Horner."""
+    p = coef[kmax]
+    d = kmax * coef[kmax]
+    for k in range(kmax - 1, -1, -1):
+        p = p * c + coef[k]
+        if k >= 1:
+            d = d * c + k * coef[k]
+    return p, d
+
+
+@jit
+def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
+    """c* by the Mehler series when it converges fast enough; returns (c, chi_c, ok, nit, res).
+
+    ok is False when the truncation bound at the root exceeds 1e-14 (the caller falls back to
+    direct quadrature)."""
+    cg = c0 if (c0 > 0.0 and c0 < 1.0) else 0.5
+    if cg > 0.8:
+        return cg, 0.0, False, 0, 0.0
+    kmax = min(KMAX, int(36.0 / -math.log(max(cg, 0.02) + 0.1)) + 8)
+    v, s = hermite_sq(code, q, kmax, ws, coef)
+    tail0 = v
+    tail1 = q * s
+    for k in range(kmax + 1):
+        tail0 -= coef[k]
+        tail1 -= k * coef[k]
+    tail0 = max(tail0, 0.0) + 1e-16 * v
+    tail1 = max(tail1, 0.0) + 1e-16 * q * s
+    lo = 0.0
+    hi = 1.0
+    hlo = math.nan
+    hhi = math.nan
+    side = 0
+    c = cg
+    for it in range(1, maxiter + 1):
+        k0, dk = _series(coef, kmax, c)
+        h = (sw * k0 + sb) / q - c
+        if h > 0.0:
+            lo = c
+            hlo = h
+            if side == 1:
+                hhi *= 0.5
+            side = 1
+        else:
+            hi = c
+            hhi = h
+            if side == -1:
+                hlo *= 0.5
+            side = -1
+        dh = sw * dk / q - 1.0
+        if dh < 0.0:
+            cn = c - h / dh
+        elif not math.isnan(hlo) and not math.isnan(hhi):
+            cn = lo - hlo * (hi - lo) / (hhi - hlo)
+        else:
+            cn = 0.5 * (lo + hi)
+        if not (cn > lo and cn < hi):
+            cn = 0.5 * (lo + hi)
+        if abs(cn - c) <= tol:
+            ck = c ** (kmax + 1)
+            err0 = sw * ck * tail0 / q
+            if c > 0.9 or err0 > 1e-14 * (1.0 - sw * dk / q):
+                return c, 0.0, False, it, 0.0
+            chic = sw * dk / q
+            err1 = sw * (c ** kmax) * tail1 / q
+            if err1 > 1e-13:
+                return c, 0.0, False, it, 0.0
+            return c, chic, True, it, abs(h)
+        c = cn
+    return c, 0.0, False, maxiter, 0.0
+
+
+@jit
+def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=-1.0, c0=-1.0,
+                    series=False):
+    """Fill out[:NOUT] for one (sw, sb); return (status, nit). q0, c0: optional warm starts."""
+    q, st, nit, res = q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0)
     out[0] = q
     out[5] = res
     out[6] = 0.0
@@ -155,10 +288,16 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out):
         if st == OK and abs(chi1 - 1.0) <= 1e-12:
             st = MARGINAL
         return st, nit
-    c, stc, nitc, resc = c_fixed_point(code, q, sw, sb, phi_odd, 1e-15, maxiter, ws)
+    ok = False
+    if series and not (sb == 0.0 and phi_odd):
+        c, chic, ok, nitc, resc = c_fixed_point_series(code, q, sw, sb, 1e-15, maxiter, ws,
+                                                        ws[6], c0)
+        stc = OK
+    if not ok:
+        c, chic, stc, nitc, resc = c_fixed_point(code, q, sw, sb, phi_odd, 1e-15, maxiter, ws, c0)
     out[1] = c
     out[6] = resc
-    out[4] = sw * cov2(code, 1, 1, q, c, ws)
+    out[4] = chic
     if stc != OK:
         st = stc
     return st, nit + nitc
@@ -175,6 +314,32 @@ def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status
                                      out[i])
             status[i] = st
             nit[i] = it
+    return 0
+
+
+@pjit
+def phase_grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit):
+    """Fixed points on the grid sw (n_w, ascending) x sb (n_b); out has shape (n_w, n_b, NOUT).
+
+    Columns of fixed sb run in parallel; along a column each point warm-starts from the last.
+    """
+    nw = sw.size
+    nb = sb.size
+    for j in prange(nb):
+        ws = _quad.new_workspace()
+        q0 = -1.0
+        c0 = -1.0
+        for i in range(nw):
+            st, it = fixed_point_one(code, sw[i], sb[j], phi0_zero, phi_odd, tol, maxiter, ws,
+                                     out[i, j], q0, c0, True)
+            status[i, j] = st
+            nit[i, j] = it
+            if st == OK or st == MARGINAL:
+                q0 = out[i, j, 0] if out[i, j, 0] > 0.0 else -1.0
+                c0 = out[i, j, 1] if out[i, j, 1] < 1.0 else -1.0
+            else:
+                q0 = -1.0
+                c0 = -1.0
     return 0
 
 

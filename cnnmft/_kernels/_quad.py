@@ -75,8 +75,8 @@ def _add_feature(edges, n, p, w):
 
 
 @jit
-def _base_edges(edges):
-    m = int(math.ceil(2.0 * ZMAX / MAXW))
+def _base_edges(edges, maxw=MAXW):
+    m = int(math.ceil(2.0 * ZMAX / maxw))
     for i in range(m + 1):
         edges[i] = -ZMAX + 2.0 * ZMAX * i / m
     return m + 1
@@ -250,6 +250,25 @@ def expect_2d(code, a, b, q1, q2, c, ws):
 
 
 @jit
+def var_dvar(code, q, edges, nodes, weights):
+    """(E[phi(u)^2], d/dq E[phi(u)^2]) for u ~ N(0, q), q > 0, from one rule."""
+    n = rule_1d(code, q, edges, nodes, weights)
+    sq = math.sqrt(q)
+    v = 0.0
+    s = 0.0
+    for i in range(n):
+        p0, d1, d2 = _act.derivs3(code, sq * nodes[i])
+        v += weights[i] * p0 * p0
+        s += weights[i] * (d1 * d1 + p0 * d2)
+    if code < _KINKS.shape[0]:
+        for j in range(2):
+            k = _KINKS[code, j]
+            if not math.isnan(k):
+                s += _JUMPS[code, j] * _act.phi(code, k) * normal_pdf(k / sq) / sq
+    return v, s
+
+
+@jit
 def dvar_dq(code, q, edges, nodes, weights):
     """d/dq E[phi(u)^2], u ~ N(0, q), q > 0: E[phi'^2 + phi phi''] plus the delta terms of phi''
     at kinks where phi' jumps (sum_k jump_k phi(k) p_q(k))."""
@@ -268,10 +287,75 @@ def dvar_dq(code, q, edges, nodes, weights):
     return s
 
 
+@jit
+def _smoothed_pair(code, m, s, edges, nodes, weights):
+    """(E[phi(m + sZ)], E[phi'(m + sZ)])."""
+    if s <= 0.0:
+        return _act.phi_dphi(code, m)
+    v0, ok0 = _smoothed_closed(code, 0, m, s)
+    v1, ok1 = _smoothed_closed(code, 1, m, s)
+    if ok0 and ok1:
+        return v0, v1
+    n = _base_edges(edges)
+    n = _features(code, s, m, 1.0, edges, n)
+    n = _finish_rule(edges, n, nodes, weights)
+    a0 = 0.0
+    a1 = 0.0
+    for i in range(n):
+        p0, p1 = _act.phi_dphi(code, m + s * nodes[i])
+        a0 += weights[i] * p0
+        a1 += weights[i] * p1
+    return a0, a1
+
+
+@jit
+def cmap_pair(code, q, c, ws):
+    """(E[phi(u1) phi(u2)], E[phi'(u1) phi'(u2)]) for equal variances q and correlation c."""
+    edges = ws[0]
+    nodes = ws[1]
+    weights = ws[2]
+    if c > 1.0:
+        c = 1.0
+    if c < -1.0:
+        c = -1.0
+    sq = math.sqrt(q)
+    s = math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
+    sig = sq * s
+    mc = sq * c
+    n = _base_edges(edges)
+    n = _features(code, sq, 0.0, 1.0, edges, n)
+    if abs(mc) > 0.0:
+        n0 = n
+        n = _features(code, abs(mc), 0.0, max(1.0, sig), edges, n)
+        if mc < 0.0:
+            for i in range(n0, n):
+                edges[i] = -edges[i]
+    n = _finish_rule(edges, n, nodes, weights)
+    k0 = 0.0
+    k1 = 0.0
+    for i in range(n):
+        z = nodes[i]
+        f0, f1 = _act.phi_dphi(code, sq * z)
+        g0, g1 = _smoothed_pair(code, mc * z, sig, ws[3], ws[4], ws[5])
+        k0 += weights[i] * f0 * g0
+        k1 += weights[i] * f1 * g1
+    return k0, k1
+
+
+@jit
+def rule_fine(code, q, maxw, edges, nodes, weights):
+    """Like rule_1d with panels no wider than maxw (for oscillatory weights such as He_k)."""
+    n = _base_edges(edges, maxw)
+    sq = math.sqrt(q)
+    if sq > 0.0:
+        n = _features(code, sq, 0.0, 1.0, edges, n)
+    return _finish_rule(edges, n, nodes, weights)
+
+
 def workspace():
-    return np.zeros((6, MAXEDGES * NGL))
+    return np.zeros((7, MAXEDGES * NGL))
 
 
 @jit
 def new_workspace():
-    return np.zeros((6, MAXEDGES * NGL))
+    return np.zeros((7, MAXEDGES * NGL))
