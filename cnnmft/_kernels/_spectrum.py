@@ -1,0 +1,348 @@
+"""Free-probability kernels for the Jacobian spectrum (see ``cnnmft.spectrum``).
+
+The law of d = phi'(sqrt(q) z)^2, z ~ N(0, 1), is represented by a composite Gauss-Legendre rule
+on panels in z (nodes ``zn``, values ``dn``, centred values ``en = dn - mu1``, slopes
+``dpn = dd/dz`` and weights ``wn`` summing to 1). For a complex x the sums
+
+    S_k = E[e^k / (x - d)],  T_k = E[e^k / (x - d)^2],  k = 0, 1, 2,   U = E[Log(x - d)]
+
+are accumulated panel by panel. A panel is accepted only if the nearest complex pole of
+1/(x - d(z)) is far from it compared with its half-width h: for every node,
+|x - d_i| >= THR * h * |d'_i| (first-order distance to the pole). Otherwise the panel is bisected
+recursively with fresh nodes (phi' and phi'' evaluated by activation code), so the sums stay
+accurate (no spikes) when x approaches the support of the law of d.
+
+Unknown of the spectral equation: x = M_{D^2}^{-1}(m). With R = x m / (1 + m) = mu1 + S1/S0 and
+P2 = E[d^2/(x - d)], the normalised log inverse M-transforms (spectrum of JJ^T / m1) are
+
+    orthogonal: F(x) = Log(x/mu1) + (L-1) Log1p(S1 / (mu1 S0))
+    Gaussian:   F(x) = Log(1 + m) + (L-1) Log1p(P2 / mu1) + Log(x/mu1)
+
+and CDF(lambda) = 1 - Im Phi(x(lambda)) / pi with the antiderivative of G = (1+m)/z,
+
+    orthogonal: Phi = (L-1) Log m + L U,   Gaussian: Phi = L m + (L-1) Log m + L U.
+"""
+
+import cmath
+import math
+
+import numpy as np
+
+from . import _act
+from ._jit import jit
+
+NGL = 16
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(NGL)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+THR = 3.0
+MAXDEPTH = 48
+STACK = 256
+DSCALE = 1.0
+
+# kinds
+ORTH = 0
+GAUSS = 1
+
+# status bits of the sums
+SUM_OK = 0
+SUM_DEPTH = 1      # refinement hit the depth cap (pole on the real axis)
+SUM_NOREFINE = 2   # panel needed refinement but the activation has no kernel code
+
+
+@jit
+def _clog1p(w):
+    u = 1.0 + w
+    if u == 1.0:
+        return w
+    return cmath.log(u) * w / (u - 1.0)
+
+
+@jit
+def _panel_nodes(code, sq, a, b, wscale, zz, dd, ee, dp, ww, mu1):
+    h = 0.5 * (b - a)
+    c = 0.5 * (b + a)
+    for j in range(NGL):
+        z = c + h * _GL_X[j]
+        u = sq * z
+        p1 = _act.dphi(code, u)
+        p2 = _act.d2phi(code, u)
+        zz[j] = z
+        dd[j] = p1 * p1
+        ee[j] = p1 * p1 - mu1
+        dp[j] = 2.0 * sq * p1 * p2
+        ww[j] = h * _GL_W[j] * _INV_SQRT_2PI * math.exp(-0.5 * z * z) * wscale
+
+
+@jit
+def _accept(x, h, dd, dp, ww, n0, n1, floor):
+    """True when every node in [n0, n1) is far from the pole at x (relative to h), or when the
+    panel's weight is too small to matter (its contribution bound is below `floor`)."""
+    lim = THR * h
+    wsum = 0.0
+    dmin2 = math.inf
+    ok = True
+    for i in range(n0, n1):
+        dx = x.real - dd[i]
+        dist2 = dx * dx + x.imag * x.imag
+        wsum += ww[i]
+        if dist2 < dmin2:
+            dmin2 = dist2
+        s = lim * dp[i]
+        if dist2 < s * s:
+            ok = False
+    if ok:
+        return True
+    # negligible panel: weight / distance^2 (bound of the T sums) below the floor
+    return wsum < floor * dmin2
+
+
+@jit
+def _accumulate(x, dd, ee, ww, n0, n1, acc, want_u):
+    for i in range(n0, n1):
+        r = 1.0 / (x - dd[i])
+        wr = ww[i] * r
+        e = ee[i]
+        acc[0] += wr
+        acc[1] += wr * e
+        acc[2] += wr * e * e
+        wr2 = wr * r
+        acc[3] += wr2
+        acc[4] += wr2 * e
+        acc[5] += wr2 * e * e
+        if want_u:
+            acc[6] += ww[i] * cmath.log(x - dd[i])
+
+
+@jit
+def sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u):
+    """Fill acc[0:7] = S0, S1, S2, T0, T1, T2, U at complex x; return a status bit mask."""
+    for k in range(7):
+        acc[k] = 0.0
+    status = 0
+    # contributions below 1e-17 of the natural scale 1/(|x| + dmax)^2 of the T sums are skipped
+    sc = abs(x) + DSCALE
+    floor = 1e-17 / (sc * sc)
+    npan = pa.shape[0]
+    zz = np.empty(NGL)
+    dd = np.empty(NGL)
+    ee = np.empty(NGL)
+    dp = np.empty(NGL)
+    ww = np.empty(NGL)
+    sa = np.empty(STACK)
+    sb = np.empty(STACK)
+    sd = np.empty(STACK, dtype=np.int64)
+    for p in range(npan):
+        n0 = p * NGL
+        n1 = n0 + NGL
+        h = 0.5 * (pb[p] - pa[p])
+        if _accept(x, h, dn, dpn, wn, n0, n1, floor):
+            _accumulate(x, dn, en, wn, n0, n1, acc, want_u)
+            continue
+        if code >= _act.N_BUILTIN:
+            status |= SUM_NOREFINE
+            _accumulate(x, dn, en, wn, n0, n1, acc, want_u)
+            continue
+        # recursive bisection with an explicit stack
+        top = 0
+        sa[0] = pa[p]
+        sb[0] = pb[p]
+        sd[0] = 0
+        top = 1
+        while top > 0:
+            top -= 1
+            a = sa[top]
+            b = sb[top]
+            dep = sd[top]
+            m = 0.5 * (a + b)
+            for half in range(2):
+                lo = a if half == 0 else m
+                hi = m if half == 0 else b
+                _panel_nodes(code, sq, lo, hi, wscale, zz, dd, ee, dp, ww, mu1)
+                hh = 0.5 * (hi - lo)
+                if dep + 1 >= MAXDEPTH or top >= STACK - 2:
+                    if not _accept(x, hh, dd, dp, ww, 0, NGL, floor):
+                        status |= SUM_DEPTH
+                    _accumulate(x, dd, ee, ww, 0, NGL, acc, want_u)
+                elif _accept(x, hh, dd, dp, ww, 0, NGL, floor):
+                    _accumulate(x, dd, ee, ww, 0, NGL, acc, want_u)
+                else:
+                    sa[top] = lo
+                    sb[top] = hi
+                    sd[top] = dep + 1
+                    top += 1
+    return status
+
+
+@jit
+def logz(x, kind, L, mu1, acc, out):
+    """out[0] = F(x) (normalised log inverse M-transform), out[1] = F'(x), out[2] = m."""
+    s0 = acc[0]
+    s1 = acc[1]
+    s2 = acc[2]
+    t0 = acc[3]
+    t1 = acc[4]
+    t2 = acc[5]
+    m = mu1 * s0 + s1
+    if kind == ORTH:
+        w = s1 / (mu1 * s0)
+        f = cmath.log(x / mu1) + (L - 1.0) * _clog1p(w)
+        r = mu1 + s1 / s0
+        rp = (s1 * t0 - t1 * s0) / (s0 * s0)
+        fp = 1.0 / x + (L - 1.0) * rp / r
+    else:
+        p2 = mu1 * mu1 * s0 + 2.0 * mu1 * s1 + s2
+        q2 = mu1 * mu1 * t0 + 2.0 * mu1 * t1 + t2
+        mp = -(mu1 * t0 + t1)
+        opm = x * s0  # 1 + m without cancellation as m -> -1
+        f = cmath.log(opm) + (L - 1.0) * _clog1p(p2 / mu1) + cmath.log(x / mu1)
+        fp = mp / opm - (L - 1.0) * q2 / (mu1 + p2) + 1.0 / x
+    out[0] = f
+    out[1] = fp
+    out[2] = m
+
+
+@jit
+def eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out, want_u):
+    st = sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u)
+    logz(x, kind, L, mu1, acc, out)
+    return st
+
+
+@jit
+def eval_real(xs, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, f, fp):
+    """Real F and F' at real points xs (outside the support of d)."""
+    acc = np.zeros(7, dtype=np.complex128)
+    out = np.zeros(3, dtype=np.complex128)
+    for i in range(xs.shape[0]):
+        eval_f(complex(xs[i], 0.0), kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale,
+               acc, out, False)
+        f[i] = out[0].real
+        fp[i] = out[1].real
+
+
+@jit
+def phi_cdf(x, kind, L, m, u):
+    """CDF from the antiderivative: 1 - Im Phi / pi."""
+    if not m.imag < 0.0:
+        m = complex(m.real, -0.0)  # the physical side of the cut (Im m <= 0)
+    lm = cmath.log(m)
+    if kind == ORTH:
+        ph = (L - 1.0) * lm + L * u
+    else:
+        ph = L * m + (L - 1.0) * lm + L * u
+    return 1.0 - ph.imag / math.pi
+
+
+@jit
+def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale,
+               tol, maxiter, xs, ms, cdf, status, stop_rel):
+    """Continuation along loglam (descending): Newton on F(x) = loglam, Im x > 0.
+
+    x_init: guess for the first point; later points use linear extrapolation of the last two.
+    status per point: 0 ok, -2 maxiter, -3 non-finite, -4 wrong half-plane, bit 8 sums flag.
+    Stops (returning the number of points done) once the density falls below stop_rel times its
+    running maximum (the exponentially thin lower tail of smooth activations).
+    """
+    acc = np.zeros(7, dtype=np.complex128)
+    out = np.zeros(3, dtype=np.complex128)
+    n = loglam.shape[0]
+    rmax = 0.0
+    for k in range(n):
+        if k == 0:
+            x = x_init
+        elif k == 1:
+            x = xs[0]
+        else:
+            x = 2.0 * xs[k - 1] - xs[k - 2]
+            if x.imag <= 0.0:
+                x = complex(x.real, 0.5 * xs[k - 1].imag)
+        st = 0
+        ok = False
+        sflag = 0
+        for it in range(maxiter):
+            sflag = eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out,
+                           False)
+            r = out[0] - loglam[k]
+            if not (cmath.isfinite(r) and cmath.isfinite(out[1])) or out[1] == 0.0:
+                st = -3
+                break
+            dx = -r / out[1]
+            # damping: at most 25% of |x| per step, stay in the upper half-plane
+            lim = 0.25 * abs(x)
+            if abs(dx) > lim:
+                dx *= lim / abs(dx)
+            xn = x + dx
+            while xn.imag <= 0.0:
+                dx *= 0.5
+                xn = x + dx
+                if abs(dx) < 1e-300:
+                    break
+            x = xn
+            if abs(r) < tol or abs(dx) < 1e-14 * abs(x):
+                ok = True
+                break
+        if st == 0 and not ok:
+            # stalled at the rounding level of F (large L, x near 0): accept with a flag
+            st = 2 if abs(r) < 1e4 * tol else -2
+        sflag = eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out, True)
+        xs[k] = x
+        ms[k] = out[2]
+        if st >= 0:
+            if not (x.imag > 0.0 and out[2].imag <= 1e-10 * abs(out[2])):
+                st = -4
+            else:
+                cdf[k] = phi_cdf(x, kind, L, out[2], acc[6])
+        if sflag != 0 and st == 0:
+            st = 8
+        status[k] = st
+        # density (up to 1/pi) relative to the largest so far: stop in an exponentially thin tail
+        r = -out[2].imag * math.exp(-loglam[k])
+        if r > rmax:
+            rmax = r
+        if st == 0 and k > 8 and r < stop_rel * rmax:
+            return k + 1
+    return n
+
+
+@jit
+def solve_universal(loglam, m_init, s, tol, maxiter, ms, cdf, status):
+    """Continuation for the universal limit log z(m) = Log(1+m) - Log(m) + s m, Im m < 0."""
+    n = loglam.shape[0]
+    for k in range(n):
+        if k == 0:
+            m = m_init
+        elif k == 1:
+            m = ms[0]
+        else:
+            m = 2.0 * ms[k - 1] - ms[k - 2]
+            if m.imag >= 0.0:
+                m = complex(m.real, 0.5 * ms[k - 1].imag)
+        st = -2
+        for it in range(maxiter):
+            f = cmath.log(1.0 + m) - cmath.log(m) + s * m - loglam[k]
+            fp = 1.0 / (1.0 + m) - 1.0 / m + s
+            if not (cmath.isfinite(f) and cmath.isfinite(fp)) or fp == 0.0:
+                st = -3
+                break
+            dm = -f / fp
+            lim = 0.25 * abs(m)
+            if abs(dm) > lim:
+                dm *= lim / abs(dm)
+            mn = m + dm
+            while mn.imag >= 0.0:
+                dm *= 0.5
+                mn = m + dm
+                if abs(dm) < 1e-300:
+                    break
+            m = mn
+            if abs(f) < tol or abs(dm) < 1e-15 * abs(m):
+                st = 0
+                break
+        ms[k] = m
+        if st == 0:
+            if not m.imag < 0.0:
+                st = -4
+            else:
+                ph = -cmath.log(m) + s * m + 0.5 * s * m * m
+                cdf[k] = 1.0 - ph.imag / math.pi
+        status[k] = st
