@@ -1,0 +1,276 @@
+"""Kernels of the CNN covariance map Sigma -> A * C(Sigma) on a circular grid.
+
+State layout: ``S[alpha, col]`` with ``alpha`` the flat pixel index of a grid (n1, n2, n3)
+(C order) and one column per (input a, input b, displacement delta): the entry is
+``Sigma[(a, alpha), (b, alpha + delta)]``. The pixel ``alpha + delta`` is computed per axis
+modulo the grid size. ``C`` acts entrywise (needs the two variances, gathered from ``qpix``),
+``A`` acts along ``alpha`` for every column: ``S'[alpha] = sum_t v_t T[alpha + o_t]``.
+
+Entry evaluators:
+* Mehler series: E[phi(u1) phi(u2)] = sum_k c_k(q1) c_k(q2) rho^k with c_k(q) the normalised
+  Hermite coefficients of phi(sqrt(q) z); only every ``step``-th term from ``k0`` is stored.
+* closed forms: linear, erf (arcsine), relu (arc-cosine).
+* direct: the adaptive bivariate quadrature of ``_quad.expect_2d``.
+"""
+
+import math
+
+import numpy as np
+prange = range
+
+from . import _quad
+from ._act import ERF, LINEAR, RELU
+from ._jit import jit
+
+OK = 0
+NONFINITE = -3
+
+
+@jit
+def _partner(alpha, d1, d2, d3, n1, n2, n3):
+    i3 = alpha % n3
+    r = alpha // n3
+    i2 = r % n2
+    i1 = r // n2
+    j1 = i1 + d1
+    if j1 >= n1:
+        j1 -= n1
+    j2 = i2 + d2
+    if j2 >= n2:
+        j2 -= n2
+    j3 = i3 + d3
+    if j3 >= n3:
+        j3 -= n3
+    return (j1 * n2 + j2) * n3 + j3
+
+
+@jit
+def _rho(s, q1, q2):
+    den = math.sqrt(q1 * q2)
+    if den > 0.0:
+        r = s / den
+        if r > 1.0:
+            r = 1.0
+        elif r < -1.0:
+            r = -1.0
+        return r
+    return 0.0
+
+
+@jit
+def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coefT, k0, step, qpix, sw2, sb2):
+    """T = C(S) with per-pixel Mehler coefficients coefT[term, (input * N + pixel)]."""
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    kc = coefT.shape[0]
+    p2 = np.empty(ncol, dtype=np.int64)
+    rho = np.empty(ncol)
+    r = np.empty(ncol)
+    acc = np.empty(ncol)
+    for alpha in range(npix):
+        for c in range(ncol):
+            j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            p1 = cola[c] * npix + alpha
+            p2[c] = colb[c] * npix + j
+            x = _rho(S[alpha, c], qpix[p1], qpix[p2[c]])
+            rho[c] = x
+            r[c] = x if step == 1 else x * x
+            acc[c] = 0.0
+        for t in range(kc - 1, -1, -1):
+            row = coefT[t]
+            for c in range(ncol):
+                acc[c] = acc[c] * r[c] + row[cola[c] * npix + alpha] * row[p2[c]]
+        for c in range(ncol):
+            y = acc[c] * rho[c] if k0 == 1 else acc[c]
+            T[alpha, c] = sw2 * y + sb2
+
+
+@jit
+def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
+    """T = C(S) when every variance equals q (invq = 1/q): a[t] = c_t(q)^2."""
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    kc = a.shape[0]
+    for alpha in prange(npix):
+        rho = np.empty(ncol)
+        r = np.empty(ncol)
+        acc = np.empty(ncol)
+        for c in range(ncol):
+            x = S[alpha, c] * invq
+            if x > 1.0:
+                x = 1.0
+            elif x < -1.0:
+                x = -1.0
+            rho[c] = x
+            r[c] = x if step == 1 else x * x
+            acc[c] = a[kc - 1]
+        for t in range(kc - 2, -1, -1):
+            at = a[t]
+            for c in range(ncol):
+                acc[c] = acc[c] * r[c] + at
+        for c in range(ncol):
+            y = acc[c] * rho[c] if k0 == 1 else acc[c]
+            T[alpha, c] = sw2 * y + sb2
+
+
+@jit
+def closed_entry(code, q1, q2, s):
+    if code == LINEAR:
+        return s
+    if code == ERF:
+        den = math.sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2))
+        x = 2.0 * s / den
+        if x > 1.0:
+            x = 1.0
+        elif x < -1.0:
+            x = -1.0
+        return 2.0 / math.pi * math.asin(x)
+    # RELU
+    sq = math.sqrt(q1 * q2)
+    if sq == 0.0:
+        return 0.0
+    rho = _rho(s, q1, q2)
+    return sq / (2.0 * math.pi) * (math.sqrt(max(0.0, 1.0 - rho * rho))
+                                   + (math.pi - math.acos(rho)) * rho)
+
+
+@jit
+def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    for alpha in prange(npix):
+        for c in range(ncol):
+            j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            q1 = qpix[cola[c] * npix + alpha]
+            q2 = qpix[colb[c] * npix + j]
+            T[alpha, c] = sw2 * closed_entry(code, q1, q2, S[alpha, c]) + sb2
+
+
+@jit
+def c_direct(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
+    """Reference path: every entry by the adaptive bivariate quadrature (serial)."""
+    ws = _quad.new_workspace()
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    for alpha in range(npix):
+        for c in range(ncol):
+            j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            q1 = qpix[cola[c] * npix + alpha]
+            q2 = qpix[colb[c] * npix + j]
+            rho = _rho(S[alpha, c], q1, q2)
+            T[alpha, c] = sw2 * _quad.expect_2d(code, 0, 0, q1, q2, rho, ws) + sb2
+
+
+@jit
+def a_apply(T, S, taps, o1, o2, o3, n1, n2, n3):
+    """S[alpha, :] = sum_t taps[t] * T[alpha + o_t, :] (circular)."""
+    npix = T.shape[0]
+    ncol = T.shape[1]
+    nt = taps.shape[0]
+    for alpha in prange(npix):
+        for c in range(ncol):
+            S[alpha, c] = 0.0
+        for t in range(nt):
+            src = _partner(alpha, o1[t], o2[t], o3[t], n1, n2, n3)
+            w = taps[t]
+            for c in range(ncol):
+                S[alpha, c] += w * T[src, c]
+
+
+@jit
+def column_spread(S):
+    """max over columns of (max_alpha S - min_alpha S); NaN-propagating."""
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    lo = S[0].copy()
+    hi = S[0].copy()
+    for alpha in range(1, npix):
+        for c in range(ncol):
+            x = S[alpha, c]
+            if x < lo[c]:
+                lo[c] = x
+            if x > hi[c]:
+                hi[c] = x
+    m = 0.0
+    for c in range(ncol):
+        d = hi[c] - lo[c]
+        if not (d <= m):
+            m = d
+    return m
+
+
+@jit
+def run_common(S, T, nlayers, a, k0, step, invq, sw2, sb2, taps, o1, o2, o3, n1, n2, n3,
+               identity_a, check_every, ti_tol):
+    """Run up to nlayers full layers with common coefficients.
+
+    Returns (layers done, translation invariant reached (0/1), status).
+    Stops early once the column spread is <= ti_tol (checked every check_every layers).
+    """
+    for layer in range(nlayers):
+        c_mehler_common(S, T, a, k0, step, invq, sw2, sb2)
+        if identity_a:
+            S[:, :] = T
+        else:
+            a_apply(T, S, taps, o1, o2, o3, n1, n2, n3)
+        if (layer + 1) % check_every == 0 or layer == nlayers - 1:
+            sp = column_spread(S)
+            if not math.isfinite(sp):
+                return layer + 1, 0, NONFINITE
+            if sp <= ti_tol and not identity_a:
+                return layer + 1, 1, OK
+    return nlayers, 0, OK
+
+
+@jit
+def run_reduced_common(x, y, nlayers, a, k0, step, invq, sw2, sb2):
+    """Translation-invariant state x (one value per column), common variance: iterate C."""
+    kc = a.shape[0]
+    for layer in range(nlayers):
+        for c in range(x.shape[0]):
+            rho = x[c] * invq
+            if rho > 1.0:
+                rho = 1.0
+            elif rho < -1.0:
+                rho = -1.0
+            r = rho if step == 1 else rho * rho
+            acc = 0.0
+            for t in range(kc - 1, -1, -1):
+                acc = acc * r + a[t]
+            if k0 == 1:
+                acc *= rho
+            y[c] = sw2 * acc + sb2
+        for c in range(x.shape[0]):
+            x[c] = y[c]
+        if not math.isfinite(x[0]):
+            return layer + 1, NONFINITE
+    return nlayers, OK
+
+
+@jit
+def iterate_points(x, nlayers, a, k0, step, invq, sw2, sb2, out, snap_at):
+    """Iterate the 1D map s -> sw2 * sum_t a_t rho^k + sb2 (rho = s / q) on every point.
+
+    out[j, i] receives the value after snap_at[j] layers (snap_at increasing, <= nlayers).
+    """
+    kc = a.shape[0]
+    nsnap = snap_at.shape[0]
+    for i in prange(x.shape[0]):
+        s = x[i]
+        j = 0
+        for layer in range(1, nlayers + 1):
+            rho = s * invq
+            if rho > 1.0:
+                rho = 1.0
+            elif rho < -1.0:
+                rho = -1.0
+            r = rho if step == 1 else rho * rho
+            acc = 0.0
+            for t in range(kc - 1, -1, -1):
+                acc = acc * r + a[t]
+            if k0 == 1:
+                acc *= rho
+            s = sw2 * acc + sb2
+            while j < nsnap and snap_at[j] == layer:
+                out[j, i] = s
+                j += 1
