@@ -25,17 +25,22 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from math import comb
 
 import numpy as np
 
 from cnnmft._validation import as_float_array, as_int
+from cnnmft.results import ResultMixin
 
 __all__ = [
     "variance_profile",
     "mode_eigenvalues",
     "kernel_offsets",
+    "mode_depth_scales",
+    "linearized_spectrum",
+    "ModeDepthScales",
     "PROFILE_KINDS",
 ]
 
@@ -276,3 +281,188 @@ def mode_eigenvalues(v, spatial_shape):
     np.add.at(grid, idx, v)
     # ifftn uses exp(+2 pi i f x / n) / N
     return np.fft.ifftn(grid) * grid.size
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModeDepthScales(ResultMixin):
+    """Depth scale of every spatial Fourier mode (output of :func:`mode_depth_scales`).
+
+    ``S`` is the broadcast shape of ``sigma_w2`` and ``sigma_b2``; ``G`` is ``spatial_shape``.
+
+    Attributes
+    ----------
+    activation : str
+    sigma_w2, sigma_b2 : ndarray, shape S
+    v : ndarray
+        Variance profile.
+    lam : ndarray of complex128, shape G
+        Eigenvalues of ``A`` (:func:`mode_eigenvalues`), numpy FFT order.
+    q_star, c_star, chi_q, chi_c : ndarray, shape S
+        Fully-connected fixed point and slopes (:func:`cnnmft.fixed_point`).
+    xi_c : ndarray, shape S + G
+        ``-1 / log(chi_c |lam_f|)``: decay depth of mode f of an off-diagonal (correlation)
+        perturbation; ``inf`` where ``chi_c |lam_f| = 1``, ``0`` where ``lam_f = 0``, negative
+        where ``chi_c |lam_f| > 1`` (growth).
+    xi_q : ndarray, shape S + G
+        ``-1 / log(chi_q |lam_f|)``: the same for a perturbation of the variances.
+    status : ndarray of int, shape S
+        Status of the fixed point (:class:`cnnmft.Status`).
+    """
+
+    activation: str
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    v: np.ndarray
+    lam: np.ndarray
+    q_star: np.ndarray
+    c_star: np.ndarray
+    chi_q: np.ndarray
+    chi_c: np.ndarray
+    xi_c: np.ndarray
+    xi_q: np.ndarray
+    status: np.ndarray
+
+
+def _depth(x):
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = -1.0 / np.log(x)
+    xi = np.where(x == 1.0, np.inf, xi)
+    xi = np.where(x == 0.0, 0.0, xi)
+    return xi
+
+
+def mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape):
+    r"""Depth scales of every spatial Fourier mode of a CNN at its fixed point.
+
+    .. math::
+
+        \xi_{c,f} = -\frac{1}{\log(\chi_{c^*} |\lambda_f|)}, \qquad
+        \xi_{q,f} = -\frac{1}{\log(\chi_{q^*} |\lambda_f|)}
+
+    ([1]_, Section 2.4, eqs. (2.9)-(2.11)). The zero mode (``lam_0 = 1``) has the
+    fully-connected depth scales ``xi_c`` and ``xi_q``; ``v = delta`` gives them to every mode.
+
+    Parameters
+    ----------
+    act : str or Activation
+        Activation.
+    sigma_w2, sigma_b2 : array_like
+        Weight and bias variances (broadcast together, shape ``S``).
+    v : array_like
+        Variance profile, one axis per spatial axis.
+    spatial_shape : int or tuple of int
+        Grid size.
+
+    Returns
+    -------
+    ModeDepthScales
+        ``xi_c`` and ``xi_q`` of shape ``S + spatial_shape``.
+
+    References
+    ----------
+    .. [1] Xiao et al., ICML 2018, arXiv:1806.05393.
+
+    Examples
+    --------
+    >>> r = mode_depth_scales("tanh", 1.5, 0.05, variance_profile("uniform", 3), (8, 8))
+    >>> round(float(r.xi_c[0, 0]), 2), round(float(r.xi_c[0, 1]), 2)
+    (15.79, 3.56)
+    """
+    from cnnmft.meanfield import fixed_point
+
+    lam = mode_eigenvalues(v, spatial_shape)
+    vv = _as_profile(v)
+    fp = fixed_point(act, sigma_w2, sigma_b2)
+    shape = np.shape(fp.chi_c)
+    extra = (slice(None),) * len(shape) + (None,) * lam.ndim
+    mag = np.abs(lam)
+    chi_c = np.asarray(fp.chi_c)
+    chi_q = np.asarray(fp.chi_q)
+    xi_c = _depth(chi_c[extra] * mag)
+    xi_q = _depth(chi_q[extra] * mag)
+    bad = ~np.isfinite(chi_c)
+    if bad.any():
+        xi_c[bad] = np.nan
+        xi_q[bad] = np.nan
+    return ModeDepthScales(
+        activation=fp.activation, sigma_w2=np.asarray(fp.sigma_w2),
+        sigma_b2=np.asarray(fp.sigma_b2), v=vv, lam=lam, q_star=np.asarray(fp.q_star),
+        c_star=np.asarray(fp.c_star), chi_q=chi_q, chi_c=chi_c, xi_c=xi_c, xi_q=xi_q,
+        status=np.asarray(fp.status))
+
+
+def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1):
+    r"""Eigenvalues of the covariance map ``Sigma -> A * C(Sigma)`` linearised at its fixed point.
+
+    The linearised ``C`` is block-triangular (variances feed the covariances, not the reverse),
+    and ``A`` is diagonal in the Fourier basis of each displacement, so ([1]_, Section 2.4;
+    THEORY.md section 2.4) the spectrum is
+
+    * ``chi_q * lam_f`` for every mode ``f`` of the variances (displacement 0 of each input);
+    * ``chi_c * lam_f`` for every ``f`` and every pair of displacements ``{delta, -delta}``
+      with ``delta != -delta``; for a displacement with ``delta == -delta != 0`` the entries
+      are periodic under ``alpha -> alpha + delta``, which keeps only the modes with
+      ``exp(2 pi i <f, delta> / n) = 1``;
+    * ``chi_c * lam_f`` for every ``f`` and every displacement between two different inputs.
+
+    For one input that is ``N (N + 1) / 2`` eigenvalues, ``N = prod(spatial_shape)``: one per
+    independent entry of the symmetric covariance.
+
+    Parameters
+    ----------
+    act : str or Activation
+    sigma_w2, sigma_b2 : float
+    v : array_like
+        Variance profile.
+    spatial_shape : int or tuple of int
+    n_inputs : int, default 1
+        Number of inputs (cross-input covariances add ``chi_c lam_f`` blocks).
+
+    Returns
+    -------
+    eig : ndarray
+        The eigenvalues with multiplicity, sorted by decreasing real part (real dtype when
+        ``v`` is symmetric, complex otherwise).
+
+    References
+    ----------
+    .. [1] Xiao et al., ICML 2018, arXiv:1806.05393.
+
+    Examples
+    --------
+    >>> e = linearized_spectrum("tanh", 2.5, 0.05, [0.2, 0.6, 0.2], 6)
+    >>> e.size, round(float(e[0]), 5)
+    (21, 0.91872)
+    """
+    from cnnmft.meanfield import fixed_point
+
+    sw = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
+    sb = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    B = as_int(n_inputs, "n_inputs", low=1)
+    lam = mode_eigenvalues(v, spatial_shape)
+    shape = lam.shape
+    fp = fixed_point(act, sw, sb)
+    chi_q = float(np.asarray(fp.chi_q).ravel()[0])
+    chi_c = float(np.asarray(fp.chi_c).ravel()[0])
+    N = lam.size
+    flat = lam.ravel()
+    freqs = np.stack(np.unravel_index(np.arange(N), shape), axis=1)  # (N, d)
+    n = np.array(shape)
+    parts = [np.tile(chi_q * flat, B)]
+    deltas = freqs
+    neg = np.ravel_multi_index(tuple((-deltas[:, j]) % n[j] for j in range(len(shape))), shape)
+    idx = np.arange(N)
+    for d in idx[(idx < neg) & (idx != 0)]:
+        parts.append(np.tile(chi_c * flat, B))
+    for d in idx[(idx == neg) & (idx != 0)]:
+        phase = (freqs @ (deltas[d] / n)) % 1.0
+        keep = np.isclose(phase, 0.0) | np.isclose(phase, 1.0)
+        parts.append(np.tile(chi_c * flat[keep], B))
+    npairs = B * (B - 1) // 2
+    if npairs:
+        parts.append(np.tile(chi_c * flat, N * npairs))
+    eig = np.concatenate(parts)
+    if np.all(np.abs(eig.imag) <= 1e-14):
+        eig = eig.real
+    return eig[np.argsort(-eig.real, kind="stable")]
