@@ -36,12 +36,12 @@ def configure(p):
     p.add_argument("--seed", type=int, default=0, help="seed (phase study)")
     g = p.add_argument_group("phase study")
     g.add_argument("--sigma-w2", type=float, nargs="+", default=None, metavar="S",
-                   help="weight variances (default: 12 values from 1.0 to 4.0)")
+                   help="weight variances (default: 12 values from 0.5 to 3.8)")
     g.add_argument("--depths", type=int, nargs="+", default=None, metavar="L",
-                   help="depths (default: 2 5 10 20 35 50 75 100 150 200)")
+                   help="depths (default: 2 4 6 8 12 16 24 32 48 64)")
     g.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default 0.05)")
-    g.add_argument("--threshold", type=float, default=0.5,
-                   help="'trained' means final training accuracy >= this (default 0.5)")
+    g.add_argument("--threshold", type=float, default=0.3,
+                   help="'trained' means final training accuracy >= this (default 0.3)")
     g = p.add_argument_group("modes study")
     g.add_argument("--t", type=float, nargs="+", default=None, metavar="T",
                    help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 binomial)")
