@@ -570,14 +570,26 @@ def conv_singular_values(kernel, spatial_shape):
     for pos in np.ndindex(*kern.shape[2:]):
         tgt = tuple(int(i[pos]) for i in idx)
         folded[(slice(None), slice(None)) + tgt] += kern[(slice(None), slice(None)) + pos]
-    sym = np.fft.fftn(folded, axes=tuple(range(2, 2 + d)))
-    sym = np.moveaxis(sym.reshape(c_out, c_in, -1), -1, 0)  # (N, c_out, c_in)
-    n_freq = sym.shape[0]
-    out = np.empty((n_freq, min(c_out, c_in)))
-    step = max(1, int(2**24 // max(1, c_out * c_in)))
-    for s in range(0, n_freq, step):
-        out[s:s + step] = np.linalg.svd(sym[s:s + step], compute_uv=False)
-    return out.reshape(grid + (min(c_out, c_in),))
+    # real kernel: M(-w) = conj(M(w)) has the same singular values, so half the grid suffices
+    sym = np.fft.rfftn(folded, axes=tuple(range(2, 2 + d)))
+    half_shape = sym.shape[2:]
+    sym = np.moveaxis(sym.reshape(c_out, c_in, -1), -1, 0)  # (N_half, c_out, c_in)
+    m = min(c_out, c_in)
+    half = np.empty((sym.shape[0], m))
+    step = max(1, int(2**22 // max(1, c_out * c_in)))
+    for s in range(0, sym.shape[0], step):
+        half[s:s + step] = np.linalg.svd(sym[s:s + step], compute_uv=False)
+    half = half.reshape(half_shape + (m,))
+    n_last = grid[-1]
+    j = np.arange(n_last)
+    mirror = j > n_last // 2
+    # full[i, j] = half[i, j] for j <= n//2, else half[-i mod n, n - j]
+    full = np.empty(grid + (m,))
+    full[..., ~mirror, :] = half[..., j[~mirror], :]
+    if mirror.any():
+        neg = np.ix_(*[(-np.arange(n)) % n for n in grid[:-1]], n_last - j[mirror])
+        full[..., mirror, :] = half[neg]
+    return full
 
 
 def tap_energy(kernel):
