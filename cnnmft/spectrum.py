@@ -511,12 +511,20 @@ def _stationary(law, kind, L, xs, sign):
 def _upper_edge(law, kind, L):
     dmax = law.dmax
     xs = dmax + dmax * np.exp(np.linspace(-34.0, math.log(4.0 * L + 50.0), 400))
+    if law.discrete and kind == _k.ORTH and 0.0 < law.p < 1.0:
+        # 0/1 law: M_D = p/(x - 1) is real on (1 - p, 1) too, where m < -1; the real branch
+        # from x = +inf runs through the atom (x = 1, m = inf) down to its first minimum
+        lo = 1.0 - law.p
+        left = lo + law.p * np.exp(np.linspace(-34.0, -1e-9, 400))
+        xs = np.concatenate([left, xs])
     res = _stationary(law, kind, L, xs, +1)
     if res is None:
         return None
     xstar, fstar = res
     # curvature for the square-root start below the edge
-    h = 1e-6 * (xstar - dmax)
+    h = 1e-6 * abs(xstar - dmax)
+    if law.discrete and 0.0 < law.p < 1.0:
+        h = min(h, 1e-6 * abs(xstar - (1.0 - law.p)))
     fpp = (_real_f(law, kind, L, np.array([xstar + h]))[1][0]
            - _real_f(law, kind, L, np.array([xstar - h]))[1][0]) / (2 * h)
     return xstar, fstar, fpp
@@ -524,10 +532,12 @@ def _upper_edge(law, kind, L):
 
 def _lower_edge(law, kind, L):
     """Maximum of the real F on x in (0, dmin) (orthogonal weights): the lower edge."""
-    if law.dmin <= 0.0:
+    if law.dmin <= 1e-250:
         return None
-    t = np.exp(np.linspace(-27.0, math.log(700.0), 500))
+    tmax = min(700.0, math.log(law.dmin / 1e-300))
+    t = np.exp(np.linspace(-27.0, math.log(tmax), 500))
     xs = np.sort(law.dmin * np.exp(-t))
+    xs = xs[xs > 0]
     res = _stationary(law, kind, L, xs, -1)
     if res is not None:
         return res
@@ -537,8 +547,29 @@ def _lower_edge(law, kind, L):
     return xb, float(_real_f(law, kind, L, np.array([xb]))[0][0])
 
 
-def _progress_none(*a, **k):
-    return None
+def _first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
+    """Starting x for the first eigenvalue below the upper edge.
+
+    Near a square-root edge, F(x) ~ F(x*) + F''(x*) (x - x*)^2 / 2, so
+    x0 = x* + i sqrt(2 (F(x*) - log lam0) / F''). When that start does not converge (an
+    inverse-square-root edge, e.g. two free projections of rank 1/2), larger imaginary offsets
+    are tried; the candidate must converge with Im x > 0 and Im m < 0.
+    """
+    d0 = max(2.0 * (fstar - math.log(lam0)) / fpp, 0.0) if fpp > 0 else 0.0
+    cands = [complex(xstar, math.sqrt(d0) + 1e-300)]
+    scale = max(abs(xstar), 1e-3)
+    cands += [complex(xstar, f * scale) for f in (1e-4, 1e-3, 1e-2, 0.1, 0.3)]
+    one = np.array([math.log(lam0)])
+    for c in cands:
+        xs = np.zeros(1, dtype=np.complex128)
+        ms = np.zeros(1, dtype=np.complex128)
+        cd = np.zeros(1)
+        st = np.zeros(1, dtype=np.int64)
+        _k.solve_grid(one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st,
+                      0.0)
+        if st[0] == 0:
+            return xs[0]
+    return cands[0]
 
 
 def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n_points=2000,
@@ -718,8 +749,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         cd = np.full(gi.shape, np.nan)
         st = np.zeros(gi.shape, dtype=np.int64)
         if gi.size:
-            d0 = max(2.0 * (fstar - math.log(gi[0])) / fpp, 0.0) if fpp > 0 else 0.0
-            x0 = complex(xstar, math.sqrt(d0) + 1e-300)
+            x0 = _first_guess(law, kind, L, gi[0], xstar, fstar, fpp, tol, maxiter)
             nd = _k.solve_grid(np.log(gi), x0, kind, float(L), mu1, *law.args(), tol, maxiter,
                                xs, ms, cd, st, _TAIL)
             if nd < gi.size:
@@ -768,8 +798,10 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
             cs = cdf_s[inside[:cdf_s.size]]
             if cs.size and (np.any(np.diff(cs) > 1e-7) or cs.min() < -1e-7 or cs.max() > 1 + 1e-7):
                 status = Status.MAXITER
-            if user is None and abs(mass - 1.0) > 1e-4:
+            if user is None and abs(mass - 1.0) > 1e-3:
                 status = Status.MAXITER
+    if atom_lam.size:
+        lmax = max(lmax, float(atom_lam.max()))
     if not scale_ok:
         status = Status.INFINITE if status == Status.OK else status
     f = scale
@@ -813,10 +845,10 @@ def _depth_one(law, n_points, user, scale):
         if g <= lo or g >= hi:
             cdf[i] = 0.0 if g <= lo else 1.0
             continue
-        x = complex(g * law.mu1, 1e-13 * g * law.mu1)
+        x = complex(g * law.mu1, 1e-11 * g * law.mu1)
         flag = _k.sums(x, law.code, law.sq, law.mu1, law.pa, law.pb, law.dn, law.en, law.dpn,
                        law.wn, law.wscale, acc, True)
-        m = law.mu1 * acc[0] + acc[1]
+        m = acc[1]
         dens[i] = max(-m.imag / (math.pi * g), 0.0)
         cdf[i] = 1.0 - acc[6].imag / math.pi
         pst[i] = 0 if flag == 0 else 8

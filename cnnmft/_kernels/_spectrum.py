@@ -1,24 +1,27 @@
 """Free-probability kernels for the Jacobian spectrum (see ``cnnmft.spectrum``).
 
 The law of d = phi'(sqrt(q) z)^2, z ~ N(0, 1), is represented by a composite Gauss-Legendre rule
-on panels in z (nodes ``zn``, values ``dn``, centred values ``en = dn - mu1``, slopes
-``dpn = dd/dz`` and weights ``wn`` summing to 1). For a complex x the sums
+on panels in z (values ``dn``, slopes ``dpn = dd/dz`` and weights ``wn`` summing to 1). For a
+complex x the sums
 
-    S_k = E[e^k / (x - d)],  T_k = E[e^k / (x - d)^2],  k = 0, 1, 2,   U = E[Log(x - d)]
+    S0 = E[1/(x-d)], m = E[d/(x-d)], T0 = E[1/(x-d)^2], M1 = E[d/(x-d)^2],
+    Q2 = E[d^2/(x-d)^2], U = E[Log(x - d)]
 
 are accumulated panel by panel. A panel is accepted only if the nearest complex pole of
 1/(x - d(z)) is far from it compared with its half-width h: for every node,
-|x - d_i| >= THR * h * |d'_i| (first-order distance to the pole). Otherwise the panel is bisected
-recursively with fresh nodes (phi' and phi'' evaluated by activation code), so the sums stay
-accurate (no spikes) when x approaches the support of the law of d.
+|x - d_i| >= THR * h * |d'_i| (first-order distance to the pole), or if its weight is too small
+to matter. Otherwise the panel is bisected recursively with fresh nodes (phi' and phi''
+evaluated by activation code), so the sums stay accurate (no spikes) when x approaches the
+support of the law of d.
 
-Unknown of the spectral equation: x = M_{D^2}^{-1}(m). With R = x m / (1 + m) = mu1 + S1/S0 and
-P2 = E[d^2/(x - d)], the normalised log inverse M-transforms (spectrum of JJ^T / m1) are
+Unknown of the spectral equation: x = M_{D^2}^{-1}(m), m = M_{D^2}(x), 1 + m = x S0. The
+normalised log inverse M-transforms (spectrum of JJ^T / m1) are
 
-    orthogonal: F(x) = Log(x/mu1) + (L-1) Log1p(S1 / (mu1 S0))
-    Gaussian:   F(x) = Log(1 + m) + (L-1) Log1p(P2 / mu1) + Log(x/mu1)
+    orthogonal: F(x) = Log(x/mu1) + (L-1) Log(m / (S0 mu1))          [x m/(1+m) = m/S0]
+    Gaussian:   F(x) = Log(x S0) + (L-1) (Log m + Log(x/mu1)) + Log(x/mu1)
 
-and CDF(lambda) = 1 - Im Phi(x(lambda)) / pi with the antiderivative of G = (1+m)/z,
+and CDF(lambda) = 1 - Im Phi(x(lambda)) / pi with the antiderivative of G = (1+m)/z along the
+solution,
 
     orthogonal: Phi = (L-1) Log m + L U,   Gaussian: Phi = L m + (L-1) Log m + L U.
 """
@@ -101,21 +104,24 @@ def _accumulate(x, dd, ee, ww, n0, n1, acc, want_u):
     for i in range(n0, n1):
         r = 1.0 / (x - dd[i])
         wr = ww[i] * r
-        e = ee[i]
+        d = dd[i]
         acc[0] += wr
-        acc[1] += wr * e
-        acc[2] += wr * e * e
+        acc[1] += wr * d
         wr2 = wr * r
         acc[3] += wr2
-        acc[4] += wr2 * e
-        acc[5] += wr2 * e * e
+        acc[4] += wr2 * d
+        acc[5] += wr2 * d * d
         if want_u:
             acc[6] += ww[i] * cmath.log(x - dd[i])
 
 
 @jit
 def sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u):
-    """Fill acc[0:7] = S0, S1, S2, T0, T1, T2, U at complex x; return a status bit mask."""
+    """Fill acc = [S0, M, -, T0, M1, Q2, U] at complex x; return a status bit mask.
+
+    S0 = E[1/(x-d)], M = E[d/(x-d)] (= m), T0 = E[1/(x-d)^2], M1 = E[d/(x-d)^2] (= -m'),
+    Q2 = E[d^2/(x-d)^2], U = E[Log(x - d)] (only when want_u).
+    """
     for k in range(7):
         acc[k] = 0.0
     status = 0
@@ -177,25 +183,19 @@ def sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u):
 def logz(x, kind, L, mu1, acc, out):
     """out[0] = F(x) (normalised log inverse M-transform), out[1] = F'(x), out[2] = m."""
     s0 = acc[0]
-    s1 = acc[1]
-    s2 = acc[2]
+    m = acc[1]
     t0 = acc[3]
-    t1 = acc[4]
-    t2 = acc[5]
-    m = mu1 * s0 + s1
+    mp = -acc[4]
+    q2 = acc[5]
     if kind == ORTH:
-        w = s1 / (mu1 * s0)
-        f = cmath.log(x / mu1) + (L - 1.0) * _clog1p(w)
-        r = mu1 + s1 / s0
-        rp = (s1 * t0 - t1 * s0) / (s0 * s0)
-        fp = 1.0 / x + (L - 1.0) * rp / r
+        # R = x m / (1 + m) = m / S0  (1 + m = x S0)
+        f = cmath.log(x / mu1) + (L - 1.0) * cmath.log(m / (s0 * mu1))
+        fp = 1.0 / x + (L - 1.0) * (mp / m + t0 / s0)
     else:
-        p2 = mu1 * mu1 * s0 + 2.0 * mu1 * s1 + s2
-        q2 = mu1 * mu1 * t0 + 2.0 * mu1 * t1 + t2
-        mp = -(mu1 * t0 + t1)
         opm = x * s0  # 1 + m without cancellation as m -> -1
-        f = cmath.log(opm) + (L - 1.0) * _clog1p(p2 / mu1) + cmath.log(x / mu1)
-        fp = mp / opm - (L - 1.0) * q2 / (mu1 + p2) + 1.0 / x
+        f = cmath.log(opm) + (L - 1.0) * (cmath.log(m) + cmath.log(x / mu1)) + cmath.log(x / mu1)
+        # d/dx log(m x) = m'/m + 1/x = -E[d^2/(x-d)^2] / (m x)
+        fp = mp / opm - (L - 1.0) * q2 / (m * x) + 1.0 / x
     out[0] = f
     out[1] = fp
     out[2] = m
