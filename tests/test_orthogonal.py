@@ -399,3 +399,31 @@ def test_scale_is_linear_in_sigma_w():
     a = block_orthogonal((6, 4, 3, 3), 1.0, rng=3)
     b = block_orthogonal((6, 4, 3, 3), 9.0, rng=3)
     np.testing.assert_allclose(b, 3.0 * a, rtol=1e-15)
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+def test_kernels_command(tmp_path, capsys):
+    import argparse
+    import json
+
+    from cnnmft.commands import kernels
+
+    p = argparse.ArgumentParser()
+    kernels.configure(p)
+    npy, js = tmp_path / "k.npy", tmp_path / "k.json"
+    args = p.parse_args(["--kind", "block", "--c-out", "12", "--c-in", "6", "--kernel-size", "4",
+                         "--gain", "1.5", "--convention", "tf>=1.13", "--save", str(npy),
+                         "--json", str(js), "--seed", "3"])
+    assert kernels.run(args) == 0
+    out = capsys.readouterr().out
+    assert "sigma_w2 = 2.25" in out and "exact isometry" in out
+    kern = np.load(npy)
+    assert kern.shape == (12, 6, 4)
+    np.testing.assert_allclose(conv_singular_values(kern, 9), 1.5, rtol=1e-12)
+    data = json.loads(js.read_text())
+    np.testing.assert_allclose([data["s_min"], data["s_max"]], 1.5, rtol=1e-12)
+    np.testing.assert_allclose(data["expected_profile"], binomial_1d(4), rtol=1e-15)
+    with pytest.raises(ValueError, match="convention"):
+        kernels.run(p.parse_args(["--gain", "1.0"]))
