@@ -20,6 +20,7 @@ COMMANDS = [
     ("train", "train", "train a vanilla tanh CNN (up to 10,000 layers): metrics, plots, checkpoints"),
     ("trainability", "trainability", "train over (sigma_w2, depth) or variance profiles on Dask; compare with 6 xi_c"),
     ("validate", "validate", "theory against Monte Carlo on a numpy CNN: table, figures, exit code"),
+    ("kernels", "kernels", "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies, .npy"),
 ]
 
 
