@@ -51,3 +51,15 @@ __all__ += [
     "conventions", "block_orthogonal", "conv_singular_values", "delta_orthogonal",
     "gaussian_kernel", "haar_orthogonal", "tap_energy", "tunable_orthogonal",
 ]
+
+# --- numpy CNN Monte Carlo and theory-vs-simulation validation (issue 5) ----------------------
+from cnnmft import montecarlo, validate  # noqa: E402
+from cnnmft.montecarlo import (  # noqa: E402
+    circular_conv,
+    jacobian_singular_values,
+    mode_decay,
+    simulate,
+)
+
+__all__ += ["montecarlo", "validate", "circular_conv", "jacobian_singular_values", "mode_decay",
+            "simulate"]
