@@ -427,3 +427,20 @@ def test_kernels_command(tmp_path, capsys):
     np.testing.assert_allclose(data["expected_profile"], binomial_1d(4), rtol=1e-15)
     with pytest.raises(ValueError, match="convention"):
         kernels.run(p.parse_args(["--gain", "1.0"]))
+
+
+def test_report_section_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    import csv
+
+    from cnnmft.report import ReportContext
+    from cnnmft.report import kernels as section
+
+    ctx = ReportContext(outdir=tmp_path, quick=True, rng=0)
+    frag = section.build(ctx)
+    assert "kernels_tap_energy" in frag and (tmp_path / "figures" / "kernels_tap_energy.png").exists()
+    with open(tmp_path / "data" / "kernels_singular_value_range.csv") as fh:
+        rows = {r["kind"]: r for r in csv.DictReader(fh)}
+    for kind in ("delta", "block", "tunable"):
+        assert float(rows[kind]["max_rel_dev"]) < 1e-12
+    assert float(rows["gaussian"]["max_rel_dev"]) > 0.3
