@@ -83,6 +83,166 @@ def _pad_amounts(k):
     before, after = k // 2, k - 1 - k // 2
     return (before, after, before, after)
 
+_aten = torch.ops.aten
+
+
+def _circular_index(h, w, k, device):
+    """Flat indices that circularly pad an ``h x w`` map to ``(h + k - 1) x (w + k - 1)``."""
+    before, after = k // 2, k - 1 - k // 2
+    r = torch.arange(-before, h + after, device=device) % h
+    c = torch.arange(-before, w + after, device=device) % w
+    return (r[:, None] * w + c[None, :]).reshape(-1)
+
+
+class _FusedConvBlock(torch.autograd.Function):
+    """tanh deep block as one autograd node: per-segment recomputation, hand-written backward."""
+
+    @staticmethod
+    def _layer(x, w, b, pidx, hp, wp):
+        B, C, H, W = x.shape
+        xp = x.reshape(B, C, H * W).index_select(2, pidx).reshape(B, C, hp, wp)
+        return xp, torch.tanh(F.conv2d(xp, w, b))
+
+    @staticmethod
+    def run(x, weight, bias):
+        k = weight.shape[-1]
+        pidx = _circular_index(x.shape[2], x.shape[3], k, x.device)
+        hp, wp = x.shape[2] + k - 1, x.shape[3] + k - 1
+        for i in range(weight.shape[0]):
+            x = _FusedConvBlock._layer(x, weight[i], bias[i], pidx, hp, wp)[1]
+        return x
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, seg, keep_all):
+        k = weight.shape[-1]
+        pidx = _circular_index(x.shape[2], x.shape[3], k, x.device)
+        hp, wp = x.shape[2] + k - 1, x.shape[3] + k - 1
+        saved = []
+        for i in range(weight.shape[0]):
+            if keep_all or i % seg == 0:
+                saved.append(x)
+            x = _FusedConvBlock._layer(x, weight[i], bias[i], pidx, hp, wp)[1]
+        if keep_all:
+            saved.append(x)
+        ctx.save_for_backward(weight, bias, pidx, *saved)
+        ctx.seg, ctx.keep_all, ctx.geom = seg, keep_all, (hp, wp)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        weight, bias, pidx, *saved = ctx.saved_tensors
+        hp, wp = ctx.geom
+        L, C = weight.shape[0], weight.shape[1]
+        B, _, H, W = g.shape
+        seg = L if ctx.keep_all else ctx.seg
+        g_w, g_b = torch.empty_like(weight), torch.empty_like(bias)
+        mask = [True, True, True]
+        for s in reversed(range(0, L, seg)):
+            e = min(s + seg, L)
+            if ctx.keep_all:
+                xs = saved
+            else:  # recompute the segment's activations from its saved input
+                xs = [saved[s // seg]]
+                for i in range(s, e):
+                    xs.append(_FusedConvBlock._layer(xs[-1], weight[i], bias[i], pidx, hp, wp)[1])
+            for i in reversed(range(s, e)):
+                j = i if ctx.keep_all else i - s
+                gh = _aten.tanh_backward(g, xs[j + 1])
+                xp = xs[j].reshape(B, C, H * W).index_select(2, pidx).reshape(B, C, hp, wp)
+                gxp, gw, gb = _aten.convolution_backward(
+                    gh, xp, weight[i], [C], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+                g_w[i], g_b[i] = gw, gb
+                g = g.new_zeros(B, C, H * W).index_add_(2, pidx, gxp.reshape(B, C, -1))
+                g = g.reshape(B, C, H, W)
+                if not ctx.keep_all:
+                    xs[j + 1] = None
+        return g, g_w, g_b, None, None
+
+
+def _tap_matrix(h, w, k, dtype, device):
+    """0/1 tensor ``E[p, q, t]`` (flattened to ``(h w h w, k k)``): tap t links output p to input q."""
+    before = k // 2
+    e = torch.zeros(h * w, h * w, k * k, dtype=dtype)
+    for r in range(h):
+        for c in range(w):
+            for dr in range(k):
+                for dc in range(k):
+                    q = ((r + dr - before) % h) * w + (c + dc - before) % w
+                    e[r * w + c, q, dr * k + dc] += 1
+    return e.reshape(h * w * h * w, k * k).to(device)
+
+
+class _DenseBlock(torch.autograd.Function):
+    """tanh deep block where each circular convolution is one ``(cHW x cHW)`` matrix product."""
+
+    @staticmethod
+    def _matrices(weight, bias, e, P):
+        S, C = weight.shape[0], weight.shape[1]
+        m = (weight.reshape(S * C * C, -1) @ e.t()).reshape(S, C, C, P, P)
+        m = m.permute(0, 1, 3, 2, 4).reshape(S, C * P, C * P)
+        return m, bias.repeat_interleave(P, dim=1)
+
+    @staticmethod
+    def run(x, weight, bias):
+        B, C, H, W = x.shape
+        e = _tap_matrix(H, W, weight.shape[-1], x.dtype, x.device)
+        xf = x.reshape(B, C * H * W)
+        step = 256
+        for s in range(0, weight.shape[0], step):
+            m, bf = _DenseBlock._matrices(weight[s:s + step], bias[s:s + step], e, H * W)
+            for i in range(m.shape[0]):
+                xf = torch.tanh(torch.addmm(bf[i], xf, m[i].t()))
+        return xf.reshape(B, C, H, W)
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, seg, keep_all):
+        B, C, H, W = x.shape
+        L, P = weight.shape[0], H * W
+        e = _tap_matrix(H, W, weight.shape[-1], x.dtype, x.device)
+        xf = x.reshape(B, C * P)
+        saved = []
+        for s in range(0, L, seg):
+            m, bf = _DenseBlock._matrices(weight[s:s + seg], bias[s:s + seg], e, P)
+            saved.append(xf)
+            for i in range(m.shape[0]):
+                xf = torch.tanh(torch.addmm(bf[i], xf, m[i].t()))
+                if keep_all:
+                    saved.append(xf)
+        ctx.save_for_backward(weight, bias, e, *saved)
+        ctx.seg, ctx.keep_all, ctx.shape = seg, keep_all, (B, C, H, W)
+        return xf.reshape(B, C, H, W)
+
+    @staticmethod
+    def backward(ctx, g):
+        weight, bias, e, *saved = ctx.saved_tensors
+        B, C, H, W = ctx.shape
+        L, P, k = weight.shape[0], H * W, weight.shape[-1]
+        seg = ctx.seg
+        g_w, g_b = torch.empty_like(weight), torch.empty_like(bias)
+        g = g.reshape(B, C * P)
+        for s in reversed(range(0, L, seg)):
+            e_ = min(s + seg, L)
+            S = e_ - s
+            m, bf = _DenseBlock._matrices(weight[s:e_], bias[s:e_], e, P)
+            if ctx.keep_all:
+                xs = saved[s:e_ + 1]
+            else:
+                xs = [saved[s // seg]]
+                for i in range(S):
+                    xs.append(torch.tanh(torch.addmm(bf[i], xs[-1], m[i].t())))
+            g_m = torch.empty_like(m)
+            g_bf = torch.empty_like(bf)
+            for i in reversed(range(S)):
+                gh = _aten.tanh_backward(g, xs[i + 1])
+                torch.mm(gh.t(), xs[i], out=g_m[i])
+                torch.sum(gh, 0, out=g_bf[i])
+                g = gh @ m[i]
+                xs[i + 1] = None
+            g_m = g_m.reshape(S, C, P, C, P).permute(0, 1, 3, 2, 4).reshape(S * C * C, P * P)
+            g_w[s:e_] = (g_m @ e).reshape(S, C, C, k, k)
+            g_b[s:e_] = g_bf.reshape(S, C, P).sum(2)
+        return g.reshape(B, C, H, W), g_w, g_b, None, None
+
 
 class DeepConvBlock(nn.Module):
     r"""``depth`` layers ``x <- phi(conv(x, W_l) + b_l)`` with ``c`` channels, kernel ``k x k``.
@@ -104,6 +264,19 @@ class DeepConvBlock(nn.Module):
         Activation checkpointing while training: the layers are cut into this many segments and
         only segment inputs are kept; "auto" uses ``ceil(sqrt(depth))`` segments (memory
         ~ ``sqrt(depth)``, one extra forward pass); None or 0 keeps every activation.
+    impl : {"auto", "autograd", "fused", "dense"}
+        How the layers run (all compute the same function; tests check they agree to rounding):
+
+        * "autograd": ``F.pad(mode="circular")``, ``conv2d``, phi per layer under autograd, with
+          ``torch.utils.checkpoint`` over the segments. Any activation and padding.
+        * "fused": one autograd node for the whole block with a hand-written backward
+          (``convolution_backward`` per layer, recomputation per segment): no per-layer autograd
+          bookkeeping. tanh and circular padding.
+        * "dense": as "fused", but each layer is one matrix product with the exact
+          ``(c H W) x (c H W)`` matrix of the circular convolution, built per segment from the
+          kernels; the fastest choice when ``c H W`` is small (tiny feature maps on a CPU).
+        * "auto": "dense" on CPU when ``c H W <= 128``, "fused" on CPU otherwise (tanh,
+          circular padding), "autograd" on GPU and for other activations or padding.
 
     Attributes
     ----------
@@ -113,9 +286,10 @@ class DeepConvBlock(nn.Module):
     """
 
     def __init__(self, depth, channels, kernel_size=3, *, act="tanh", padding="circular",
-                 checkpoint_segments="auto"):
+                 checkpoint_segments="auto", impl="auto"):
         super().__init__()
         self.depth = V.as_int(depth, "depth", low=0)
+        self.impl = V.as_choice(impl, "impl", ("auto", "autograd", "fused", "dense"))
         self.channels = V.as_int(channels, "channels", low=1)
         self.kernel_size = V.as_int(kernel_size, "kernel_size", low=1)
         self.act = V.as_choice(act, "act", tuple(ACTIVATIONS))
@@ -128,11 +302,14 @@ class DeepConvBlock(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.depth, self.channels))
         self._phi = ACTIVATIONS[self.act]
         self._pad = _pad_amounts(k)
+        if self.impl in ("fused", "dense") and (self.act != "tanh" or self.padding != "circular"):
+            raise ValueError(f"`impl` = {impl!r} needs act='tanh' and padding='circular' (got "
+                             f"act={self.act!r}, padding={self.padding!r}); use 'autograd'")
 
     def extra_repr(self):
         return (f"depth={self.depth}, channels={self.channels}, kernel_size={self.kernel_size}, "
                 f"act={self.act!r}, padding={self.padding!r}, "
-                f"checkpoint_segments={self.checkpoint_segments!r}")
+                f"checkpoint_segments={self.checkpoint_segments!r}, impl={self.impl!r}")
 
     def n_segments(self):
         """Number of checkpointed segments used while training (0: no checkpointing)."""
@@ -150,11 +327,30 @@ class DeepConvBlock(nn.Module):
             x = phi(F.conv2d(F.pad(x, pad, mode=mode), weight[i], bias[i]))
         return x
 
+    def resolved_impl(self, x):
+        """The implementation that :meth:`forward` uses for input `x` (resolves "auto")."""
+        if self.impl != "auto":
+            return self.impl
+        if self.act != "tanh" or self.padding != "circular" or x.device.type != "cpu":
+            return "autograd"
+        return "dense" if x.shape[1] * x.shape[2] * x.shape[3] <= 128 else "fused"
+
     def forward(self, x, *, upto=None):
         """Apply the first `upto` layers (default all); input and output ``(B, c, H, W)``."""
         stop = self.depth if upto is None else upto
+        if stop == 0:
+            return x
         n_seg = self.n_segments()
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        impl = self.resolved_impl(x)
+        if impl in ("fused", "dense"):
+            w, b = self.weight[:stop], self.bias[:stop]
+            seg = math.ceil(stop / n_seg) if n_seg else stop
+            fn = _DenseBlock if impl == "dense" else _FusedConvBlock
+            if not needs_grad:
+                with torch.no_grad():
+                    return fn.run(x, w, b)
+            return fn.apply(x, w, b, seg, n_seg == 0)
         if n_seg <= 1 or not needs_grad:
             return self._run(x, 0, stop, self.weight, self.bias)
         size = math.ceil(self.depth / n_seg)
@@ -220,6 +416,8 @@ class VanillaCNN(nn.Module):
         Strides of the stem convolutions (may be empty if ``in_channels == channels``).
     checkpoint_segments : int, "auto" or None
         Activation checkpointing of the deep block (see :class:`DeepConvBlock`).
+    impl : {"auto", "autograd", "fused", "dense"}
+        Implementation of the deep block (see :class:`DeepConvBlock`).
     generator : torch.Generator, optional
         Source of all initial random numbers (default: torch's global RNG).
 
@@ -251,7 +449,7 @@ class VanillaCNN(nn.Module):
     def __init__(self, depth, channels=16, *, in_channels=1, num_classes=10, kernel_size=3,
                  init="delta_orthogonal", sigma_w2=None, sigma_b2=None, q_star=None,
                  v="uniform", t=None, act="tanh", padding="circular", stem_strides=(1, 2, 2),
-                 checkpoint_segments="auto", generator=None):
+                 checkpoint_segments="auto", impl="auto", generator=None):
         super().__init__()
         depth = V.as_int(depth, "depth", low=0)
         channels = V.as_int(channels, "channels", low=1)
@@ -274,7 +472,7 @@ class VanillaCNN(nn.Module):
             self.stem.append(nn.Conv2d(c_prev, channels, 3, stride=s, padding=1))
             c_prev = channels
         self.block = DeepConvBlock(depth, channels, kernel_size, act=act, padding=padding,
-                                   checkpoint_segments=checkpoint_segments)
+                                   checkpoint_segments=checkpoint_segments, impl=impl)
         self.readout = nn.Linear(channels, num_classes)
         self._phi = ACTIVATIONS[act]
         self.reset_parameters(generator=generator)

@@ -107,6 +107,8 @@ class TrainConfig:
         Allow TF32 matmuls/convolutions on CUDA (off by default: validation runs need full fp32).
     checkpoint_segments : int, "auto" or None
         Activation checkpointing of the deep block ("auto": ceil(sqrt(depth)) segments).
+    impl : {"auto", "autograd", "fused", "dense"}
+        Implementation of the deep block (:class:`~cnnmft.pytorch.models.DeepConvBlock`).
     num_threads : int, optional
         torch CPU threads (default: torch's own choice).
     out_dir : str, optional
@@ -153,6 +155,7 @@ class TrainConfig:
     dtype: str = "float32"
     tf32: bool = False
     checkpoint_segments: object = "auto"
+    impl: str = "auto"
     num_threads: int | None = None
     out_dir: str | None = None
     checkpoint_every: int = 0
@@ -303,7 +306,8 @@ def build_model(config: TrainConfig, data=None, generator=None):
                       kernel_size=config.kernel_size, init=config.init, sigma_w2=config.sigma_w2,
                       sigma_b2=config.sigma_b2, q_star=config.q_star, v=config.v, t=config.t,
                       act=config.act, padding=config.padding, stem_strides=strides,
-                      checkpoint_segments=config.checkpoint_segments, generator=generator)
+                      checkpoint_segments=config.checkpoint_segments, impl=config.impl,
+                      generator=generator)
 
 
 def _lr_factor(config):
