@@ -60,6 +60,7 @@ _ZMAX = 13.0
 _TAIL_TOL = 1e-15
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(_NGL)
 _CLOSED = {_act.LINEAR, _act.ERF, _act.RELU}
+_TAB_MIN = 4096  # below this many entries the delta-v map is iterated entry by entry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +254,13 @@ class _Grid:
         half = allidx[allidx <= neg]
         cola, colb, cd = [], [], []
         self.diag_col = np.empty(self.B, dtype=np.int64)
+        count = 0
         for a in range(self.B):
             for b in range(a, self.B):
                 ds = half if a == b else allidx
                 if a == b:
-                    self.diag_col[a] = len(cd)
+                    self.diag_col[a] = count  # delta = 0 is the first displacement
+                count += ds.size
                 cola.append(np.full(ds.size, a))
                 colb.append(np.full(ds.size, b))
                 cd.append(ds)
@@ -905,7 +908,7 @@ def _tabulate_iterates(vals, nlayers, snaps, a2, k0, step, q, sw2, sb2, *, tol=1
     """
     vals = np.asarray(vals, dtype=np.float64)
     invq = 1.0 / q
-    if vals.size <= 4096:
+    if vals.size <= _TAB_MIN:
         out = np.empty((snaps.size, vals.size))
         _cov.iterate_points(np.ascontiguousarray(vals), nlayers, a2, k0, step, invq, sw2, sb2,
                             out, snaps)
