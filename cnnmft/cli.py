@@ -21,6 +21,7 @@ COMMANDS = [
     ("trainability", "trainability", "train over (sigma_w2, depth) or variance profiles on Dask; compare with 6 xi_c"),
     ("validate", "validate", "theory against Monte Carlo on a numpy CNN: table, figures, exit code"),
     ("kernels", "kernels", "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies, .npy"),
+    ("modes", "modes", "depth scale of every spatial Fourier mode for a kernel variance profile"),
 ]
 
 

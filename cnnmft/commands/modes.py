@@ -1,0 +1,86 @@
+"""``cnnmft modes``: depth scale of every spatial Fourier mode for a variance profile."""
+
+from __future__ import annotations
+
+
+def configure(p):
+    """Add the arguments of ``cnnmft modes``."""
+    p.add_argument("--act", default="tanh", help="activation (default: tanh)")
+    p.add_argument("--sigma-w2", type=float, nargs="+", default=[1.760955],
+                   help="weight variance(s) (default: 1.760955, tanh critical at sigma_b2=0.05)")
+    p.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default: 0.05)")
+    p.add_argument("--profile", default="uniform",
+                   choices=["uniform", "delta", "binomial", "tunable"],
+                   help="variance profile v of the kernel (default: uniform)")
+    p.add_argument("--t", type=float, default=None, help="parameter of the tunable profile")
+    p.add_argument("--kernel-size", type=int, nargs="+", default=[3],
+                   help="kernel size per axis (one value: a square kernel; default 3)")
+    p.add_argument("--grid", type=int, nargs="+", default=[8, 8],
+                   help="spatial grid size per axis (default: 8 8)")
+    p.add_argument("--out", default=None,
+                   help="write every mode's numbers to this .csv, .json or .npz file")
+    p.add_argument("--top", type=int, default=8, help="how many distinct modes to print")
+
+
+def run(args) -> int:
+    """Print the per-mode depth scales (and write them when --out is given)."""
+    import numpy as np
+
+    from cnnmft.fourier import mode_depth_scales, variance_profile
+
+    grid = tuple(args.grid)
+    ks = args.kernel_size[0] if len(args.kernel_size) == 1 else tuple(args.kernel_size)
+    if isinstance(ks, tuple) and len(ks) != len(grid):
+        raise SystemExit(f"--kernel-size has {len(ks)} entries but --grid has {len(grid)}")
+    v = variance_profile(args.profile, ks, ndim=len(grid), t=args.t)
+    res = mode_depth_scales(args.act, np.array(args.sigma_w2), args.sigma_b2, v, grid)
+    freqs = np.stack(np.unravel_index(np.arange(res.lam.size), grid), axis=1)
+    rows = []
+    for i, sw in enumerate(args.sigma_w2):
+        xc = res.xi_c[i].ravel()
+        xq = res.xi_q[i].ravel()
+        for j, f in enumerate(freqs):
+            lam = res.lam.ravel()[j]
+            rows.append([sw, args.sigma_b2, *f.tolist(), lam.real, lam.imag, abs(lam), xc[j], xq[j]])
+    table = np.array(rows, dtype=np.float64)
+    names = (["sigma_w2", "sigma_b2"] + [f"f{a + 1}" for a in range(len(grid))]
+             + ["lam_re", "lam_im", "abs_lam", "xi_c", "xi_q"])
+    print(f"{args.act}, profile {args.profile} {ks}, grid {grid}, sigma_b2 = {args.sigma_b2}")
+    for i, sw in enumerate(args.sigma_w2):
+        print(f"sigma_w2 = {sw}: chi_c = {float(res.chi_c[i]):.6g}, "
+              f"chi_q = {float(res.chi_q[i]):.6g}, q* = {float(res.q_star[i]):.6g}")
+        mag = np.abs(res.lam).ravel()
+        order = np.argsort(-mag, kind="stable")
+        seen = []
+        print("   |lambda_f|      xi_c,f      xi_q,f   (first frequency)")
+        for j in order:
+            m = round(float(mag[j]), 10)
+            if m in seen:
+                continue
+            seen.append(m)
+            print(f"  {mag[j]:10.6f}  {res.xi_c[i].ravel()[j]:10.4g}  {res.xi_q[i].ravel()[j]:10.4g}"
+                  f"   {tuple(freqs[j].tolist())}")
+            if len(seen) >= args.top:
+                break
+    if args.out:
+        _write(args.out, names, table)
+        print(f"numbers written to {args.out}")
+    return 0
+
+
+def _write(path, names, table):
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix == ".csv":
+        np.savetxt(p, table, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
+    elif p.suffix == ".json":
+        p.write_text(json.dumps({n: table[:, i].tolist() for i, n in enumerate(names)}, indent=1))
+    elif p.suffix == ".npz":
+        np.savez(p, **{n: table[:, i] for i, n in enumerate(names)})
+    else:
+        raise SystemExit(f"--out must end in .csv, .json or .npz, got {path!r}")
