@@ -348,7 +348,7 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random"):
 
 
 def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random"):
-    r"""Exactly orthogonal kernel whose tap-energy profile goes from delta (t=0) to binomial (t=1/2).
+    r"""Exactly orthogonal kernel with a tap-energy profile from delta (t=0) to binomial (t=1/2).
 
     The construction of :func:`block_orthogonal` with projections of chosen rank fraction
     (THEORY.md section 4.3): along an axis of size ``k`` there are ``k - 1`` factors
@@ -478,7 +478,7 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
 
 
 def _profile(v, ks, t=None):
-    """Validated variance profile of spatial shape `ks` (string kind or array)."""
+    """Return the validated variance profile of spatial shape `ks` (string kind or array)."""
     if isinstance(v, str):
         from cnnmft.fourier import variance_profile
 

@@ -438,7 +438,8 @@ def test_report_section_quick(tmp_path):
 
     ctx = ReportContext(outdir=tmp_path, quick=True, rng=0)
     frag = section.build(ctx)
-    assert "kernels_tap_energy" in frag and (tmp_path / "figures" / "kernels_tap_energy.png").exists()
+    assert "kernels_tap_energy" in frag
+    assert (tmp_path / "figures" / "kernels_tap_energy.png").exists()
     with open(tmp_path / "data" / "kernels_singular_value_range.csv") as fh:
         rows = {r["kind"]: r for r in csv.DictReader(fh)}
     for kind in ("delta", "block", "tunable"):

@@ -23,7 +23,8 @@ def configure(p):
                    help="a gain/scale in another framework's convention (needs --convention)")
     p.add_argument("--convention", choices=available_conventions(), default=None,
                    help="convention of --gain (see docs/kernels.md)")
-    p.add_argument("-t", "--t", type=float, default=0.25, help="tunable family parameter in [0, 1/2]")
+    p.add_argument("-t", "--t", type=float, default=0.25,
+                   help="tunable family parameter in [0, 1/2]")
     p.add_argument("--v", default="uniform",
                    help="Gaussian variance profile: uniform, delta, binomial or tunable (with -t)")
     p.add_argument("--grid", type=int, nargs="+", default=None,

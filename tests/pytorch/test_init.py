@@ -1,4 +1,4 @@
-"""The torch initializers: layout, isometry through real torch convolutions, dtype/device, seeding."""
+"""Torch initializers: layout, isometry through torch convolutions, dtype/device, seeding."""
 
 import subprocess
 import sys
