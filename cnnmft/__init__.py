@@ -63,3 +63,16 @@ from cnnmft.montecarlo import (  # noqa: E402
 
 __all__ += ["montecarlo", "validate", "circular_conv", "jacobian_singular_values", "mode_decay",
             "simulate"]
+
+# --- convolutional mean field: Fourier modes and the covariance map (issue 3) -----------------
+from cnnmft.covariance import CovarianceResult, covariance_map, propagate_covariance  # noqa: E402
+from cnnmft.fourier import (  # noqa: E402
+    ModeDepthScales,
+    linearized_spectrum,
+    mode_depth_scales,
+    mode_eigenvalues,
+    variance_profile,
+)
+
+__all__ += ["CovarianceResult", "covariance_map", "propagate_covariance", "ModeDepthScales",
+            "linearized_spectrum", "mode_depth_scales", "mode_eigenvalues", "variance_profile"]
