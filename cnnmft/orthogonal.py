@@ -78,15 +78,16 @@ def _parse_shape(shape):
     return c_out, c_in, ks
 
 
-def _require_tall(c_out, c_in, what):
-    if c_in > c_out:
+def _require_tall(c_out, c_in, what, semi=False):
+    if c_in > c_out and not semi:
         raise ValueError(
             f"{what} needs c_in <= c_out; got shape with c_out={c_out}, c_in={c_in}. An orthogonal "
             f"(norm-preserving) convolution acts at every spatial frequency as a c_out x c_in "
             f"matrix M with M^T M = I_(c_in), i.e. it embeds R^{c_in} isometrically into "
             f"R^{c_out}, which is impossible when c_in > c_out. Use c_in <= c_out (e.g. make the "
-            f"layer widen rather than narrow), or a Gaussian kernel (`gaussian_kernel`) for this "
-            f"layer."
+            f"layer widen rather than narrow), pass semi_orthogonal=True for a co-isometry "
+            f"(orthonormal rows, M M^T = I_(c_out): not norm-preserving), or use a Gaussian "
+            f"kernel (`gaussian_kernel`) for this layer."
         )
 
 
@@ -154,7 +155,7 @@ def _subspace(c, r, rng):
 # --------------------------------------------------------------------------------------------
 # Delta-orthogonal (Algorithm 2)
 # --------------------------------------------------------------------------------------------
-def delta_orthogonal(shape, sigma_w2=1.0, rng=None):
+def delta_orthogonal(shape, sigma_w2=1.0, rng=None, *, semi_orthogonal=False):
     r"""Delta-orthogonal kernel: a Haar orthogonal matrix on the centre tap, zeros elsewhere.
 
     .. math::
@@ -179,6 +180,15 @@ def delta_orthogonal(shape, sigma_w2=1.0, rng=None):
         Weight variance :math:`\sigma_w^2 \ge 0`; the kernel is scaled by :math:`\sigma_w`.
     rng : None, int or numpy.random.Generator
         Source of randomness.
+    semi_orthogonal : bool, default False, keyword-only
+        Only matters when ``c_in > c_out``. False: raise (no isometry exists). True: return a
+        *co-isometry*, the channel transpose of the kernel drawn for ``(c_in, c_out, *k)``: its
+        symbol has orthonormal rows, :math:`M(\omega) M(\omega)^* = \sigma_w^2 I_{c_{out}}`
+        (for real kernels :math:`M^T(\omega) = M(-\omega)^*`), so all ``c_out N`` singular
+        values equal :math:`\sigma_w` but the component of the input outside the row space is
+        dropped: :math:`\mathbb{E}\|y\|^2 = \sigma_w^2 (c_{out}/c_{in}) \|x\|^2` for isotropic
+        inputs, i.e. the per-channel variance is multiplied by :math:`\sigma_w^2` (the choice of
+        DKS for wide-to-narrow layers). The tap-energy profile is unchanged.
 
     Returns
     -------
@@ -187,7 +197,8 @@ def delta_orthogonal(shape, sigma_w2=1.0, rng=None):
     Raises
     ------
     ValueError
-        Bad shape, ``c_in > c_out`` (no isometric embedding exists), ``sigma_w2 < 0``.
+        Bad shape, ``c_in > c_out`` (no isometric embedding exists) without
+        ``semi_orthogonal=True``, ``sigma_w2 < 0``.
 
     References
     ----------
@@ -203,9 +214,12 @@ def delta_orthogonal(shape, sigma_w2=1.0, rng=None):
     0.0
     """
     c_out, c_in, ks = _parse_shape(shape)
-    _require_tall(c_out, c_in, "delta_orthogonal")
+    _require_tall(c_out, c_in, "delta_orthogonal", semi_orthogonal)
     sw = _sigma_w(sigma_w2)
-    h = _haar(c_out, c_in, make_rng(rng))
+    if c_in > c_out:
+        h = _haar(c_in, c_out, make_rng(rng)).T
+    else:
+        h = _haar(c_out, c_in, make_rng(rng))
     out = np.zeros((c_out, c_in) + ks)
     out[(slice(None), slice(None)) + tuple((k - 1) // 2 for k in ks)] = sw * h
     return out
@@ -265,14 +279,16 @@ def _paraunitary(c_out, c_in, ks, rho_of_block, rank, rng):
     return x
 
 
-def _finish(x, sigma_w):
+def _finish(x, sigma_w, swap=False):
     out = np.moveaxis(x, -1, 1)
+    if swap:
+        out = np.swapaxes(out, 0, 1)
     out = np.ascontiguousarray(out)
     out *= sigma_w
     return out
 
 
-def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random"):
+def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_orthogonal=False):
     r"""Random orthogonal kernel of any size: Algorithm 1 of Xiao et al. (2018).
 
     The symbol of the kernel is a product of ``k - 1`` random paraunitary blocks times a Haar
@@ -308,6 +324,15 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random"):
     rank : {"random", "fixed"}, keyword-only
         Rank law of the projections (see above). ``"random"`` makes the expected profile exactly
         binomial; ``"fixed"`` lowers its fluctuations (exactly binomial only for even ``c_out``).
+    semi_orthogonal : bool, default False, keyword-only
+        Only matters when ``c_in > c_out``. False: raise (no isometry exists). True: return a
+        *co-isometry*, the channel transpose of the kernel drawn for ``(c_in, c_out, *k)``: its
+        symbol has orthonormal rows, :math:`M(\omega) M(\omega)^* = \sigma_w^2 I_{c_{out}}`
+        (for real kernels :math:`M^T(\omega) = M(-\omega)^*`), so all ``c_out N`` singular
+        values equal :math:`\sigma_w` but the component of the input outside the row space is
+        dropped: :math:`\mathbb{E}\|y\|^2 = \sigma_w^2 (c_{out}/c_{in}) \|x\|^2` for isotropic
+        inputs, i.e. the per-channel variance is multiplied by :math:`\sigma_w^2` (the choice of
+        DKS for wide-to-narrow layers). The tap-energy profile is unchanged.
 
     Returns
     -------
@@ -340,14 +365,16 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random"):
     True
     """
     c_out, c_in, ks = _parse_shape(shape)
-    _require_tall(c_out, c_in, "block_orthogonal")
+    _require_tall(c_out, c_in, "block_orthogonal", semi_orthogonal)
     as_choice(rank, "rank", _RANK_MODES)
     sw = _sigma_w(sigma_w2)
-    x = _paraunitary(c_out, c_in, ks, lambda b: 0.5, rank, make_rng(rng))
-    return _finish(x, sw)
+    big, small = max(c_out, c_in), min(c_out, c_in)
+    x = _paraunitary(big, small, ks, lambda b: 0.5, rank, make_rng(rng))
+    return _finish(x, sw, swap=c_in > c_out)
 
 
-def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random"):
+def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
+                       semi_orthogonal=False):
     r"""Exactly orthogonal kernel with a tap-energy profile from delta (t=0) to binomial (t=1/2).
 
     The construction of :func:`block_orthogonal` with projections of chosen rank fraction
@@ -382,6 +409,15 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random"):
         ``"random"``: ranks ``Binomial(c_out, rho)``, so the expected profile is exactly the
         formula above; ``"fixed"``: ranks ``round(rho c_out)`` (profile exact for the rounded
         fractions, smaller fluctuations).
+    semi_orthogonal : bool, default False, keyword-only
+        Only matters when ``c_in > c_out``. False: raise (no isometry exists). True: return a
+        *co-isometry*, the channel transpose of the kernel drawn for ``(c_in, c_out, *k)``: its
+        symbol has orthonormal rows, :math:`M(\omega) M(\omega)^* = \sigma_w^2 I_{c_{out}}`
+        (for real kernels :math:`M^T(\omega) = M(-\omega)^*`), so all ``c_out N`` singular
+        values equal :math:`\sigma_w` but the component of the input outside the row space is
+        dropped: :math:`\mathbb{E}\|y\|^2 = \sigma_w^2 (c_{out}/c_{in}) \|x\|^2` for isotropic
+        inputs, i.e. the per-channel variance is multiplied by :math:`\sigma_w^2` (the choice of
+        DKS for wide-to-narrow layers). The tap-energy profile is unchanged.
 
     Returns
     -------
@@ -409,13 +445,14 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random"):
     (0.0, 0.0)
     """
     c_out, c_in, ks = _parse_shape(shape)
-    _require_tall(c_out, c_in, "tunable_orthogonal")
+    _require_tall(c_out, c_in, "tunable_orthogonal", semi_orthogonal)
     as_choice(rank, "rank", _RANK_MODES)
     sw = _sigma_w(sigma_w2)
     t = float(as_float_array(t, "t", low=0.0, high=0.5))
-    x = _paraunitary(c_out, c_in, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank,
+    big, small = max(c_out, c_in), min(c_out, c_in)
+    x = _paraunitary(big, small, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank,
                      make_rng(rng))
-    return _finish(x, sw)
+    return _finish(x, sw, swap=c_in > c_out)
 
 
 # --------------------------------------------------------------------------------------------

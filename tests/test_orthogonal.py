@@ -366,8 +366,36 @@ def test_gaussian_kernel_bad_profiles():
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gen", [delta_orthogonal, block_orthogonal, tunable_orthogonal])
 def test_c_in_greater_than_c_out_is_a_clear_error(gen):
-    with pytest.raises(ValueError, match=r"c_in <= c_out.*c_out=4, c_in=8"):
+    with pytest.raises(ValueError, match=r"c_in <= c_out.*c_out=4, c_in=8.*semi_orthogonal"):
         gen((4, 8, 3), 1.0)
+
+
+@pytest.mark.parametrize("gen", ["delta", "block", "tunable"])
+@pytest.mark.parametrize("shape,grid", [((3, 7, 3), (6,)), ((2, 5, 4, 3), (5, 6)),
+                                        ((2, 3, 2, 2, 2), (3, 4, 3))])
+def test_semi_orthogonal_co_isometry(gen, shape, grid):
+    rng = np.random.default_rng(20)
+    f = {"delta": delta_orthogonal, "block": block_orthogonal,
+         "tunable": lambda *a, **k: tunable_orthogonal(a[0], a[1], 0.3, a[2], **k)}[gen]
+    kern = f(shape, 2.0, rng, semi_orthogonal=True)
+    assert kern.shape == shape
+    # all c_out * N singular values equal sigma_w: the operator times its adjoint is 2 I
+    np.testing.assert_allclose(conv_singular_values(kern, grid), np.sqrt(2.0), rtol=1e-12)
+    dense = dense_operator(kern, grid)
+    np.testing.assert_allclose(dense @ dense.T, 2.0 * np.eye(dense.shape[0]), atol=1e-12)
+    # an input in the row space keeps its norm (times sigma_w); a generic one loses some
+    x = rng.standard_normal(dense.shape[1])
+    assert np.linalg.norm(dense @ x) < np.sqrt(2.0) * np.linalg.norm(x) * (1 - 1e-3)
+    xr = dense.T @ rng.standard_normal(dense.shape[0])
+    np.testing.assert_allclose(np.linalg.norm(dense @ xr), np.sqrt(2.0) * np.linalg.norm(xr),
+                               rtol=1e-12)
+
+
+def test_semi_orthogonal_profile_unchanged():
+    rng = np.random.default_rng(21)
+    mean, se = _mc_profile(lambda i: block_orthogonal((8, 16, 3), 1.0, rng,
+                                                      semi_orthogonal=True), 150)
+    _assert_profile(mean, se, binomial_1d(3))
 
 
 @pytest.mark.parametrize("bad", [(4, 4), (4, 4, 3, 3, 3, 3), (4, 0, 3), (4, 4, 0)])

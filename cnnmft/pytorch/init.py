@@ -70,7 +70,7 @@ def _copy(weight, array):
     return weight
 
 
-def delta_orthogonal_(weight, sigma_w2=1.0, *, generator=None):
+def delta_orthogonal_(weight, sigma_w2=1.0, *, generator=None, semi_orthogonal=False):
     r"""Fill a conv weight in place with a Delta-orthogonal kernel (Algorithm 2).
 
     A Haar orthogonal ``c_out x c_in`` matrix times :math:`\sqrt{\sigma_w^2}` on the centre tap
@@ -85,6 +85,9 @@ def delta_orthogonal_(weight, sigma_w2=1.0, *, generator=None):
         Weight variance; every singular value of the operator becomes :math:`\sigma_w`.
     generator : torch.Generator, optional, keyword-only
         Source of randomness (default: torch's global RNG).
+    semi_orthogonal : bool, default False, keyword-only
+        Allow ``c_in > c_out`` and return a co-isometry (orthonormal rows at every frequency;
+        see :func:`cnnmft.orthogonal.delta_orthogonal`).
 
     Returns
     -------
@@ -105,16 +108,18 @@ def delta_orthogonal_(weight, sigma_w2=1.0, *, generator=None):
     True
     """
     w = _resolve(weight, "delta_orthogonal_")
-    return _copy(w, _orth.delta_orthogonal(tuple(w.shape), sigma_w2, _seed(generator)))
+    return _copy(w, _orth.delta_orthogonal(tuple(w.shape), sigma_w2, _seed(generator),
+                                           semi_orthogonal=semi_orthogonal))
 
 
-def block_orthogonal_(weight, sigma_w2=1.0, *, generator=None, rank="random"):
+def block_orthogonal_(weight, sigma_w2=1.0, *, generator=None, rank="random",
+                      semi_orthogonal=False):
     r"""Fill a conv weight in place with a block-orthogonal kernel (Algorithm 1).
 
     Exact isometry times :math:`\sigma_w` under **circular** padding (use
     ``padding_mode="circular"``), binomial tap-energy profile; see
     :func:`cnnmft.orthogonal.block_orthogonal`. Arguments as :func:`delta_orthogonal_`, plus
-    ``rank`` ("random" or "fixed").
+    ``rank`` ("random" or "fixed") and ``semi_orthogonal``.
 
     Examples
     --------
@@ -125,10 +130,11 @@ def block_orthogonal_(weight, sigma_w2=1.0, *, generator=None, rank="random"):
     """
     w = _resolve(weight, "block_orthogonal_")
     return _copy(w, _orth.block_orthogonal(tuple(w.shape), sigma_w2, _seed(generator),
-                                           rank=rank))
+                                           rank=rank, semi_orthogonal=semi_orthogonal))
 
 
-def tunable_orthogonal_(weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="random"):
+def tunable_orthogonal_(weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="random",
+                        semi_orthogonal=False):
     r"""Fill a conv weight in place with a kernel of the tunable orthogonal family.
 
     ``t = 0`` is Delta-orthogonal, ``t = 1/2`` the binomial profile of Algorithm 1; every member
@@ -137,7 +143,7 @@ def tunable_orthogonal_(weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="r
     """
     w = _resolve(weight, "tunable_orthogonal_")
     return _copy(w, _orth.tunable_orthogonal(tuple(w.shape), sigma_w2, t, _seed(generator),
-                                             rank=rank))
+                                             rank=rank, semi_orthogonal=semi_orthogonal))
 
 
 def gaussian_(weight, sigma_w2=1.0, v="uniform", *, t=None, generator=None):

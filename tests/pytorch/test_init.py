@@ -118,6 +118,18 @@ def test_gaussian_init_variance():
     gaussian_(torch.nn.Conv2d(32, 8, 3), 1.0, "binomial", generator=gen(1))
 
 
+def test_semi_orthogonal_through_torch():
+    # c_in > c_out: co-isometry; conv(adjoint(y)) = sigma_w2 y, checked with torch's own ops
+    w = block_orthogonal_(torch.empty(4, 10, 3, 3, dtype=torch.float64), 1.5, generator=gen(2),
+                          semi_orthogonal=True)
+    y = torch.randn(2, 4, 6, 6, dtype=torch.float64, generator=gen(3))
+    # adjoint of circular cross-correlation: transposed channels, reversed taps, mirrored pads
+    wt = torch.flip(w.transpose(0, 1), dims=(2, 3))
+    x = CONV[2](F.pad(y, [1, 1, 1, 1], mode="circular"), wt)
+    back = circular_conv(x, w)
+    torch.testing.assert_close(back, 1.5 * y, rtol=1e-12, atol=1e-12)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="c_in <= c_out"):
         delta_orthogonal_(torch.nn.Conv2d(16, 8, 3))
