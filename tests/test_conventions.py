@@ -95,3 +95,12 @@ def test_table_lists_every_convention():
     assert set(available_conventions()) == set(CONVENTIONS)
     for name in CONVENTIONS:
         assert f"`{name}`" in table
+
+
+def test_docs_table_in_sync():
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "kernels.md"
+    if not doc.exists():
+        pytest.skip("docs/kernels.md not present")
+    assert conventions_table() in doc.read_text()
