@@ -215,8 +215,9 @@ def _make_client(scheduler, n_workers, threads_per_worker, worker_env):
         return Client(scheduler), None, True
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.update(worker_env or {})
+    # dashboard on a free port (":0"): a fixed port would clash with other clusters on the machine
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                           processes=True, dashboard_address=None, silence_logs=40, env=env)
+                           processes=True, dashboard_address=":0", silence_logs=40, env=env)
     return Client(cluster), cluster, True
 
 

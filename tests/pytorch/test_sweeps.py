@@ -40,7 +40,7 @@ def client():
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=50)
+                           dashboard_address=":0", silence_logs=50)
     c = Client(cluster)
     yield c
     c.close()
@@ -300,3 +300,55 @@ def test_modewise_study_aggregates_and_predicts_mode_scales(client, tmp_path):
     assert len(plot_modewise(res).axes) == 4
     with pytest.raises(ValueError, match="kinds"):
         modewise_study(ts, kinds=("uniform",), cell_fn=_toy_modes, progress=False)
+
+
+# ------------------------------------------------------------------ wiring to the real trainer
+
+
+def test_cell_parameters_map_onto_train_config():
+    from cnnmft.pytorch.sweeps import _train_config_kwargs
+
+    orth = _train_config_kwargs({"init": "orthogonal", "t": 0.1, "depth": 4, "stem_strides": [1]})
+    assert orth["init"] == "tunable_orthogonal" and orth["t"] == 0.1
+    assert orth["stem_strides"] == (1,) and orth["eval_every"] == 0 and orth["plots"] is False
+    gauss_t = _train_config_kwargs({"init": "gaussian", "t": 0.25})
+    assert gauss_t["init"] == "gaussian" and gauss_t["v"] == "tunable"
+    uniform = _train_config_kwargs({"init": "gaussian", "sigma_w2": 1.5})
+    assert "v" not in uniform and uniform["sigma_w2"] == 1.5
+    assert "unknown_key" not in _train_config_kwargs({"unknown_key": 1})
+
+
+def test_trainability_cell_runs_the_real_trainer():
+    from cnnmft.pytorch.sweeps import trainability_cell
+
+    out = trainability_cell({"dataset": "digits", "init": "gaussian", "depth": 2, "channels": 4,
+                             "steps": 12, "batch_size": 32, "lr": 0.01, "sigma_w2": 1.76,
+                             "sigma_b2": 0.05, "act": "tanh", "seed": 0, "max_train": 300,
+                             "max_test": 100, "eval_samples": 200})
+    assert len(out["loss"]) == 12 and out["final_loss"] == out["loss"][-1]
+    assert 0.0 <= out["train_accuracy"] <= 1.0 and 0.0 <= out["test_accuracy"] <= 1.0
+    assert out["status"] == 0 and np.all(np.isfinite(out["loss"]))
+    json.dumps(out)  # storable
+
+
+def test_cli_trainability_on_a_given_scheduler(client, tmp_path):
+    import argparse
+
+    from cnnmft.commands import trainability as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.configure(parser)
+    out = tmp_path / "out"
+    args = parser.parse_args(["--sigma-w2", "1.0", "2.0", "--depths", "2", "30", "--steps", "6",
+                              "--channels", "4", "--scheduler", client.scheduler.address,
+                              "--out", str(out)])
+    rc = cmd.run(args)
+    assert rc == 0
+    for name in ("trainability.png", "trainability.npz", "trainability.json"):
+        assert (out / name).stat().st_size > 0
+    from cnnmft.pytorch.sweeps import TrainabilitySweep
+
+    res = TrainabilitySweep.load(out / "trainability.npz")
+    assert res.train_accuracy.shape == (2, 2) and len(CellStore(out / "cells")) == 4
+    # 6 xi_c at sigma_b2 = 0.05: 21.8 (sigma_w2 = 1) and 151 (sigma_w2 = 2), THEORY.md §7.2
+    np.testing.assert_array_equal(res.predicted, [[True, True], [False, True]])
