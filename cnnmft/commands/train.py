@@ -48,6 +48,8 @@ def configure(p):
     o.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     o.add_argument("--lr", type=float, default=0.01)
     o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--deep-lr-scale", default="1.0",
+                   help="learning-rate multiplier of the deep block: a number or 1/depth")
     o.add_argument("--weight-decay", type=float, default=0.0)
     o.add_argument("--schedule", default="constant", choices=["constant", "cosine", "step", "linear"])
     o.add_argument("--warmup-steps", type=int, default=0)
@@ -81,6 +83,8 @@ def config_from_args(args):
         padding=args.padding,
         stem_strides=tuple(args.stem_strides) if args.stem_strides is not None else None,
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        deep_lr_scale=(args.deep_lr_scale if args.deep_lr_scale == "1/depth"
+                       else float(args.deep_lr_scale)),
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
         steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
         grad_norm_layers=tuple(args.grad_norm_layers) if args.grad_norm_layers else None,

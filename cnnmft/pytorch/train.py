@@ -39,7 +39,7 @@ DTYPES = ("float32", "float64")
 # fields that define the model and the data: a checkpoint can only resume a run that agrees on them
 _MODEL_FIELDS = ("dataset", "depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2",
                  "q_star", "v", "t", "act", "padding", "stem_strides", "seed", "dtype",
-                 "batch_size", "optimizer", "test_fraction", "max_train")
+                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale")
 
 
 @dataclass
@@ -80,6 +80,11 @@ class TrainConfig:
         Peak learning rate.
     momentum : float
         SGD momentum (Adam: beta1).
+    deep_lr_scale : float or "1/depth"
+        Multiplier of the learning rate of the deep block's kernels and biases (stem and readout
+        keep `lr`). "1/depth" divides it by the depth: with isometric Jacobians every deep layer's
+        gradient has the same size, so one step moves the output by ~ depth x lr; this rule keeps
+        that function-space step the same at every depth (used by the 10,000-layer benchmark).
     weight_decay : float
         L2 weight decay.
     schedule : {"constant", "cosine", "step", "linear"}
@@ -142,6 +147,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
+    deep_lr_scale: object = 1.0
     weight_decay: float = 0.0
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -176,6 +182,8 @@ class TrainConfig:
         c.lr = float(V.as_float_array(c.lr, "lr", low=0.0, low_open=True))
         c.momentum = float(V.as_float_array(c.momentum, "momentum", low=0.0, high=1.0))
         c.weight_decay = float(V.as_float_array(c.weight_decay, "weight_decay", low=0.0))
+        if c.deep_lr_scale != "1/depth":
+            c.deep_lr_scale = float(V.as_float_array(c.deep_lr_scale, "deep_lr_scale", low=0.0))
         c.steps = V.as_int(c.steps, "steps", low=0)
         c.warmup_steps = V.as_int(c.warmup_steps, "warmup_steps", low=0)
         c.batch_size = V.as_int(c.batch_size, "batch_size", low=1)
@@ -326,6 +334,17 @@ def _lr_factor(config):
         return 1.0
 
     return f
+
+
+def _param_groups(config, model):
+    scale = config.deep_lr_scale
+    if scale == "1/depth":
+        scale = 1.0 / max(model.depth, 1)
+    deep = [model.block.weight, model.block.bias]
+    ids = {id(p) for p in deep}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest, "lr": config.lr},
+            {"params": deep, "lr": config.lr * float(scale)}]
 
 
 def _make_optimizer(config, params):
@@ -493,7 +512,7 @@ def train(config: TrainConfig | None = None, progress=True, callback=None, **ove
         layers = tuple(sorted({1, max((depth + 1) // 2, 1), max(depth, 1)})) if depth else ()
     layer_idx = [i - 1 for i in layers]
     net = D.wrap(model, dist)
-    opt = _make_optimizer(config, model.parameters())
+    opt = _make_optimizer(config, _param_groups(config, model))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config))
     batches = _Batches(len(ytr), config.batch_size, config.seed)
 

@@ -1,0 +1,41 @@
+"""Data-parallel training: 2 gloo processes under torchrun equal one process with the whole batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.distributed.is_available():  # pragma: no cover
+    pytest.skip("torch.distributed is not available", allow_module_level=True)
+
+from cnnmft.pytorch.train import TrainConfig, TrainResult, train  # noqa: E402
+
+ARGS = ["--depth", "6", "--channels", "4", "--stem-strides", "1", "2", "--batch-size", "16",
+        "--steps", "4", "--lr", "0.05", "--max-train", "64", "--max-test", "40",
+        "--eval-every", "0", "--dtype", "float64", "--threads", "1", "--quiet", "--no-plots"]
+
+
+def test_ddp_two_gloo_processes_match_single_process(tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           "-m", "cnnmft.pytorch.distributed", *ARGS, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ddp = TrainResult.load(out / "result.json")
+    single = train(TrainConfig(depth=6, channels=4, stem_strides=(1, 2), batch_size=16, steps=4,
+                               lr=0.05, max_train=64, max_test=40, eval_every=0,
+                               dtype="float64", num_threads=1, plots=False), progress=False)
+    assert ddp.steps_done == 4
+    # the same global batches and averaged gradients: identical up to float64 reduction order
+    np.testing.assert_allclose(ddp.loss, single.loss, rtol=1e-10)
+    np.testing.assert_allclose(ddp.grad_norms, single.grad_norms, rtol=1e-9)
+    assert ddp.test_accuracy == pytest.approx(single.test_accuracy)
+    sd = torch.load(out / "checkpoint.pt", weights_only=False) if (out / "checkpoint.pt").exists() \
+        else None
+    assert sd is not None and json.loads(ddp.config)["steps"] == 4
