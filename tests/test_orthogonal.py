@@ -11,6 +11,8 @@ from math import comb
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from cnnmft.orthogonal import (
@@ -473,3 +475,41 @@ def test_report_section_quick(tmp_path):
     for kind in ("delta", "block", "tunable"):
         assert float(rows[kind]["max_rel_dev"]) < 1e-12
     assert float(rows["gaussian"]["max_rel_dev"]) > 0.3
+
+
+# ------------------------------------------------------------------------------------------
+# property tests and mean-field moments
+# ------------------------------------------------------------------------------------------
+@given(
+    c_in=st.integers(1, 5), extra=st.integers(0, 4), d=st.integers(1, 3),
+    k=st.integers(1, 5), n=st.integers(1, 6), t=st.floats(0.0, 0.5),
+    sigma_w2=st.floats(0.1, 4.0), seed=st.integers(0, 2**31),
+)
+@settings(deadline=None, max_examples=40)
+def test_property_isometry_any_shape_any_grid(c_in, extra, d, k, n, t, sigma_w2, seed):
+    # grids smaller than the kernel included: the symbol is unitary at every root of unity
+    ks = (k,) * d if d < 3 else (min(k, 3),) * 3
+    shape = (c_in + extra, c_in) + ks
+    for kern in (block_orthogonal(shape, sigma_w2, seed),
+                 tunable_orthogonal(shape, sigma_w2, t, seed)):
+        s = conv_singular_values(kern, (n,) * d)
+        np.testing.assert_allclose(s, np.sqrt(sigma_w2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("gen", ["block", "tunable"])
+def test_cross_tap_second_moments_vanish(gen):
+    # mean-field equivalence with a Gaussian kernel needs E sum_ji K[j,i,b] K[j,i,b'] = 0, b != b'
+    rng = np.random.default_rng(22)
+    c, n = 16, 200
+    draws = []
+    for _ in range(n):
+        kern = (block_orthogonal((c, c, 3, 3), 1.0, rng) if gen == "block"
+                else tunable_orthogonal((c, c, 3, 3), 1.0, 0.2, rng))
+        flat = kern.reshape(c * c, 9)
+        draws.append(flat.T @ flat / c)
+    draws = np.array(draws)
+    mean = draws.mean(axis=0)
+    se = draws.std(axis=0, ddof=1) / np.sqrt(n)
+    off = ~np.eye(9, dtype=bool)
+    assert np.all(np.abs(mean[off]) < 5 * se[off] + 1e-12), np.abs(mean[off] / se[off]).max()
+    assert np.all(np.diag(mean) > 0.02)
