@@ -19,6 +19,7 @@ References
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cnnmft import orthogonal as _orth
@@ -64,9 +65,17 @@ def _seed(generator):
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
 def _copy(weight, array):
     with torch.no_grad():
-        weight.copy_(torch.from_numpy(array).to(dtype=weight.dtype, device=weight.device))
+        if weight.device.type == "cpu" and weight.dtype in _NUMPY_DTYPES:
+            # write through a numpy view of the same memory: one single-threaded cast-and-copy
+            # (torch's intra-op threads make small copies very slow on a loaded machine)
+            np.copyto(weight.detach().numpy(), array, casting="same_kind")
+        else:
+            weight.copy_(torch.from_numpy(array).to(dtype=weight.dtype, device=weight.device))
     return weight
 
 

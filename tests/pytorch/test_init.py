@@ -85,6 +85,21 @@ def test_dtype_device_identity_and_no_grad(dtype):
     assert conv.weight.grad is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_views_of_a_stacked_weight(dtype):
+    # deep blocks store (depth, c_out, c_in, k, k); each layer is initialised through a view
+    stack = torch.zeros(4, 6, 3, 3, 3, dtype=dtype)
+    block_orthogonal_(stack[2], 2.0, generator=gen(1))
+    assert float(stack[[0, 1, 3]].abs().max()) == 0.0
+    assert abs(float((stack[2].double() ** 2).sum()) - 2.0 * 3) < 1e-5
+    # a non-contiguous view (channels transposed) is written in place too
+    base = torch.zeros(3, 6, 3, dtype=dtype)
+    view = base.transpose(0, 1)
+    delta_orthogonal_(view, 1.0, generator=gen(2))
+    h = base[:, :, 1].double().T
+    torch.testing.assert_close(h.T @ h, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
 def test_reproducible_with_generator_and_global_seed():
     a = block_orthogonal_(torch.empty(8, 4, 3, 3), generator=gen(11))
     b = block_orthogonal_(torch.empty(8, 4, 3, 3), generator=gen(11))
