@@ -558,6 +558,13 @@ def conv_singular_values(kernel, spatial_shape):
     so kernels larger than the grid are handled (their taps wrap around). The sign of the
     exponent and the tap offset do not change the singular values.
 
+    Notes
+    -----
+    For a real kernel :math:`M(-\omega) = \overline{M(\omega)}`, so only half of the grid is
+    evaluated. The blocks are computed in chunks of frequencies as one matrix product of the
+    phases :math:`e^{-2\pi i \omega\cdot\beta/n}` (``F x T``) with the taps
+    (``T x c_out c_in``); memory is bounded by the chunk (about 64 MiB), not by the grid.
+
     Parameters
     ----------
     kernel : array_like, shape ``(c_out, c_in, *k)``
@@ -602,20 +609,29 @@ def conv_singular_values(kernel, spatial_shape):
                 f"got {spatial_shape!r}"
             )
     c_out, c_in = kern.shape[:2]
-    folded = np.zeros((c_out, c_in) + grid)
-    idx = np.meshgrid(*[np.arange(k) % n for k, n in zip(kern.shape[2:], grid)], indexing="ij")
-    for pos in np.ndindex(*kern.shape[2:]):
-        tgt = tuple(int(i[pos]) for i in idx)
-        folded[(slice(None), slice(None)) + tgt] += kern[(slice(None), slice(None)) + pos]
-    # real kernel: M(-w) = conj(M(w)) has the same singular values, so half the grid suffices
-    sym = np.fft.rfftn(folded, axes=tuple(range(2, 2 + d)))
-    half_shape = sym.shape[2:]
-    sym = np.moveaxis(sym.reshape(c_out, c_in, -1), -1, 0)  # (N_half, c_out, c_in)
+    ks = kern.shape[2:]
     m = min(c_out, c_in)
-    half = np.empty((sym.shape[0], m))
+    # real kernel: M(-w) = conj(M(w)) has the same singular values, so the half grid
+    # (last axis 0 .. n//2) suffices. M(w) = sum_beta K_beta exp(-2 pi i w.beta / n) is evaluated
+    # as one GEMM per chunk of frequencies: (F, T) phases @ (T, c_out c_in) taps, so memory stays
+    # bounded whatever the grid (and taps beyond the grid wrap around automatically).
+    half_shape = grid[:-1] + (grid[-1] // 2 + 1,)
+    freqs = np.stack([f.ravel() for f in np.meshgrid(*[np.arange(n) for n in half_shape],
+                                                      indexing="ij")], axis=1)  # (F, d)
+    taps = np.stack([t.ravel() for t in np.meshgrid(*[np.arange(k) for k in ks],
+                                                    indexing="ij")], axis=1)  # (T, d)
+    kt = kern.reshape(c_out * c_in, -1).T  # (T, c_out c_in)
+    inv_n = 1.0 / np.asarray(grid, dtype=np.float64)
+    n_freq = freqs.shape[0]
+    half = np.empty((n_freq, m))
     step = max(1, int(2**22 // max(1, c_out * c_in)))
-    for s in range(0, sym.shape[0], step):
-        half[s:s + step] = np.linalg.svd(sym[s:s + step], compute_uv=False)
+    for s in range(0, n_freq, step):
+        f = freqs[s:s + step]
+        # phase index reduced modulo n before scaling keeps the angles accurate
+        prod = (f[:, None, :] * taps[None, :, :]) % np.asarray(grid)
+        ang = -2.0 * np.pi * (prod * inv_n).sum(axis=-1)  # (F, T)
+        sym = (np.exp(1j * ang) @ kt).reshape(-1, c_out, c_in)
+        half[s:s + step] = np.linalg.svd(sym, compute_uv=False)
     half = half.reshape(half_shape + (m,))
     n_last = grid[-1]
     j = np.arange(n_last)
