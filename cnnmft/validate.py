@@ -198,8 +198,21 @@ def _fixed_point_gram(q_in, c_in, batch, P):
 # checks
 # --------------------------------------------------------------------------------------------
 
-def _sizes(quick):
-    return dict(width=96 if quick else 192, draws=6 if quick else 12)
+# (width, draws) per check family, quick / full. Draws set the t degrees of freedom of the
+# stderr (draws - 1), hence the strength of each check; widths keep finite-width bias small.
+_SIZES = {
+    "fixed_point": ((64, 12), (160, 24)),
+    "trajectories": ((384, 16), (768, 32)),
+    "covariance": ((96, 16), (192, 32)),
+    "modes": ((128, 12), (256, 24)),
+    "jacobian_fc": ((64, 8), (256, 12)),
+    "jacobian_conv": ((16, 8), (48, 12)),
+}
+
+
+def _sizes(quick, family="fixed_point"):
+    width, draws = _SIZES[family][0 if quick else 1]
+    return dict(width=width, draws=draws)
 
 
 def check_fixed_point(quick=True, rng=0, *, theory_override=None):
@@ -249,9 +262,9 @@ def check_trajectories(quick=True, rng=0, *, theory_override=None):
         c_map = _theory("meanfield", "c_map")
     else:
         q_map, c_map = theory_override
-    s = _sizes(quick)
+    s = _sizes(quick, "trajectories")
     depth = 10 if quick else 20
-    width = 4 * s["width"]
+    width = s["width"]
     th, mcv, se, curves = [], [], [], {}
     for label, (sw, sb) in (("ordered", ORDERED), ("chaotic", CHAOTIC)):
         q1, c1 = 2.0, 0.2
@@ -299,7 +312,7 @@ def _covariance_check(name, v, kernel, quick, rng, propagate=None):
                       "pixel-pair covariance at layers 1, 2, 4 (and 8) vs propagate_covariance")
     if propagate is None:
         propagate = _theory("covariance", "propagate_covariance")
-    s = _sizes(quick)
+    s = _sizes(quick, "covariance")
     sp = (6, 6)
     sw, sb = ORDERED
     layers = (1, 2, 4) if quick else (1, 2, 4, 8)
@@ -353,13 +366,13 @@ def _mode_check(name, v, kind, quick, rng, theory_override=None):
     modes = [1, 2, 3]
     chi = fp["chi_c"] if kind == "c" else fp["chi_q"]
     rate_th = chi * lam[modes]
-    s = _sizes(quick)
+    s = _sizes(quick, "modes")
     depth = (8 if quick else 14) if kind == "c" else 4
     # fit each mode while its predicted amplitude is above 0.15 of the start (>= 2 steps)
     last = 1 + np.floor(np.log(0.15) / np.log(np.clip(np.abs(rate_th), 1e-9, 0.999)))
     fit = np.stack([np.ones(len(modes)), np.clip(last, 3, depth)], -1).astype(int)
     md = mc.mode_decay("tanh", sw, sb, depth, (n,), q_star=fp["q_star"], c_star=fp["c_star"],
-                       modes=modes, width=2 * s["width"], kind=kind, eps=0.1, v=v,
+                       modes=modes, width=s["width"], kind=kind, eps=0.1, v=v,
                        n_draws=s["draws"], fit_layers=fit, rng=rng)
     layers = np.arange(1, depth + 1)
     amp_th = sw * lam[modes][None, :] * rate_th[None, :] ** (layers[:, None] - 1)
@@ -430,11 +443,9 @@ def _jacobian_check(name, weights, kernel, conv, quick, rng):
     depth = 8 if quick else 16
     m1_th, var_th, cdf, lmax_th = _spectrum_theory(depth, weights)
     fp = _fp("tanh", *CRITICAL)
-    if conv:
-        sp, k, width = (8,), 3, 32 if quick else 64
-    else:
-        sp, k, width = (1,), 1, 128 if quick else 384
-    draws = 4 if quick else 6
+    sizes = _sizes(quick, "jacobian_conv" if conv else "jacobian_fc")
+    sp, k = ((8,), 3) if conv else ((1,), 1)
+    width, draws = sizes["width"], sizes["draws"]
     runs = []
     for w in (width, 2 * width):
         runs.append(mc.jacobian_singular_values(
