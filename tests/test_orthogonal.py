@@ -343,6 +343,25 @@ def test_gaussian_kernel_tap_variances():
     assert np.all(np.abs(kern.mean(axis=(0, 1))) < 5 * np.sqrt(2.0 * v / c_in / n))
 
 
+def test_gaussian_kernel_operator_spectrum_is_marchenko_pastur():
+    # square Gaussian kernel: the symbol at a generic frequency is complex Ginibre with entry
+    # variance sigma_w2 / c whatever v is, so (1/c) E tr (M^*M)^2 = 2 sigma_w2^2 (MP, ratio 1);
+    # at the real frequencies (0 and pi) it is 2 + 1/c. Checked over many draws.
+    rng = np.random.default_rng(23)
+    c, sw2, n = 24, 1.5, 40
+    m2 = []
+    for _ in range(n):
+        kern = gaussian_kernel((c, c, 3, 3), sw2, "binomial", rng)
+        s = conv_singular_values(kern, (4, 4))
+        m2.append((s**4).mean(axis=-1) / sw2**2)
+    m2 = np.array(m2)                                   # (n, 4, 4)
+    real = np.zeros((4, 4), bool)
+    real[np.ix_([0, 2], [0, 2])] = True
+    for mask, ref in ((~real, 2.0), (real, 2.0 + 1.0 / c)):
+        vals = m2[:, mask].ravel()
+        assert abs(vals.mean() - ref) < 5 * vals.std(ddof=1) / np.sqrt(vals.size)
+
+
 def test_gaussian_kernel_string_profiles_and_separable_array():
     rng = np.random.default_rng(19)
     kern = gaussian_kernel((4, 4, 3, 3), 1.0, "delta", rng)

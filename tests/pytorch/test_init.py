@@ -168,3 +168,15 @@ def test_clear_import_error_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "pip install cnnmft[torch]" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_weight_keeps_device_and_dtype():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, padding_mode="circular").cuda().half()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    w = block_orthogonal_(conv, 2.0, generator=g)
+    assert w.device.type == "cuda" and w.dtype == torch.float16
+    s = w.detach().double().cpu().numpy()
+    np.testing.assert_allclose((s**2).sum(), 2.0 * 8, rtol=1e-2)
