@@ -532,3 +532,29 @@ def test_cross_tap_second_moments_vanish(gen):
     off = ~np.eye(9, dtype=bool)
     assert np.all(np.abs(mean[off]) < 5 * se[off] + 1e-12), np.abs(mean[off] / se[off]).max()
     assert np.all(np.diag(mean) > 0.02)
+
+
+@pytest.mark.parametrize("gen,v", [("block", binomial_1d(3)), ("tunable", tunable_1d(3, 0.2)),
+                                   ("delta", np.array([0.0, 1.0, 0.0]))])
+def test_one_layer_covariance_is_the_mean_field_map(gen, v):
+    # E (1/c) sum_j y_j(a) y_j(a') = sigma_w2 sum_b v_b Sigma_in(a+b, a'+b)  (the map A * Sigma)
+    rng = np.random.default_rng(24)
+    c, n, draws, sw2 = 12, 7, 300, 1.3
+    x = rng.standard_normal((c, n)) * np.linspace(0.5, 1.5, n)   # not translation invariant
+    sig_in = x.T @ x / c
+    ref = np.zeros((n, n))
+    for b, vb in zip((-1, 0, 1), v):
+        ref += sw2 * vb * np.roll(sig_in, (-b, -b), axis=(0, 1))
+    outs = []
+    for _ in range(draws):
+        if gen == "block":
+            kern = block_orthogonal((c, c, 3), sw2, rng)
+        elif gen == "tunable":
+            kern = tunable_orthogonal((c, c, 3), sw2, 0.2, rng)
+        else:
+            kern = delta_orthogonal((c, c, 3), sw2, rng)
+        y = circ_conv(kern, x)
+        outs.append(y.T @ y / c)
+    outs = np.array(outs)
+    mean, se = outs.mean(axis=0), outs.std(axis=0, ddof=1) / np.sqrt(draws)
+    assert np.all(np.abs(mean - ref) < 5 * se + 1e-12), np.abs((mean - ref) / (se + 1e-15)).max()
