@@ -723,7 +723,7 @@ class _Engine:
         else:
             uq, inv = np.unique(qpix, return_inverse=True)
             ser = self._pixel_series(uq)
-            coef = np.ascontiguousarray(ser.coef.T[:, inv.ravel()])
+            coef = np.ascontiguousarray(ser.coef[inv.ravel()])
             _cov.c_mehler_pix(S, T, g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2, g.n3, coef,
                               ser.k0, ser.step, qpix, self.sw2, self.sb2)
 

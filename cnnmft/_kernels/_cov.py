@@ -58,31 +58,80 @@ def _rho(s, q1, q2):
 
 
 @jit
-def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coefT, k0, step, qpix, sw2, sb2):
-    """T = C(S) with per-pixel Mehler coefficients coefT[term, (input * N + pixel)]."""
+def _pix_one(S, T, alpha, c, p1, p2, coef, kc, k0, step, qpix, sw2, sb2):
+    x = _rho(S[alpha, c], qpix[p1], qpix[p2])
+    r = x if step == 1 else x * x
+    c1 = coef[p1]
+    c2 = coef[p2]
+    acc = 0.0
+    for t in range(kc - 1, -1, -1):
+        acc = acc * r + c1[t] * c2[t]
+    if k0 == 1:
+        acc *= x
+    T[alpha, c] = sw2 * acc + sb2
+
+
+@jit
+def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, k0, step, qpix, sw2, sb2):
+    """T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel, term].
+
+    Four independent series per step keep the multiply-add pipeline busy.
+    """
     npix = S.shape[0]
     ncol = S.shape[1]
-    kc = coefT.shape[0]
-    p2 = np.empty(ncol, dtype=np.int64)
-    rho = np.empty(ncol)
-    r = np.empty(ncol)
-    acc = np.empty(ncol)
+    kc = coef.shape[1]
+    nb = ncol - ncol % 4
     for alpha in range(npix):
-        for c in range(ncol):
-            j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+        for c in range(0, nb, 4):
+            pa0 = cola[c] * npix + alpha
+            pa1 = cola[c + 1] * npix + alpha
+            pa2 = cola[c + 2] * npix + alpha
+            pa3 = cola[c + 3] * npix + alpha
+            pb0 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            pb1 = colb[c + 1] * npix + _partner(alpha, cd1[c + 1], cd2[c + 1], cd3[c + 1],
+                                                n1, n2, n3)
+            pb2 = colb[c + 2] * npix + _partner(alpha, cd1[c + 2], cd2[c + 2], cd3[c + 2],
+                                                n1, n2, n3)
+            pb3 = colb[c + 3] * npix + _partner(alpha, cd1[c + 3], cd2[c + 3], cd3[c + 3],
+                                                n1, n2, n3)
+            x0 = _rho(S[alpha, c], qpix[pa0], qpix[pb0])
+            x1 = _rho(S[alpha, c + 1], qpix[pa1], qpix[pb1])
+            x2 = _rho(S[alpha, c + 2], qpix[pa2], qpix[pb2])
+            x3 = _rho(S[alpha, c + 3], qpix[pa3], qpix[pb3])
+            if step == 1:
+                r0, r1, r2, r3 = x0, x1, x2, x3
+            else:
+                r0, r1, r2, r3 = x0 * x0, x1 * x1, x2 * x2, x3 * x3
+            u0 = coef[pa0]
+            u1 = coef[pa1]
+            u2 = coef[pa2]
+            u3 = coef[pa3]
+            w0 = coef[pb0]
+            w1 = coef[pb1]
+            w2 = coef[pb2]
+            w3 = coef[pb3]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for t in range(kc - 1, -1, -1):
+                s0 = s0 * r0 + u0[t] * w0[t]
+                s1 = s1 * r1 + u1[t] * w1[t]
+                s2 = s2 * r2 + u2[t] * w2[t]
+                s3 = s3 * r3 + u3[t] * w3[t]
+            if k0 == 1:
+                s0 *= x0
+                s1 *= x1
+                s2 *= x2
+                s3 *= x3
+            T[alpha, c] = sw2 * s0 + sb2
+            T[alpha, c + 1] = sw2 * s1 + sb2
+            T[alpha, c + 2] = sw2 * s2 + sb2
+            T[alpha, c + 3] = sw2 * s3 + sb2
+        for c in range(nb, ncol):
             p1 = cola[c] * npix + alpha
-            p2[c] = colb[c] * npix + j
-            x = _rho(S[alpha, c], qpix[p1], qpix[p2[c]])
-            rho[c] = x
-            r[c] = x if step == 1 else x * x
-            acc[c] = 0.0
-        for t in range(kc - 1, -1, -1):
-            row = coefT[t]
-            for c in range(ncol):
-                acc[c] = acc[c] * r[c] + row[cola[c] * npix + alpha] * row[p2[c]]
-        for c in range(ncol):
-            y = acc[c] * rho[c] if k0 == 1 else acc[c]
-            T[alpha, c] = sw2 * y + sb2
+            p2 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            _pix_one(S, T, alpha, c, p1, p2, coef, kc, k0, step, qpix, sw2, sb2)
 
 
 @jit
@@ -252,25 +301,24 @@ def iterate_points(x, nlayers, a, k0, step, invq, sw2, sb2, out, snap_at):
     """Iterate the 1D map s -> sw2 * sum_t a_t rho^k + sb2 (rho = s / q) on every point.
 
     out[j, i] receives the value after snap_at[j] layers (snap_at increasing, <= nlayers).
+    Points are processed in blocks so that the series evaluation vectorises.
     """
-    kc = a.shape[0]
     nsnap = snap_at.shape[0]
-    for i in prange(x.shape[0]):
-        s = x[i]
+    npts = x.shape[0]
+    blk = 64
+    for start in range(0, npts, blk):
+        stop = min(npts, start + blk)
+        m = stop - start
+        s = np.empty((1, m))
+        y = np.empty((1, m))
+        for i in range(m):
+            s[0, i] = x[start + i]
         j = 0
         for layer in range(1, nlayers + 1):
-            rho = s * invq
-            if rho > 1.0:
-                rho = 1.0
-            elif rho < -1.0:
-                rho = -1.0
-            r = rho if step == 1 else rho * rho
-            acc = 0.0
-            for t in range(kc - 1, -1, -1):
-                acc = acc * r + a[t]
-            if k0 == 1:
-                acc *= rho
-            s = sw2 * acc + sb2
+            c_mehler_common(s, y, a, k0, step, invq, sw2, sb2)
+            for i in range(m):
+                s[0, i] = y[0, i]
             while j < nsnap and snap_at[j] == layer:
-                out[j, i] = s
+                for i in range(m):
+                    out[j, start + i] = s[0, i]
                 j += 1
