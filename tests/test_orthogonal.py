@@ -202,6 +202,13 @@ def test_tunable_endpoints():
     np.testing.assert_allclose(h.T @ h, np.eye(4), atol=1e-13)
 
 
+def test_tunable_half_is_algorithm_1():
+    # t = 1/2: every projection has rank law Binomial(c, 1/2), the same draws as Algorithm 1
+    a = tunable_orthogonal((8, 6, 4, 4), 1.0, 0.5, 3)
+    b = block_orthogonal((8, 6, 4, 4), 1.0, 3)
+    np.testing.assert_array_equal(a, b)
+
+
 def test_parseval_total_energy_is_exact():
     rng = np.random.default_rng(8)
     for kern in (block_orthogonal((9, 5, 4, 4), 0.7, rng),
