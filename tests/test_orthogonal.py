@@ -483,6 +483,8 @@ def test_kernels_command(tmp_path, capsys):
     np.testing.assert_allclose(data["expected_profile"], binomial_1d(4), rtol=1e-15)
     with pytest.raises(ValueError, match="convention"):
         kernels.run(p.parse_args(["--gain", "1.0"]))
+    assert kernels.run(p.parse_args(["--list-conventions"])) == 0
+    assert "`tf>=1.13`" in capsys.readouterr().out
 
 
 def test_report_section_quick(tmp_path):

@@ -32,6 +32,8 @@ def configure(p):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--save", default=None, help="save the kernel to this .npy file")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    p.add_argument("--list-conventions", action="store_true",
+                   help="print the gain/scale conventions of other frameworks and exit")
 
 
 def run(args) -> int:
@@ -39,8 +41,12 @@ def run(args) -> int:
     import numpy as np
 
     from cnnmft import orthogonal as orth
-    from cnnmft.conventions import to_sigma_w2
+    from cnnmft.conventions import conventions_table, to_sigma_w2
     from cnnmft.fourier import variance_profile
+
+    if args.list_conventions:
+        print(conventions_table())
+        return 0
 
     c_out = args.c_out
     c_in = c_out if args.c_in is None else args.c_in
