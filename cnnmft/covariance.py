@@ -707,7 +707,9 @@ class _Engine:
 
     def _pixel_series(self, uq):
         src = self._src
-        if src is None or not src.covers(uq):
+        if src is None or not src.covers(uq) or uq[-1] < 0.8 * src.qhi:
+            # (re)build for the interval that holds every later variance; rebuilding when the
+            # variances have shrunk keeps the number of series terms small
             lo, hi = self._q_hull(float(uq[0]), float(uq[-1]))
             src = self._src = _CoefSource(self.a, 0.999 * lo, 1.001 * hi + 1e-300)
         return _Series(src(uq), self.odd)
