@@ -88,7 +88,7 @@ def broadcast(**arrays):
     except ValueError:
         shapes = ", ".join(f"`{k}` {np.shape(v)}" for k, v in arrays.items())
         raise ValueError(f"arguments cannot be broadcast together: {shapes}") from None
-    return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in out)
+    return tuple(np.array(a, dtype=np.float64, order="C") for a in out)
 
 
 def make_rng(rng):

@@ -70,7 +70,8 @@ class Activation:
     def _eval(self, which, x):
         if self.code < _act.N_BUILTIN:
             return _act.evaluate_array(self.code, which, x)
-        f = np.vectorize(self._py[which], otypes=[np.float64])
+        fn = self._py[which] if self._py[which] is not None else _fd(self._py[0], which)
+        f = np.vectorize(fn, otypes=[np.float64])
         return f(np.asarray(x, dtype=np.float64))
 
     def __call__(self, x):
@@ -195,10 +196,8 @@ def register_activation(name, phi, dphi=None, d2phi=None, *, kinks=(), steep=Tru
     kinks = tuple(float(k) for k in kinks)
     if not all(math.isfinite(k) for k in kinks) or len(kinks) > 2:
         raise ValueError(f"`kinks` must hold at most two finite numbers, got {kinks!r}")
-    d1 = dphi if dphi is not None else _fd(phi, 1)
-    d2 = d2phi if d2phi is not None else _fd(phi, 2)
     code = 100 + sum(1 for a in _REGISTRY.values() if a.code >= 100)
     act = Activation(name=key, code=code, kinks=kinks, steep=bool(steep), odd=bool(odd),
-                     bounded=bool(bounded), closed_form="none", _py=(phi, d1, d2))
+                     bounded=bool(bounded), closed_form="none", _py=(phi, dphi, d2phi))
     _REGISTRY[key] = act
     return act

@@ -26,17 +26,51 @@ def _clone_module(module, replacements, name):
         if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == module.__name__:
             f = obj.py_func
             clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
-            opts = {k: v for k, v in obj.targetoptions.items() if k != "cache"}
+            opts = {k: v for k, v in obj.targetoptions.items() if k not in ("cache", "nopython")}
             g[key] = numba.njit(**opts)(clone)
     for k, v in g.items():
         setattr(new, k, v)
     return new
 
 
+def _as_jit(f):
+    """numba-compile a user scalar function (plain functions, builtins such as math.erf)."""
+    if isinstance(f, CPUDispatcher):
+        return f
+    if isinstance(f, types.FunctionType):
+        return numba.njit(f)
+    g = f
+
+    def wrapped(x):
+        return g(x)
+
+    return numba.njit(wrapped)
+
+
+def _fd_jit(f, order):
+    """Fourth-order central differences of a jitted scalar function."""
+    if order == 1:
+        h = 1e-3
+
+        def d1(x):
+            return (-f(x + 2 * h) + 8 * f(x + h) - 8 * f(x - h) + f(x - 2 * h)) / (12 * h)
+
+        return numba.njit(d1)
+    h = 2e-3
+
+    def d2(x):
+        return (-f(x + 2 * h) + 16 * f(x + h) - 30 * f(x) + 16 * f(x - h) - f(x - 2 * h)) / (
+            12 * h * h)
+
+    return numba.njit(d2)
+
+
 @functools.lru_cache(maxsize=None)
 def kernels_for(act):
     """Return a namespace with ``quad`` and ``maps`` kernel modules bound to `act` (code 0)."""
-    phi, dphi, d2phi = (numba.njit(f) for f in act._py)
+    phi = _as_jit(act._py[0])
+    dphi = _as_jit(act._py[1]) if act._py[1] is not None else _fd_jit(phi, 1)
+    d2phi = _as_jit(act._py[2]) if act._py[2] is not None else _fd_jit(phi, 2)
 
     @numba.njit
     def deriv(code, which, x):
@@ -72,7 +106,7 @@ def kernels_for(act):
     for j, k in enumerate(act.kinks):
         kinks[0, j] = k
         e = 1e-7 * max(1.0, abs(k))
-        jumps[0, j] = float(act._py[1](k + e)) - float(act._py[1](k - e))
+        jumps[0, j] = float(dphi(k + e)) - float(dphi(k - e))
     steep = np.array([act.steep])
     quad = _clone_module(_quad, {"_act": actmod, "_KINKS": kinks, "_JUMPS": jumps,
                                  "_STEEP": steep, "LINEAR": -1, "RELU": -1, "HARD_TANH": -1,

@@ -96,6 +96,20 @@ def _features(code, sq, shift, scale_out, edges, n):
 
 
 @jit
+def _features_g(code, mc, sig, edges, n):
+    """Features, in z1, of z1 -> E[g(mc z1 + sig Z)] (mc > 0): kinks smoothed to scale sig and
+    the steep region of smooth activations (scale max(1, sig))."""
+    if code < _act.N_BUILTIN:
+        for j in range(2):
+            k = _KINKS[code, j]
+            if not math.isnan(k):
+                n = _add_feature(edges, n, k / mc, max(sig, 1e-12) / mc)
+        if _STEEP[code]:
+            n = _add_feature(edges, n, 0.0, max(1.0, sig) / mc)
+    return n
+
+
+@jit
 def _finish_rule(edges, n, nodes, weights):
     """Sort and deduplicate edges, then fill nodes/weights (Gauss-Legendre times pdf)."""
     e = np.sort(edges[:n])
@@ -153,6 +167,17 @@ def expect_1d(code, orders, q, edges, nodes, weights):
 # inner conditional expectations E[phi^{(o)}(m + s Z)] (closed forms where they exist)
 
 @jit
+def _relu_tail(x):
+    """phi(x) - x Phi(-x) for x >= 1.5 without cancellation: the continued fraction of the
+    Mills ratio R = 1/(x + T), T = 1/(x + 2/(x + 3/...)), gives phi(x) - x Phi(-x) = phi(x) T R."""
+    u = 0.0
+    for k in range(160, 1, -1):
+        u = k / (x + u)
+    t = 1.0 / (x + u)
+    return normal_pdf(x) * t / (x + t)
+
+
+@jit
 def _smoothed_closed(code, o, m, s):
     """Return (value, ok). ok=False means: no closed form, integrate numerically."""
     if code == LINEAR:
@@ -164,7 +189,9 @@ def _smoothed_closed(code, o, m, s):
     if code == RELU:
         if o == 0:
             t = m / s
-            return m * normal_cdf(t) + s * normal_pdf(t), True
+            if t > -1.5:
+                return m * normal_cdf(t) + s * normal_pdf(t), True
+            return s * _relu_tail(-t), True
         if o == 1:
             return normal_cdf(m / s), True
         return 0.0, True
@@ -230,12 +257,10 @@ def expect_2d(code, a, b, q1, q2, c, ws):
     n = _features(code, sq1, 0.0, 1.0, edges, n)
     mc = sq2 * c
     if abs(mc) > 0.0:
-        if mc > 0.0:
-            n = _features(code, mc, 0.0, max(1.0, sig), edges, n)
-        else:
-            # features of g(-|mc| z) are the mirror images of those of g(|mc| z)
-            n0 = n
-            n = _features(code, -mc, 0.0, max(1.0, sig), edges, n)
+        # features of g(-|mc| z) are the mirror images of those of g(|mc| z)
+        n0 = n
+        n = _features_g(code, abs(mc), sig, edges, n)
+        if mc < 0.0:
             for i in range(n0, n):
                 edges[i] = -edges[i]
     n = _finish_rule(edges, n, nodes, weights)
@@ -326,7 +351,7 @@ def cmap_pair(code, q, c, ws):
     n = _features(code, sq, 0.0, 1.0, edges, n)
     if abs(mc) > 0.0:
         n0 = n
-        n = _features(code, abs(mc), 0.0, max(1.0, sig), edges, n)
+        n = _features_g(code, abs(mc), sig, edges, n)
         if mc < 0.0:
             for i in range(n0, n):
                 edges[i] = -edges[i]

@@ -1,0 +1,75 @@
+"""The public surface: imports, no heavy optional imports, docstrings, CLI."""
+
+import subprocess
+import sys
+
+import pytest
+
+import cnnmft
+
+
+def test_import_does_not_load_torch_or_matplotlib():
+    code = ("import sys, cnnmft; bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_all_names_exist_and_have_docstrings():
+    for name in cnnmft.__all__:
+        obj = getattr(cnnmft, name)
+        if callable(obj) and not isinstance(obj, type(cnnmft)):
+            assert obj.__doc__ and len(obj.__doc__) > 40, name
+
+
+def test_design_contract_names():
+    for name in ["get_activation", "Activation", "fixed_point", "critical_sigma_w2",
+                 "critical_point", "phase_diagram", "trainable_depth"]:
+        assert hasattr(cnnmft, name), name
+
+
+def test_cli_help_lists_subcommands():
+    res = subprocess.run([sys.executable, "-m", "cnnmft.cli", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0
+    for cmd in ["fixed-point", "critical", "phase", "report"]:
+        assert cmd in res.stdout
+
+
+def test_cli_fixed_point_and_critical(capsys):
+    from cnnmft.cli import main
+
+    assert main(["fixed-point", "--sigma-w2", "2.5", "--sigma-b2", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "1.06396" in out and "0.446804" in out and "OK" in out
+    assert main(["critical", "--sigma-b2", "0.05"]) == 0
+    assert "1.76095" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_a_clear_error(capsys):
+    from cnnmft.cli import main
+
+    assert main(["fixed-point", "--sigma-w2", "-1"]) == 2
+    assert "`sigma_w2` must be" in capsys.readouterr().err
+    assert main(["fixed-point", "--act", "tahn", "--sigma-w2", "1"]) == 2
+
+
+def test_cli_phase_writes_numbers_and_figure(tmp_path):
+    from cnnmft.cli import main
+    from cnnmft.phase import PhaseDiagram
+
+    prefix = str(tmp_path / "pd")
+    assert main(["phase", "--sigma-w2", "0.5", "3", "8", "--sigma-b2", "0", "0.2", "4",
+                 "--out", prefix]) == 0
+    pd = PhaseDiagram.load(prefix + ".npz")
+    assert pd.xi_c.shape == (8, 4)
+    assert (tmp_path / "pd.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("section", ["phase"])
+def test_report_section_quick(tmp_path, section):
+    from cnnmft.report import build_report
+
+    index = build_report(tmp_path, quick=True, sections=[section], progress=False)
+    html = index.read_text()
+    assert "<img" in html and "data/" in html
