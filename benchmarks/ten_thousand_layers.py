@@ -40,14 +40,17 @@ def main(argv=None):
     p.add_argument("--stem-strides", type=int, nargs="+", default=[1, 2, 2],
                    help="stem strides (default 1 2 2: 8x8 digits -> 2x2 feature maps)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", default="sgd")
-    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--deep-lr-scale", default="1/depth")
+    p.add_argument("--readout-scale", default="1/sqrt(q*)")
+    p.add_argument("--eval-samples", type=int, default=360)
     p.add_argument("--steps", type=int, default=None, help="fixed budget (default: from time)")
-    p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--min-steps", type=int, default=60)
-    p.add_argument("--budget-minutes", type=float, default=40.0)
-    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--budget-minutes", type=float, default=35.0)
+    p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--impl", default="auto")
@@ -71,13 +74,18 @@ def main(argv=None):
     base = dict(dataset="digits", channels=args.channels, stem_strides=tuple(args.stem_strides),
                 batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                 momentum=args.momentum, eval_every=args.eval_every, seed=args.seed,
+                deep_lr_scale=(args.deep_lr_scale if args.deep_lr_scale == "1/depth"
+                               else float(args.deep_lr_scale)),
+                readout_scale=(args.readout_scale if args.readout_scale == "1/sqrt(q*)"
+                               else float(args.readout_scale)),
+                eval_samples=args.eval_samples,
                 num_threads=args.threads, plots=False)
 
     # --- size the budget: time a few training steps of the deep network ----------------------
     if args.steps is None:
         net = VanillaCNN(args.depth, args.channels, stem_strides=tuple(args.stem_strides),
                          impl=args.impl, generator=torch.Generator().manual_seed(0))
-        opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-6)
         x = torch.randn(args.batch_size, 1, 8, 8)
         y = torch.randint(0, 10, (args.batch_size,))
         times = []
@@ -90,8 +98,8 @@ def main(argv=None):
         del net, opt
         t_step = float(np.median(times))
         spent = (time.perf_counter() - t_begin) / 60
-        # two deep runs + evaluations (~15%) + the shallow run, with a 15% margin
-        steps = int((args.budget_minutes - spent) * 60 / (2 * t_step * 1.15 * 1.15))
+        # two deep runs + evaluations (~25%) + the shallow run, with a 15% margin
+        steps = int((args.budget_minutes - spent) * 60 / (2 * t_step * 1.25 * 1.15))
         steps = max(args.min_steps, min(args.max_steps, steps))
         print(f"measured {t_step:.2f} s per step at depth {args.depth}: {steps} steps per run",
               flush=True)
@@ -125,6 +133,7 @@ def main(argv=None):
         "depth": args.depth, "shallow_depth": args.shallow_depth, "channels": args.channels,
         "stem_strides": list(args.stem_strides), "batch_size": args.batch_size,
         "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "steps": steps,
+        "deep_lr_scale": args.deep_lr_scale, "readout_scale": args.readout_scale,
         "seed": args.seed,
         "sigma_w2_deep": deep.sigma_w2, "sigma_b2_deep": deep.sigma_b2,
         "sigma_w2_shallow": shallow.sigma_w2, "sigma_b2_shallow": shallow.sigma_b2,

@@ -418,6 +418,11 @@ class VanillaCNN(nn.Module):
         Activation checkpointing of the deep block (see :class:`DeepConvBlock`).
     impl : {"auto", "autograd", "fused", "dense"}
         Implementation of the deep block (see :class:`DeepConvBlock`).
+    readout_scale : float or "1/sqrt(q*)"
+        Fixed factor applied to the pooled features before the readout (default 1: the paper's
+        network). Deep in the block the activations shrink to the fixed point, std ~ sqrt(q*)
+        (0.01 at q* = 1/10,000); "1/sqrt(q*)" brings them back to order one so the readout learns
+        at the same speed at every depth. A constant, not a normalisation layer.
     generator : torch.Generator, optional
         Source of all initial random numbers (default: torch's global RNG).
 
@@ -449,7 +454,7 @@ class VanillaCNN(nn.Module):
     def __init__(self, depth, channels=16, *, in_channels=1, num_classes=10, kernel_size=3,
                  init="delta_orthogonal", sigma_w2=None, sigma_b2=None, q_star=None,
                  v="uniform", t=None, act="tanh", padding="circular", stem_strides=(1, 2, 2),
-                 checkpoint_segments="auto", impl="auto", generator=None):
+                 checkpoint_segments="auto", impl="auto", readout_scale=1.0, generator=None):
         super().__init__()
         depth = V.as_int(depth, "depth", low=0)
         channels = V.as_int(channels, "channels", low=1)
@@ -465,6 +470,11 @@ class VanillaCNN(nn.Module):
         self.v, self.t = v, t
         self.act = act
         self.depth, self.channels = depth, channels
+        if readout_scale == "1/sqrt(q*)":
+            q = q_star if q_star is not None else 1.0 / max(depth, 1)
+            readout_scale = 1.0 / math.sqrt(q)
+        self.readout_scale = float(V.as_float_array(readout_scale, "readout_scale", low=0.0,
+                                                    low_open=True))
 
         self.stem = nn.ModuleList()
         c_prev = in_channels
@@ -535,7 +545,10 @@ class VanillaCNN(nn.Module):
 
     def forward(self, x):
         """Logits of shape ``(B, num_classes)`` for images ``(B, in_channels, H, W)``."""
-        return self.readout(self.features(x).mean(dim=(2, 3)))
+        pooled = self.features(x).mean(dim=(2, 3))
+        if self.readout_scale != 1.0:
+            pooled = pooled * self.readout_scale
+        return self.readout(pooled)
 
     def grad_norms(self):
         """Per-layer kernel-gradient norms of the deep block, shape ``(depth,)``."""

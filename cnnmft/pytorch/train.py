@@ -39,7 +39,7 @@ DTYPES = ("float32", "float64")
 # fields that define the model and the data: a checkpoint can only resume a run that agrees on them
 _MODEL_FIELDS = ("dataset", "depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2",
                  "q_star", "v", "t", "act", "padding", "stem_strides", "seed", "dtype",
-                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale")
+                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale", "readout_scale")
 
 
 @dataclass
@@ -114,6 +114,8 @@ class TrainConfig:
         Activation checkpointing of the deep block ("auto": ceil(sqrt(depth)) segments).
     impl : {"auto", "autograd", "fused", "dense"}
         Implementation of the deep block (:class:`~cnnmft.pytorch.models.DeepConvBlock`).
+    readout_scale : float or "1/sqrt(q*)"
+        Constant factor on the pooled features (:class:`~cnnmft.pytorch.models.VanillaCNN`).
     num_threads : int, optional
         torch CPU threads (default: torch's own choice).
     out_dir : str, optional
@@ -162,6 +164,7 @@ class TrainConfig:
     tf32: bool = False
     checkpoint_segments: object = "auto"
     impl: str = "auto"
+    readout_scale: object = 1.0
     num_threads: int | None = None
     out_dir: str | None = None
     checkpoint_every: int = 0
@@ -315,7 +318,7 @@ def build_model(config: TrainConfig, data=None, generator=None):
                       sigma_b2=config.sigma_b2, q_star=config.q_star, v=config.v, t=config.t,
                       act=config.act, padding=config.padding, stem_strides=strides,
                       checkpoint_segments=config.checkpoint_segments, impl=config.impl,
-                      generator=generator)
+                      readout_scale=config.readout_scale, generator=generator)
 
 
 def _lr_factor(config):

@@ -197,3 +197,19 @@ def test_cifar10_batches(tmp_path):
     (base / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
         load_dataset("cifar10", tmp_path)
+
+
+@pytest.mark.slow
+def test_ten_thousand_layer_check_ci_size(tmp_path):
+    # the benchmark script at CI size (depth 300, 40 steps): same pass criteria as the real one
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ten_thousand_layers.py"
+    spec = importlib.util.spec_from_file_location("ten_thousand_layers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    assert numbers["accuracy_gap_points"] <= 5.0
+    assert numbers["test_acc_gaussian_deep"] <= 0.25
