@@ -34,6 +34,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -54,6 +55,7 @@ __all__ = [
     "CellStore",
     "cell_key",
     "run_cells",
+    "dask_client",
     "TrainabilitySweep",
     "trainability_sweep",
     "trainability_cell",
@@ -219,6 +221,35 @@ def _make_client(scheduler, n_workers, threads_per_worker, worker_env):
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                            processes=True, dashboard_address=":0", silence_logs=40, env=env)
     return Client(cluster), cluster, True
+
+
+@contextlib.contextmanager
+def dask_client(scheduler=None, *, n_workers: int = 2, threads_per_worker: int = 1):
+    """Context manager yielding a ``distributed.Client`` for several sweeps in a row.
+
+    ``scheduler=None`` starts a local cluster of `n_workers` single-threaded processes and
+    closes it on exit; a string connects to a running scheduler. Pass the client as
+    ``scheduler=`` to :func:`run_cells`, :func:`trainability_sweep` or :func:`modewise_study`
+    to skip the cluster start-up of each call.
+
+    Examples
+    --------
+    >>> with dask_client(n_workers=2) as client:  # doctest: +SKIP
+    ...     sweep = trainability_sweep(scheduler=client)
+    ...     study = modewise_study(scheduler=client)
+    """
+    from cnnmft._validation import as_int
+
+    n_workers = as_int(n_workers, "n_workers", low=1)
+    threads_per_worker = as_int(threads_per_worker, "threads_per_worker", low=1)
+    client, cluster, owns = _make_client(scheduler, n_workers, threads_per_worker, None)
+    try:
+        yield client
+    finally:
+        if owns:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def run_cells(fn: Callable[[dict], Any], cells: Iterable[dict], store, *, scheduler=None,

@@ -15,9 +15,10 @@ TITLE = "Theory against training: trainable depth and variance profiles"
 
 def _settings(quick):
     if quick:
-        phase = dict(sigma_w2=(0.5, 1.76, 3.5), depth=(2, 8, 32), steps=40, channels=8,
-                     lr=0.02)
-        modes = dict(t=(0.0, 0.5), depth=8, seeds=(0,), steps=40, channels=8, lr=0.02)
+        phase = dict(sigma_w2=(0.5, 1.76, 3.5), depth=(2, 16), steps=30, channels=8,
+                     lr=0.02, max_train=400, max_test=200, eval_samples=200)
+        modes = dict(t=(0.0, 0.5), depth=8, seeds=(0,), steps=30, channels=8, lr=0.02,
+                     max_train=400, max_test=200, eval_samples=200)
     else:
         phase = dict(sigma_w2=(0.5, 0.95, 1.4, 1.85, 2.3, 2.75, 3.2, 3.8),
                      depth=(2, 4, 8, 16, 32, 48))
@@ -33,8 +34,11 @@ def build(ctx) -> str:
 
     phase_kw, modes_kw = _settings(ctx.quick)
     store = ctx.outdir / "cells"
-    res = sweeps.trainability_sweep(store=store / "phase", seed=ctx.rng, progress=False,
-                                    **phase_kw)
+    with sweeps.dask_client(n_workers=2) as client:
+        res = sweeps.trainability_sweep(store=store / "phase", seed=ctx.rng, progress=False,
+                                        scheduler=client, **phase_kw)
+        study = sweeps.modewise_study(store=store / "modes", progress=False, scheduler=client,
+                                      **modes_kw)
     parts = [
         "<p>Vanilla tanh CNNs with Gaussian kernels (uniform v) at sigma_b2 = "
         f"{res.sigma_b2:g}, one short training run per cell. The white curve is the mean-field "
@@ -48,7 +52,6 @@ def build(ctx) -> str:
         "budget-dependent: deep cells near criticality that need more steps count as not "
         "trained.</p>",
     ]
-    study = sweeps.modewise_study(store=store / "modes", progress=False, **modes_kw)
     parts += [
         f"<p>Depth {study.depth} at the critical point (sigma_w2 = {study.sigma_w2:.5g}, "
         f"sigma_b2 = {study.sigma_b2:.3g}); kernels with the tunable variance profile "
