@@ -1,4 +1,4 @@
-r"""The CNN covariance map :math:`\Sigma^{l+1} = \mathcal A \star \mathcal C(\Sigma^l)` on a circular grid.
+r"""The CNN covariance map :math:`\Sigma^{l+1} = \mathcal A \star \mathcal C(\Sigma^l)`.
 
 For a vanilla CNN with circular padding, weights
 ``omega_{ij}(beta) ~ N(0, sigma_w2 * v[beta] / c_in)`` and biases ``N(0, sigma_b2)``, the
@@ -285,7 +285,8 @@ class _Grid:
         col = np.arange(self.ncol)[None, :]
         beta = self.partner(np.broadcast_to(alpha, (self.N, self.ncol)),
                             np.broadcast_to(col, (self.N, self.ncol)))
-        return np.ascontiguousarray(K[self.cola[col] * self.N + alpha, self.colb[col] * self.N + beta])
+        rows = self.cola[col] * self.N + alpha
+        return np.ascontiguousarray(K[rows, self.colb[col] * self.N + beta])
 
     def to_full(self, S):
         """Full (B*N, B*N) matrix from a state S (N, ncol) or a reduced state (ncol,)."""
@@ -395,7 +396,8 @@ def _prepare_x(x, d):
         raise ValueError(f"`x` must have at least one input and one channel; got shape {x.shape}")
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"`x` must be finite; got {x[tuple(bad)]!r} at index {tuple(bad.tolist())}")
+        raise ValueError(
+            f"`x` must be finite; got {x[tuple(bad)]!r} at index {tuple(bad.tolist())}")
     return x, batched
 
 
@@ -689,8 +691,11 @@ class _Engine:
         return ser
 
     def _q_hull(self, lo, hi):
-        """Interval holding every later variance: the q-map is increasing, so the iterates of
-        the end points bound all later (spatially averaged) variances."""
+        """Return an interval holding every later variance.
+
+        The q-map is increasing, so the iterates of the end points bound all later (spatially
+        averaged) variances.
+        """
         from cnnmft.meanfield import q_map
 
         q = np.array([lo, hi])
@@ -756,7 +761,7 @@ class _Engine:
         return Status.OK
 
     def _common_q(self):
-        """Common variance value if every variance is the same and stationary, else None."""
+        """Return the common variance if every variance is equal and stationary, else None."""
         if self.method != "mehler":
             return None
         q = self.g.qpix(self.S) if self.red is None else self.red[self.g.diag_col]
@@ -876,7 +881,7 @@ class _Engine:
         return self.record(layers, out, qmean)
 
     def _advance_delta(self, depth, layers, out, qmean, qbar, a2, ser):
-        """v = delta with a common stationary variance: every entry follows one scalar map."""
+        """V = delta with a common stationary variance: every entry follows one scalar map."""
         g = self.g
         targets = layers[layers > self.layer]
         snaps = np.unique(np.concatenate([targets, [depth]])).astype(np.int64)
@@ -985,7 +990,7 @@ def _tabulate_iterates(vals, nlayers, snaps, a2, k0, step, q, sw2, sb2, *, tol=1
 
 
 def _bary(xn, bw, f, t):
-    """Barycentric interpolation: f (..., P, deg) on nodes xn, evaluated at t (T,) -> (..., P, T)."""
+    """Barycentric interpolation of f (..., P, deg) on nodes xn at t (T,): (..., P, T)."""
     t = np.asarray(t, dtype=np.float64)
     d = t[:, None] - xn[None, :]  # (T, deg)
     exact = d == 0.0

@@ -157,7 +157,8 @@ def variance_profile(kind, kernel_size=None, *, ndim=2, t=None, normalize=True):
             )
         s = float(v.sum())
         if not s > 0.0:
-            raise ValueError("`v` must have a positive sum (a non-zero variance profile); got all zeros")
+            raise ValueError(
+                "`v` must have a positive sum (a non-zero variance profile); got all zeros")
         if normalize:
             return np.ascontiguousarray(v / s)
         if abs(s - 1.0) > 1e-12:

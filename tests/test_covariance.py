@@ -79,7 +79,6 @@ def _as_full(cov, B, spatial, batched):
     N = int(np.prod(spatial))
     L = cov.shape[0]
     if batched:
-        d = len(spatial)
         c = cov.reshape((L, B, B, N, N)).transpose(0, 1, 3, 2, 4)
         return c.reshape(L, B * N, B * N)
     return cov.reshape(L, N, N)

@@ -16,10 +16,9 @@ Entry evaluators:
 import math
 
 import numpy as np
-prange = range
 
 from . import _quad
-from ._act import ERF, LINEAR, RELU
+from ._act import ERF, LINEAR
 from ._jit import jit
 
 OK = 0
@@ -140,7 +139,7 @@ def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
     npix = S.shape[0]
     ncol = S.shape[1]
     kc = a.shape[0]
-    for alpha in prange(npix):
+    for alpha in range(npix):
         rho = np.empty(ncol)
         r = np.empty(ncol)
         acc = np.empty(ncol)
@@ -187,7 +186,7 @@ def closed_entry(code, q1, q2, s):
 def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
     npix = S.shape[0]
     ncol = S.shape[1]
-    for alpha in prange(npix):
+    for alpha in range(npix):
         for c in range(ncol):
             j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
             q1 = qpix[cola[c] * npix + alpha]
@@ -216,7 +215,7 @@ def a_apply(T, S, taps, o1, o2, o3, n1, n2, n3):
     npix = T.shape[0]
     ncol = T.shape[1]
     nt = taps.shape[0]
-    for alpha in prange(npix):
+    for alpha in range(npix):
         for c in range(ncol):
             S[alpha, c] = 0.0
         for t in range(nt):

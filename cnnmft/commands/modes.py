@@ -41,7 +41,8 @@ def run(args) -> int:
         xq = res.xi_q[i].ravel()
         for j, f in enumerate(freqs):
             lam = res.lam.ravel()[j]
-            rows.append([sw, args.sigma_b2, *f.tolist(), lam.real, lam.imag, abs(lam), xc[j], xq[j]])
+            rows.append([sw, args.sigma_b2, *f.tolist(), lam.real, lam.imag, abs(lam), xc[j],
+                         xq[j]])
     table = np.array(rows, dtype=np.float64)
     names = (["sigma_w2", "sigma_b2"] + [f"f{a + 1}" for a in range(len(grid))]
              + ["lam_re", "lam_im", "abs_lam", "xi_c", "xi_q"])
@@ -58,8 +59,9 @@ def run(args) -> int:
             if m in seen:
                 continue
             seen.append(m)
-            print(f"  {mag[j]:10.6f}  {res.xi_c[i].ravel()[j]:10.4g}  {res.xi_q[i].ravel()[j]:10.4g}"
-                  f"   {tuple(freqs[j].tolist())}")
+            xcj = res.xi_c[i].ravel()[j]
+            xqj = res.xi_q[i].ravel()[j]
+            print(f"  {mag[j]:10.6f}  {xcj:10.4g}  {xqj:10.4g}   {tuple(freqs[j].tolist())}")
             if len(seen) >= args.top:
                 break
     if args.out:

@@ -14,8 +14,10 @@ _PROFILES = [("uniform", None, "uniform"), ("binomial", None, "binomial (Alg. 1)
 
 
 def _spread(cov, spatial):
-    """Largest deviation from translation invariance: max over displacements of the range of
-    Sigma[alpha, alpha + delta] over alpha."""
+    """Return the largest deviation from translation invariance.
+
+    That is the maximum over displacements of the range of Sigma[alpha, alpha + delta] over alpha.
+    """
     n1, n2 = spatial
     N = n1 * n2
     S = cov.reshape(N, N)
