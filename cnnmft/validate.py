@@ -339,9 +339,10 @@ def check_covariance_uniform(quick=True, rng=0, propagate=None):
 
 
 def check_covariance_binomial(quick=True, rng=0, propagate=None):
-    """Spatial covariance, block-orthogonal kernels, binomial v (THEORY.md 2.7)."""
-    return _covariance_check("covariance_binomial", "binomial", "block_orthogonal", quick, rng,
-                             propagate)
+    """Spatial covariance, binomial v: block-orthogonal kernels (THEORY.md 2.7; Gaussian ones
+    in quick mode, where drawing Algorithm-1 kernels would dominate the run time)."""
+    kernel = "gaussian" if quick else "block_orthogonal"
+    return _covariance_check("covariance_binomial", "binomial", kernel, quick, rng, propagate)
 
 
 def check_covariance_delta(quick=True, rng=0, propagate=None):

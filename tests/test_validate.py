@@ -117,3 +117,18 @@ def test_cli_exits_nonzero_on_failure(tmp_path, monkeypatch):
     rc = _run_cli(["--quick", "--checks", "trajectories", "--out", str(tmp_path),
                    "--no-figures"])
     assert rc == 1
+
+
+def test_covariance_check_passes_and_fails_with_wrong_convention():
+    cov = pytest.importorskip("cnnmft.covariance")
+    if not hasattr(cov, "propagate_covariance"):
+        pytest.skip("propagate_covariance not available")
+    good = vl.check_covariance_uniform(quick=True, rng=0)
+    assert good.status == "pass", good.row()
+
+    def wrong(x, act, sw2, sb2, v, depth, **kw):
+        return cov.propagate_covariance(x, act, np.sqrt(sw2), sb2, v, depth, **kw)
+
+    bad = vl.check_covariance_uniform(quick=True, rng=0, propagate=wrong)
+    assert bad.status == "fail"
+    assert bad.z > 1.5 * bad.z_crit
