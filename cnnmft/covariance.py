@@ -599,6 +599,9 @@ def _run(eng, x, grid, layers, depth, spatial, batched, cb, bar, a, sw2, sb2, v,
     except KeyboardInterrupt:
         interrupted = True
         status = Status.MAXITER
+    except FloatingPointError:
+        # the Hermite series stopped converging (variances grew without bound)
+        status = Status.NONFINITE
     finally:
         if bar is not None:
             bar.close()

@@ -275,3 +275,14 @@ def test_interrupt_returns_partial_result():
     assert res.completed == 3
     np.testing.assert_array_equal(res.layers, [0, 1, 2, 3])
     assert seen[-1] == 3
+
+
+def test_overflow_is_reported_in_status():
+    # relu with sigma_w2 > 2: the variance doubles per layer and overflows after ~1000 layers
+    x = np.random.default_rng(1).normal(size=(4, 2))
+    res = propagate_covariance(x, "relu", 4.0, 0.1, np.array([0.25, 0.5, 0.25]), 3000,
+                               layers=[10, 3000])
+    assert res.status == Status.NONFINITE
+    assert res.completed < 3000
+    np.testing.assert_array_equal(res.layers, [10])
+    assert np.all(np.isfinite(res.cov))
