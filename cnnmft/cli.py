@@ -22,6 +22,7 @@ COMMANDS = [
     ("validate", "validate", "theory against Monte Carlo on a numpy CNN: table, figures, exit code"),
     ("kernels", "kernels", "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies, .npy"),
     ("modes", "modes", "depth scale of every spatial Fourier mode for a kernel variance profile"),
+    ("covariance", "covariance", "propagate an input's pixel-pair covariance through a deep CNN (numbers to .npz)"),
 ]
 
 
