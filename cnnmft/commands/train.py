@@ -40,7 +40,9 @@ def configure(p):
     g.add_argument("--checkpoint-segments", type=_segments, default="auto",
                    help="activation checkpointing: auto (sqrt(depth) segments), none, or a count")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="digits", choices=["digits", "mnist", "cifar10"])
+    d.add_argument("--dataset", default="digits", choices=["digits", "digits28", "mnist", "cifar10"],
+                   help="digits (8x8, offline, default), digits28 (resized to 28x28), mnist, "
+                   "cifar10")
     d.add_argument("--data-dir", default=None, help="folder with MNIST IDX or CIFAR-10 batches")
     d.add_argument("--max-train", type=int, default=None)
     d.add_argument("--max-test", type=int, default=None)

@@ -2,6 +2,7 @@
 
 * ``digits``: the 1,797 8x8 handwritten digits shipped with scikit-learn (real data, no download);
   a seeded stratified split gives the test set.
+* ``digits28``: the same digits resized to 28x28 (bilinear): MNIST-shaped input, still offline.
 * ``mnist``: the IDX files of the MNIST distribution (``train-images-idx3-ubyte``,
   ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), gzipped
   (``.gz``) or not, in ``data_dir`` (or ``data_dir/mnist``, ``data_dir/MNIST/raw``).
@@ -27,7 +28,7 @@ from cnnmft import _validation as V
 
 __all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx"]
 
-DATASETS = ("digits", "mnist", "cifar10")
+DATASETS = ("digits", "digits28", "mnist", "cifar10")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ def load_dataset(name="digits", data_dir=None, *, test_fraction=0.2, seed=0, max
         A file is malformed (wrong magic number, sizes that do not match, bad pickle content).
     """
     name = V.as_choice(str(name).lower().replace("-", ""), "dataset", DATASETS)
-    if name == "digits":
+    if name in ("digits", "digits28"):
         xtr, ytr, xte, yte = _digits(test_fraction, seed)
+        if name == "digits28":
+            xtr, xte = _resize(xtr, 28), _resize(xte, 28)
     elif name == "mnist":
         xtr, ytr, xte, yte = _mnist(_need_dir(data_dir, "mnist"))
     else:
@@ -142,6 +145,19 @@ def _digits(test_fraction, seed):
     y = d.target
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=tf, random_state=int(seed), stratify=y)
     return xtr, ytr, xte, yte
+
+
+def _resize(x, size):
+    """Bilinear resize of ``(N, C, h, w)`` images to ``size x size`` (align-corners grid)."""
+    n, c, h, w = x.shape
+    def axis(src, dst):
+        pos = np.linspace(0, src - 1, dst)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, src - 1)
+        return lo, hi, pos - lo
+    (r0, r1, fr), (c0, c1, fc) = axis(h, size), axis(w, size)
+    rows = x[:, :, r0, :] * (1 - fr)[:, None] + x[:, :, r1, :] * fr[:, None]
+    return rows[:, :, :, c0] * (1 - fc) + rows[:, :, :, c1] * fc
 
 
 # ---------------------------------------------------------------------------------------- MNIST
