@@ -286,3 +286,14 @@ def test_overflow_is_reported_in_status():
     assert res.completed < 3000
     np.testing.assert_array_equal(res.layers, [10])
     assert np.all(np.isfinite(res.cov))
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "gelu", "softplus", "swish"])
+def test_other_smooth_activations_match_adaptive_quadrature(act):
+    # the Mehler series (default) against the adaptive bivariate quadrature of every entry
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    v = np.array([0.25, 0.5, 0.25])
+    fast = propagate_covariance(x, act, 1.5, 0.1, v, 6, layers="all")
+    assert fast.method == "mehler"
+    ref = propagate_covariance(x, act, 1.5, 0.1, v, 6, layers="all", method="direct")
+    assert np.max(np.abs(fast.cov - ref.cov)) <= 1e-12
