@@ -34,6 +34,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import numbers
@@ -87,6 +88,26 @@ def _shift_into(dst, src, shift):
         dst[d] = src[s]
 
 
+# GEMMs below this many flops run on one BLAS thread: on a loaded machine a multi-threaded
+# BLAS spends far longer synchronising its threads than computing a small product.
+_SMALL_GEMM_FLOPS = 2e7
+_CONTROLLER = []
+
+
+def _blas_threads(flops):
+    if flops >= _SMALL_GEMM_FLOPS:
+        return contextlib.nullcontext()
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        except Exception:  # threadpoolctl missing or unable to inspect the BLAS
+            _CONTROLLER.append(None)
+    ctl = _CONTROLLER[0]
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1, user_api="blas")
+
+
 class _Conv:
     """A circular convolution with a fixed kernel, ready to apply (and to apply transposed)."""
 
@@ -125,12 +146,15 @@ class _Conv:
         if x.shape[-1] != c:
             raise ValueError(f"`x` must have {c} channels on its last axis; got shape {x.shape}")
         ntap = len(shifts)
+        flops = 2.0 * (x.size // c) * wmat.shape[0] * wmat.shape[1]
         if ntap == 1 and all(s == 0 for s in shifts[0]):
-            return (x.reshape(-1, c) @ wmat).reshape(x.shape[:-1] + (wmat.shape[1],))
+            with _blas_threads(flops):
+                return (x.reshape(-1, c) @ wmat).reshape(x.shape[:-1] + (wmat.shape[1],))
         col = self._col(x.shape, ntap, c)
         for t, sh in enumerate(shifts):
             _shift_into(col[..., t, :], x, sh)
-        out = col.reshape(-1, ntap * c) @ wmat
+        with _blas_threads(flops):
+            out = col.reshape(-1, ntap * c) @ wmat
         return out.reshape(x.shape[:-1] + (wmat.shape[1],))
 
 
@@ -318,17 +342,20 @@ class _Net:
         """Stream `x` through `depth` layers; ``hook(l, h)`` sees each pre-activation."""
         layers = []
         a = x
-        for l in range(1, depth + 1):
-            conv, b = self.layer(a.shape[-1], rng)
-            h = conv(a)
-            h += b
-            hook(l, h)
-            if keep:
-                layers.append((conv, self.act.dphi(h)))
-            if l < depth:
-                a = self.act.phi(h)
-            if interrupt is not None:
-                interrupt()
+        rows = x.size // x.shape[-1]
+        flops = 2.0 * rows * int(np.prod(self.kshape)) * max(x.shape[-1], self.width) * self.width
+        with _blas_threads(flops):      # small problems (and their hooks) on one BLAS thread
+            for l in range(1, depth + 1):
+                conv, b = self.layer(a.shape[-1], rng)
+                h = conv(a)
+                h += b
+                hook(l, h)
+                if keep:
+                    layers.append((conv, self.act.dphi(h)))
+                if l < depth:
+                    a = self.act.phi(h)
+                if interrupt is not None:
+                    interrupt()
         return layers
 
 
