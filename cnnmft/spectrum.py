@@ -669,6 +669,8 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         qa, qst = _fixed_q(a, sw, sb)
         q = float(np.ravel(qa)[0])
         qst = int(np.ravel(qst)[0])
+        if a.code in (_act.LINEAR, _act.RELU) and not (qst >= 0 and math.isfinite(q)):
+            q, qst = 1.0, 0  # the law of phi'^2 does not depend on q*
         if qst < 0 or qst == int(Status.INFINITE) or not math.isfinite(q):
             raise ValueError(f"the fixed point q* of ({sw}, {sb}) for {a.name} is not finite "
                              f"(status {int(qst)}); pass `q_star` explicitly")
