@@ -396,6 +396,13 @@ def _progress(progress, total):
     return cb
 
 
+def _status(*arrays):
+    from cnnmft.results import Status
+
+    ok = all(np.isfinite(np.asarray(a)).all() for a in arrays)
+    return int(Status.OK if ok else Status.NONFINITE)
+
+
 def _mean_se(samples, axis=0):
     samples = np.asarray(samples)
     n = samples.shape[axis]
@@ -430,6 +437,9 @@ class Simulation(ResultMixin):
     q_draws : ndarray, shape ``(n_draws, depth, batch)``
         ``q`` of every draw.
     n_draws, width : int
+    status : int
+        :class:`cnnmft.Status`: OK, or NONFINITE when activations overflowed (the affected
+        statistics are inf or NaN).
     """
 
     q: np.ndarray
@@ -444,6 +454,7 @@ class Simulation(ResultMixin):
     q_draws: np.ndarray
     n_draws: int
     width: int
+    status: int = 0
 
 
 def _check_x(x, ndim_hint=None):
@@ -577,7 +588,7 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
     return Simulation(q=q_m, q_stderr=q_se, q_pos=qp_m, q_pos_stderr=qp_se, c=c_m, c_stderr=c_se,
                       cov_layers=cov_layers, cov=cov_m.reshape(cshape),
                       cov_stderr=cov_se.reshape(cshape), q_draws=q_draws, n_draws=n_draws,
-                      width=c)
+                      width=c, status=_status(q_draws, gram_c, cov))
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,6 +615,8 @@ class ModeDecay(ResultMixin):
     fit_layers : ndarray of int, shape ``(n_modes, 2)``
         First and last layer used in each mode's fit.
     n_draws, width : int
+    status : int
+        :class:`cnnmft.Status`: OK or NONFINITE.
     """
 
     modes: np.ndarray
@@ -615,6 +628,7 @@ class ModeDecay(ResultMixin):
     fit_layers: np.ndarray
     n_draws: int
     width: int
+    status: int = 0
 
 
 def _mode_pattern(spatial_shape, f):
@@ -776,7 +790,8 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     rate_m, rate_se = _mean_se(rates)
     return ModeDecay(modes=np.array(modes, dtype=np.int64), kind=kind, amplitude=amp_m,
                      amplitude_stderr=amp_se, rate=rate_m, rate_stderr=rate_se,
-                     fit_layers=fit, n_draws=n_draws, width=net.width)
+                     fit_layers=fit, n_draws=n_draws, width=net.width,
+                     status=_status(amps, rates))
 
 
 # --------------------------------------------------------------------------------------------
@@ -804,6 +819,8 @@ class JacobianSample(ResultMixin):
         Largest singular values (descending), mean over draws and stderr.
     top_draws : ndarray, shape ``(n_draws, n_top)``
     n_draws, width : int
+    status : int
+        :class:`cnnmft.Status`: OK or NONFINITE.
     """
 
     method: str
@@ -819,6 +836,7 @@ class JacobianSample(ResultMixin):
     top_draws: np.ndarray
     n_draws: int
     width: int
+    status: int = 0
 
 
 def _jvp(layers, t):
@@ -958,4 +976,5 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
     return JacobianSample(method=method, eigenvalues=eigenvalues, m1=float(m1),
                           m1_stderr=float(m1_se), m2=float(m2), m2_stderr=float(m2_se),
                           var=float(var_m), var_stderr=float(var_se), top=top_m,
-                          top_stderr=top_se, top_draws=tops, n_draws=n_draws, width=c)
+                          top_stderr=top_se, top_draws=tops, n_draws=n_draws, width=c,
+                          status=_status(tops, np.array(vars_), eigenvalues))

@@ -263,3 +263,14 @@ def test_simulation_result_roundtrip(tmp_path):
     back = mc.Simulation.load(p)
     np.testing.assert_array_equal(back.cov, s.cov)
     assert back.n_draws == 2
+
+
+def test_overflow_is_reported_in_status():
+    from cnnmft import Status
+
+    x = np.ones((1, 4, 8))
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = mc.simulate(x, "relu", 1e60, 0.0, 12, width=8, n_draws=2, rng=0)
+    assert s.status == Status.NONFINITE
+    ok = mc.simulate(x, "relu", 2.0, 0.0, 3, width=8, n_draws=2, rng=0)
+    assert ok.status == Status.OK
