@@ -741,17 +741,18 @@ def mode_scales_for_profile(act, sigma_w2, sigma_b2, v, spatial_shape):
 
     Uses :func:`cnnmft.fourier.mode_depth_scales` when available, otherwise the same formula
     from :func:`cnnmft.fixed_point` (``chi_c``) and :func:`cnnmft.fourier.mode_eigenvalues`
-    (THEORY.md §2.4). Returns an array of shape `spatial_shape` (``inf`` for marginal modes).
+    (THEORY.md §2.4). Returns an array of shape `spatial_shape` (``inf`` for marginal modes,
+    including those that rounding puts a hair above ``chi_c |lam_f| = 1`` at criticality).
     """
     from cnnmft import fourier
 
     fn = getattr(fourier, "mode_depth_scales", None)
     if fn is not None:
         res = fn(act, sigma_w2, sigma_b2, v, spatial_shape)
-        xi = getattr(res, "xi_c", res)
-        if isinstance(xi, tuple):
-            xi = xi[0]
-        return np.asarray(xi, dtype=np.float64)
+        xi = np.asarray(getattr(res, "xi_c", res), dtype=np.float64)
+        # chi_c <= 1 in theory; at a numerically critical point chi_c |lam| can exceed 1 by a
+        # rounding error, which turns xi = -1/log(.) into a huge negative number: marginal.
+        return np.where((xi < 0) | (xi > 1e12), np.inf, xi)
     import cnnmft
 
     chi_c = float(np.asarray(cnnmft.fixed_point(act, sigma_w2, sigma_b2).chi_c).ravel()[0])

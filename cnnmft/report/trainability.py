@@ -15,10 +15,10 @@ TITLE = "Theory against training: trainable depth and variance profiles"
 
 def _settings(quick):
     if quick:
-        phase = dict(sigma_w2=(0.5, 1.76, 3.5), depth=(2, 16), steps=30, channels=8,
-                     lr=0.02, max_train=400, max_test=200, eval_samples=200)
-        modes = dict(t=(0.0, 0.5), depth=8, seeds=(0,), steps=30, channels=8, lr=0.02,
-                     max_train=400, max_test=200, eval_samples=200)
+        tiny = dict(steps=40, channels=8, optimizer="adam", lr=0.01, max_train=400,
+                    max_test=200, eval_samples=400)
+        phase = dict(sigma_w2=(0.5, 1.76, 3.5), depth=(2, 16), **tiny)
+        modes = dict(t=(0.0, 0.5), depth=8, seeds=(0,), **tiny)
     else:
         phase = dict(sigma_w2=(0.5, 0.95, 1.4, 1.85, 2.3, 2.75, 3.2, 3.8),
                      depth=(2, 4, 8, 16, 32, 48))
