@@ -90,7 +90,7 @@ def _shift_into(dst, src, shift):
 
 # GEMMs below this many flops run on one BLAS thread: on a loaded machine a multi-threaded
 # BLAS spends far longer synchronising its threads than computing a small product.
-_SMALL_GEMM_FLOPS = 2e7
+_SMALL_GEMM_FLOPS = 5e8
 _CONTROLLER = []
 
 
@@ -140,7 +140,8 @@ class _Conv:
                 w = self.wmat.reshape(ntap, self.c_in, self.c_out)
                 self._wmat_t = np.ascontiguousarray(
                     np.transpose(w, (0, 2, 1)).reshape(ntap * self.c_out, self.c_in))
-            wmat, shifts, c = self._wmat_t, [tuple(-s for s in sh) for sh in self.shifts], self.c_out
+            shifts = [tuple(-s for s in sh) for sh in self.shifts]
+            wmat, c = self._wmat_t, self.c_out
         else:
             wmat, shifts, c = self.wmat, self.shifts, self.c_in
         if x.shape[-1] != c:
@@ -159,7 +160,9 @@ class _Conv:
 
 
 def circular_conv(x, kernel, *, transpose=False):
-    r"""Circular (periodic) convolution of a channels-last batch with a ``(c_out, c_in, *k)`` kernel.
+    r"""Circular (periodic) convolution of a channels-last batch with a kernel.
+
+    The kernel has layout ``(c_out, c_in, *k)``.
 
     .. math:: y_j(\alpha) = \sum_i \sum_\beta K_{ji}(\beta)\, x_i(\alpha + \beta \bmod n)
 
@@ -310,7 +313,8 @@ def gaussian_inputs(gram, spatial_shape, channels, *, rng=None):
     channels = V.as_int(channels, "channels", low=m)
     w, u = np.linalg.eigh(g)
     if w.min() < -1e-10 * max(1.0, w.max()):
-        raise ValueError(f"`gram` must be positive semi-definite; smallest eigenvalue {w.min():.3g}")
+        raise ValueError(
+            f"`gram` must be positive semi-definite; smallest eigenvalue {w.min():.3g}")
     factor = u * np.sqrt(np.clip(w, 0.0, None))
     q, r = np.linalg.qr(rng.standard_normal((channels, m)))
     q = q * np.sign(np.diag(r))
@@ -345,14 +349,14 @@ class _Net:
         rows = x.size // x.shape[-1]
         flops = 2.0 * rows * int(np.prod(self.kshape)) * max(x.shape[-1], self.width) * self.width
         with _blas_threads(flops):      # small problems (and their hooks) on one BLAS thread
-            for l in range(1, depth + 1):
+            for layer in range(1, depth + 1):
                 conv, b = self.layer(a.shape[-1], rng)
                 h = conv(a)
                 h += b
-                hook(l, h)
+                hook(layer, h)
                 if keep:
                     layers.append((conv, self.act.dphi(h)))
-                if l < depth:
+                if layer < depth:
                     a = self.act.phi(h)
                 if interrupt is not None:
                     interrupt()
@@ -524,8 +528,8 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
     for n, k in zip(x.shape[1:-1], net.kshape):
         if k > n:
             raise ValueError(f"`kernel_size` {net.kshape} must not exceed the grid {x.shape[1:-1]}")
-    cov_layers = np.array(sorted(set(int(V.as_int(int(l), "cov_layers", low=1, high=depth))
-                                     for l in cov_layers)), dtype=np.int64)
+    cov_layers = np.array(sorted(set(int(V.as_int(int(lay), "cov_layers", low=1, high=depth))
+                                     for lay in cov_layers)), dtype=np.int64)
     rng = V.make_rng(rng)
     B, sp = x.shape[0], x.shape[1:-1]
     P = int(np.prod(sp))
@@ -539,30 +543,30 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
     c_chan_se = np.empty((depth, B, B))
     cov = np.empty((n_draws, len(cov_layers), B, P, P))
     cov_chan_se = np.empty((len(cov_layers), B, P, P))
-    rec = {int(l): i for i, l in enumerate(cov_layers)}
+    rec = {int(lay): i for i, lay in enumerate(cov_layers)}
     done = [0]
 
     for r in range(n_draws):
-        def hook(l, h, r=r):
+        def hook(lay, h, r=r):
             hf = h.reshape(B, P, c)
             h2 = hf * hf
-            q_pos[r, l - 1] = (h2.mean(axis=2)).reshape((B,) + sp)
+            q_pos[r, lay - 1] = (h2.mean(axis=2)).reshape((B,) + sp)
             g_chan = np.einsum("apj,bpj->jab", hf, hf) / P        # (c, B, B)
             g = g_chan.mean(axis=0)
             d = np.sqrt(np.diag(g))
-            gram_c[r, l - 1] = g / np.outer(d, d)
+            gram_c[r, lay - 1] = g / np.outer(d, d)
             if r == 0:
-                q_pos_var[l - 1] = (h2.var(axis=2, ddof=1) / c).reshape((B,) + sp)
+                q_pos_var[lay - 1] = (h2.var(axis=2, ddof=1) / c).reshape((B,) + sp)
                 qc = np.diagonal(g_chan, axis1=1, axis2=2)         # (c, B)
-                q_chan_se[l - 1] = qc.std(axis=0, ddof=1) / np.sqrt(c)
+                q_chan_se[lay - 1] = qc.std(axis=0, ddof=1) / np.sqrt(c)
                 # delta method for c_ab = g_ab / sqrt(g_aa g_bb)
                 dg = np.diag(g)
                 infl = (g_chan / np.outer(d, d)
-                        - 0.5 * gram_c[r, l - 1] * (qc[:, :, None] / dg[:, None]
+                        - 0.5 * gram_c[r, lay - 1] * (qc[:, :, None] / dg[:, None]
                                                     + qc[:, None, :] / dg[None, :]))
-                c_chan_se[l - 1] = infl.std(axis=0, ddof=1) / np.sqrt(c)
-            if l in rec:
-                i = rec[l]
+                c_chan_se[lay - 1] = infl.std(axis=0, ddof=1) / np.sqrt(c)
+            if lay in rec:
+                i = rec[lay]
                 cov[r, i] = hf @ hf.transpose(0, 2, 1) / c
                 if r == 0:
                     m2 = h2 @ h2.transpose(0, 2, 1) / c
@@ -719,7 +723,8 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     fit = np.array((1, depth) if fit_layers is None else fit_layers, dtype=np.int64)
     fit = np.broadcast_to(fit, (len(modes), 2)).copy() if fit.ndim == 1 else fit
     if fit.shape != (len(modes), 2) or not (
-            (1 <= fit[:, 0]).all() and (fit[:, 0] < fit[:, 1]).all() and (fit[:, 1] <= depth).all()):
+            (1 <= fit[:, 0]).all() and (fit[:, 0] < fit[:, 1]).all()
+            and (fit[:, 1] <= depth).all()):
         raise ValueError("`fit_layers` must be (first, last) or one such pair per mode with "
                          f"1 <= first < last <= depth = {depth}; got {fit_layers!r}")
     rng = V.make_rng(rng)
@@ -770,11 +775,11 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
             x = np.sqrt(channels) * np.stack([fb @ qrow, fp @ qrow])
             x = x.reshape((2,) + spatial_shape + (channels,))
 
-            def hook(l, h, r=r, im=im, w=w, fidx=fidx, sel=sel, norm=norm):
+            def hook(lay, h, r=r, im=im, w=w, fidx=fidx, sel=sel, norm=norm):
                 hf = h.reshape(2, P, -1)
                 diff = (hf[1] @ hf[1].T - hf[0] @ hf[0].T) / hf.shape[-1]
                 e = _diag_dft(diff, spatial_shape)[sel, fidx]
-                amps[r, l - 1, im] = np.real(np.vdot(w, e)) / norm
+                amps[r, lay - 1, im] = np.real(np.vdot(w, e)) / norm
                 done[0] += 1
                 if cb is not None:
                     cb(done[0], n_draws * len(modes) * depth)
@@ -923,7 +928,7 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
         x = rng.standard_normal((1,) + spatial_shape + (c,))
         norm = np.sqrt((x * x).mean(axis=-1, keepdims=True))
         x = x / norm * np.sqrt((qin - net.sigma_b2) / net.sigma_w2)
-        layers = net.forward(x, depth, rng, lambda l, h: None, keep=True)
+        layers = net.forward(x, depth, rng, lambda layer, h: None, keep=True)
         if method == "exact":
             jt = np.empty((N, N))                         # row n = J e_n
             for s0 in range(0, N, 512):

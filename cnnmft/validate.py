@@ -112,7 +112,7 @@ class CheckResult:
         return self.status == "pass"
 
     def row(self) -> dict:
-        """The table row (without the curves)."""
+        """Return the table row (without the curves)."""
         return {"name": self.name, "group": self.group, "status": self.status,
                 "z": self.z, "z_crit": self.z_crit, "n_compared": self.n_compared,
                 "ks": self.ks, "ks_crit": self.ks_crit, "seconds": round(self.seconds, 2),
@@ -149,7 +149,7 @@ class ValidationResult:
         return [c.row() for c in self.checks]
 
     def markdown(self) -> str:
-        """The table as Markdown."""
+        """Return the table as Markdown."""
         head = "| check | group | status | max abs z | z crit | KS | KS crit | s | note |"
         lines = [head, "|" + "---|" * 9]
         for c in self.checks:
@@ -188,8 +188,10 @@ def _fp(act, sw, sb):
 
 
 def _fixed_point_gram(q_in, c_in, batch, P):
-    """Gram over (input, position): variance q_in, correlation c_in between different inputs,
-    positions of one input correlated like different inputs (a translation-invariant state)."""
+    """Gram over (input, position) of a translation-invariant state.
+
+    Variance q_in, correlation c_in between different inputs and between positions alike.
+    """
     m = batch * P
     return q_in * ((1 - c_in) * np.eye(m) + c_in * np.ones((m, m)))
 
@@ -295,7 +297,7 @@ def check_trajectories(quick=True, rng=0, *, theory_override=None):
 
 
 def _smooth_input_gram(sp, rng):
-    """A non-uniform, spatially correlated input Gram matrix on the grid `sp` (one input)."""
+    """Return a non-uniform, spatially correlated input Gram matrix on the grid `sp`."""
     rng = V.make_rng(rng)
     P = int(np.prod(sp))
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in sp], indexing="ij"), -1).reshape(P, -1)
@@ -339,8 +341,10 @@ def check_covariance_uniform(quick=True, rng=0, propagate=None):
 
 
 def check_covariance_binomial(quick=True, rng=0, propagate=None):
-    """Spatial covariance, binomial v: block-orthogonal kernels (THEORY.md 2.7; Gaussian ones
-    in quick mode, where drawing Algorithm-1 kernels would dominate the run time)."""
+    """Spatial covariance, binomial v, block-orthogonal kernels (THEORY.md 2.7).
+
+    Quick mode uses Gaussian kernels: drawing Algorithm-1 kernels would dominate its run time.
+    """
     kernel = "gaussian" if quick else "block_orthogonal"
     return _covariance_check("covariance_binomial", "binomial", kernel, quick, rng, propagate)
 
@@ -419,9 +423,11 @@ def _spectrum_theory(depth, weights):
 
 
 def _ks(sorted_sample, cdf_x, cdf_y):
-    """KS distance, with the supremum over the sample points inside the tabulated theory range
-    (below the first grid point the theory CDF is not resolved, e.g. the integrable spike at 0
-    of Gaussian-weight spectra)."""
+    """KS distance, the supremum taken over sample points inside the tabulated theory range.
+
+    Below the first grid point the theory CDF is not resolved (e.g. the integrable spike at 0
+    of Gaussian-weight spectra).
+    """
     n = sorted_sample.size
     inside = (sorted_sample >= cdf_x[0]) & (sorted_sample <= cdf_x[-1])
     f = np.interp(sorted_sample, cdf_x, cdf_y)
