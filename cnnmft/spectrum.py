@@ -510,12 +510,12 @@ def _stationary(law, kind, L, xs, sign):
 
 def _upper_edge(law, kind, L):
     dmax = law.dmax
-    xs = dmax + dmax * np.exp(np.linspace(-34.0, math.log(4.0 * L + 50.0), 400))
+    xs = dmax + dmax * np.exp(np.linspace(-34.0, math.log(4.0 * L + 50.0), 160))
     if law.discrete and kind == _k.ORTH and 0.0 < law.p < 1.0:
         # 0/1 law: M_D = p/(x - 1) is real on (1 - p, 1) too, where m < -1; the real branch
         # from x = +inf runs through the atom (x = 1, m = inf) down to its first minimum
         lo = 1.0 - law.p
-        left = lo + law.p * np.exp(np.linspace(-34.0, -1e-9, 400))
+        left = lo + law.p * np.exp(np.linspace(-34.0, -1e-9, 160))
         xs = np.concatenate([left, xs])
     res = _stationary(law, kind, L, xs, +1)
     if res is None:
@@ -535,7 +535,7 @@ def _lower_edge(law, kind, L):
     if law.dmin <= 1e-250:
         return None
     tmax = min(700.0, math.log(law.dmin / 1e-300))
-    t = np.exp(np.linspace(-27.0, math.log(tmax), 500))
+    t = np.exp(np.linspace(-18.0, math.log(tmax), 160))
     xs = np.sort(law.dmin * np.exp(-t))
     xs = xs[xs > 0]
     res = _stationary(law, kind, L, xs, -1)
