@@ -129,7 +129,8 @@ def main(argv=None):
                 print(f"depth {depth:6d} {impl:16s} error: {r['error']}", flush=True)
             rows.append(row)
 
-    meta = {"channels": args.channels, "batch": args.batch, "spatial": "4x4", "threads": args.threads,
+    meta = {"channels": args.channels, "batch": args.batch, "spatial": "4x4",
+            "threads": args.threads,
             "cpu_count": os.cpu_count(),
             "note": "2-core machine shared with other jobs while measured: absolute times are "
                     "inflated by contention; ratios measured in the same process are fairer"}

@@ -1,4 +1,4 @@
-"""The 10,000-layer check (issue 7 §4): vanilla tanh CNNs on the digits, no residuals, no batch norm.
+"""The 10,000-layer check (issue 7 §4): vanilla tanh CNNs on the digits, no residuals or norms.
 
 Three runs with the same budget (steps, batch, optimiser, learning rate, seed):
 
@@ -166,7 +166,8 @@ def main(argv=None):
                           f"Gaussian, depth {args.depth}"],
                   path=out / "ten_thousand_layers.png",
                   title=f"vanilla tanh CNN on digits, critical point q* = 1/depth, "
-                        f"{steps} steps of {args.optimizer} (lr {args.lr}, batch {args.batch_size})")
+                        f"{steps} steps of {args.optimizer} (lr {args.lr}, "
+                        f"batch {args.batch_size})")
     print(json.dumps({k: numbers[k] for k in (
         "test_acc_delta_shallow", "test_acc_delta_deep", "test_acc_gaussian_deep",
         "accuracy_gap_points", "pass_within_5_points", "pass_gaussian_near_chance",

@@ -8,10 +8,12 @@ cells = []
 
 
 def md(s):
+    """Append a markdown cell."""
     cells.append(nbf.v4.new_markdown_cell(s))
 
 
 def code(s):
+    """Append a code cell."""
     cells.append(nbf.v4.new_code_cell(s))
 
 
@@ -36,7 +38,8 @@ The authors' demo picks the point of the critical line (`chi_1 = 1`) whose fixed
 `q* = 1/depth`: the spread of the Jacobian's singular values then shrinks with depth.""")
 code("""for depth in (10, 100, 1000, 10000):
     cp = cnnmft.critical_point("tanh", 1 / depth)
-    print(f"depth {depth:6d}: sigma_w2 = {float(cp.sigma_w2):.7f}, sigma_b2 = {float(cp.sigma_b2):.3e}")""")
+    sw, sb = float(cp.sigma_w2), float(cp.sigma_b2)
+    print(f"depth {depth:6d}: sigma_w2 = {sw:.7f}, sigma_b2 = {sb:.3e}")""")
 md("""## 2. Gradients at initialisation: flat against vanishing
 
 One backward pass through a 500-layer network on a batch of digits; the norm of the gradient of

@@ -40,7 +40,8 @@ def configure(p):
     g.add_argument("--checkpoint-segments", type=_segments, default="auto",
                    help="activation checkpointing: auto (sqrt(depth) segments), none, or a count")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="digits", choices=["digits", "digits28", "mnist", "cifar10"],
+    d.add_argument("--dataset", default="digits",
+                   choices=["digits", "digits28", "mnist", "cifar10"],
                    help="digits (8x8, offline, default), digits28 (resized to 28x28), mnist, "
                    "cifar10")
     d.add_argument("--data-dir", default=None, help="folder with MNIST IDX or CIFAR-10 batches")
@@ -53,7 +54,8 @@ def configure(p):
     o.add_argument("--deep-lr-scale", default="1.0",
                    help="learning-rate multiplier of the deep block: a number or 1/depth")
     o.add_argument("--weight-decay", type=float, default=0.0)
-    o.add_argument("--schedule", default="constant", choices=["constant", "cosine", "step", "linear"])
+    o.add_argument("--schedule", default="constant",
+                   choices=["constant", "cosine", "step", "linear"])
     o.add_argument("--warmup-steps", type=int, default=0)
     o.add_argument("--steps", type=int, default=200)
     o.add_argument("--batch-size", type=int, default=64)
@@ -67,7 +69,8 @@ def configure(p):
     r.add_argument("--grad-norm-layers", type=int, nargs="*", default=None,
                    help="1-based deep layers whose gradient norm is logged (default first, "
                    "middle, last)")
-    r.add_argument("--out", default=None, help="output folder (metrics CSV/JSON, plots, checkpoint)")
+    r.add_argument("--out", default=None,
+                   help="output folder (metrics CSV/JSON, plots, checkpoint)")
     r.add_argument("--checkpoint-every", type=int, default=0)
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--no-plots", action="store_true")

@@ -150,6 +150,7 @@ def _digits(test_fraction, seed):
 def _resize(x, size):
     """Bilinear resize of ``(N, C, h, w)`` images to ``size x size`` (align-corners grid)."""
     n, c, h, w = x.shape
+
     def axis(src, dst):
         pos = np.linspace(0, src - 1, dst)
         lo = np.floor(pos).astype(int)

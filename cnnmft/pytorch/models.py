@@ -160,7 +160,7 @@ class _FusedConvBlock(torch.autograd.Function):
 
 
 def _tap_matrix(h, w, k, dtype, device):
-    """0/1 tensor ``E[p, q, t]`` (flattened to ``(h w h w, k k)``): tap t links output p to input q."""
+    """0/1 tensor ``E[p, q, t]`` (flattened to ``(h w h w, k k)``): tap t links output p to q."""
     before = k // 2
     e = torch.zeros(h * w, h * w, k * k, dtype=dtype)
     for r in range(h):
@@ -254,8 +254,8 @@ class DeepConvBlock(nn.Module):
     channels : int
         Channels ``c`` (in = out).
     kernel_size : int
-        Spatial size ``k`` (odd recommended: an even ``k`` with a Delta kernel shifts by one pixel per
-        layer under circular padding, THEORY.md §8.3).
+        Spatial size ``k`` (odd recommended: an even ``k`` with a Delta kernel shifts by one pixel
+        per layer under circular padding, THEORY.md §8.3).
     act : str
         Activation name (see :data:`ACTIVATIONS`).
     padding : {"circular", "zeros"}
@@ -307,12 +307,13 @@ class DeepConvBlock(nn.Module):
                              f"act={self.act!r}, padding={self.padding!r}); use 'autograd'")
 
     def extra_repr(self):
+        """Return the settings shown by ``repr``."""
         return (f"depth={self.depth}, channels={self.channels}, kernel_size={self.kernel_size}, "
                 f"act={self.act!r}, padding={self.padding!r}, "
                 f"checkpoint_segments={self.checkpoint_segments!r}, impl={self.impl!r}")
 
     def n_segments(self):
-        """Number of checkpointed segments used while training (0: no checkpointing)."""
+        """Return the number of checkpointed segments used while training (0: none)."""
         s = self.checkpoint_segments
         if s is None or self.depth == 0:
             return 0
@@ -328,7 +329,7 @@ class DeepConvBlock(nn.Module):
         return x
 
     def resolved_impl(self, x):
-        """The implementation that :meth:`forward` uses for input `x` (resolves "auto")."""
+        """Return the implementation :meth:`forward` uses for input `x` (resolves "auto")."""
         if self.impl != "auto":
             return self.impl
         if self.act != "tanh" or self.padding != "circular" or x.device.type != "cpu":

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,8 @@ DTYPES = ("float32", "float64")
 # fields that define the model and the data: a checkpoint can only resume a run that agrees on them
 _MODEL_FIELDS = ("dataset", "depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2",
                  "q_star", "v", "t", "act", "padding", "stem_strides", "seed", "dtype",
-                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale", "readout_scale")
+                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale",
+                 "readout_scale")
 
 
 @dataclass
@@ -200,7 +201,8 @@ class TrainConfig:
             c.grad_norm_layers = tuple(V.as_int(i, "grad_norm_layers", low=1, high=max(c.depth, 1))
                                        for i in c.grad_norm_layers)
         if (c.checkpoint_every or c.resume) and c.out_dir is None:
-            raise ValueError("`checkpoint_every`/`resume` need `out_dir` (where checkpoint.pt lives)")
+            raise ValueError("`checkpoint_every`/`resume` need `out_dir` (where checkpoint.pt "
+                             "lives)")
         return c
 
     def to_dict(self) -> dict:
@@ -428,7 +430,8 @@ def _write_csv(path, header, rows):
 
 # --------------------------------------------------------------------------------------- train
 
-def train(config: TrainConfig | None = None, progress=True, callback=None, **overrides) -> TrainResult:
+def train(config: TrainConfig | None = None, progress=True, callback=None,
+          **overrides) -> TrainResult:
     r"""Train a vanilla CNN as described by `config` and return its history.
 
     The loss is the softmax cross-entropy of :class:`~cnnmft.pytorch.models.VanillaCNN`'s logits.

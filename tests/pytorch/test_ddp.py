@@ -1,4 +1,4 @@
-"""Data-parallel training: 2 gloo processes under torchrun equal one process with the whole batch."""
+"""Data-parallel training: 2 gloo processes under torchrun equal one process with the batch."""
 
 import json
 import os

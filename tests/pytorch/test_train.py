@@ -1,4 +1,4 @@
-"""train(TrainConfig): learning, depth-1000 gradient flow, checkpoints/resume, NaN stop, datasets."""
+"""train(TrainConfig): learning, depth-1000 gradient flow, resume, NaN stop, datasets."""
 
 import gzip
 import json
