@@ -253,7 +253,7 @@ def dask_client(scheduler=None, *, n_workers: int = 2, threads_per_worker: int =
 
 
 def run_cells(fn: Callable[[dict], Any], cells: Iterable[dict], store, *, scheduler=None,
-              n_workers: int = 2, threads_per_worker: int = 1, retries: int = 1,
+              n_workers: int = 2, threads_per_worker: int = 1, retries: int = 0,
               retry_failed: bool = True, progress=True, worker_env: dict | None = None) -> list:
     """Map a cell function over parameter dicts on Dask, storing each result as it finishes.
 
@@ -384,6 +384,16 @@ def _predicted_depth(act, sigma_w2, sigma_b2, factor):
     return np.asarray(res, dtype=np.float64)
 
 
+def _check_train_kwargs(train_kwargs: dict) -> None:
+    """Reject training settings that :class:`cnnmft.pytorch.train.TrainConfig` does not know."""
+    _train = importlib.import_module("cnnmft.pytorch.train")
+    known = set(_train.TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(train_kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; allowed: the fields of "
+                         f"cnnmft.pytorch.train.TrainConfig ({', '.join(sorted(known))})")
+
+
 def _train_cell(params: dict) -> dict:
     """Run one short training described by `params` with :func:`cnnmft.pytorch.train.train`."""
     import torch
@@ -475,8 +485,9 @@ class TrainabilitySweep(ResultMixin):
     train_accuracy, test_accuracy, final_loss : ndarray, shape (n_d, n_w)
         Per cell, after the training budget; NaN for cells that failed (see `status`).
     status : ndarray of int, shape (n_d, n_w)
-        0 trained to the end; non-zero: training stopped early (non-finite loss) or the cell
-        failed (-3).
+        The training run's :class:`~cnnmft.results.Status` (0 OK; -3 NONFINITE: the loss
+        became non-finite and training stopped), or -1 where the cell function raised (the
+        message is in the store).
     predicted_depth : ndarray, shape (n_w,)
         ``factor * xi_c(sigma_w2)`` from :func:`cnnmft.trainable_depth` (inf at criticality).
     factor : float
@@ -633,6 +644,8 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
     threshold = float(as_float_array(threshold, "threshold", low=0.0, high=1.0))
     factor = float(as_float_array(factor, "factor", low=0.0, low_open=True))
     seed = as_int(seed, "seed", low=0)
+    if cell_fn is None:
+        _check_train_kwargs(train_kwargs)
     fixed = dict(TRAINABILITY_DEFAULTS)
     fixed.update(train_kwargs)
     fixed.update(act=str(act), sigma_b2=sigma_b2, seed=seed)
@@ -658,7 +671,7 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
         i, j = divmod(idx, len(sigma_w2))
         res = rec.get("result") or {}
         if rec.get("status") != "ok":
-            status[i, j] = -3
+            status[i, j] = -1
             continue
         for k in grids:
             val = res.get(k)
@@ -902,6 +915,8 @@ def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
         sigma_w2, sigma_b2 = float(cp.sigma_w2), float(cp.sigma_b2)
     sigma_w2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
     sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    if cell_fn is None:
+        _check_train_kwargs(train_kwargs)
     fixed = dict(MODEWISE_DEFAULTS)
     fixed.update(train_kwargs)
     fixed.update(act=str(act), depth=depth, sigma_w2=sigma_w2, sigma_b2=sigma_b2)

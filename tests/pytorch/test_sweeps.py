@@ -264,6 +264,8 @@ def test_trainability_sweep_agreement_against_reference_depth_scales(client, tmp
         trainability_sweep(sw, depths, threshold=1.5, cell_fn=_toy_trainability, progress=False)
     with pytest.raises(ValueError, match="depth"):
         trainability_sweep(sw, [0, 5], cell_fn=_toy_trainability, progress=False)
+    with pytest.raises(ValueError, match="chanels"):
+        trainability_sweep(sw, depths, chanels=8, progress=False)
 
 
 def _toy_modes(params):
