@@ -61,6 +61,7 @@ _TAIL_TOL = 1e-15
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(_NGL)
 _CLOSED = {_act.LINEAR, _act.ERF, _act.RELU}
 _TAB_MIN = 4096  # below this many entries the delta-v map is iterated entry by entry
+_LIN_TOL = 1e-8  # relative deviation from translation invariance below which it evolves linearly
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,9 +350,10 @@ class CovarianceResult(ResultMixin):
         Whether the run was stopped by the user (KeyboardInterrupt).
     method : str
         How the entries were evaluated ("mehler", "closed", "direct").
-    common_layer, ti_layer : int
-        First layer from which one variance served every pixel, and from which the covariance
-        was translation invariant (``-1``: never).
+    common_layer, linear_layer, ti_layer : int
+        First layer from which one variance served every pixel, from which the deviation from
+        translation invariance was small enough to evolve linearly (mode by mode), and from
+        which the covariance was translation invariant (``-1``: never).
     elapsed : float
         Wall time in seconds.
     """
@@ -371,6 +373,7 @@ class CovarianceResult(ResultMixin):
     common_layer: int
     ti_layer: int
     elapsed: float
+    linear_layer: int = -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,6 +558,7 @@ def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, m
         )
     cb, bar = _progress_bar(progress, depth, depth * grid.N * grid.ncol)
     eng = _Engine(a, sw2, sb2, grid, method, ti_tol)
+    eng._v = v
     with _single_thread_blas():
         return _run(eng, x, grid, layers, depth, spatial, batched, cb, bar, a, sw2, sb2, v, t0,
                     method, chunk_seconds)
@@ -621,7 +625,7 @@ def _run(eng, x, grid, layers, depth, spatial, batched, cb, bar, a, sw2, sb2, v,
         cov=np.ascontiguousarray(cov), layers=got, q_mean=np.array(qmean), activation=a.name,
         sigma_w2=sw2, sigma_b2=sb2, v=v, depth=depth, completed=completed, status=int(status),
         interrupted=interrupted, method=method, common_layer=eng.common_layer,
-        ti_layer=eng.ti_layer, elapsed=time.perf_counter() - t0)
+        ti_layer=eng.ti_layer, linear_layer=eng.linear_layer, elapsed=time.perf_counter() - t0)
 
 
 def covariance_map(cov, act, sigma_w2, sigma_b2, v, *, method="auto"):
@@ -675,8 +679,12 @@ class _Engine:
         self.layer = 0
         self.S = None
         self.red = None  # reduced (translation invariant) state, shape (ncol,)
+        self.lin = None  # linear regime: mean part, slopes and the Fourier deviation
+        self._v = None
+        self.lin_tol = _LIN_TOL if ti_tol > 0 else 0.0
         self.common_layer = -1
         self.ti_layer = -1
+        self.linear_layer = -1
         self._series_cache = {}
         self._src = None
         self.qstar = None
@@ -746,12 +754,16 @@ class _Engine:
     def current_full(self):
         if self.red is not None:
             return self.g.to_full(self.red)
+        if self.lin is not None:
+            return self.g.to_full(self._linear_state())
         return self.g.to_full(self.S)
 
     def current_q(self):
         g = self.g
         if self.red is not None:
             return self.red[g.diag_col].copy()
+        if self.lin is not None:
+            return self.lin["m"][g.diag_col].copy()
         return g.qpix(self.S).reshape(g.B, g.N).mean(axis=1)
 
     def record(self, layers, out, qmean):
@@ -798,13 +810,15 @@ class _Engine:
         """Advance by one chunk of layers (ending at the next requested layer at the latest)."""
         g = self.g
         stop = self._next_stop(depth, layers)
-        if self.red is None and not g.identity_a:
+        if self.red is None and self.lin is None and not g.identity_a:
             self._check_ti()
         common = self._common_q()
         if common is not None and self.common_layer < 0:
             self.common_layer = self.layer
         if self.red is not None:
             return self._advance_reduced(stop, layers, out, qmean, common)
+        if self.lin is not None and common is not None:
+            return self._advance_linear(stop, layers, out, qmean, common)
         if common is not None:
             qbar, a2, ser = common
             if g.identity_a and self.ti_tol >= 0:
@@ -814,7 +828,7 @@ class _Engine:
             done, ti, st = _cov.run_common(
                 self.S, self.T, n, a2, ser.k0, ser.step, 1.0 / qbar, self.sw2, self.sb2,
                 g.taps, g.o1, g.o2, g.o3, g.n1, g.n2, g.n3, g.identity_a, 4,
-                self.ti_tol * max(1.0, qbar))
+                max(self.ti_tol, self.lin_tol) * max(1.0, qbar))
             self._layer_cost = (time.perf_counter() - t) / max(done, 1)
             for _ in range(done - 1):
                 self.layer += 1
@@ -825,8 +839,8 @@ class _Engine:
                 return Status.NONFINITE
             status = self.record(layers, out, qmean)
             self._fill_q(qmean, done)
-            if ti:
-                self._check_ti()
+            if ti and not self._check_ti() and self.lin_tol > 0:
+                self._enter_linear(qbar)
             return status
         # per-pixel variances: one layer
         qpix = g.qpix(self.S)
@@ -834,6 +848,58 @@ class _Engine:
         g.apply_a(self.T, self.S)
         self.layer += 1
         return self.record(layers, out, qmean)
+
+    # -- linear regime ------------------------------------------------------------------------
+    def _enter_linear(self, qbar):
+        """Split S into its translation-invariant part m and a small deviation d.
+
+        To first order d evolves per displacement column as d -> g'(m) A d, i.e. every spatial
+        Fourier mode f of column c is multiplied by g'(m_c) lam_f per layer, while m follows the
+        scalar map g. The neglected terms are O(d^2) with |d| <= lin_tol.
+        """
+        g = self.g
+        m = self.S.mean(axis=0)
+        d = self.S - m[None, :]
+        shape3 = (g.n1, g.n2, g.n3)
+        D = np.fft.fftn(d.reshape(shape3 + (g.ncol,)), axes=(0, 1, 2))
+        from cnnmft.fourier import mode_eigenvalues
+
+        v3 = self._v.reshape(self._v.shape + (1,) * (3 - self._v.ndim))
+        lam = mode_eigenvalues(v3, shape3)
+        mag = np.abs(lam).ravel()
+        dmax = np.max(np.abs(D), axis=-1).ravel() / g.N
+        self.lin = {"m": np.ascontiguousarray(m), "G": np.ones(g.ncol), "D": D, "lam": lam,
+                    "mag": mag, "dmax": dmax, "l0": self.layer, "qbar": qbar}
+        self.linear_layer = self.layer
+
+    def _linear_state(self):
+        L = self.lin
+        k = self.layer - L["l0"]
+        dev = np.fft.ifftn(L["D"] * (L["lam"] ** k)[..., None], axes=(0, 1, 2)).real
+        dev = dev.reshape(self.g.N, self.g.ncol) * L["G"][None, :]
+        return L["m"][None, :] + dev
+
+    def _advance_linear(self, stop, layers, out, qmean, common):
+        g = self.g
+        qbar, a2, ser = common
+        L = self.lin
+        n = min(stop - self.layer, 256)
+        done, st = _cov.run_linear(L["m"], L["G"], n, a2, ser.k0, ser.step, 1.0 / qbar,
+                                   self.sw2, self.sb2)
+        for _ in range(done - 1):
+            qmean.append(L["m"][g.diag_col].copy())
+        self.layer += done
+        if st != 0:
+            qmean.append(np.full(g.B, np.nan))
+            return Status.NONFINITE
+        status = self.record(layers, out, qmean)
+        k = self.layer - L["l0"]
+        bound = float(np.max(np.abs(L["G"]))) * float(np.sum(L["dmax"] * L["mag"] ** k))
+        if bound <= self.ti_tol * max(1.0, qbar):
+            self.red = L["m"].copy()
+            self.ti_layer = self.layer
+            self.lin = None
+        return status
 
     def _fill_q(self, qmean, done):
         # inside a compiled chunk every variance stays at the common value

@@ -321,3 +321,37 @@ def iterate_points(x, nlayers, a, k0, step, invq, sw2, sb2, out, snap_at):
                 for i in range(m):
                     out[j, start + i] = s[0, i]
                 j += 1
+
+
+@jit
+def run_linear(m, G, nlayers, a, k0, step, invq, sw2, sb2):
+    """Iterate m -> g(m) for every entry and multiply G by the slope g'(m) (linear regime).
+
+    g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s * invq, r = rho^step.
+    """
+    kc = a.shape[0]
+    for layer in range(nlayers):
+        for c in range(m.shape[0]):
+            rho = m[c] * invq
+            if rho > 1.0:
+                rho = 1.0
+            elif rho < -1.0:
+                rho = -1.0
+            r = rho if step == 1 else rho * rho
+            acc = a[kc - 1]
+            dacc = 0.0
+            for t in range(kc - 2, -1, -1):
+                dacc = dacc * r + acc
+                acc = acc * r + a[t]
+            dr = 1.0 if step == 1 else 2.0 * rho
+            if k0 == 1:
+                y = rho * acc
+                dy = acc + rho * dacc * dr
+            else:
+                y = acc
+                dy = dacc * dr
+            G[c] *= sw2 * dy * invq
+            m[c] = sw2 * y + sb2
+        if not math.isfinite(m[0]):
+            return layer + 1, NONFINITE
+    return nlayers, OK
