@@ -121,6 +121,8 @@ def main(argv=None):
             if "error" not in r:
                 row["step_over_bare"] = r["step_s"] / r["bare_s"]
                 row["per_layer_us"] = 1e6 * r["step_s"] / depth
+                # gradients take one copy of the parameters; the rest is activations
+                row["activation_mb"] = r["peak_extra_mb"] - r["param_mb"]
                 print(f"depth {depth:6d} {impl:16s} step {r['step_s']:8.3f} s "
                       f"({row['per_layer_us']:7.1f} us/layer)  bare conv {r['bare_s']:8.3f} s  "
                       f"ratio {row['step_over_bare']:5.2f}  peak +{r['peak_extra_mb']:8.1f} MB",
@@ -136,7 +138,7 @@ def main(argv=None):
                     "inflated by contention; ratios measured in the same process are fairer"}
     (out / "bench_depth.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     keys = ["depth", "impl", "step_s", "bare_s", "step_over_bare", "per_layer_us",
-            "peak_extra_mb", "param_mb", "impl_resolved"]
+            "peak_extra_mb", "param_mb", "activation_mb", "impl_resolved"]
     with open(out / "bench_depth.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(keys)

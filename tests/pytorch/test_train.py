@@ -213,3 +213,23 @@ def test_ten_thousand_layer_check_ci_size(tmp_path):
     numbers = json.loads((tmp_path / "numbers.json").read_text())
     assert numbers["accuracy_gap_points"] <= 5.0
     assert numbers["test_acc_gaussian_deep"] <= 0.25
+
+
+def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
+    from cnnmft.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--depth", "3", "--channels", "4", "--stem-strides", "1", "2",
+            "--batch-size", "16", "--max-train", "64", "--max-test", "40", "--eval-every", "0",
+            "--threads", "1", "--quiet", "--no-plots", "--out", str(out)]
+    assert main(args + ["--steps", "2", "--checkpoint-every", "1"]) == 0
+    assert main(args + ["--steps", "4", "--resume"]) == 0
+    res = TrainResult.load(out / "result.json")
+    assert res.steps_done == 4 and len(res.loss) == 4
+    assert "train acc" in capsys.readouterr().out
+    # a diverging run exits with code 3 (non-finite loss), not with a traceback
+    bad = ["train", "--depth", "2", "--channels", "4", "--stem-strides", "1", "--act", "linear",
+           "--init", "gaussian", "--sigma-w2", "1", "--sigma-b2", "0", "--lr", "1e12",
+           "--momentum", "0", "--steps", "50", "--max-train", "64", "--max-test", "20",
+           "--eval-every", "0", "--quiet", "--no-plots", "--threads", "1"]
+    assert main(bad) == 3
