@@ -274,3 +274,17 @@ def test_overflow_is_reported_in_status():
     assert s.status == Status.NONFINITE
     ok = mc.simulate(x, "relu", 2.0, 0.0, 3, width=8, n_draws=2, rng=0)
     assert ok.status == Status.OK
+
+
+def test_mode_decay_2d_linear_network_q_kind():
+    """2D grid, diagonal (variance) modes: rate sigma_w2 * lambda_f with lambda_f of the 3x3
+    binomial profile, cos^2(theta_1/2) cos^2(theta_2/2)."""
+    n = 6
+    sw2 = 0.8
+    modes = [(1, 0), (1, 1)]
+    md = mc.mode_decay("linear", sw2, 0.1, 4, (n, n), q_star=1.0, c_star=0.3, modes=modes,
+                       width=96, kind="q", eps=0.2, v="binomial", n_draws=8, rng=13)
+    th = np.array([np.prod([np.cos(np.pi * f / n) ** 2 for f in m]) for m in modes]) * sw2
+    z = np.abs(md.rate - th) / md.rate_stderr
+    assert z.max() < zcrit(len(modes), dof=7), (md.rate, th)
+    assert md.modes.shape == (2, 2)
