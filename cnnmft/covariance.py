@@ -180,6 +180,27 @@ class _Series:
             self.coef = np.zeros((coef.shape[0], 1))
 
 
+def _term_table(coef, step, nbins=128, tol=1e-17):
+    """Terms needed per |rho| bin: smallest n with sum_{t >= n} max|c_t|^2 r^t <= tol.
+
+    Bin i covers |rho| <= (i + 1) / nbins; r = |rho| (step 1) or rho^2 (step 2).
+    """
+    cmax2 = np.max(np.abs(coef), axis=0) ** 2
+    kc = cmax2.size
+    rho = np.arange(1, nbins + 1) / nbins
+    r = rho if step == 1 else rho * rho
+    pw = np.empty((nbins, kc))
+    pw[:, 0] = 1.0
+    if kc > 1:
+        pw[:, 1:] = r[:, None]
+        np.cumprod(pw, axis=1, out=pw)
+    terms = cmax2[None, :] * pw
+    tail = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # tail[i, t] = sum_{t' >= t}
+    ok = tail <= tol
+    n = np.where(ok.any(axis=1), np.argmax(ok, axis=1), kc)
+    return np.ascontiguousarray(np.maximum(n, 1).astype(np.int64))
+
+
 def _exact_coefficients(act, q):
     """Mehler coefficients at the variances `q`, with enough terms (raises if not convergent)."""
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
@@ -711,15 +732,20 @@ class _Engine:
 
         q = np.array([lo, hi])
         a, b = lo, hi
-        for _ in range(200):
+        for _ in range(24):
             qn = np.asarray(q_map(self.a, q, self.sw2, self.sb2), dtype=np.float64).ravel()
             if not np.all(np.isfinite(qn)):
                 break
+            step = np.abs(qn - q)
             a, b = min(a, float(qn.min())), max(b, float(qn.max()))
-            if np.all(np.abs(qn - q) <= 1e-13 * np.abs(q)):
+            if np.all(step <= 1e-13 * np.abs(q)):
                 break
             q = qn
-        return a, b
+        # geometric convergence (slope <= 0.9): the limit lies within 9 last steps; if not,
+        # covers() fails later and the interval is rebuilt
+        a = min(a, float(np.min(q - 9 * step)))
+        b = max(b, float(np.max(q + 9 * step)))
+        return max(a, 0.0), b
 
     def _pixel_series(self, uq):
         src = self._src
@@ -742,8 +768,9 @@ class _Engine:
             uq, inv = np.unique(qpix, return_inverse=True)
             ser = self._pixel_series(uq)
             coef = np.ascontiguousarray(ser.coef[inv.ravel()])
+            nterm = _term_table(ser.coef, ser.step)
             _cov.c_mehler_pix(S, T, g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2, g.n3, coef,
-                              ser.k0, ser.step, qpix, self.sw2, self.sb2)
+                              nterm, ser.k0, ser.step, qpix, self.sw2, self.sb2)
 
     # -- state --------------------------------------------------------------------------------
     def set_state(self, S, layer):

@@ -57,8 +57,18 @@ def _rho(s, q1, q2):
 
 
 @jit
-def _pix_one(S, T, alpha, c, p1, p2, coef, kc, k0, step, qpix, sw2, sb2):
+def _nterms(x, nterm):
+    nb = nterm.shape[0]
+    i = int(abs(x) * nb)
+    if i >= nb:
+        i = nb - 1
+    return nterm[i]
+
+
+@jit
+def _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2):
     x = _rho(S[alpha, c], qpix[p1], qpix[p2])
+    kc = _nterms(x, nterm)
     r = x if step == 1 else x * x
     c1 = coef[p1]
     c2 = coef[p2]
@@ -71,14 +81,15 @@ def _pix_one(S, T, alpha, c, p1, p2, coef, kc, k0, step, qpix, sw2, sb2):
 
 
 @jit
-def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, k0, step, qpix, sw2, sb2):
+def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
+                 sw2, sb2):
     """T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel, term].
 
-    Four independent series per step keep the multiply-add pipeline busy.
+    Four independent series per step keep the multiply-add pipeline busy. nterm[i] is the
+    number of terms enough for |rho| <= (i + 1) / len(nterm) (the tail bound is below 1e-17).
     """
     npix = S.shape[0]
     ncol = S.shape[1]
-    kc = coef.shape[1]
     nb = ncol - ncol % 4
     for alpha in range(npix):
         for c in range(0, nb, 4):
@@ -113,6 +124,8 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, k0, step, qp
             s1 = 0.0
             s2 = 0.0
             s3 = 0.0
+            kc = max(max(_nterms(x0, nterm), _nterms(x1, nterm)),
+                     max(_nterms(x2, nterm), _nterms(x3, nterm)))
             for t in range(kc - 1, -1, -1):
                 s0 = s0 * r0 + u0[t] * w0[t]
                 s1 = s1 * r1 + u1[t] * w1[t]
@@ -130,7 +143,7 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, k0, step, qp
         for c in range(nb, ncol):
             p1 = cola[c] * npix + alpha
             p2 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
-            _pix_one(S, T, alpha, c, p1, p2, coef, kc, k0, step, qpix, sw2, sb2)
+            _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2)
 
 
 @jit
