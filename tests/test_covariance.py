@@ -311,3 +311,21 @@ def test_linear_regime_matches_full_layers(monkeypatch):
     full = propagate_covariance(x, "tanh", SW_CRIT, SB, v, 600, layers=layers)
     assert 0 < fast.linear_layer < fast.ti_layer and full.linear_layer == -1
     assert np.max(np.abs(fast.cov - full.cov)) <= 1e-12
+
+
+def test_covariance_command_saves_result(tmp_path, capsys):
+    import argparse
+
+    from cnnmft.commands import covariance as cmd
+    from cnnmft.covariance import CovarianceResult
+
+    p = argparse.ArgumentParser()
+    cmd.configure(p)
+    out = tmp_path / "cov.npz"
+    args = p.parse_args(["--input", "random", "--grid", "5", "5", "--act", "erf", "--depth",
+                         "12", "--out", str(out), "--no-progress"])
+    assert cmd.run(args) == 0
+    assert "mean corr" in capsys.readouterr().out
+    res = CovarianceResult.load(out)
+    np.testing.assert_array_equal(res.layers, [1, 10, 12])
+    assert res.cov.shape == (3, 5, 5, 5, 5)

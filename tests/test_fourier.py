@@ -274,3 +274,22 @@ def test_linearized_spectrum_counts():
     e = linearized_spectrum("tanh", 1.5, 0.05, variance_profile("uniform", 3), (4, 4), n_inputs=2)
     N = 16
     assert e.size == 2 * N * (N + 1) // 2 + N * N
+
+
+def test_modes_command_writes_numbers(tmp_path, capsys):
+    import argparse
+
+    from cnnmft.commands import modes
+
+    p = argparse.ArgumentParser()
+    modes.configure(p)
+    out = tmp_path / "modes.csv"
+    args = p.parse_args(["--sigma-w2", "1.5", "--profile", "binomial", "--grid", "6", "5",
+                         "--out", str(out)])
+    assert modes.run(args) == 0
+    assert "xi_c" in capsys.readouterr().out
+    data = np.genfromtxt(out, delimiter=",", names=True)
+    assert data.size == 30
+    r = mode_depth_scales("tanh", 1.5, 0.05, variance_profile("binomial", 3), (6, 5))
+    np.testing.assert_allclose(data["xi_c"], r.xi_c.ravel(), rtol=1e-12)
+    np.testing.assert_allclose(data["abs_lam"], np.abs(r.lam).ravel(), atol=1e-15)
