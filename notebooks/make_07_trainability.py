@@ -8,10 +8,12 @@ cells = []
 
 
 def md(s):
+    """Append a markdown cell."""
     cells.append(nbf.v4.new_markdown_cell(s))
 
 
 def code(s):
+    """Append a code cell."""
     cells.append(nbf.v4.new_code_cell(s))
 
 
@@ -54,7 +56,8 @@ with dask_client(n_workers=2) as client:
     study = modewise_study([0.0, 0.5], depth=6, seeds=(0,), store="cells-modes",
                            scheduler=client, progress=False, **tiny)
 print(sweep.summary())
-print("stored cells:", len(CellStore("cells-phase")), "| rerun took", round(again.seconds, 2), "s")""")
+print("stored cells:", len(CellStore("cells-phase")),
+      "| rerun took", round(again.seconds, 2), "s")""")
 code("""plot_trainability(sweep);""")
 md("""The agreement number counts the cells where "trained" equals "depth <= 6 xi_c". With a real
 budget (the default 150 steps and 16 channels) see `benchmarks/results/trainability_sweep.png`.

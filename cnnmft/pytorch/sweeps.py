@@ -38,12 +38,11 @@ import contextlib
 import hashlib
 import importlib
 import json
-import math
 import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -134,7 +133,7 @@ class CellStore:
         return self.cells_dir / f"{key}.json"
 
     def get(self, params_or_key) -> dict | None:
-        """The stored record of a cell (by params dict or key), or None."""
+        """Return the stored record of a cell (by params dict or key), or None."""
         key = params_or_key if isinstance(params_or_key, str) else cell_key(params_or_key)
         f = self.file(key)
         try:
@@ -690,7 +689,7 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
 
 
 def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=None,
-                      n_curve=400):
+                      n_curve=400, logy=None):
     """Heatmap of accuracy over ``(sigma_w2, depth)`` with the ``factor * xi_c`` curve on top.
 
     Parameters
@@ -700,12 +699,19 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
     ax : matplotlib Axes, optional
     n_curve : int
         Points of the theory curve (computed on a fine ``sigma_w2`` grid spanning the sweep).
+    logy : bool, optional
+        Logarithmic depth axis (default: when the depths span more than a factor 8).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Cells that count as trained are marked with dots; the dotted vertical line is the
+        critical ``sigma_w2`` (where ``xi_c`` diverges).
     """
+    import matplotlib.patheffects as pe
     import matplotlib.pyplot as plt
+
+    import cnnmft
 
     if which not in ("train_accuracy", "test_accuracy"):
         raise ValueError(f"`which` must be 'train_accuracy' or 'test_accuracy', got {which!r}")
@@ -716,32 +722,51 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
     x = np.asarray(sweep.sigma_w2, dtype=float)
     y = np.asarray(sweep.depth, dtype=float)
     z = np.asarray(getattr(sweep, which), dtype=float)
+    if logy is None:
+        logy = y.max() / y.min() > 8
 
-    def edges(c):
+    def edges(c, log=False):
         if len(c) == 1:
-            return np.array([c[0] - 0.5, c[0] + 0.5])
+            return np.array([c[0] * 0.8, c[0] * 1.25]) if log else np.array([c[0] - .5, c[0] + .5])
+        if log:
+            return np.exp(edges(np.log(c)))
         mid = 0.5 * (c[1:] + c[:-1])
         return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
-    ye = edges(y)
-    ye[0] = max(ye[0], 0.5 * y[0])
-    mesh = ax.pcolormesh(edges(x), ye, z, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat")
-    fig.colorbar(mesh, ax=ax, label=which.replace("_", " "))
-    xs = np.linspace(x.min(), x.max(), n_curve)
+    xe, ye = edges(x), edges(y, logy)
+    if not logy:
+        ye[0] = max(ye[0], 0.5 * y[0])
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0,
+                         shading="flat")
+    fig.colorbar(mesh, ax=ax, label=which.replace("_", " ") + " (grey: not run)")
+    ax.set_facecolor("0.85")
+    xs = np.linspace(xe[0], xe[-1], n_curve)
     curve = _predicted_depth(sweep.act, xs, sweep.sigma_b2, sweep.factor)
-    ax.plot(xs, np.where(np.isfinite(curve), curve, 1e9), color="w", lw=2,
-            label=f"{sweep.factor:g} $\\xi_c$")
-    tr = np.asarray(sweep.trained)
-    ii, jj = np.nonzero(tr)
-    ax.scatter(x[jj], y[ii], s=6, c="k", marker="o", label=f"trained (acc $\\geq$ "
-               f"{sweep.threshold:g})")
+    ax.plot(xs, np.where(np.isfinite(curve), curve, 1e9), color="tab:red", lw=2.2,
+            path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
+            label=f"{sweep.factor:g} $\\xi_c$ (theory)")
+    try:
+        sw_c = float(np.asarray(cnnmft.critical_sigma_w2(sweep.act, sweep.sigma_b2).sigma_w2))
+        if xe[0] < sw_c < xe[-1]:
+            ax.axvline(sw_c, color="w", ls=":", lw=1.2,
+                       label=f"critical $\\sigma_w^2$={sw_c:.3g}")
+    except (ValueError, TypeError):  # no critical point for this activation / sigma_b2
+        pass
+    ii, jj = np.nonzero(np.asarray(sweep.trained))
+    ax.scatter(x[jj], y[ii], s=9, c="k", marker="o",
+               label=f"trained (acc $\\geq$ {sweep.threshold:g})")
+    if logy:
+        ax.set_yscale("log")
+        ax.set_yticks(y)
+        ax.set_yticklabels([str(int(d)) for d in y])
+        ax.minorticks_off()
     ax.set_ylim(ye[0], ye[-1])
-    ax.set_xlim(edges(x)[0], edges(x)[-1])
+    ax.set_xlim(xe[0], xe[-1])
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel("depth L")
     ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
                  f"{sweep.agreement:.2f}")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.6)
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.7)
     return fig
 
 
