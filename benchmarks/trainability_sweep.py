@@ -41,13 +41,17 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--skip-modes", action="store_true")
     ap.add_argument("--skip-phase", action="store_true")
+    ap.add_argument("--note", default="", help="extra text for the summaries (e.g. earlier runs)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     note = ("timings taken on a shared 2-core machine (7 engineers working at once): inflated by "
             "contention; load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    if args.note:
+        note += "; " + args.note
 
     if not args.skip_phase:
+        resumed = len(sweeps.CellStore(Path(args.store) / "phase"))
         t0 = time.perf_counter()
         res = sweeps.trainability_sweep(store=Path(args.store) / "phase", n_workers=args.workers)
         wall = time.perf_counter() - t0
@@ -74,6 +78,7 @@ def main(argv=None):
                           "trained_beyond_bound": int((res.trained & ~res.predicted).sum()),
                           "predicted_not_trained": int((~res.trained & res.predicted).sum())},
             "wall_seconds_this_run": wall,
+            "cells_found_in_store_at_start": resumed,
             "sum_cell_seconds": float(np.sum(cell_s)),
             "n_cells": int(res.trained.size),
             "workers": args.workers,
@@ -86,9 +91,12 @@ def main(argv=None):
         print(f"wall {wall:.0f} s, sum of cell times {np.sum(cell_s):.0f} s ({note})")
 
     if not args.skip_modes:
+        resumed = len(sweeps.CellStore(Path(args.store) / "modes"))
         t0 = time.perf_counter()
         study = sweeps.modewise_study(store=Path(args.store) / "modes", n_workers=args.workers)
         wall = time.perf_counter() - t0
+        cell_s = [r["elapsed_s"] or 0.0
+                  for r in sweeps.CellStore(Path(args.store) / "modes").records().values()]
         study.save(out / "modewise_study.npz")
         study.save(out / "modewise_study.json")
         fig = sweeps.plot_modewise(study)
@@ -108,6 +116,7 @@ def main(argv=None):
             {"depth": study.depth, "sigma_w2": study.sigma_w2, "sigma_b2": study.sigma_b2,
              "spatial_shape": study.spatial_shape.tolist(), "n_seeds": study.n_seeds,
              "training": json.loads(study.config), "rows": rows, "wall_seconds_this_run": wall,
+             "cells_found_in_store_at_start": resumed, "sum_cell_seconds": float(np.sum(cell_s)),
              "note": note}, indent=1))
         print(f"mode-wise study: wall {wall:.0f} s")
 
