@@ -23,6 +23,7 @@ COMMANDS = [
     ("kernels", "kernels", "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies, .npy"),
     ("modes", "modes", "depth scale of every spatial Fourier mode for a kernel variance profile"),
     ("covariance", "covariance", "propagate an input's pixel-pair covariance through a deep CNN (numbers to .npz)"),
+    ("spectrum", "spectrum", "free-probability Jacobian singular-value spectrum: moments, edges, density"),
 ]
 
 

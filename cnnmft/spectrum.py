@@ -50,7 +50,7 @@ ZMAX = 9.0
 _WEIGHTS = ("orthogonal", "gaussian")
 _DISCRETE = {_act.LINEAR, _act.RELU, _act.HARD_TANH}
 _TOL_MASS = 1e-6
-_TAIL = 1e-16
+_TAIL = 1e-10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +73,7 @@ class _Law:
     dmax: float
     discrete: bool
     p: float  # fraction of ones for the discrete (0/1) laws
+    deff: float = 0.0  # lower end of the law up to a mass 1e-16
 
     def args(self):
         return (self.code, self.sq, self.pa, self.pb, self.dn, self.en, self.dpn, self.wn,
@@ -152,8 +153,12 @@ def _make_law(act, q):
                             method="bounded", options={"xatol": 1e-12})
         dmax = max(dmax, -float(r.fun))
     dmin = min(float(dn.min()), float(_dvals(act, sq, e)[0].min()))
+    # below deff the law of d has mass < 1e-16 (|z| > 8.3): its spectral effect is negligible,
+    # so the real branch of the spectral equation extends up to deff for edge searches
+    core = np.abs(z) <= 8.3
+    deff = float(dn[core].min()) if core.any() else dmin
     return _Law(act.code, sq, np.ascontiguousarray(pa), np.ascontiguousarray(pb), dn, en, dpn,
-                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"))
+                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin))
 
 
 def d2_law(act, q_star):
@@ -476,22 +481,22 @@ def _auto_grid(kind, lam_min, lmax, n, grid_kind):
     return lam, w, cut
 
 
-def _real_f(law, kind, L, xs):
+def _real_f(law, kind, L, xs, eps=0.0):
     xs = np.ascontiguousarray(xs, dtype=np.float64)
     f = np.empty_like(xs)
     fp = np.empty_like(xs)
-    _k.eval_real(xs, kind, float(L), law.mu1, *law.args(), f, fp)
+    _k.eval_real(xs, kind, float(L), law.mu1, *law.args(), f, fp, eps)
     return f, fp
 
 
-def _stationary(law, kind, L, xs, sign):
+def _stationary(law, kind, L, xs, sign, eps=0.0):
     """Find the stationary point of the real F on the scan `xs` (increasing x).
 
     sign=+1: minimum (F' from - to +); sign=-1: maximum. Returns (x*, F(x*)) or None.
     """
     from scipy.optimize import brentq
 
-    f, fp = _real_f(law, kind, L, xs)
+    f, fp = _real_f(law, kind, L, xs, eps)
     s = sign * fp
     idx = np.nonzero((s[:-1] < 0) & (s[1:] >= 0) & np.isfinite(s[:-1]) & np.isfinite(s[1:]))[0]
     if idx.size == 0:
@@ -501,10 +506,10 @@ def _stationary(law, kind, L, xs, sign):
     i = idx[-1] if sign > 0 else idx[0]
 
     def g(x):
-        return _real_f(law, kind, L, np.array([x]))[1][0]
+        return _real_f(law, kind, L, np.array([x]), eps)[1][0]
 
     xstar = brentq(g, xs[i], xs[i + 1], xtol=1e-15 * abs(xs[i + 1]), rtol=1e-15, maxiter=200)
-    fstar = _real_f(law, kind, L, np.array([xstar]))[0][0]
+    fstar = _real_f(law, kind, L, np.array([xstar]), eps)[0][0]
     return xstar, fstar
 
 
@@ -532,18 +537,19 @@ def _upper_edge(law, kind, L):
 
 def _lower_edge(law, kind, L):
     """Maximum of the real F on x in (0, dmin) (orthogonal weights): the lower edge."""
-    if law.dmin <= 1e-250:
+    top = law.dmin
+    if top <= 1e-250:
         return None
-    tmax = min(700.0, math.log(law.dmin / 1e-300))
+    tmax = min(700.0, math.log(top / 1e-300))
     t = np.exp(np.linspace(-18.0, math.log(tmax), 160))
-    xs = np.sort(law.dmin * np.exp(-t))
+    xs = np.sort(top * np.exp(-t))
     xs = xs[xs > 0]
     res = _stationary(law, kind, L, xs, -1)
     if res is not None:
         return res
-    # no interior maximum: F increases up to the lower end of the (truncated, |z| <= 9) law of d;
-    # below that value the density is of the order of the truncated mass (< 1e-18)
-    xb = law.dmin * (1.0 - 1e-6)
+    # no interior maximum: F increases up to the lower end of the law of d (mass 1e-16 below);
+    # below that value the density is of the order of that mass
+    xb = top * (1.0 - 1e-6)
     return xb, float(_real_f(law, kind, L, np.array([xb]))[0][0])
 
 
@@ -750,21 +756,25 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         ms = np.zeros(gi.shape, dtype=np.complex128)
         cd = np.full(gi.shape, np.nan)
         st = np.zeros(gi.shape, dtype=np.int64)
+        tail_mass = 0.0
         if gi.size:
             x0 = _first_guess(law, kind, L, gi[0], xstar, fstar, fpp, tol, maxiter)
             nd = _k.solve_grid(np.log(gi), x0, kind, float(L), mu1, *law.args(), tol, maxiter,
                                xs, ms, cd, st, _TAIL)
             if nd < gi.size:
-                # below: density < _TAIL x its maximum; reported as 0 with the CDF reached
+                # below: a soft tail with density < _TAIL x its maximum, reported as 0 (status 1);
+                # its mass, the exact CDF where the continuation stopped, is added to `mass`
                 ms[nd:] = 0.0
                 cd[nd:] = cd[nd - 1]
                 st[nd:] = 1
+                tail_mass = float(cd[nd - 1]) if nd > 0 else 0.0
         dens_s = np.zeros(g.shape)
         cdf_s = np.zeros(g.shape)
         pst_s = np.ones(g.shape, dtype=np.int64)
         dens_s[inside] = np.maximum(-ms.imag, 0.0) / (math.pi * gi)
         cdf_s[inside] = cd
         pst_s[inside] = st
+        lam_resolved = float(gi[nd - 1]) if gi.size and nd < gi.size else lam_min
         above = g >= lmax
         cdf_s[above] = 1.0 - float(atom_mass[atom_lam >= lmax].sum()) if atom_mass.size else 1.0
         cdf_s[above] = np.where(g[above] >= (atom_lam.max() if atom_mass.size else 0), 1.0,
@@ -772,6 +782,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         below = g <= lam_min
         cdf_s[below] = float(atom_mass[atom_lam <= lam_min].sum()) if atom_mass.size else 0.0
         below_mass = float(atom_mass[atom_lam <= lam_min].sum()) if atom_mass.size else 0.0
+        below_mass += tail_mass
         lower_end = lam_min
         if cut is not None:
             lower_end = cut

@@ -209,13 +209,14 @@ def eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out,
 
 
 @jit
-def eval_real(xs, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, f, fp):
-    """Real F and F' at real points xs (outside the support of d)."""
+def eval_real(xs, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, f, fp, eps):
+    """Real parts of F and F' at xs + i eps xs (eps = 0 outside the support of d; a tiny eps
+    where the law of d has negligible mass around xs)."""
     acc = np.zeros(7, dtype=np.complex128)
     out = np.zeros(3, dtype=np.complex128)
     for i in range(xs.shape[0]):
-        eval_f(complex(xs[i], 0.0), kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale,
-               acc, out, False)
+        eval_f(complex(xs[i], eps * xs[i]), kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn,
+               wscale, acc, out, False)
         f[i] = out[0].real
         fp[i] = out[1].real
 
@@ -294,6 +295,10 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
                 cdf[k] = phi_cdf(x, kind, L, out[2], acc[6])
         if sflag != 0 and st == 0:
             st = 8
+        if st < 0 and k > 8 and status[k - 1] >= 0 and cdf[k - 1] < 1e-3:
+            # lost the branch in the lower tail (x pinned to the real axis where the law of
+            # phi'^2 has a vanishing density): stop; the caller adds the exact CDF above
+            return k
         status[k] = st
         # density (up to 1/pi) relative to the largest so far: stop in an exponentially thin tail
         r = -out[2].imag * math.exp(-loglam[k])

@@ -1,0 +1,168 @@
+"""Report section: Jacobian spectra, orthogonal vs Gaussian, as depth grows (dynamical isometry)."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+TITLE = "Jacobian singular values: dynamical isometry needs orthogonal kernels"
+
+_SW2, _SB2 = 1.05, 2.01e-5  # tanh critical point with q* = 0.0259 (the authors' first demo)
+
+
+def _log_density(s):
+    """Density of log10(lambda) on the result's grid (handles spectra spanning decades)."""
+    order = np.argsort(s.lam)
+    lam = s.lam[order]
+    return lam, s.density[order] * lam * np.log(10.0)
+
+
+def plot_sv_densities(results, ax=None):
+    """Plot the density of log10 of the eigenvalues of J J^T for several :class:`Spectrum`.
+
+    Parameters
+    ----------
+    results : list of Spectrum
+        Results of :func:`cnnmft.jacobian_spectrum`.
+    ax : matplotlib Axes, optional
+        Where to draw (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+    else:
+        fig = ax.figure
+    for s in results:
+        lam, d = _log_density(s)
+        ok = lam > 0
+        ls = "-" if s.weights == "orthogonal" else "--"
+        ax.semilogx(lam[ok], d[ok], ls, label=f"{s.weights}, L = {s.depth}")
+    ax.set_xlabel(r"eigenvalue $\lambda$ of $JJ^T$ (singular value$^2$)")
+    ax.set_ylabel(r"density of $\log_{10}\lambda$")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def build(ctx) -> str:
+    """Spectra vs depth, Monte Carlo overlays and the q* = 1/L rule; return the HTML fragment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnmft.montecarlo import jacobian_singular_values
+    from cnnmft.spectrum import jacobian_spectrum
+
+    parts = []
+    n = 400 if ctx.quick else 2000
+    depths = [4, 16, 64, 256] if ctx.quick else [4, 16, 64, 256, 1024, 10000]
+
+    # 1. orthogonal vs Gaussian as depth grows
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    rows = {k: [] for k in ("depth", "weights_orthogonal", "variance", "lambda_max",
+                            "q01", "q50", "q99")}
+    for w, ax in zip(("orthogonal", "gaussian"), axes):
+        res = []
+        for L in depths:
+            s = jacobian_spectrum("tanh", _SW2, _SB2, L, w, n_points=n)
+            res.append(s)
+            q = s.quantile([0.01, 0.5, 0.99])
+            for k, v in zip(rows, (L, w == "orthogonal", s.variance, s.lambda_max, *q)):
+                rows[k].append(v)
+        plot_sv_densities(res, ax=ax)
+        ax.set_title(f"tanh at ({_SW2}, {_SB2}), {w} weights")
+    parts.append(ctx.figure(
+        "spectrum_vs_depth", fig,
+        "Free-probability density of the JJ^T eigenvalues (log scale) at the tanh critical point "
+        "q* = 0.0259. Orthogonal kernels (Delta- or block-orthogonal) keep the spectrum within "
+        "a factor of a few of 1 up to hundreds of layers (variance L (mu2/mu1^2 - 1)); "
+        "Gaussian kernels spread it over many decades (variance >= L) at any depth."))
+    parts.append(ctx.numbers("spectrum_vs_depth", {k: np.asarray(v, dtype=float)
+                                                   for k, v in rows.items()}))
+
+    # 2. Monte Carlo overlays: FC and CNN (numpy, cnnmft.montecarlo), L = 16
+    L = 16
+    q_star = jacobian_spectrum("tanh", _SW2, _SB2, 1, "gaussian", n_points=16).q_star
+    cases = [("FC", (1,), 1, "gaussian", "gaussian"),
+             ("FC", (1,), 1, "delta_orthogonal", "orthogonal"),
+             ("CNN", (4,), 3, "delta_orthogonal", "orthogonal"),
+             ("CNN", (4,), 3, "block_orthogonal", "orthogonal"),
+             ("CNN", (4,), 3, "gaussian", "gaussian")]
+    width_fc = 256 if ctx.quick else 512
+    width_cnn = 64 if ctx.quick else 128
+    fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.4))
+    table = []
+    mc_nums = {}
+    for (net, spatial, k, kernel, w), ax in zip(cases, axes):
+        width = width_fc if net == "FC" else width_cnn
+        mc = jacobian_singular_values("tanh", _SW2, _SB2, L, spatial, width=width,
+                                      q_input=q_star, kernel=kernel, kernel_size=k, n_draws=1,
+                                      rng=ctx.rng)
+        eig = np.sort(mc.eigenvalues.ravel())
+        th = jacobian_spectrum("tanh", _SW2, _SB2, L, w, n_points=n)
+        lo = max(th.lambda_max * 1e-8, eig[eig > 0].min() if np.any(eig > 0) else 1e-12)
+        bins = np.logspace(np.log10(lo), np.log10(max(eig.max(), th.lambda_max) * 1.05), 40)
+        ax.hist(eig, bins=bins, density=False, weights=np.full(eig.size, 1.0 / eig.size)
+                / np.diff(np.log10(bins)).mean(), alpha=0.4, label="Monte Carlo")
+        lam, d = _log_density(th)
+        ax.semilogx(lam, d, "k", lw=1.2, label="free probability")
+        ax.set_title(f"{net} {kernel.replace('_', '-')}", fontsize=9)
+        ax.set_xlabel(r"$\lambda$")
+        cdf_mc = np.arange(1, eig.size + 1) / eig.size
+        pts = eig[eig > th.lambda_max * 1e-10]
+        th_at = jacobian_spectrum("tanh", _SW2, _SB2, L, w, lam=pts).cdf
+        ks = float(np.max(np.abs(th_at - cdf_mc[eig > th.lambda_max * 1e-10])))
+        table.append((net, kernel, width * int(np.prod(spatial)), mc.m1, mc.var, eig.max(),
+                      th.m1, th.variance, th.lambda_max, ks))
+        mc_nums[f"{net}_{kernel}_eigenvalues"] = eig
+    axes[0].legend(fontsize=7)
+    parts.append(ctx.figure(
+        "spectrum_monte_carlo", fig,
+        f"Eigenvalues of JJ^T of numpy networks (L = {L}, one draw) against the theory. "
+        "Delta-orthogonal and block-orthogonal (Algorithm 1) convolutions match the orthogonal "
+        "FC spectrum; Gaussian kernels the Gaussian one, whatever the variance profile. The "
+        "Monte Carlo eigensolver (float64) does not resolve eigenvalues below ~1e-7 of the "
+        "largest, so the Gaussian histograms stop there; the KS distances in the table use the "
+        "exact theory CDF at every resolved eigenvalue."))
+    parts.append(ctx.numbers("spectrum_monte_carlo", {k: v for k, v in mc_nums.items()}))
+    head = ("<table><tr><th>network</th><th>kernel</th><th>N</th><th>MC mean</th>"
+            "<th>MC var</th><th>MC max</th><th>theory mean</th><th>theory var</th>"
+            "<th>theory lambda_max</th><th>KS distance</th></tr>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" if isinstance(c, str) else
+                         f"<td>{c:.4g}</td>" for c in row) + "</tr>" for row in table)
+    parts.append(head + body + "</table>")
+
+    # 3. the demo rule q* = 1/L: isometry that improves with depth
+    from cnnmft.meanfield import critical_point
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    rule = {"depth": [], "sigma_w2": [], "variance": [], "lambda_max": []}
+    for L in ([16, 256, 4096] if ctx.quick else [16, 256, 1250, 10000]):
+        cp = critical_point("tanh", 1.0 / L)
+        sw, sb = float(np.ravel(cp.sigma_w2)[0]), float(np.ravel(cp.sigma_b2)[0])
+        s = jacobian_spectrum("tanh", sw, sb, L, "orthogonal", n_points=n, q_star=1.0 / L)
+        order = np.argsort(s.sv)
+        ax.plot(s.sv[order], s.sv_density[order], label=f"L = {L}")
+        for k, v in zip(rule, (L, sw, s.variance, s.lambda_max)):
+            rule[k].append(v)
+    ax.set_xlabel("singular value of J")
+    ax.set_ylabel("density")
+    ax.set_title("tanh, orthogonal, critical with q* = 1/L")
+    ax.legend(fontsize=8)
+    parts.append(ctx.figure(
+        "spectrum_q_one_over_L", fig,
+        "With the authors' rule q* = 1/L the spread L (mu2/mu1^2 - 1) ~ 8/L shrinks with depth: "
+        "the singular values concentrate at 1 (dynamical isometry) at 10,000 layers."))
+    parts.append(ctx.numbers("spectrum_q_one_over_L", {k: np.asarray(v, dtype=float)
+                                                       for k, v in rule.items()}))
+    return "\n".join(parts)
