@@ -76,3 +76,15 @@ from cnnmft.fourier import (  # noqa: E402
 
 __all__ += ["CovarianceResult", "covariance_map", "propagate_covariance", "ModeDepthScales",
             "linearized_spectrum", "mode_depth_scales", "mode_eigenvalues", "variance_profile"]
+
+# --- free-probability Jacobian spectra (issue 6) -----------------------------------------------
+from cnnmft.spectrum import (  # noqa: E402
+    JacobianMoments,
+    Spectrum,
+    jacobian_moments,
+    jacobian_spectrum,
+    universal_spectrum,
+)
+
+__all__ += ["JacobianMoments", "Spectrum", "jacobian_moments", "jacobian_spectrum",
+            "universal_spectrum"]
