@@ -81,6 +81,15 @@ def _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2):
 
 
 @jit
+def _clip1(x):
+    if x > 1.0:
+        return 1.0
+    if x < -1.0:
+        return -1.0
+    return x
+
+
+@jit
 def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
                  sw2, sb2):
     """T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel, term].
@@ -91,35 +100,48 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, s
     npix = S.shape[0]
     ncol = S.shape[1]
     nb = ncol - ncol % 4
+    isq = np.empty(qpix.shape[0])
+    for p in range(qpix.shape[0]):
+        isq[p] = 1.0 / math.sqrt(qpix[p]) if qpix[p] > 0.0 else 0.0
+    pa = np.empty(4, dtype=np.int64)
+    pb = np.empty(4, dtype=np.int64)
+    xs = np.empty(4)
     for alpha in range(npix):
+        i3 = alpha % n3
+        rr = alpha // n3
+        i2 = rr % n2
+        i1 = rr // n2
         for c in range(0, nb, 4):
-            pa0 = cola[c] * npix + alpha
-            pa1 = cola[c + 1] * npix + alpha
-            pa2 = cola[c + 2] * npix + alpha
-            pa3 = cola[c + 3] * npix + alpha
-            pb0 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
-            pb1 = colb[c + 1] * npix + _partner(alpha, cd1[c + 1], cd2[c + 1], cd3[c + 1],
-                                                n1, n2, n3)
-            pb2 = colb[c + 2] * npix + _partner(alpha, cd1[c + 2], cd2[c + 2], cd3[c + 2],
-                                                n1, n2, n3)
-            pb3 = colb[c + 3] * npix + _partner(alpha, cd1[c + 3], cd2[c + 3], cd3[c + 3],
-                                                n1, n2, n3)
-            x0 = _rho(S[alpha, c], qpix[pa0], qpix[pb0])
-            x1 = _rho(S[alpha, c + 1], qpix[pa1], qpix[pb1])
-            x2 = _rho(S[alpha, c + 2], qpix[pa2], qpix[pb2])
-            x3 = _rho(S[alpha, c + 3], qpix[pa3], qpix[pb3])
+            for u in range(4):
+                cu = c + u
+                j1 = i1 + cd1[cu]
+                if j1 >= n1:
+                    j1 -= n1
+                j2 = i2 + cd2[cu]
+                if j2 >= n2:
+                    j2 -= n2
+                j3 = i3 + cd3[cu]
+                if j3 >= n3:
+                    j3 -= n3
+                pa[u] = cola[cu] * npix + alpha
+                pb[u] = colb[cu] * npix + (j1 * n2 + j2) * n3 + j3
+                xs[u] = _clip1(S[alpha, cu] * isq[pa[u]] * isq[pb[u]])
+            x0 = xs[0]
+            x1 = xs[1]
+            x2 = xs[2]
+            x3 = xs[3]
             if step == 1:
                 r0, r1, r2, r3 = x0, x1, x2, x3
             else:
                 r0, r1, r2, r3 = x0 * x0, x1 * x1, x2 * x2, x3 * x3
-            u0 = coef[pa0]
-            u1 = coef[pa1]
-            u2 = coef[pa2]
-            u3 = coef[pa3]
-            w0 = coef[pb0]
-            w1 = coef[pb1]
-            w2 = coef[pb2]
-            w3 = coef[pb3]
+            u0 = coef[pa[0]]
+            u1 = coef[pa[1]]
+            u2 = coef[pa[2]]
+            u3 = coef[pa[3]]
+            w0 = coef[pb[0]]
+            w1 = coef[pb[1]]
+            w2 = coef[pb[2]]
+            w3 = coef[pb[3]]
             s0 = 0.0
             s1 = 0.0
             s2 = 0.0
