@@ -374,7 +374,7 @@ def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
                 st[i] = Status.NO_SOLUTION
                 sw[i] = qs[i] = chiq[i] = np.nan
                 continue
-            qi = brentq(excess, lo, hi, args=(b,), xtol=1e-300, rtol=max(xtol, 4.5e-16),
+            qi = brentq(excess, lo, hi, args=(b,), xtol=1e-300, rtol=max(xtol, 1e-15),
                         maxiter=500)
         s = ns.maps.slope(code, max(qi, 1e-300), ws)
         sw[i] = 1.0 / s

@@ -77,6 +77,51 @@ def mp_expect2(name, q1, q2, c, which=(0, 0), dps=18):
         return mp.quad(lambda z1: f(s1 * z1) * inner(z1) * mp.npdf(z1), _points(name, q1))
 
 
+def sp_expect2(name, q1, q2, c, which=(0, 0)):
+    """E[phi^(a)(u1) phi^(b)(u2)] (a, b in {0, 1}) by nested scipy adaptive quadrature (QUADPACK),
+    split at kinks and at the steep region, tolerances 1e-14 (relative) / 1e-300."""
+    import warnings
+
+    from scipy.integrate import IntegrationWarning
+    from scipy.integrate import quad as _quad
+
+    def quad(*a, **k):
+        with warnings.catch_warnings():  # roundoff warnings near 1e-14 are expected here
+            warnings.simplefilter("ignore", IntegrationWarning)
+            return _quad(*a, **k)
+
+    phi, dphi = _np_phi(name)
+    f = (phi, dphi)[which[0]]
+    g = (phi, dphi)[which[1]]
+    s1, s2 = math.sqrt(q1), math.sqrt(q2)
+    s = math.sqrt(max(0.0, (1 - c) * (1 + c)))
+    pdf = lambda z: math.exp(-0.5 * z * z) / SQRT2PI  # noqa: E731
+    kinks = [0.0] + _KINKS.get(name, [])
+
+    def inner(z1):
+        m = s2 * c * z1
+        sig = s2 * s
+        if sig == 0:
+            return g(m)
+        pts = sorted(p for p in ((k - m) / sig for k in kinks) if abs(p) < 11)
+        return quad(lambda z2: g(m + sig * z2) * pdf(z2), -12, 12, points=pts or None,
+                    epsabs=1e-17, epsrel=1e-13, limit=400)[0]
+
+    pts = sorted({p for k in kinks for p in (k / s1, k / (s2 * c) if c else 0.0) if abs(p) < 11})
+    return quad(lambda z1: f(s1 * z1) * inner(z1) * pdf(z1), -12, 12, points=pts or None,
+                epsabs=1e-17, epsrel=1e-13, limit=400)[0]
+
+
+def _np_phi(name):
+    sech2 = lambda x: 1 / math.cosh(x) ** 2 if abs(x) < 350 else 0.0  # noqa: E731
+    return {
+        "tanh": (math.tanh, sech2),
+        "erf": (math.erf, lambda x: 2 / math.sqrt(math.pi) * math.exp(-x * x)),
+        "relu": (lambda x: max(x, 0.0), lambda x: 1.0 if x > 0 else 0.0),
+        "hard_tanh": (lambda x: max(min(x, 1.0), -1.0), lambda x: 1.0 if -1 < x < 1 else 0.0),
+    }[name]
+
+
 def mp_q_star(name, sw, sb, q0=1.0):
     """q* from mpmath findroot on the mpmath q-map."""
     with mp.workdps(25):

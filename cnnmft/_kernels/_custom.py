@@ -92,7 +92,17 @@ def kernels_for(act):
     def p2(code, x):
         return d2phi(x)
 
+    @numba.njit
+    def pd(code, x):
+        return phi(x), dphi(x)
+
+    @numba.njit
+    def d3(code, x):
+        return phi(x), dphi(x), d2phi(x)
+
     actmod = types.ModuleType(f"cnnmft_custom_act_{act.name}")
+    actmod.phi_dphi = pd
+    actmod.derivs3 = d3
     for k in ("LINEAR", "TANH", "ERF", "RELU", "HARD_TANH", "SIGMOID", "SOFTPLUS", "GELU",
               "SWISH", "SELU"):
         setattr(actmod, k, -1)

@@ -61,6 +61,10 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
         q = q0
     else:
         q = max(1.0, sb + sw * var(code, max(sb, 1e-300), ws))
+        if phi0_zero and sb > 0.0:
+            s0 = sw * dvar(code, 1e-300, ws)
+            if s0 < 1.0 and sb / (1.0 - s0) < 1e-3:
+                q = sb / (1.0 - s0)  # fixed point of the map linearised at q = 0
     for it in range(1, maxiter + 1):
         v, dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])
         g = sw * v + sb - q
@@ -72,7 +76,8 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
             hi = q
         dg = sw * dv - 1.0
         if dg < 0.0:
-            qn = q - g / dg
+            # q - g/dg written without cancellation (matters when q* << q)
+            qn = (sw * (q * dv - v) - sb) / dg
         elif hi < math.inf:
             qn = 0.5 * (lo + hi)
         else:
