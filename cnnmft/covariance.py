@@ -85,13 +85,13 @@ def _mehler_rule(tau_bucket, kmax):
     z = ((a + b)[:, None] * 0.5 + h[:, None] * _GL_X[None, :]).ravel()
     wt = (h[:, None] * _GL_W[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     # normalised probabilists' Hermite h_k = He_k / sqrt(k!)
-    H = np.empty((z.size, kmax + 1))
-    H[:, 0] = 1.0
+    H = np.empty((kmax + 1, z.size))  # one row per order: contiguous recurrence
+    H[0] = wt
     if kmax >= 1:
-        H[:, 1] = z
+        H[1] = z * wt
     for k in range(1, kmax):
-        H[:, k + 1] = (z * H[:, k] - math.sqrt(k) * H[:, k - 1]) / math.sqrt(k + 1)
-    return z, wt, H * wt[:, None]
+        H[k + 1] = (z * H[k] - math.sqrt(k) * H[k - 1]) * (1.0 / math.sqrt(k + 1))
+    return z, wt, H.T
 
 
 def _k_guess(qmax):
