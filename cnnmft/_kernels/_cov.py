@@ -390,3 +390,29 @@ def run_linear(m, G, nlayers, a, k0, step, invq, sw2, sb2):
         if not math.isfinite(m[0]):
             return layer + 1, NONFINITE
     return nlayers, OK
+
+
+@jit
+def cheb_eval(vals, idx, starts, ends, coefs, out, done):
+    """out[:, i] = Chebyshev series of panel idx[i] at vals[i] (Clenshaw), if vals[i] lies in it."""
+    nsnap = coefs.shape[1]
+    deg = coefs.shape[2]
+    for i in range(vals.shape[0]):
+        p = idx[i]
+        a = starts[p]
+        b = ends[p]
+        x = vals[i]
+        if x < a or x > b:
+            continue
+        t = (2.0 * x - (a + b)) / (b - a)
+        t2 = 2.0 * t
+        for j in range(nsnap):
+            c = coefs[p, j]
+            b1 = 0.0
+            b2 = 0.0
+            for k in range(deg - 1, 0, -1):
+                bk = t2 * b1 - b2 + c[k]
+                b2 = b1
+                b1 = bk
+            out[j, i] = t * b1 - b2 + c[0]
+        done[i] = True
