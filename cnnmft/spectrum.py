@@ -74,6 +74,11 @@ class _Law:
     discrete: bool
     p: float  # fraction of ones for the discrete (0/1) laws
     deff: float = 0.0  # lower end of the law up to a mass 1e-16
+    km: object = None  # kernel module (a private copy bound to a custom activation)
+
+    @property
+    def k(self):
+        return _k if self.km is None else self.km
 
     def args(self):
         return (self.code, self.sq, self.pa, self.pb, self.dn, self.en, self.dpn, self.wn,
@@ -103,6 +108,16 @@ def _discrete_law(act, q):
     mu1 = p
     return _Law(act.code, math.sqrt(q), np.zeros(1), np.zeros(1), dn, dn - mu1, np.zeros(n), wn,
                 1.0, mu1, p, 0.0 if p < 1 else 1.0, 1.0, True, p)
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_kernels(act):
+    """A private copy of the spectrum kernels bound to a custom activation (code 0), built the
+    way the project's Gaussian-expectation kernels are (compiled once per process)."""
+    from cnnmft._kernels import _custom
+
+    ns = _custom.kernels_for(act)
+    return _custom._clone_module(_k, {"_act": ns.act}, f"cnnmft_custom_spectrum_{act.name}")
 
 
 def _make_law(act, q):
@@ -157,8 +172,11 @@ def _make_law(act, q):
     # so the real branch of the spectral equation extends up to deff for edge searches
     core = np.abs(z) <= 8.3
     deff = float(dn[core].min()) if core.any() else dmin
-    return _Law(act.code, sq, np.ascontiguousarray(pa), np.ascontiguousarray(pb), dn, en, dpn,
-                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin))
+    code, km = act.code, None
+    if act.code >= _act.N_BUILTIN:
+        code, km = 0, _custom_kernels(act)
+    return _Law(code, sq, np.ascontiguousarray(pa), np.ascontiguousarray(pb), dn, en, dpn,
+                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin), km)
 
 
 def d2_law(act, q_star):
@@ -485,7 +503,7 @@ def _real_f(law, kind, L, xs, eps=0.0):
     xs = np.ascontiguousarray(xs, dtype=np.float64)
     f = np.empty_like(xs)
     fp = np.empty_like(xs)
-    _k.eval_real(xs, kind, float(L), law.mu1, *law.args(), f, fp, eps)
+    law.k.eval_real(xs, kind, float(L), law.mu1, *law.args(), f, fp, eps)
     return f, fp
 
 
@@ -571,7 +589,7 @@ def _first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
         ms = np.zeros(1, dtype=np.complex128)
         cd = np.zeros(1)
         st = np.zeros(1, dtype=np.int64)
-        _k.solve_grid(one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st,
+        law.k.solve_grid(one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st,
                       0.0)
         if st[0] == 0:
             return xs[0]
@@ -759,7 +777,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         tail_mass = 0.0
         if gi.size:
             x0 = _first_guess(law, kind, L, gi[0], xstar, fstar, fpp, tol, maxiter)
-            nd = _k.solve_grid(np.log(gi), x0, kind, float(L), mu1, *law.args(), tol, maxiter,
+            nd = law.k.solve_grid(np.log(gi), x0, kind, float(L), mu1, *law.args(), tol, maxiter,
                                xs, ms, cd, st, _TAIL)
             if nd < gi.size:
                 # below: a soft tail with density < _TAIL x its maximum, reported as 0 (status 1);
@@ -859,7 +877,7 @@ def _depth_one(law, n_points, user, scale):
             cdf[i] = 0.0 if g <= lo else 1.0
             continue
         x = complex(g * law.mu1, 1e-11 * g * law.mu1)
-        flag = _k.sums(x, law.code, law.sq, law.mu1, law.pa, law.pb, law.dn, law.en, law.dpn,
+        flag = law.k.sums(x, law.code, law.sq, law.mu1, law.pa, law.pb, law.dn, law.en, law.dpn,
                        law.wn, law.wscale, acc, True)
         m = acc[1]
         dens[i] = max(-m.imag / (math.pi * g), 0.0)

@@ -522,3 +522,17 @@ def test_cnn_monte_carlo_width_512(kind, weights, L, one_blas_thread):
         assert eigs.max() == pytest.approx(s.lambda_max, rel=0.03)
     else:
         _check_gaussian_top(eigs, s, 1024, L)
+
+
+@pytest.mark.slow
+def test_custom_activation_matches_builtin():
+    # a registered copy of tanh (numerical derivatives, private kernel copy): same spectrum
+    import cnnmft
+
+    name = "tanh_copy_spectrum_test"
+    if name not in cnnmft.available_activations():
+        cnnmft.register_activation(name, lambda x: math.tanh(x), odd=True)
+    s = jacobian_spectrum(name, 1.05, 2.01e-5, 16, "orthogonal", n_points=300)
+    r = jacobian_spectrum("tanh", 1.05, 2.01e-5, 16, "orthogonal", n_points=300)
+    assert s.status == Status.OK
+    np.testing.assert_allclose(s.density, r.density, atol=1e-8)
