@@ -203,12 +203,12 @@ def _fixed_point_gram(q_in, c_in, batch, P):
 # (width, draws) per check family, quick / full. Draws set the t degrees of freedom of the
 # stderr (draws - 1), hence the strength of each check; widths keep finite-width bias small.
 _SIZES = {
-    "fixed_point": ((64, 12), (160, 24)),
-    "trajectories": ((384, 16), (768, 32)),
-    "covariance": ((96, 16), (192, 32)),
-    "modes": ((128, 12), (256, 24)),
-    "jacobian_fc": ((64, 8), (256, 12)),
-    "jacobian_conv": ((16, 8), (48, 12)),
+    "fixed_point": ((64, 16), (160, 24)),
+    "trajectories": ((384, 24), (768, 32)),
+    "covariance": ((96, 32), (192, 48)),
+    "modes": ((128, 16), (256, 24)),
+    "jacobian_fc": ((64, 12), (256, 12)),
+    "jacobian_conv": ((16, 12), (48, 12)),
 }
 
 
