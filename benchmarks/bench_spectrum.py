@@ -93,9 +93,9 @@ def main():
         print(f"[{weights}] speed-up theory vs Monte Carlo: {t_mc / t_theory:.0f}x; "
               f"target <= 0.5 s for the theory: {'met' if t_theory <= 0.5 else 'NOT met'}\n")
         # per-layer cost grows like width^3: at width 1000 it is ~ (1000/width)^3 larger
-        print(f"[{weights}] (width 1000 would cost ~{per_layer * (1000 / args.width) ** 3 * 1e3:.0f}"
-              f" ms/layer, ~{per_layer * (1000 / args.width) ** 3 * args.depth / 60:.0f} min "
-              f"for depth {args.depth})\n")
+        big = per_layer * (1000 / args.width) ** 3
+        print(f"[{weights}] (width 1000 would cost ~{big * 1e3:.0f} ms/layer, "
+              f"~{big * args.depth / 60:.0f} min for depth {args.depth})\n")
 
 
 if __name__ == "__main__":

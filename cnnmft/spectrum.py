@@ -1,4 +1,4 @@
-"""Free-probability spectra of the input-output Jacobian (dynamical isometry).
+r"""Free-probability spectra of the input-output Jacobian (dynamical isometry).
 
 For a deep network at its fixed point (every pre-activation ~ N(0, q*)), the Jacobian is
 ``J = D_L W_L ... D_1 W_1`` with ``D_l = diag(phi'(h^l))``. Assuming the factors are
@@ -6,7 +6,7 @@ asymptotically free (Pennington, Schoenholz and Ganguli 2017), the S-transform o
 
 .. math::
 
-    S_{JJ^T}(m) = S_{WW^T}(m)^L \\, S_{D^2}(m)^L,
+    S_{JJ^T}(m) = S_{WW^T}(m)^L \, S_{D^2}(m)^L,
 
 with ``S_{WW^T} = sigma_w2^{-1}`` for orthogonal weights and ``sigma_w2^{-1} / (1 + m)`` for
 Gaussian weights, and the law of ``D^2`` that of ``phi'(sqrt(q*) z)^2``. A CNN's ``J J^T`` has the
@@ -112,8 +112,10 @@ def _discrete_law(act, q):
 
 @functools.lru_cache(maxsize=None)
 def _custom_kernels(act):
-    """A private copy of the spectrum kernels bound to a custom activation (code 0), built the
-    way the project's Gaussian-expectation kernels are (compiled once per process)."""
+    """Return a private copy of the spectrum kernels bound to a custom activation (code 0).
+
+    Built the way the project's Gaussian-expectation kernels are (compiled once per process).
+    """
     from cnnmft._kernels import _custom
 
     ns = _custom.kernels_for(act)
@@ -318,8 +320,8 @@ class Spectrum(ResultMixin):
         lo = self.lambda_min if self.lambda_min > 0 else 0.0
         lam = np.concatenate([[lo], lam, [self.lambda_max]])
         c0 = float(np.sum(self.atom_mass[self.atom_lam <= lo])) if self.atom_mass.size else 0.0
-        c = np.concatenate([[c0], c, [1.0 - float(np.sum(self.atom_mass[self.atom_lam > self.lambda_max]))
-                                      if self.atom_mass.size else 1.0]])
+        above = self.atom_mass[self.atom_lam > self.lambda_max] if self.atom_mass.size else []
+        c = np.concatenate([[c0], c, [1.0 - float(np.sum(above))]])
         return np.interp(p, c, lam)
 
     def sv_quantile(self, p):
@@ -381,12 +383,12 @@ def _universal_edges(s):
 
 
 def jacobian_moments(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, q_star=None):
-    """Closed-form moments of the Jacobian spectrum (broadcasts over the hyperparameters).
+    r"""Closed-form moments of the Jacobian spectrum (broadcasts over the hyperparameters).
 
     .. math::
 
-        m_1 = (\\sigma_w^2 \\mu_1)^L, \\qquad
-        \\frac{m_2}{m_1^2} = 1 + L\\left(\\frac{\\mu_2}{\\mu_1^2} - 1 - s_1\\right),
+        m_1 = (\sigma_w^2 \mu_1)^L, \qquad
+        \frac{m_2}{m_1^2} = 1 + L\left(\frac{\mu_2}{\mu_1^2} - 1 - s_1\right),
 
     with ``mu_k = E[phi'(sqrt(q*) z)^{2k}]``, ``s1 = 0`` (orthogonal) or ``-1`` (Gaussian).
 
@@ -572,7 +574,7 @@ def _lower_edge(law, kind, L):
 
 
 def _first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
-    """Starting x for the first eigenvalue below the upper edge.
+    """Return the starting x for the first eigenvalue below the upper edge.
 
     Near a square-root edge, F(x) ~ F(x*) + F''(x*) (x - x*)^2 / 2, so
     x0 = x* + i sqrt(2 (F(x*) - log lam0) / F''). When that start does not converge (an
@@ -598,15 +600,15 @@ def _first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
 
 def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n_points=2000,
                       lam=None, grid="auto", q_star=None, tol=None, maxiter=80):
-    """Eigenvalue density of ``J J^T`` (and singular-value density of J) by free probability.
+    r"""Eigenvalue density of ``J J^T`` (and singular-value density of J) by free probability.
 
     With ``x = M_{D^2}^{-1}(m)`` the inverse M-transform of ``J J^T`` is [2]_
 
     .. math::
 
-        M^{-1}_{JJ^T}(m) = \\sigma_w^{2L} \\left(\\tfrac{1+m}{m}\\right)^{1-L} x^L
-        \\ \\text{(orthogonal)}, \\qquad
-        \\sigma_w^{2L} (1+m)\\, m^{L-1} x^L \\ \\text{(Gaussian)},
+        M^{-1}_{JJ^T}(m) = \sigma_w^{2L} \left(\tfrac{1+m}{m}\right)^{1-L} x^L
+        \ \text{(orthogonal)}, \qquad
+        \sigma_w^{2L} (1+m)\, m^{L-1} x^L \ \text{(Gaussian)},
 
     ``M_{D^2}(x) = E[d/(x-d)]``, ``d = phi'(sqrt(q*) z)^2``. For each eigenvalue lambda the
     equation ``log M^{-1}(m(x)) = log lambda`` is solved for complex x by Newton's method with
@@ -792,7 +794,6 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         dens_s[inside] = np.maximum(-ms.imag, 0.0) / (math.pi * gi)
         cdf_s[inside] = cd
         pst_s[inside] = st
-        lam_resolved = float(gi[nd - 1]) if gi.size and nd < gi.size else lam_min
         above = g >= lmax
         cdf_s[above] = 1.0 - float(atom_mass[atom_lam >= lmax].sum()) if atom_mass.size else 1.0
         cdf_s[above] = np.where(g[above] >= (atom_lam.max() if atom_mass.size else 0), 1.0,
@@ -887,15 +888,15 @@ def _depth_one(law, n_points, user, scale):
 
 
 def universal_spectrum(s, *, n_points=2000, lam=None, tol=1e-13, maxiter=80):
-    """The large-depth universal limit of a normalised Jacobian spectrum (Sec. 6.6 of the theory).
+    r"""Return the large-depth universal limit of a normalised Jacobian spectrum.
 
     If each layer contributes ``S(m) = 1 - (s/L) m + O(L^-2)`` (mean 1), then as L -> infinity
     ``S_{JJ^T}(m) -> exp(-s m)``, i.e.
 
     .. math::
 
-        M^{-1}(m) = \\frac{1+m}{m} e^{s m},\\qquad
-        \\lambda_{\\max} = \\frac{1+m_*}{m_*} e^{s m_*},\\quad m_* = \\frac{\\sqrt{1+4/s}-1}{2}.
+        M^{-1}(m) = \frac{1+m}{m} e^{s m},\qquad
+        \lambda_{\max} = \frac{1+m_*}{m_*} e^{s m_*},\quad m_* = \frac{\sqrt{1+4/s}-1}{2}.
 
     The law has mean 1 and variance s. Use ``s = Spectrum.spread`` of a finite network.
 

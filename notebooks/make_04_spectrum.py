@@ -8,10 +8,12 @@ cells = []
 
 
 def md(s):
+    """Append a markdown cell."""
     cells.append(nbf.v4.new_markdown_cell(s))
 
 
 def code(s):
+    """Append a code cell."""
     cells.append(nbf.v4.new_code_cell(s))
 
 

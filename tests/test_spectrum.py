@@ -22,7 +22,6 @@ from cnnmft.spectrum import (
     universal_spectrum,
 )
 
-
 # ------------------------------------------------------------------------------------------
 # independent references
 
@@ -393,10 +392,10 @@ def _kernel(kind, c, sw, rng):
         # is an exact isometry (times sigma_w)
         H = _haar(c, rng)
         P1, P2 = _projection(c, rng), _projection(c, rng)
-        I = np.eye(c)
+        eye = np.eye(c)
         K[:, :, 0] = H @ P1 @ P2
-        K[:, :, 1] = H @ (P1 @ (I - P2) + (I - P1) @ P2)
-        K[:, :, 2] = H @ (I - P1) @ (I - P2)
+        K[:, :, 1] = H @ (P1 @ (eye - P2) + (eye - P1) @ P2)
+        K[:, :, 2] = H @ (eye - P1) @ (eye - P2)
         K *= math.sqrt(sw)
     else:
         K = rng.standard_normal((c, c, 3)) * math.sqrt(sw / (3 * c))

@@ -63,8 +63,8 @@ def build(ctx) -> str:
     from cnnmft.spectrum import jacobian_spectrum
 
     parts = []
-    n = 400 if ctx.quick else 2000
-    depths = [4, 16, 64, 256] if ctx.quick else [4, 16, 64, 256, 1024, 10000]
+    n = 300 if ctx.quick else 2000
+    depths = [4, 16, 64] if ctx.quick else [4, 16, 64, 256, 1024, 10000]
 
     # 1. orthogonal vs Gaussian as depth grows
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
@@ -97,8 +97,8 @@ def build(ctx) -> str:
              ("CNN", (4,), 3, "delta_orthogonal", "orthogonal"),
              ("CNN", (4,), 3, "block_orthogonal", "orthogonal"),
              ("CNN", (4,), 3, "gaussian", "gaussian")]
-    width_fc = 256 if ctx.quick else 512
-    width_cnn = 64 if ctx.quick else 128
+    width_fc = 128 if ctx.quick else 512
+    width_cnn = 32 if ctx.quick else 128
     fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.4))
     table = []
     mc_nums = {}
