@@ -6,7 +6,8 @@ def configure(p):
     from cnnmft.validate import CHECKS
 
     p.add_argument("--quick", action="store_true",
-                   help="small networks (about 2 minutes); default: full sizes (under 20 min)")
+                   help="small networks (under a minute here; budget 2 minutes); default: full "
+                        "sizes (about 8 minutes on a loaded 2-core machine; budget 20)")
     p.add_argument("--out", default="validation",
                    help="report folder for table.csv, table.md, index.html and figures "
                         "(default: ./validation)")
