@@ -329,3 +329,13 @@ def test_covariance_command_saves_result(tmp_path, capsys):
     res = CovarianceResult.load(out)
     np.testing.assert_array_equal(res.layers, [1, 10, 12])
     assert res.cov.shape == (3, 5, 5, 5, 5)
+
+
+def test_three_dimensional_grid():
+    rng = np.random.default_rng(13)
+    x = 0.7 * rng.normal(size=(3, 4, 3, 2))
+    v = variance_profile("binomial", (3, 2, 3))
+    ref, B, sp = _reference(x, "erf", 1.5, 0.05, v, 4)
+    res = propagate_covariance(x, "erf", 1.5, 0.05, v, 4, layers="all")
+    assert res.cov.shape == (5, 3, 4, 3, 3, 4, 3)
+    assert np.max(np.abs(_as_full(res.cov, B, sp, False) - ref)) <= 1e-12
