@@ -37,7 +37,7 @@ from ._jit import jit
 NGL = 16
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(NGL)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-THR = 3.0
+THR = 1.5
 MAXDEPTH = 48
 STACK = 256
 DSCALE = 1.0
