@@ -152,7 +152,8 @@ def _phi_props(a):
     return zero, odd
 
 
-def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=None):
+def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=None,
+                method="auto"):
     r"""Fixed points q*, c* and the slopes and depth scales there, for arrays of variances.
 
     Solves ``q* = sigma_w2 E[phi(sqrt(q*) z)^2] + sigma_b2`` by safeguarded Newton inside a
@@ -174,6 +175,12 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
         Iteration cap per root.
     threads : int, optional
         Number of parallel chunks (default: numba's thread count).
+    method : {"auto", "quadrature"}
+        How the c-map is evaluated in the chaotic phase. ``"auto"``: its Mehler series
+        ``sum_k a_k^2 c^k`` (Hermite coefficients of phi(sqrt(q*) z)) where a rigorous
+        truncation bound is below 1e-14, direct bivariate quadrature otherwise (warm-started
+        from the series). ``"quadrature"``: direct bivariate quadrature only (slower; an
+        independent check).
 
     Returns
     -------
@@ -213,8 +220,9 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
 
         threads = numba.get_num_threads()
     nchunk = max(1, min(n, 8 * int(threads))) if n > 1 else 1
+    method = V.as_choice(method, "method", {"auto", "quadrature"})
     ns.maps.fixed_point_many(code, sw.ravel(), sb.ravel(), zero, odd, tol, maxiter, out, status,
-                             nit, nchunk)
+                             nit, nchunk, method == "auto")
     shape = sw.shape
     q, c, chi1, chiq, chic = (out[:, j].reshape(shape) for j in range(5))
     status = status.reshape(shape)

@@ -32,7 +32,7 @@ def test_tanh_mehler_series_agrees_with_direct_quadrature():
     sb = np.array([0.0, 0.05, 0.7, 2.0])
     pd = cnnmft.phase_diagram("tanh", sw, sb)
     W, B = np.meshgrid(sw, sb, indexing="ij")
-    fp = cnnmft.fixed_point("tanh", W, B)
+    fp = cnnmft.fixed_point("tanh", W, B, method="quadrature")
     np.testing.assert_allclose(pd.q_star, fp.q_star, rtol=1e-12)
     np.testing.assert_allclose(pd.c_star, fp.c_star, atol=1e-11)
     np.testing.assert_allclose(pd.chi_c, fp.chi_c, rtol=1e-10)

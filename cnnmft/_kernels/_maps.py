@@ -86,8 +86,11 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
             qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
         if qn > QMAX:
             return math.inf, INFINITE, it, 0.0
-        if abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi):
-            return q, OK, it, abs(g) / max(q, 1e-300)
+        if (abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi)
+                or abs(g) <= 2.5e-16 * (q + sb)):  # converged, or the residual is roundoff
+            if abs(g) <= 2.5e-16 * (q + sb):
+                qn = q - g / dg if dg < 0.0 else q
+            return qn if abs(qn - q) <= 1e-13 * q else q, OK, it, abs(g) / max(q, 1e-300)
         q = qn
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
 
@@ -138,7 +141,7 @@ def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
             cn = 0.5 * (lo + hi)
         if not (cn > lo and cn < hi):
             cn = 0.5 * (lo + hi)
-        if abs(cn - c) <= tol:
+        if abs(cn - c) <= tol or abs(h) <= 4e-16:
             return c, sw * k1, OK, it, abs(h)
         if 1.0 - c < 1e-15 and h <= 0.0:
             return 1.0, sw * k1, MARGINAL, it, abs(h)
@@ -154,7 +157,7 @@ def hermite_sq(code, q, kmax, ws, coef):
     """coef[k] = a_k^2, a_k = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!), k = 0..kmax (Mehler:
     E[phi(u1) phi(u2)] = sum_k a_k^2 c^k at equal variances q). Returns (E[phi^2], E[phi'^2])
     from the same rule, for the truncation bounds."""
-    maxw = min(MAXW_H, 3.5 / math.sqrt(kmax + 1.0))
+    maxw = min(MAXW_H, 7.0 / math.sqrt(kmax + 1.0))
     n = _quad.rule_fine(code, q, maxw, ws[0], ws[1], ws[2])
     z = ws[1]
     f = ws[3]
@@ -212,8 +215,9 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
     direct quadrature)."""
     cg = c0 if (c0 > 0.0 and c0 < 1.0) else 0.5
     if cg > 0.8:
-        return cg, 0.0, False, 0, 0.0
-    kmax = min(KMAX, int(36.0 / -math.log(max(cg, 0.02) + 0.1)) + 8)
+        kmax = KMAX
+    else:
+        kmax = min(KMAX, int(36.0 / -math.log(max(cg, 0.02) + 0.1)) + 8)
     v, s = hermite_sq(code, q, kmax, ws, coef)
     tail0 = v
     tail1 = q * s
@@ -252,10 +256,11 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
             cn = 0.5 * (lo + hi)
         if not (cn > lo and cn < hi):
             cn = 0.5 * (lo + hi)
-        if abs(cn - c) <= tol:
+        if abs(cn - c) <= tol or abs(h) <= 4e-16:
             ck = c ** (kmax + 1)
             err0 = sw * ck * tail0 / q
-            if c > 0.9 or err0 > 1e-14 * (1.0 - sw * dk / q):
+            # not accepted: c is still a good starting point for direct quadrature
+            if c > 0.97 or err0 > 1e-14 * (1.0 - sw * dk / q):
                 return c, 0.0, False, it, 0.0
             chic = sw * dk / q
             err1 = sw * (c ** kmax) * tail1 / q
@@ -294,11 +299,14 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=
             st = MARGINAL
         return st, nit
     ok = False
+    c = -1.0
     if series and not (sb == 0.0 and phi_odd):
         c, chic, ok, nitc, resc = c_fixed_point_series(code, q, sw, sb, 1e-15, maxiter, ws,
                                                         ws[6], c0)
         stc = OK
     if not ok:
+        if series and not (sb == 0.0 and phi_odd) and c > 0.0 and c < 1.0:
+            c0 = c  # warm start from the truncated series
         c, chic, stc, nitc, resc = c_fixed_point(code, q, sw, sb, phi_odd, 1e-15, maxiter, ws, c0)
     out[1] = c
     out[6] = resc
@@ -309,14 +317,15 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=
 
 
 @pjit
-def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk):
+def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk,
+                     series):
     n = sw.size
     per = (n + nchunk - 1) // nchunk
     for ch in prange(nchunk):
         ws = _quad.new_workspace()
         for i in range(ch * per, min(n, (ch + 1) * per)):
             st, it = fixed_point_one(code, sw[i], sb[i], phi0_zero, phi_odd, tol, maxiter, ws,
-                                     out[i])
+                                     out[i], -1.0, -1.0, series)
             status[i] = st
             nit[i] = it
     return 0
