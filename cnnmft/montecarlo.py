@@ -937,7 +937,8 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
                 t[np.arange(s1 - s0), np.arange(s0, s1)] = 1.0
                 jt[s0:s1] = _jvp(layers, t.reshape((s1 - s0,) + spatial_shape + (c,))
                                  ).reshape(s1 - s0, N)
-            ev = np.linalg.eigvalsh(jt @ jt.T)
+            with _blas_threads(2.0 * N ** 3):
+                ev = np.linalg.eigvalsh(jt @ jt.T)
             ev = np.clip(ev, 0.0, None)
             eig_all.append(ev)
             m1s.append(ev.mean())
