@@ -708,9 +708,14 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
     if lam is not None:
         user = as_float_array(lam, "lam", low=0.0).ravel()
     law = _make_law(a, q)
+    dscale = 1.0
+    if not law.discrete and law.dmax - law.dmin <= 1e-14 * law.dmax:
+        # phi'^2 is constant at this q* (e.g. q* = 0): a linear network scaled by phi'(0)^2
+        dscale = law.mu1
+        law = _discrete_law(get_activation("linear"), 1.0)
     kind = _k.ORTH if weights == "orthogonal" else _k.GAUSS
     s1 = _s1(weights)
-    mu1, mu2 = law.mu1, law.mu2
+    mu1, mu2 = law.mu1 * dscale, law.mu2 * dscale**2
     if mu1 <= 0.0:
         raise ValueError(f"E[phi'(h)^2] = 0 at q* = {q} for {a.name}: the Jacobian vanishes")
     log_m1 = L * math.log(sw * mu1)

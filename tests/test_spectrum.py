@@ -136,6 +136,16 @@ def test_hard_tanh_orthogonal_two_layers_free_projections():
     assert s.lambda_max == pytest.approx(scale)
 
 
+def test_tanh_at_q_star_zero_is_a_linear_network():
+    # sigma_b2 = 0, sigma_w2 = 0.9: q* = 0, phi'(0)^2 = 1, so J = prod W: one atom (orthogonal),
+    # Fuss-Catalan scaled by 0.9^L (Gaussian)
+    o = jacobian_spectrum("tanh", 0.9, 0.0, 5, "orthogonal")
+    np.testing.assert_allclose(o.atom_lam, [0.9**5])
+    g = jacobian_spectrum("tanh", 0.9, 0.0, 5, "gaussian")
+    assert g.lambda_max == pytest.approx(0.9**5 * 6**6 / 5**5, rel=1e-10)
+    assert g.variance == pytest.approx(0.9**10 * 5, rel=1e-12)
+
+
 def test_linear_orthogonal_is_one_atom():
     s = jacobian_spectrum("linear", 1.2, 0.0, 7, "orthogonal")
     np.testing.assert_allclose(s.atom_lam, [1.2**7])
@@ -164,6 +174,7 @@ def test_relu_and_hard_tanh_variance_closed_forms():
     ("tanh", 1.05, 2.01e-5, 10_000, "orthogonal"),
     ("tanh", 1.05, 2.01e-5, 10_000, "gaussian"),
     ("tanh", 1.05, 2.01e-5, 100_000, "orthogonal"),
+    ("tanh", 1.05, 2.01e-5, 100_000, "gaussian"),
     ("tanh", 2.5, 0.05, 10, "orthogonal"),      # chaotic
     ("tanh", 0.8, 0.05, 5, "gaussian"),         # ordered
     ("erf", 1.114280, 0.01, 64, "orthogonal"),
