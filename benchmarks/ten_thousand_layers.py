@@ -147,6 +147,8 @@ def main(argv=None):
         "pass_gaussian_near_chance": bool(gauss.test_accuracy <= 0.25),
         "init_grad_norm_ratio_max_min_delta": spread(deep.init_grad_norms),
         "init_grad_norm_ratio_max_min_gaussian": spread(gauss.init_grad_norms),
+        "init_layers_with_zero_grad_delta": int(np.sum(deep.init_grad_norms == 0)),
+        "init_layers_with_zero_grad_gaussian": int(np.sum(gauss.init_grad_norms == 0)),
         "init_grad_norm_first_over_last_delta":
             float(deep.init_grad_norms[0] / deep.init_grad_norms[-1]),
         "init_grad_norm_first_over_last_gaussian":
