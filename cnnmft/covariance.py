@@ -707,6 +707,7 @@ class _Engine:
         self.ti_layer = -1
         self.linear_layer = -1
         self._series_cache = {}
+        self._qstar_cache = {}
         self._src = None
         self.qstar = None
         self._layer_cost = None
@@ -810,12 +811,26 @@ class _Engine:
         qbar = float(q.mean())
         if not (q.max() - q.min() <= 1e-15 * qbar) or qbar <= 0:
             return None
-        ser = self._common_series(qbar)
-        a2 = ser.coef[0] ** 2
-        qn = self.sw2 * float(np.sum(a2)) + self.sb2
-        if abs(qn - qbar) > 1e-15 * qbar:
-            return None
-        return qbar, np.ascontiguousarray(a2), ser
+        qs = self._qstar_cache.get(qbar)
+        if qs is None:
+            ser = self._common_series(qbar)
+            qn = self.sw2 * float(np.sum(ser.coef[0] ** 2)) + self.sb2
+            if abs(qn - qbar) > 1e-13 * qbar:  # not yet stationary
+                return None
+            # the exact fixed point of the series map (the per-pixel phase used interpolated
+            # coefficients, good to ~1e-15): freezing the coefficients slightly off it would
+            # bias every later layer by the same small amount
+            qs = qbar
+            for _ in range(60):
+                qn = self.sw2 * float(np.sum(self._common_series(qs).coef[0] ** 2)) + self.sb2
+                if abs(qn - qs) <= 2e-16 * qs:
+                    break
+                qs = qn
+            if len(self._qstar_cache) > 64:
+                self._qstar_cache.clear()
+            self._qstar_cache[qbar] = qs
+        ser = self._common_series(qs)
+        return qs, np.ascontiguousarray(ser.coef[0] ** 2), ser
 
     def _check_ti(self):
         if self.ti_tol <= 0 or self.red is not None:
