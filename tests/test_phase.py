@@ -67,3 +67,25 @@ def test_bad_grid():
         cnnmft.phase_diagram("tanh", [0.0, 1.0], [0.1])
     with pytest.raises(ValueError, match="non-empty"):
         cnnmft.phase_diagram("tanh", [], [0.1])
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf", "hard_tanh"])
+def test_chebyshev_tables_agree_with_direct_quadrature(act):
+    # tables of E[phi^2], d/dq E[phi^2], E[phi'^2] and the Mehler coefficients in log q against
+    # per-point direct quadrature (method="quadrature" on the point solver)
+    sw = np.linspace(0.4, 9.5, 23)
+    sb = np.array([0.0, 0.003, 0.05, 0.6, 1.9])
+    pd = cnnmft.phase_diagram(act, sw, sb, method="tables", critical_line=False)
+    W, B = np.meshgrid(sw, sb, indexing="ij")
+    fp = cnnmft.fixed_point(act, W, B, method="quadrature")
+    np.testing.assert_allclose(pd.q_star, fp.q_star, rtol=1e-11)
+    np.testing.assert_allclose(pd.chi_1, fp.chi_1, rtol=1e-11)
+    np.testing.assert_allclose(pd.chi_q, fp.chi_q, rtol=1e-11)
+    np.testing.assert_allclose(pd.c_star, fp.c_star, atol=1e-10)
+    np.testing.assert_allclose(pd.chi_c, fp.chi_c, rtol=1e-9)
+    np.testing.assert_array_equal(pd.status, fp.status)
+
+
+def test_tables_rejected_for_unbounded():
+    with pytest.raises(ValueError, match="bounded"):
+        cnnmft.phase_diagram("relu", [1.0], [0.1], method="tables")

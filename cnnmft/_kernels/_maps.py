@@ -149,7 +149,7 @@ def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
     return c, sw * k1, MAXITER, maxiter, abs(h)
 
 
-KMAX = 160
+KMAX = 320
 
 
 @jit
@@ -208,30 +208,16 @@ def _series(coef, kmax, c):
 
 
 @jit
-def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
-    """c* by the Mehler series when it converges fast enough; returns (c, chi_c, ok, nit, res).
-
-    ok is False when the truncation bound at the root exceeds 1e-14 (the caller falls back to
-    direct quadrature)."""
-    cg = c0 if (c0 > 0.0 and c0 < 1.0) else 0.5
-    if cg > 0.8:
-        kmax = KMAX
-    else:
-        kmax = min(KMAX, int(36.0 / -math.log(max(cg, 0.02) + 0.1)) + 8)
-    v, s = hermite_sq(code, q, kmax, ws, coef)
-    tail0 = v
-    tail1 = q * s
-    for k in range(kmax + 1):
-        tail0 -= coef[k]
-        tail1 -= k * coef[k]
-    tail0 = max(tail0, 0.0) + 1e-16 * v
-    tail1 = max(tail1, 0.0) + 1e-16 * q * s
+def _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg):
+    """Root of h(c) = (sw sum_k coef_k c^k + sb)/q - c in [0, 1) from cg; (c, dk, h, it)."""
     lo = 0.0
     hi = 1.0
     hlo = math.nan
     hhi = math.nan
     side = 0
     c = cg
+    dk = 0.0
+    h = 0.0
     for it in range(1, maxiter + 1):
         k0, dk = _series(coef, kmax, c)
         h = (sw * k0 + sb) / q - c
@@ -257,18 +243,45 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
         if not (cn > lo and cn < hi):
             cn = 0.5 * (lo + hi)
         if abs(cn - c) <= tol or abs(h) <= 4e-16:
-            ck = c ** (kmax + 1)
-            err0 = sw * ck * tail0 / q
-            # not accepted: c is still a good starting point for direct quadrature
-            if c > 0.97 or err0 > 1e-14 * (1.0 - sw * dk / q):
-                return c, 0.0, False, it, 0.0
-            chic = sw * dk / q
-            err1 = sw * (c ** kmax) * tail1 / q
-            if err1 > 1e-13:
-                return c, 0.0, False, it, 0.0
-            return c, chic, True, it, abs(h)
+            return c, dk, h, it
         c = cn
-    return c, 0.0, False, maxiter, 0.0
+    return c, dk, h, maxiter
+
+
+@jit
+def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
+    """c* from the Mehler series of the c-map; returns (c, chi_c, ok, nit, residual).
+
+    The series is truncated at kmax (doubled up to KMAX while needed). With
+    T0 = E[phi^2] - sum_{k<=kmax} a_k^2 and T1 = q E[phi'^2] - sum k a_k^2 (Parseval), the
+    truncation errors of K(c) and K'(c) are at most c^(kmax+1) T0 and c^kmax T1; the result is
+    accepted (ok) only when both bounds are below 1e-14 relative to the slope of h. Otherwise c
+    is returned as a starting point for direct quadrature.
+    """
+    cg = c0 if (c0 > 0.0 and c0 < 1.0) else 0.5
+    kmax = min(KMAX, max(24, int(36.0 / -math.log(min(max(cg, 0.02) + 0.1, 0.995))) + 8))
+    nit = 0
+    c = cg
+    while True:
+        v, s = hermite_sq(code, q, kmax, ws, coef)
+        tail0 = v
+        tail1 = q * s
+        for k in range(kmax + 1):
+            tail0 -= coef[k]
+            tail1 -= k * coef[k]
+        tail0 = max(tail0, 0.0) + 1e-16 * v
+        tail1 = max(tail1, 0.0) + 1e-16 * q * s
+        c, dk, h, it = _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg)
+        nit += it
+        slope = max(1.0 - sw * dk / q, 1e-3)
+        err0 = sw * c ** (kmax + 1) * tail0 / q
+        err1 = sw * c ** kmax * tail1 / q
+        if err0 <= 1e-14 * slope and err1 <= 1e-12:
+            return c, sw * dk / q, True, nit, abs(h)
+        if kmax >= KMAX:
+            return c, 0.0, False, nit, 0.0
+        kmax = min(2 * kmax, KMAX)
+        cg = c
 
 
 @jit
