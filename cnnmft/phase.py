@@ -1,12 +1,18 @@
 r"""Order-chaos phase diagrams over (sigma_w2, sigma_b2) grids.
 
 Every grid point gets the fixed point of :func:`cnnmft.fixed_point` (q*, c*, chi_1, chi_q,
-chi_c, xi_q, xi_c and a status code), computed by the same kernels with warm starts along each
-column of fixed sigma_b2 and, in the chaotic phase, the Mehler (Hermite) series of the c-map
-.. math:: \mathbb E[\phi(u_1)\phi(u_2)] = \sum_k a_k^2 c^k,\quad
-   a_k = \mathbb E[\phi(\sqrt{q^*}z)\,\mathrm{He}_k(z)]/\sqrt{k!}
-with a rigorous truncation bound (sum_k a_k^2 = E[phi^2]); where the bound is not below 1e-14 it
-falls back to direct bivariate quadrature. Columns run in parallel (numba threads).
+chi_c, xi_q, xi_c and a status code). Columns of fixed sigma_b2 run in parallel (numba threads)
+and each point warm-starts from its neighbour. For built-in bounded activations on large grids
+the one-dimensional integrals E[phi^2], d/dq E[phi^2], E[phi'^2] and the Mehler (Hermite)
+coefficients of the c-map,
+
+.. math:: \mathbb E[\phi(u_1)\phi(u_2)] = \sum_k a_k^2 c^k,\qquad
+   a_k = \mathbb E[\phi(\sqrt{q^*}z)\,\mathrm{He}_k(z)]/\sqrt{k!},
+
+are tabulated once as piecewise Chebyshev series in log q, each piece verified against direct
+quadrature; the c* equation is then solved on the series with a rigorous truncation bound
+(Parseval: sum_k a_k^2 = E[phi^2]) and falls back to direct bivariate quadrature where the bound
+is not below 1e-14.
 """
 
 from __future__ import annotations
