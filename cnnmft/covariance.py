@@ -809,7 +809,7 @@ class _Engine:
             return None
         q = self.g.qpix(self.S) if self.red is None else self.red[self.g.diag_col]
         qbar = float(q.mean())
-        if not (q.max() - q.min() <= 1e-15 * qbar) or qbar <= 0:
+        if not (q.max() - q.min() <= 4e-15 * qbar) or qbar <= 0:
             return None
         qs = self._qstar_cache.get(qbar)
         if qs is None:
