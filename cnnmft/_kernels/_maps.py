@@ -278,9 +278,14 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
         err1 = sw * c ** kmax * tail1 / q
         if err0 <= 1e-14 * slope and err1 <= 1e-12:
             return c, sw * dk / q, True, nit, abs(h)
-        if kmax >= KMAX:
+        if kmax >= KMAX or c <= 0.0:
             return c, 0.0, False, nit, 0.0
-        kmax = min(2 * kmax, KMAX)
+        # smallest truncation that the current tail bound already guarantees (tail0 only
+        # shrinks with kmax); if even KMAX is not enough by that bound, go to quadrature now
+        need = math.log(1e-14 * slope * q / (sw * tail0)) / math.log(c) - 1.0
+        if need > KMAX:
+            return c, 0.0, False, nit, 0.0
+        kmax = min(KMAX, max(int(need) + 2, kmax + 8))
         cg = c
 
 
