@@ -1017,7 +1017,7 @@ def _cheb_nodes(m):
 
 
 def _tabulate_iterates(vals, nlayers, snaps, a2, k0, step, q, sw2, sb2, *, tol=1e-12,
-                       deg=24, max_rounds=6):
+                       deg=20, max_rounds=8):
     """Values of the iterated scalar map after snaps[j] layers, for every entry of `vals`.
 
     The iterates are interpolated on panels of Chebyshev nodes (degree `deg`) of the starting
@@ -1041,7 +1041,7 @@ def _tabulate_iterates(vals, nlayers, snaps, a2, k0, step, q, sw2, sb2, *, tol=1
     edges = np.linspace(lo, hi, 17)
     for end in (q, -q):
         d = 0.05 * q
-        while d > 1e-12 * q:
+        while d > 1e-6 * q:
             p = end - math.copysign(d, end)
             if lo < p < hi:
                 edges = np.append(edges, p)
