@@ -527,7 +527,8 @@ def check_jacobian_large_stochastic(quick=True, rng=0):
                                      kernel_size=3, n_draws=draws, method="stochastic",
                                      n_probes=8, n_top=3, rng=rng)
     ok = _zcheck(res, [m1_th], [js.m1], [js.m1_stderr], dof=draws - 1)
-    res.curves = {"top": js.top, "top_se": js.top_stderr, "m1": np.array([js.m1, js.m1_stderr])}
+    res.curves = {"top": js.top, "top_se": js.top_stderr, "m1": np.array([js.m1, js.m1_stderr]),
+                  "sqrt_lambda_max": np.array(np.sqrt(lmax_th))}
     res.note = (f"N = {64 * width}; m1 {js.m1:.4f}±{js.m1_stderr:.4f} (th {m1_th:.4f}); var "
                 f"{js.var:.4f}±{js.var_stderr:.4f} (th {var_th:.4f}, finite width biases it up);"
                 f" top singular values {np.round(js.top, 3).tolist()} vs sqrt(lambda_max) "
@@ -656,6 +657,14 @@ def plot_check(res):
                         fmt="o", ms=3, color=f"C{i}", label=f"MC f={f}")
         ax.set_xlabel("layer l")
         ax.set_ylabel("mode amplitude")
+        ax.legend(fontsize=7)
+    elif res.group == "jacobian" and "eigenvalues" not in c:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        k = np.arange(1, len(c["top"]) + 1)
+        ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
+        ax.axhline(float(c["sqrt_lambda_max"]), color="k", lw=1,
+                   label="sqrt(lambda_max), infinite width")
+        ax.set_xlabel("rank")
         ax.legend(fontsize=7)
     elif res.group == "jacobian":
         fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -132,3 +132,20 @@ def test_covariance_check_passes_and_fails_with_wrong_convention():
     bad = vl.check_covariance_uniform(quick=True, rng=0, propagate=wrong)
     assert bad.status == "fail"
     assert bad.z > 1.5 * bad.z_crit
+
+
+@pytest.mark.parametrize("group,curves", [
+    ("jacobian", {"top": np.array([1.2, 1.1]), "top_se": np.array([0.01, 0.01]),
+                  "sqrt_lambda_max": np.array(1.13), "m1": np.array([1.0, 0.01])}),
+    ("jacobian", {"eigenvalues": np.linspace(0.3, 1.3, 50), "cdf_x": np.linspace(0, 2, 20),
+                  "cdf_y": np.linspace(0, 1, 20)}),
+    ("covariance", {"theory": np.arange(3.0), "mc": np.arange(3.0), "se": np.ones(3)}),
+    ("modes", {"layers": np.arange(1, 4), "modes": np.array([1]),
+               "amp_theory": np.ones((3, 1)), "amp_mc": np.ones((3, 1)),
+               "amp_se": np.ones((3, 1))}),
+])
+def test_every_figure_kind_renders(group, curves, tmp_path):
+    res = vl.CheckResult("x", group, "d", status="pass", curves=curves)
+    out = vl.write_report(vl.ValidationResult([res], quick=True, seconds=1.0), tmp_path)
+    assert out.exists()
+    assert (tmp_path / "figures" / "x.png").exists()
