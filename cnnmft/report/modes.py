@@ -66,7 +66,7 @@ def build(ctx) -> str:
     parts.append(ctx.numbers("modes_xi_by_profile", nums))
 
     # 2. dependence on sigma_w2: zero mode and slowest non-zero mode
-    sw = np.linspace(1.0, 3.0, 21 if ctx.quick else 81)
+    sw = np.sort(np.append(np.linspace(1.0, 3.0, 21 if ctx.quick else 81), 1.760955))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     nums = {"sigma_w2": sw}
     for kind, t, label in _PROFILES[:4]:
