@@ -22,7 +22,7 @@ from ._jit import jit, pjit
 OK, ZERO, INFINITE, MARGINAL, MAXITER, NONFINITE = 0, 1, 2, 3, -2, -3
 DEG = 20
 WIDTH = 0.5
-KT = 256
+KT = 512
 NF = 5 + KT + 1
 QMIN = 1e-8
 
