@@ -94,10 +94,6 @@ def _mehler_rule(tau_bucket, kmax):
     return z, wt, H.T
 
 
-def _k_guess(qmax):
-    return int(min(1200, math.ceil(90.0 * qmax) + 30))
-
-
 def mehler_coefficients(act, q, *, kmax=None):
     r"""Normalised Hermite coefficients ``c_k(q) = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!)``.
 
@@ -123,7 +119,7 @@ def mehler_coefficients(act, q, *, kmax=None):
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
     qmax = float(q.max()) if q.size else 0.0
     if kmax is None:
-        kmax = _k_guess(qmax)
+        kmax = _k_needed(qmax)
     tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
     bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
     z, wt, Hw = _mehler_rule(bucket, kmax)
