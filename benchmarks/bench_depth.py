@@ -90,6 +90,43 @@ def run_child(cfg, timeout):
     return out
 
 
+def plot(rows, impls, channels, batch, out):
+    """Step time and memory against depth (``bench_depth.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
+    for impl in impls:
+        rs = [r for r in rows if r["impl"] == impl and "step_s" in r]
+        if not rs:
+            continue
+        d = np.array([r["depth"] for r in rs], dtype=float)
+        ax[0].loglog(d, [r["step_s"] for r in rs], "o-", label=impl)
+        ax[1].loglog(d, [max(r["peak_extra_mb"], 0.1) for r in rs], "o-", label=impl)
+        ax[2].loglog(d, [max(r["peak_extra_mb"] - r["param_mb"], 0.1) for r in rs], "o-",
+                     label=impl)
+    rs = [r for r in rows if r["impl"] == impls[0] and "bare_s" in r]
+    ax[0].loglog([r["depth"] for r in rs], [r["bare_s"] for r in rs], "k--",
+                 label="bare convolutions")
+    fused = [r for r in rows if r["impl"] == "fused" and "step_s" in r]
+    if fused:
+        d = np.array([r["depth"] for r in fused], dtype=float)
+        ref = fused[0]["peak_extra_mb"] - fused[0]["param_mb"]
+        ax[2].loglog(d, max(ref, 0.1) * np.sqrt(d / d[0]), "k:", label="~ sqrt(depth)")
+    ax[0].set(xlabel="depth", ylabel="seconds per training step")
+    ax[1].set(xlabel="depth", ylabel="peak extra memory of a step (MB)")
+    ax[2].set(xlabel="depth", ylabel="peak extra memory minus gradients (MB)")
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.suptitle(f"VanillaCNN step cost, c={channels}, 4x4 maps, batch {batch} "
+                 "(shared 2-core CPU)")
+    fig.tight_layout()
+    fig.savefig(out / "bench_depth.png", dpi=110)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--depths", type=int, nargs="+", default=[100, 300, 1000, 3000, 10_000])
@@ -102,9 +139,15 @@ def main(argv=None):
                    help="skip the no-checkpointing runs above this depth")
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--replot", action="store_true", help="redraw from OUT/bench_depth.json")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        saved = json.loads((out / "bench_depth.json").read_text())
+        impls = list(dict.fromkeys(r["impl"] for r in saved["rows"]))
+        plot(saved["rows"], impls, saved["meta"]["channels"], saved["meta"]["batch"], out)
+        return 0
 
     rows = []
     for depth in args.depths:
@@ -144,32 +187,7 @@ def main(argv=None):
         w.writerow(keys)
         for r in rows:
             w.writerow([r.get(k, "") for k in keys])
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-        for impl in args.impls:
-            rs = [r for r in rows if r["impl"] == impl and "step_s" in r]
-            if rs:
-                ax[0].loglog([r["depth"] for r in rs], [r["step_s"] for r in rs], "o-", label=impl)
-                ax[1].loglog([r["depth"] for r in rs], [max(r["peak_extra_mb"], 0.1) for r in rs],
-                             "o-", label=impl)
-        rs = [r for r in rows if r["impl"] == args.impls[0] and "bare_s" in r]
-        ax[0].loglog([r["depth"] for r in rs], [r["bare_s"] for r in rs], "k--",
-                     label="bare convolutions")
-        ax[0].set(xlabel="depth", ylabel="seconds per training step")
-        ax[1].set(xlabel="depth", ylabel="peak extra memory of a step (MB)")
-        for a in ax:
-            a.legend(fontsize=8)
-        fig.suptitle(f"VanillaCNN step cost, c={args.channels}, 4x4 maps, batch {args.batch} "
-                     "(shared 2-core CPU)")
-        fig.tight_layout()
-        fig.savefig(out / "bench_depth.png", dpi=110)
-    except ImportError:  # pragma: no cover
-        pass
+    plot(rows, args.impls, args.channels, args.batch, out)
     return 0
 
 
