@@ -39,6 +39,61 @@ def slope(code, q, ws):
 
 
 @jit
+def q_step(q, v, dv, sw, sb, lo, hi):
+    """One safeguarded Newton step for g(q) = sw v(q) + sb - q on the bracket [lo, hi] (hi may be
+    inf). Returns (qn, lo, hi, g, dg); the step q - g/dg is written without cancellation."""
+    g = sw * v + sb - q
+    if g > 0.0:
+        lo = q
+    else:
+        hi = q
+    dg = sw * dv - 1.0
+    if dg < 0.0:
+        qn = (sw * (q * dv - v) - sb) / dg
+    elif hi < math.inf:
+        qn = 0.5 * (lo + hi)
+    else:
+        qn = 4.0 * q
+    if not (qn > lo and qn < hi):
+        qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
+    return qn, lo, hi, g, dg
+
+
+@jit
+def q_converged(q, qn, g, sb, lo, hi, tol):
+    """Stopping rule shared by the q* solvers: step, bracket or residual at roundoff."""
+    return (abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi)
+            or abs(g) <= 2.5e-16 * (q + sb))
+
+
+@jit
+def bracket_step(c, h, dh, lo, hi, hlo, hhi, side):
+    """One step of Newton (where dh < 0) / Illinois false position / bisection for a root of h
+    with h > 0 left of it. Returns (cn, lo, hi, hlo, hhi, side)."""
+    if h > 0.0:
+        lo = c
+        hlo = h
+        if side == 1:
+            hhi *= 0.5
+        side = 1
+    else:
+        hi = c
+        hhi = h
+        if side == -1:
+            hlo *= 0.5
+        side = -1
+    if dh < 0.0:
+        cn = c - h / dh
+    elif not math.isnan(hlo) and not math.isnan(hhi):
+        cn = lo - hlo * (hi - lo) / (hhi - hlo)
+    else:
+        cn = 0.5 * (lo + hi)
+    if not (cn > lo and cn < hi):
+        cn = 0.5 * (lo + hi)
+    return cn, lo, hi, hlo, hhi, side
+
+
+@jit
 def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
     """Return (q*, status, nit, residual) of q = sw E[phi(sqrt(q) z)^2] + sb.
 
@@ -67,30 +122,13 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
                 q = sb / (1.0 - s0)  # fixed point of the map linearised at q = 0
     for it in range(1, maxiter + 1):
         v, dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])
-        g = sw * v + sb - q
+        qn, lo, hi, g, dg = q_step(q, v, dv, sw, sb, lo, hi)
         if not math.isfinite(g):
             return math.nan, NONFINITE, it, math.nan
-        if g > 0.0:
-            lo = q
-        else:
-            hi = q
-        dg = sw * dv - 1.0
-        if dg < 0.0:
-            # q - g/dg written without cancellation (matters when q* << q)
-            qn = (sw * (q * dv - v) - sb) / dg
-        elif hi < math.inf:
-            qn = 0.5 * (lo + hi)
-        else:
-            qn = 4.0 * q
-        if not (qn > lo and qn < hi):
-            qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
         if qn > QMAX:
             return math.inf, INFINITE, it, 0.0
-        if (abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi)
-                or abs(g) <= 2.5e-16 * (q + sb)):  # converged, or the residual is roundoff
-            if abs(g) <= 2.5e-16 * (q + sb):
-                qn = q - g / dg if dg < 0.0 else q
-            return qn if abs(qn - q) <= 1e-13 * q else q, OK, it, abs(g) / max(q, 1e-300)
+        if q_converged(q, qn, g, sb, lo, hi, tol):
+            return (qn if abs(qn - q) <= 1e-13 * q else q), OK, it, abs(g) / max(q, 1e-300)
         q = qn
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
 
@@ -120,27 +158,7 @@ def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
     for it in range(1, maxiter + 1):
         k0, k1 = _quad.cmap_pair(code, q, c, ws)
         h = (sw * k0 + sb) / q - c
-        if h > 0.0:
-            lo = c
-            hlo = h
-            if side == 1:
-                hhi *= 0.5  # Illinois modification
-            side = 1
-        else:
-            hi = c
-            hhi = h
-            if side == -1:
-                hlo *= 0.5
-            side = -1
-        dh = sw * k1 - 1.0
-        if dh < 0.0:
-            cn = c - h / dh
-        elif not math.isnan(hlo) and not math.isnan(hhi):
-            cn = lo - hlo * (hi - lo) / (hhi - hlo)  # false position on the bracket
-        else:
-            cn = 0.5 * (lo + hi)
-        if not (cn > lo and cn < hi):
-            cn = 0.5 * (lo + hi)
+        cn, lo, hi, hlo, hhi, side = bracket_step(c, h, sw * k1 - 1.0, lo, hi, hlo, hhi, side)
         if abs(cn - c) <= tol or abs(h) <= 4e-16:
             return c, sw * k1, OK, it, abs(h)
         if 1.0 - c < 1e-15 and h <= 0.0:
@@ -221,27 +239,8 @@ def _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg):
     for it in range(1, maxiter + 1):
         k0, dk = _series(coef, kmax, c)
         h = (sw * k0 + sb) / q - c
-        if h > 0.0:
-            lo = c
-            hlo = h
-            if side == 1:
-                hhi *= 0.5
-            side = 1
-        else:
-            hi = c
-            hhi = h
-            if side == -1:
-                hlo *= 0.5
-            side = -1
-        dh = sw * dk / q - 1.0
-        if dh < 0.0:
-            cn = c - h / dh
-        elif not math.isnan(hlo) and not math.isnan(hhi):
-            cn = lo - hlo * (hi - lo) / (hhi - hlo)
-        else:
-            cn = 0.5 * (lo + hi)
-        if not (cn > lo and cn < hi):
-            cn = 0.5 * (lo + hi)
+        cn, lo, hi, hlo, hhi, side = bracket_step(c, h, sw * dk / q - 1.0, lo, hi, hlo, hhi,
+                                                  side)
         if abs(cn - c) <= tol or abs(h) <= 4e-16:
             return c, dk, h, it
         c = cn

@@ -115,21 +115,8 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
             return q, False, it
         v = _clenshaw(table[p, 0], x)
         dv = _clenshaw(table[p, 1], x)
-        g = sw * v + sb - q
-        if g > 0.0:
-            lo = q
-        else:
-            hi = q
-        dg = sw * dv - 1.0
-        if dg < 0.0:
-            qn = (sw * (q * dv - v) - sb) / dg
-        elif hi < math.inf:
-            qn = 0.5 * (lo + hi)
-        else:
-            qn = 4.0 * q
-        if not (qn > lo and qn < hi):
-            qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
-        if abs(qn - q) <= tol * q or abs(g) <= 2.5e-16 * (q + sb):
+        qn, lo, hi, g, dg = _maps.q_step(q, v, dv, sw, sb, lo, hi)
+        if _maps.q_converged(q, qn, g, sb, lo, hi, tol):
             return (qn if abs(qn - q) <= 1e-13 * q else q), True, it
         q = qn
     return q, False, maxiter
