@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["SECTIONS", "ReportContext", "build_report"]
 
 # Order of the story; modules that need an optional extra are skipped with a note.
-SECTIONS = ["phase", "validation", "kernels", "modes", "spectrum", "trainability", "training"]
+SECTIONS = ["phase", "modes", "kernels", "spectrum", "validation", "training", "trainability"]
 
 
 @dataclass
