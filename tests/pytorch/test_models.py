@@ -208,3 +208,22 @@ def test_grad_norms_per_layer():
     ref = torch.stack([net.block.weight.grad[i].norm() for i in range(6)])
     torch.testing.assert_close(gn, ref)
     assert np.all(np.isfinite(gn.numpy()))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("impl", ["autograd", "fused"])
+def test_cuda_matches_cpu(impl):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    net = VanillaCNN(30, 8, stem_strides=(1, 2), impl=impl, generator=_gen(11)).double()
+    x = torch.randn(4, 1, 8, 8, generator=_gen(12), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    F.cross_entropy(net(x), y).backward()
+    g_cpu = net.block.weight.grad.clone()
+    out_cpu = net(x).detach()
+    net.zero_grad()
+    net = net.cuda()
+    F.cross_entropy(net(x.cuda()), y.cuda()).backward()
+    torch.testing.assert_close(net(x.cuda()).detach().cpu(), out_cpu, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(net.block.weight.grad.cpu(), g_cpu, rtol=1e-8, atol=1e-12)
