@@ -30,12 +30,16 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     ddp = TrainResult.load(out / "result.json")
     single = train(TrainConfig(depth=6, channels=4, stem_strides=(1, 2), batch_size=16, steps=4,
                                lr=0.05, max_train=64, max_test=40, eval_every=0,
-                               dtype="float64", num_threads=1, plots=False), progress=False)
+                               dtype="float64", num_threads=1, plots=False,
+                               out_dir=str(tmp_path / "single")), progress=False)
     assert ddp.steps_done == 4
     # the same global batches and averaged gradients: identical up to float64 reduction order
     np.testing.assert_allclose(ddp.loss, single.loss, rtol=1e-10)
     np.testing.assert_allclose(ddp.grad_norms, single.grad_norms, rtol=1e-9)
     assert ddp.test_accuracy == pytest.approx(single.test_accuracy)
-    sd = torch.load(out / "checkpoint.pt", weights_only=False) if (out / "checkpoint.pt").exists() \
-        else None
-    assert sd is not None and json.loads(ddp.config)["steps"] == 4
+    # rank 0 wrote the checkpoint; its parameters equal the single-process run's
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    ref = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4 and json.loads(ddp.config)["steps"] == 4
+    for k, v in ref["model"].items():
+        torch.testing.assert_close(state["model"][k], v, rtol=1e-10, atol=1e-13)

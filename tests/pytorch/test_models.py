@@ -29,7 +29,6 @@ def _gen(seed=0):
 
 @pytest.mark.parametrize("depth", [10, 100, 10_000])
 def test_default_variances_are_critical_point_with_q_star_one_over_depth(depth):
-    net = VanillaCNN(0, 4, stem_strides=(1,), generator=_gen()) if depth == 0 else None
     net = VanillaCNN(2, 4, stem_strides=(1,), q_star=1.0 / depth, generator=_gen())
     sw, sb = _tanh_critical(1.0 / depth)
     assert net.sigma_w2 == pytest.approx(sw, rel=1e-9)
