@@ -226,3 +226,19 @@ def test_cuda_matches_cpu(impl):
     F.cross_entropy(net(x.cuda()), y.cuda()).backward()
     torch.testing.assert_close(net(x.cuda()).detach().cpu(), out_cpu, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(net.block.weight.grad.cpu(), g_cpu, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("init", ["block_orthogonal", "tunable_orthogonal"])
+def test_orthogonal_kernel_families_give_isometric_circular_blocks(init):
+    # Algorithm-1 and tunable kernels are orthogonal operators under circular padding for any
+    # map size (THEORY.md §3-4): a linear deep block with sigma_w2 = 1 preserves every norm
+    net = VanillaCNN(40, 8, act="linear", init=init, t=0.2, stem_strides=(1,), sigma_w2=1.0,
+                     sigma_b2=0.0, impl="autograd", generator=_gen(13)).double()
+    w = net.block.weight.detach()
+    assert float((w[:, :, :, 0, 0] ** 2).sum()) > 1e-3  # off-centre taps are used
+    x = torch.randn(3, 8, 5, 4, dtype=torch.float64, generator=_gen(14))
+    with torch.no_grad():
+        y = net.block(x)
+    # float32-drawn kernels: ~1e-7 per layer
+    torch.testing.assert_close(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1),
+                               rtol=2e-5, atol=0)
