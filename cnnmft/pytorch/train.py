@@ -479,6 +479,17 @@ def train(config: TrainConfig | None = None, progress=True, callback=None,
     (3, True)
     """
     torch = _torch()
+    # subnormals make deep tanh nets crawl on x86 CPUs; the flag is process-wide, so it is
+    # switched off again afterwards (torch has no getter to restore an earlier value)
+    torch.set_flush_denormal(True)
+    try:
+        return _train(config, progress, callback, **overrides)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(config, progress, callback, **overrides):
+    torch = _torch()
     import torch.nn.functional as F
 
     from cnnmft.pytorch import distributed as D
@@ -488,7 +499,6 @@ def train(config: TrainConfig | None = None, progress=True, callback=None,
     t_start = time.perf_counter()
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
-    torch.set_flush_denormal(True)  # subnormals make deep tanh nets crawl on x86 CPUs
     dtype = getattr(torch, config.dtype)
     dist = D.setup(config.device)
     device = dist.device if dist.active else _resolve_device(config.device)
