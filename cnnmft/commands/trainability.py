@@ -39,7 +39,9 @@ def configure(p):
                    help="weight variances (default: 12 values from 0.5 to 3.8)")
     g.add_argument("--depths", type=int, nargs="+", default=None, metavar="L",
                    help="depths (default: 2 4 6 8 12 16 24 32 48 64)")
-    g.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default 0.05)")
+    p.add_argument("--sigma-b2", type=float, default=0.05,
+                   help="bias variance (default 0.05); the modes study uses the critical "
+                        "sigma_w2 for it")
     g.add_argument("--threshold", type=float, default=0.3,
                    help="'trained' means final training accuracy >= this (default 0.3)")
     g = p.add_argument_group("modes study")
@@ -89,6 +91,7 @@ def run(args) -> int:
         kw = {} if args.t is None else {"t": args.t}
         res = sweeps.modewise_study(
             depth=args.depth, kinds=args.kinds, act=args.act, seeds=args.seeds, store=store,
+            sigma_b2=args.sigma_b2,
             scheduler=args.scheduler, n_workers=args.workers, **kw, **_train_kwargs(args))
         res.save(out / "modewise.npz")
         res.save(out / "modewise.json")

@@ -38,6 +38,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -875,7 +876,7 @@ def modewise_cell(params: dict) -> dict:
 
 def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
                    kinds=("orthogonal", "gaussian"),
-                   sigma_w2=None, sigma_b2=None, act="tanh", spatial_shape=None, seeds=(0, 1),
+                   sigma_w2=None, sigma_b2=0.05, act="tanh", spatial_shape=None, seeds=(0, 1),
                    store=None, scheduler=None, n_workers=2, progress=True, cell_fn=None,
                    **train_kwargs) -> ModewiseStudy:
     r"""Train at fixed depth at criticality with variance profiles from delta to binomial.
@@ -899,7 +900,10 @@ def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
     depth : int, default 32
     kinds : sequence of {"orthogonal", "gaussian"}
     sigma_w2, sigma_b2 : float, optional
-        Default: the critical point with ``q* = 1/depth`` (:func:`cnnmft.critical_point`).
+        Default: ``sigma_b2 = 0.05`` and the critical ``sigma_w2`` for it
+        (:func:`cnnmft.critical_sigma_w2`; 1.761 for tanh). ``sigma_b2=None`` with
+        ``sigma_w2=None``: the critical point with ``q* = 1/depth`` (the authors' demo rule;
+        its small signals train slowly at the default budget).
     act : str, default "tanh"
     spatial_shape : tuple of int, optional
         Grid of the deep block for the per-mode prediction (default: inferred from the dataset
@@ -932,12 +936,17 @@ def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
     seeds = [as_int(s, "seeds", low=0) for s in seeds]
     if not seeds or not kinds or t.size == 0:
         raise ValueError("`t`, `kinds` and `seeds` must not be empty")
-    if sigma_w2 is None or sigma_b2 is None:
-        if sigma_w2 is not None or sigma_b2 is not None:
-            raise ValueError("give both `sigma_w2` and `sigma_b2`, or neither (critical point "
-                             "with q* = 1/depth)")
+    if sigma_w2 is None and sigma_b2 is None:
         cp = cnnmft.critical_point(act, 1.0 / depth)
         sigma_w2, sigma_b2 = float(cp.sigma_w2), float(cp.sigma_b2)
+    elif sigma_w2 is None:
+        sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+        sigma_w2 = float(np.asarray(cnnmft.critical_sigma_w2(act, sigma_b2).sigma_w2))
+        if not math.isfinite(sigma_w2):
+            raise ValueError(f"no critical sigma_w2 for act={act!r}, sigma_b2={sigma_b2!r}; "
+                             "give `sigma_w2`")
+    elif sigma_b2 is None:
+        raise ValueError(f"`sigma_w2` = {sigma_w2!r} was given without `sigma_b2`")
     sigma_w2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
     sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
     if cell_fn is None:
