@@ -767,7 +767,8 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
     ax.set_ylabel("depth L")
     ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
                  f"{sweep.agreement:.2f}")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small",
+              frameon=False)
     return fig
 
 
