@@ -2,8 +2,8 @@
 
 Runs :func:`cnnmft.pytorch.sweeps.trainability_sweep` on its default grid (tanh, sigma_b2 = 0.05,
 sigma_w2 in 0.5..3.8, depth 2..64, digits, 150 SGD steps of batch 64, 16 channels) on a local Dask
-cluster, then :func:`cnnmft.pytorch.sweeps.modewise_study` (depth 32 at the critical point,
-t = 0..0.5, orthogonal and Gaussian kernels, 2 seeds). Writes figures and numbers to
+cluster, then :func:`cnnmft.pytorch.sweeps.modewise_study` (depth 16 at the critical point,
+t = 0..0.5, orthogonal and Gaussian kernels, 3 seeds, 300 steps). Writes figures and numbers to
 ``benchmarks/results/``. Cells are stored under ``--store`` as they finish, so an interrupted run
 resumes where it stopped.
 

@@ -47,8 +47,8 @@ def configure(p):
     g = p.add_argument_group("modes study")
     g.add_argument("--t", type=float, nargs="+", default=None, metavar="T",
                    help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 binomial)")
-    g.add_argument("--depth", type=int, default=32, help="depth of every run (default 32)")
-    g.add_argument("--seeds", type=int, nargs="+", default=(0, 1), help="seeds per profile")
+    g.add_argument("--depth", type=int, default=16, help="depth of every run (default 16)")
+    g.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2), help="seeds per profile")
     g.add_argument("--kinds", nargs="+", default=("orthogonal", "gaussian"),
                    choices=("orthogonal", "gaussian"), help="kernel kinds")
 

@@ -859,10 +859,11 @@ class ModewiseStudy(ResultMixin):
     config: str = "{}"
 
 
+#: Fixed training settings of every mode-wise cell (override with keyword arguments).
 MODEWISE_DEFAULTS = {
     "dataset": "digits",
     "channels": 16,
-    "steps": 150,
+    "steps": 300,
     "batch_size": 64,
     "optimizer": "sgd",
     "lr": 0.02,
@@ -875,9 +876,9 @@ def modewise_cell(params: dict) -> dict:
     return _train_cell(params)
 
 
-def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
+def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=16,
                    kinds=("orthogonal", "gaussian"),
-                   sigma_w2=None, sigma_b2=0.05, act="tanh", spatial_shape=None, seeds=(0, 1),
+                   sigma_w2=None, sigma_b2=0.05, act="tanh", spatial_shape=None, seeds=(0, 1, 2),
                    store=None, scheduler=None, n_workers=2, progress=True, cell_fn=None,
                    **train_kwargs) -> ModewiseStudy:
     r"""Train at fixed depth at criticality with variance profiles from delta to binomial.
@@ -898,7 +899,7 @@ def modewise_study(t=(0.0, 0.01, 0.03, 0.1, 0.25, 0.5), *, depth=32,
     ----------
     t : sequence of float in [0, 1/2]
         Profile parameters (``variance_profile("tunable", 3, t=t)``).
-    depth : int, default 32
+    depth : int, default 16
     kinds : sequence of {"orthogonal", "gaussian"}
     sigma_w2, sigma_b2 : float, optional
         Default: ``sigma_b2 = 0.05`` and the critical ``sigma_w2`` for it
