@@ -735,6 +735,7 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
         return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
     xe, ye = edges(x), edges(y, logy)
+    xe[0] = max(xe[0], 0.5 * x[0])  # sigma_w2 > 0
     if not logy:
         ye[0] = max(ye[0], 0.5 * y[0])
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0,

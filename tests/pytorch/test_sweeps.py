@@ -259,6 +259,10 @@ def test_trainability_sweep_agreement_against_reference_depth_scales(client, tmp
     matplotlib.use("Agg")
     fig = plot_trainability(res)
     assert len(fig.axes) == 2
+    # a coarse grid whose cell edges would reach sigma_w2 <= 0 still draws
+    coarse = trainability_sweep([0.5, 1.76, 3.5], [2], store=tmp_path / "s2", scheduler=client,
+                                cell_fn=_toy_trainability, progress=False)
+    assert len(plot_trainability(coarse).axes) == 2
     # bad input names the argument
     with pytest.raises(ValueError, match="threshold"):
         trainability_sweep(sw, depths, threshold=1.5, cell_fn=_toy_trainability, progress=False)
