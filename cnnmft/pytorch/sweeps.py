@@ -750,7 +750,8 @@ def plot_trainability(sweep: TrainabilitySweep, *, which="train_accuracy", ax=No
     try:
         sw_c = float(np.asarray(cnnmft.critical_sigma_w2(sweep.act, sweep.sigma_b2).sigma_w2))
         if xe[0] < sw_c < xe[-1]:
-            ax.axvline(sw_c, color="w", ls=":", lw=1.2,
+            ax.axvline(sw_c, color="w", ls=":", lw=1.4,
+                       path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
                        label=f"critical $\\sigma_w^2$={sw_c:.3g}")
     except (ValueError, TypeError):  # no critical point for this activation / sigma_b2
         pass
