@@ -36,3 +36,19 @@ from cnnmft.pytorch.train import TrainConfig, TrainResult, plot_training, train 
 
 __all__ += ["VanillaCNN", "DeepConvBlock", "critical_variances", "Dataset", "load_dataset",
             "TrainConfig", "TrainResult", "train", "plot_training"]
+
+# --- trainability sweeps on Dask (issue 8; dask is imported only when a sweep runs) -----------
+from cnnmft.pytorch.sweeps import (  # noqa: E402
+    CellStore,
+    ModewiseStudy,
+    TrainabilitySweep,
+    dask_client,
+    modewise_study,
+    plot_modewise,
+    plot_trainability,
+    run_cells,
+    trainability_sweep,
+)
+
+__all__ += ["CellStore", "ModewiseStudy", "TrainabilitySweep", "dask_client", "modewise_study",
+            "plot_modewise", "plot_trainability", "run_cells", "trainability_sweep"]
