@@ -109,7 +109,7 @@ class PhaseDiagram(ResultMixin):
 
 
 def _tables(code, q_lo, q_hi):
-    from cnnmft._kernels import _tables as T
+    from cnnmft._kernels import _tables as T  # tables are only built for built-in activations
 
     t0 = float(np.log(q_lo))
     npieces = max(1, int(np.ceil((np.log(q_hi) - t0) / T.WIDTH)))
@@ -179,16 +179,17 @@ def phase_diagram(act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_l
         raise ValueError(f"`method`='tables' needs a built-in bounded activation; {a.name!r} is "
                          "not one (use 'auto' or 'quadrature')")
     use_tables = method == "tables" or (method == "auto" and bounded and sw.size * sb.size >= 2000)
+    T = ns.tables
     if use_tables and (sb > 0).any():
-        from cnnmft._kernels import _tables as T
-
         bound = float(np.max(np.abs(a.phi(np.array([-60.0, 0.0, 60.0])))))
         q_lo = max(T.QMIN, 0.99 * float(sb[sb > 0].min()))
         q_hi = 1.01 * (float(sw.max()) * bound ** 2 + float(sb.max()))
         t0, npieces, table, valid, _ = _tables(code, q_lo, max(q_hi, 1.01 * q_lo))
-        T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid)
-    else:
-        ns.maps.phase_grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit)
+    else:  # no table: every point by direct quadrature and the per-point Mehler series
+        t0, npieces = 0.0, 0
+        table = np.zeros((0, T.NF, T.DEG + 1))
+        valid = np.zeros(0, dtype=np.bool_)
+    T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid)
     q, c, chi1, chiq, chic = (out[..., j] for j in range(5))
     xi_q, xi_c = depth_scale(chiq), depth_scale(chic)
     inf = status == Status.INFINITE

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from . import _act, _maps, _quad
+from . import _act, _maps, _quad, _tables
 
 
 def _clone_module(module, replacements, name):
@@ -122,10 +122,12 @@ def kernels_for(act):
                                  "_STEEP": steep, "LINEAR": -1, "RELU": -1, "HARD_TANH": -1,
                                  "ERF": -1}, f"cnnmft_custom_quad_{act.name}")
     maps = _clone_module(_maps, {"_act": actmod, "_quad": quad}, f"cnnmft_custom_maps_{act.name}")
-    return types.SimpleNamespace(quad=quad, maps=maps, act=actmod, code=0)
+    tables = _clone_module(_tables, {"_maps": maps, "_quad": quad},
+                           f"cnnmft_custom_tables_{act.name}")
+    return types.SimpleNamespace(quad=quad, maps=maps, tables=tables, act=actmod, code=0)
 
 
-_BUILTIN = types.SimpleNamespace(quad=_quad, maps=_maps, act=_act)
+_BUILTIN = types.SimpleNamespace(quad=_quad, maps=_maps, tables=_tables, act=_act)
 
 
 def kernels(act):

@@ -348,32 +348,6 @@ def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status
     return 0
 
 
-@pjit
-def phase_grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit):
-    """Fixed points on the grid sw (n_w, ascending) x sb (n_b); out has shape (n_w, n_b, NOUT).
-
-    Columns of fixed sb run in parallel; along a column each point warm-starts from the last.
-    """
-    nw = sw.size
-    nb = sb.size
-    for j in prange(nb):
-        ws = _quad.new_workspace()
-        q0 = -1.0
-        c0 = -1.0
-        for i in range(nw):
-            st, it = fixed_point_one(code, sw[i], sb[j], phi0_zero, phi_odd, tol, maxiter, ws,
-                                     out[i, j], q0, c0, True)
-            status[i, j] = st
-            nit[i, j] = it
-            if st == OK or st == MARGINAL:
-                q0 = out[i, j, 0] if out[i, j, 0] > 0.0 else -1.0
-                c0 = out[i, j, 1] if out[i, j, 1] < 1.0 else -1.0
-            else:
-                q0 = -1.0
-                c0 = -1.0
-    return 0
-
-
 @jit
 def q_map_many(code, q, sw, sb, out):
     ws = _quad.new_workspace()

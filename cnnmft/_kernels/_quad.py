@@ -252,6 +252,24 @@ def smoothed(code, o, m, s, edges, nodes, weights):
 
 
 @jit
+def _outer_rule(code, sq1, sq2, c, edges, nodes, weights):
+    """Outer rule in z1 for E[f(sq1 z1) E[g(mc z1 + sig Z)]]: returns (n, sig, mc) with
+    mc = sq2 c and sig = sq2 sqrt(1 - c^2); features of f and of the smoothed g."""
+    sig = sq2 * math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
+    mc = sq2 * c
+    n = _base_edges(edges)
+    n = _features(code, sq1, 0.0, 1.0, edges, n)
+    if abs(mc) > 0.0:
+        # features of g(-|mc| z) are the mirror images of those of g(|mc| z)
+        n0 = n
+        n = _features_g(code, abs(mc), sig, edges, n)
+        if mc < 0.0:
+            for i in range(n0, n):
+                edges[i] = -edges[i]
+    return _finish_rule(edges, n, nodes, weights), sig, mc
+
+
+@jit
 def expect_2d(code, a, b, q1, q2, c, ws):
     """E[phi^{(a)}(u1) phi^{(b)}(u2)] for a centred normal pair with variances q1, q2, corr c.
 
@@ -271,19 +289,7 @@ def expect_2d(code, a, b, q1, q2, c, ws):
     sq2 = math.sqrt(q2)
     if sq1 == 0.0:
         return _act.deriv(code, a, 0.0) * smoothed(code, b, 0.0, sq2, e2, n2, w2)
-    s = math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
-    sig = sq2 * s
-    n = _base_edges(edges)
-    n = _features(code, sq1, 0.0, 1.0, edges, n)
-    mc = sq2 * c
-    if abs(mc) > 0.0:
-        # features of g(-|mc| z) are the mirror images of those of g(|mc| z)
-        n0 = n
-        n = _features_g(code, abs(mc), sig, edges, n)
-        if mc < 0.0:
-            for i in range(n0, n):
-                edges[i] = -edges[i]
-    n = _finish_rule(edges, n, nodes, weights)
+    n, sig, mc = _outer_rule(code, sq1, sq2, c, edges, nodes, weights)
     acc = 0.0
     for i in range(n):
         z = nodes[i]
@@ -372,18 +378,7 @@ def cmap_pair(code, q, c, ws):
     if c < -1.0:
         c = -1.0
     sq = math.sqrt(q)
-    s = math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
-    sig = sq * s
-    mc = sq * c
-    n = _base_edges(edges)
-    n = _features(code, sq, 0.0, 1.0, edges, n)
-    if abs(mc) > 0.0:
-        n0 = n
-        n = _features_g(code, abs(mc), sig, edges, n)
-        if mc < 0.0:
-            for i in range(n0, n):
-                edges[i] = -edges[i]
-    n = _finish_rule(edges, n, nodes, weights)
+    n, sig, mc = _outer_rule(code, sq, sq, c, edges, nodes, weights)
     k0 = 0.0
     k1 = 0.0
     for i in range(n):

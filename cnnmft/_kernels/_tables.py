@@ -126,7 +126,7 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
 def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, npieces, table,
           valid, row):
     """One grid point from the tables, with direct quadrature wherever they do not apply."""
-    if sb == 0.0 or q0 <= 0.0:
+    if sb == 0.0 or q0 <= 0.0 or npieces == 0:
         return _maps.fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0,
                                      c0, True)
     q, ok, nit = _q_solve(sw, sb, q0, t0, npieces, table, valid, tol, maxiter)
