@@ -16,10 +16,11 @@ Entry evaluators:
 import math
 
 import numpy as np
+from numba import prange
 
 from . import _quad
 from ._act import ERF, LINEAR
-from ._jit import jit
+from ._jit import jit, pjit
 
 OK = 0
 NONFINITE = -3
@@ -89,7 +90,7 @@ def _clip1(x):
     return x
 
 
-@jit
+@pjit
 def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
                  sw2, sb2):
     """T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel, term].
@@ -103,10 +104,10 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, s
     isq = np.empty(qpix.shape[0])
     for p in range(qpix.shape[0]):
         isq[p] = 1.0 / math.sqrt(qpix[p]) if qpix[p] > 0.0 else 0.0
-    pa = np.empty(4, dtype=np.int64)
-    pb = np.empty(4, dtype=np.int64)
-    xs = np.empty(4)
-    for alpha in range(npix):
+    for alpha in prange(npix):  # rows of T are independent
+        pa = np.empty(4, dtype=np.int64)
+        pb = np.empty(4, dtype=np.int64)
+        xs = np.empty(4)
         i3 = alpha % n3
         rr = alpha // n3
         i2 = rr % n2
@@ -168,13 +169,13 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, s
             _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2)
 
 
-@jit
+@pjit
 def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
     """T = C(S) when every variance equals q (invq = 1/q): a[t] = c_t(q)^2."""
     npix = S.shape[0]
     ncol = S.shape[1]
     kc = a.shape[0]
-    for alpha in range(npix):
+    for alpha in prange(npix):
         rho = np.empty(ncol)
         r = np.empty(ncol)
         acc = np.empty(ncol)
