@@ -140,7 +140,15 @@ def build_report(outdir="report", *, quick=False, sections=None, rng=0, progress
             continue
         if progress:
             print(f"[{i + 1}/{len(names)}] {mod.TITLE} ...", flush=True)
-        frag = mod.build(ctx)
+        try:
+            frag = mod.build(ctx)
+        except ImportError as exc:  # an optional extra (torch, dask) is missing
+            parts.append(f'<h2 id="{name}">{html.escape(mod.TITLE)}</h2><p>skipped: '
+                         f"{html.escape(str(exc))} (install the extras: "
+                         "<code>pip install cnnmft[torch,distributed]</code>)</p>")
+            if progress:
+                print(f"      skipped: {exc}", flush=True)
+            continue
         parts.append(f'<h2 id="{name}">{html.escape(mod.TITLE)}</h2>\n{frag}')
         toc.append(f'<li><a href="#{name}">{html.escape(mod.TITLE)}</a></li>')
         if progress:
