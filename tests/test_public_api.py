@@ -73,3 +73,20 @@ def test_report_section_quick(tmp_path, section):
     index = build_report(tmp_path, quick=True, sections=[section], progress=False)
     html = index.read_text()
     assert "<img" in html and "data/" in html
+
+
+def test_main_demo_quick_builds_every_section(tmp_path):
+    """`cnnmft report --quick`: every section of the story, figures and their numbers."""
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    from cnnmft.cli import main
+    from cnnmft.report import SECTIONS
+
+    assert main(["report", "--quick", "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "index.html").read_text()
+    for name in SECTIONS:
+        assert f'id="{name}"' in html, name
+    assert "skipped" not in html
+    figures = list((tmp_path / "figures").glob("*.png"))
+    data = list((tmp_path / "data").iterdir())
+    assert len(figures) >= len(SECTIONS) and len(data) >= len(SECTIONS)
