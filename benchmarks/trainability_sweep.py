@@ -45,8 +45,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    note = ("timings taken on a shared 2-core machine (7 engineers working at once): inflated by "
-            "contention; load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    note = ("timings on a 2-core machine; other work running at the same time inflates them; "
+            "load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     if args.note:
         note += "; " + args.note
 
