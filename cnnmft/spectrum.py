@@ -85,6 +85,16 @@ class _Law:
                 self.wscale)
 
 
+
+def _unsort(order, *sorted_arrays):
+    """Undo a sort: out[order] = sorted for each array."""
+    outs = []
+    for a in sorted_arrays:
+        out = np.empty_like(a)
+        out[order] = a
+        outs.append(out)
+    return outs
+
 def _dvals(act, sq, z):
     u = sq * np.asarray(z, dtype=np.float64)
     p1 = act.dphi(u)
@@ -812,12 +822,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
             lower_end = cut
             below_mass = cdf_s[-1] if pst_s[-1] >= 0 else np.nan
             dens_s, cdf_s, pst_s = dens_s[:-1], cdf_s[:-1], pst_s[:-1]
-        dens = np.empty_like(dens_s)
-        cdf = np.empty_like(cdf_s)
-        pst = np.empty_like(pst_s)
-        dens[order] = dens_s
-        cdf[order] = cdf_s
-        pst[order] = pst_s
+        dens, cdf, pst = _unsort(order, dens_s, cdf_s, pst_s)
         if user is None:
             # continuous mass on the grid + mass below the grid (exact CDF) + atoms above it
             mass = (float(np.sum(qw * dens)) + below_mass
@@ -951,12 +956,7 @@ def universal_spectrum(s, *, n_points=2000, lam=None, tol=1e-13, maxiter=80):
     dens_s[inside] = np.maximum(-ms.imag, 0.0) / (math.pi * gi)
     cdf_s[inside] = cd
     pst_s[inside] = st
-    dens = np.empty_like(dens_s)
-    cdf = np.empty_like(cdf_s)
-    pst = np.empty_like(pst_s)
-    dens[order] = dens_s
-    cdf[order] = cdf_s
-    pst[order] = pst_s
+    dens, cdf, pst = _unsort(order, dens_s, cdf_s, pst_s)
     status = Status.OK if np.all(pst >= 0) else Status.MAXITER
     mass = float(np.sum(qw * dens)) if lam is None else float("nan")
     sv = np.sqrt(grid)

@@ -180,11 +180,7 @@ def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
         r = np.empty(ncol)
         acc = np.empty(ncol)
         for c in range(ncol):
-            x = S[alpha, c] * invq
-            if x > 1.0:
-                x = 1.0
-            elif x < -1.0:
-                x = -1.0
+            x = _clip1(S[alpha, c] * invq)
             rho[c] = x
             r[c] = x if step == 1 else x * x
             acc[c] = a[kc - 1]
@@ -312,11 +308,7 @@ def run_reduced_common(x, y, nlayers, a, k0, step, invq, sw2, sb2):
     kc = a.shape[0]
     for layer in range(nlayers):
         for c in range(x.shape[0]):
-            rho = x[c] * invq
-            if rho > 1.0:
-                rho = 1.0
-            elif rho < -1.0:
-                rho = -1.0
+            rho = _clip1(x[c] * invq)
             r = rho if step == 1 else rho * rho
             acc = 0.0
             for t in range(kc - 1, -1, -1):
@@ -368,11 +360,7 @@ def run_linear(m, G, nlayers, a, k0, step, invq, sw2, sb2):
     kc = a.shape[0]
     for layer in range(nlayers):
         for c in range(m.shape[0]):
-            rho = m[c] * invq
-            if rho > 1.0:
-                rho = 1.0
-            elif rho < -1.0:
-                rho = -1.0
+            rho = _clip1(m[c] * invq)
             r = rho if step == 1 else rho * rho
             acc = a[kc - 1]
             dacc = 0.0
