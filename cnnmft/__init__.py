@@ -9,8 +9,13 @@ Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Net
 __version__ = "0.1.0"
 
 # --- plumbing and engine (issue 2) -------------------------------------------------------------
-from cnnmft.activations import Activation, available_activations, get_activation, register_activation
-from cnnmft.results import CriticalPoint, FixedPoint, Status
+from cnnmft import gaussian
+from cnnmft.activations import (
+    Activation,
+    available_activations,
+    get_activation,
+    register_activation,
+)
 
 # --- fully-connected mean field and phase diagrams (issue 2) ----------------------------------
 from cnnmft.meanfield import (
@@ -23,7 +28,7 @@ from cnnmft.meanfield import (
     trainable_depth,
 )
 from cnnmft.phase import PhaseDiagram, phase_diagram
-from cnnmft import gaussian
+from cnnmft.results import CriticalPoint, FixedPoint, Status
 
 __all__ = [
     "__version__",

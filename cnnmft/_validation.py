@@ -36,7 +36,8 @@ def as_float_array(value, name: str, *, low=None, high=None, low_open=False, all
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a real number or an array of them, got {value!r}") from None
+        raise TypeError(f"`{name}` must be a real number or an array of them, "
+                        f"got {value!r}") from None
     rng_txt = _range_text(low, high, low_open)
     if np.isnan(arr).any():
         raise ValueError(f"`{name}` must be a finite number {rng_txt}; got NaN in {_show(value)}")
@@ -67,7 +68,8 @@ def _range_text(low, high, low_open=False) -> str:
 def as_int(value, name: str, *, low=None, high=None) -> int:
     """Return `value` as a Python int after checking the type and the range ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type "
+                        f"{type(value).__name__}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"`{name}` must be an integer {_range_text(low, high)}; got {value}")

@@ -75,6 +75,7 @@ class Activation:
         return f(np.asarray(x, dtype=np.float64))
 
     def __call__(self, x):
+        """phi(x), elementwise (same as :meth:`phi`)."""
         return self.phi(x)
 
     def __repr__(self):

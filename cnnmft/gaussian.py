@@ -30,8 +30,8 @@ __all__ = ["expect", "expect2"]
 def _orders(orders, name="orders"):
     o = np.asarray(orders, dtype=np.int64).ravel()
     if o.size == 0 or (o < 0).any() or (o > 2).any():
-        raise ValueError(f"`{name}` must be a non-empty sequence of derivative orders in {{0, 1, 2}}"
-                         f", got {orders!r}")
+        raise ValueError(f"`{name}` must be a non-empty sequence of derivative orders in "
+                         f"{{0, 1, 2}}, got {orders!r}")
     return o
 
 

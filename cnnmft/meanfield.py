@@ -20,8 +20,6 @@ References: Poole et al. (NeurIPS 2016); Schoenholz et al., "Deep Information Pr
 
 from __future__ import annotations
 
-
-
 import numpy as np
 from scipy.optimize import brentq
 

@@ -78,7 +78,8 @@ def status_counts(status) -> dict[str, int]:
 
 def _to_jsonable(value):
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype),
+                "shape": list(value.shape)}
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, (list, tuple)):
@@ -163,7 +164,8 @@ class ResultMixin:
 
 
 def _array_eq(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=np.asarray(x).dtype.kind == "f")
+    return all(np.array_equal(np.asarray(x), np.asarray(y),
+                              equal_nan=np.asarray(x).dtype.kind == "f")
                for x, y in zip(a, b))
 
 

@@ -69,14 +69,16 @@ class ReportContext:
         if all(a.ndim == 0 for a in arrays.values()):
             path = d / f"{name}.json"
             path.write_text(json.dumps({k: a.item() for k, a in arrays.items()}, indent=1))
-        elif all(a.ndim == 1 for a in arrays.values()) and len({a.shape for a in arrays.values()}) == 1:
+        elif (all(a.ndim == 1 for a in arrays.values())
+              and len({a.shape for a in arrays.values()}) == 1):
             path = d / f"{name}.csv"
             with open(path, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(list(arrays))
                 for row in zip(*arrays.values()):
-                    w.writerow([repr(float(x)) if np.ndim(x) == 0 and np.asarray(x).dtype.kind == "f"
-                                else x for x in row])
+                    w.writerow([repr(float(x))
+                                if np.ndim(x) == 0 and np.asarray(x).dtype.kind == "f" else x
+                                for x in row])
         else:
             path = d / f"{name}.npz"
             np.savez_compressed(path, **arrays)
@@ -88,7 +90,8 @@ class ReportContext:
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>cnnmft report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}
-img{{max-width:100%}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}
+img{{max-width:100%}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px}}
 figure{{margin:1em 0}} .data{{font-size:small;color:#555}}</style></head>
 <body><h1>cnnmft report</h1>
 <p>Mean-field theory of deep convolutional networks (Xiao, Bahri, Sohl-Dickstein, Schoenholz,
