@@ -48,21 +48,11 @@ def _as_jit(f):
 
 
 def _fd_jit(f, order):
-    """Fourth-order central differences of a jitted scalar function."""
-    if order == 1:
-        h = 1e-3
+    """Fourth-order central differences of a jitted scalar function (the formulas of
+    cnnmft.activations._fd, compiled)."""
+    from cnnmft.activations import _fd
 
-        def d1(x):
-            return (-f(x + 2 * h) + 8 * f(x + h) - 8 * f(x - h) + f(x - 2 * h)) / (12 * h)
-
-        return numba.njit(d1)
-    h = 2e-3
-
-    def d2(x):
-        return (-f(x + 2 * h) + 16 * f(x + h) - 30 * f(x) + 16 * f(x - h) - f(x - 2 * h)) / (
-            12 * h * h)
-
-    return numba.njit(d2)
+    return numba.njit(_fd(f, order))
 
 
 @functools.lru_cache(maxsize=None)

@@ -168,6 +168,7 @@ def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
 
 
 KMAX = 320
+MAXW_H = 2.25  # widest panel of the rule for the Hermite coefficients
 
 
 @jit
@@ -209,8 +210,6 @@ def hermite_sq(code, q, kmax, ws, coef):
         coef[k + 1] = acc * acc
     return v, s
 
-
-MAXW_H = 2.25
 
 
 @jit

@@ -254,7 +254,9 @@ def smoothed(code, o, m, s, edges, nodes, weights):
 @jit
 def _outer_rule(code, sq1, sq2, c, edges, nodes, weights):
     """Outer rule in z1 for E[f(sq1 z1) E[g(mc z1 + sig Z)]]: returns (n, sig, mc) with
-    mc = sq2 c and sig = sq2 sqrt(1 - c^2); features of f and of the smoothed g."""
+    mc = sq2 c and sig = sq2 sqrt(1 - c^2) (c clipped to [-1, 1]); features of f and of the
+    smoothed g."""
+    c = min(1.0, max(-1.0, c))
     sig = sq2 * math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
     mc = sq2 * c
     n = _base_edges(edges)
@@ -273,7 +275,7 @@ def _outer_rule(code, sq1, sq2, c, edges, nodes, weights):
 def expect_2d(code, a, b, q1, q2, c, ws):
     """E[phi^{(a)}(u1) phi^{(b)}(u2)] for a centred normal pair with variances q1, q2, corr c.
 
-    ws: workspace, float64 array of shape (6, MAXEDGES * NGL).
+    ws: workspace from workspace() / new_workspace().
     """
     edges = ws[0]
     nodes = ws[1]
@@ -281,10 +283,6 @@ def expect_2d(code, a, b, q1, q2, c, ws):
     e2 = ws[3]
     n2 = ws[4]
     w2 = ws[5]
-    if c > 1.0:
-        c = 1.0
-    if c < -1.0:
-        c = -1.0
     sq1 = math.sqrt(q1)
     sq2 = math.sqrt(q2)
     if sq1 == 0.0:
@@ -302,7 +300,10 @@ def expect_2d(code, a, b, q1, q2, c, ws):
 
 @jit
 def var_dvar(code, q, edges, nodes, weights):
-    """(E[phi(u)^2], d/dq E[phi(u)^2]) for u ~ N(0, q), q > 0, from one rule."""
+    """(E[phi(u)^2], d/dq E[phi(u)^2]) for u ~ N(0, q), q > 0, from one rule.
+
+    d/dq E[phi^2] = E[phi'^2 + phi phi''] plus the delta terms of phi'' at kinks where phi'
+    jumps: sum_k jump_k phi(k) p_q(k)."""
     n = rule_1d(code, q, edges, nodes, weights)
     sq = math.sqrt(q)
     v = 0.0
@@ -321,21 +322,8 @@ def var_dvar(code, q, edges, nodes, weights):
 
 @jit
 def dvar_dq(code, q, edges, nodes, weights):
-    """d/dq E[phi(u)^2], u ~ N(0, q), q > 0: E[phi'^2 + phi phi''] plus the delta terms of phi''
-    at kinks where phi' jumps (sum_k jump_k phi(k) p_q(k))."""
-    n = rule_1d(code, q, edges, nodes, weights)
-    sq = math.sqrt(q)
-    s = 0.0
-    for i in range(n):
-        u = sq * nodes[i]
-        d1 = _act.dphi(code, u)
-        s += weights[i] * (d1 * d1 + _act.phi(code, u) * _act.d2phi(code, u))
-    if code < _KINKS.shape[0]:
-        for j in range(2):
-            k = _KINKS[code, j]
-            if not math.isnan(k):
-                s += _JUMPS[code, j] * _act.phi(code, k) * normal_pdf(k / sq) / sq
-    return s
+    """d/dq E[phi(u)^2], u ~ N(0, q), q > 0 (the second output of var_dvar)."""
+    return var_dvar(code, q, edges, nodes, weights)[1]
 
 
 @jit
@@ -373,10 +361,6 @@ def cmap_pair(code, q, c, ws):
     edges = ws[0]
     nodes = ws[1]
     weights = ws[2]
-    if c > 1.0:
-        c = 1.0
-    if c < -1.0:
-        c = -1.0
     sq = math.sqrt(q)
     n, sig, mc = _outer_rule(code, sq, sq, c, edges, nodes, weights)
     k0 = 0.0
@@ -400,10 +384,11 @@ def rule_fine(code, q, maxw, edges, nodes, weights):
     return _finish_rule(edges, n, nodes, weights)
 
 
-def workspace():
-    return np.zeros((7, MAXEDGES * NGL))
-
-
 @jit
 def new_workspace():
+    """Scratch rows: outer edges/nodes/weights, inner edges/nodes/weights, series coefficients."""
     return np.zeros((7, MAXEDGES * NGL))
+
+
+def workspace():
+    return new_workspace()

@@ -29,11 +29,10 @@ QMIN = 1e-8
 
 @jit
 def _values(code, q, ws, coef, row):
-    v, dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])
-    s = _maps.slope(code, q, ws)
-    v2, s2 = _maps.hermite_sq(code, q, KT, ws, coef)
-    t0 = v2
-    t1 = q * s2
+    dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])[1]
+    v, s = _maps.hermite_sq(code, q, KT, ws, coef)  # E[phi^2], E[phi'^2] from the same rule
+    t0 = v
+    t1 = q * s
     for k in range(KT + 1):
         t0 -= coef[k]
         t1 -= k * coef[k]
