@@ -43,6 +43,19 @@ class Status(enum.IntEnum):
     NO_SOLUTION : -4
         The problem has no solution for this input (e.g. the critical line would need
         sigma_b2 < 0); the affected outputs are NaN.
+    BISTABLE : 4
+        The map has more than one stable fixed point, so the fate of an input depends on where
+        it starts (e.g. the gelu and swish q-maps near sigma_w2 ~ 2.3: a stable q* ~ 0.19 below
+        an unstable one, above which q^l grows without bound). The result reports every stable
+        point and the unstable one that separates their basins (e.g. ``q_star_low``,
+        ``q_unstable``, ``q_star_high`` of :class:`FixedPoint`).
+    UNSTABLE : 5
+        The point returned is a fixed point but not a stable one (slope > 1), e.g. a critical
+        point (chi_1 = 1) whose length fixed point has chi_q > 1: iterating the map from nearby
+        moves away from it. Values are reported.
+    INTERRUPTED : -5
+        The computation was interrupted (KeyboardInterrupt / Ctrl-C) before it finished; the
+        outputs not yet computed are NaN.
     """
 
     OK = 0
@@ -52,6 +65,9 @@ class Status(enum.IntEnum):
     MAXITER = -2
     NONFINITE = -3
     NO_SOLUTION = -4
+    BISTABLE = 4
+    UNSTABLE = 5
+    INTERRUPTED = -5
 
 
 def status_counts(status) -> dict[str, int]:
