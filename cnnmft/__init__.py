@@ -93,3 +93,8 @@ from cnnmft.spectrum import (  # noqa: E402
 
 __all__ += ["JacobianMoments", "Spectrum", "jacobian_moments", "jacobian_spectrum",
             "universal_spectrum"]
+
+# --- one thread policy for numba, BLAS and torch (docs/performance.md) --------------------------
+from cnnmft._threads import get_num_threads, limit_threads, set_num_threads  # noqa: E402
+
+__all__ += ["get_num_threads", "limit_threads", "set_num_threads"]

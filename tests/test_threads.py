@@ -1,0 +1,242 @@
+"""The thread policy (cnnmft._threads): parsing, defaults; numba, BLAS and torch obey it."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from cnnmft import _threads
+from cnnmft._kernels._jit import ParallelDispatcher, pjit
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy(monkeypatch):
+    monkeypatch.delenv(_threads.ENV_VAR, raising=False)
+    yield
+    monkeypatch.delenv(_threads.ENV_VAR, raising=False)
+    _threads.set_num_threads(None)
+
+
+def _sum_kernel(x):
+    total = 0.0
+    for i in numba.prange(x.size):
+        total += x[i]
+    return total
+
+
+_psum = pjit(_sum_kernel, cache=False)   # a parallel kernel under the project policy
+
+
+def _blas_counts():
+    from threadpoolctl import threadpool_info
+
+    return {d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,n", [("1", 1), (" 3 ", 3), ("16", 16)])
+def test_parse_accepts_positive_integers(text, n):
+    assert _threads.parse_num_threads(text, "X") == n
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc", "", "1.5", "2 threads", "0x2"])
+def test_parse_rejects_bad_strings(text):
+    with pytest.raises(ValueError, match=r"`CNNMFT_NUM_THREADS` must be an integer >= 1.*got"):
+        _threads.parse_num_threads(text, "CNNMFT_NUM_THREADS")
+
+
+@pytest.mark.parametrize("value,exc", [(0, ValueError), (-2, ValueError), (1.0, TypeError),
+                                       (True, TypeError), ([1], TypeError)])
+def test_set_num_threads_rejects_bad_values(value, exc):
+    with pytest.raises(exc, match="`n` must be an integer >= 1"):
+        _threads.set_num_threads(value)
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc"])
+def test_bad_environment_variable_is_a_clear_error(monkeypatch, text):
+    monkeypatch.setenv(_threads.ENV_VAR, text)
+    with pytest.raises(ValueError, match=repr(text)):
+        _threads.get_num_threads()
+
+
+def test_bad_environment_variable_named_in_a_fresh_process():
+    env = {**os.environ, _threads.ENV_VAR: "abc"}
+    code = "import cnnmft._threads as t; t.get_num_threads()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "`CNNMFT_NUM_THREADS` must be an integer >= 1" in out.stderr
+
+
+# --- defaults ----------------------------------------------------------------------------------
+
+def test_default_is_the_cpus_the_process_may_use():
+    assert _threads.get_num_threads() == _threads.available_cpus()
+    assert 1 <= _threads.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_environment_variable_sets_the_default(monkeypatch):
+    monkeypatch.setenv(_threads.ENV_VAR, "1")
+    assert _threads.get_num_threads() == 1
+    assert _threads.set_num_threads(None) == 1
+
+
+@pytest.mark.parametrize("cpu_max,expected", [("150000 100000\n", 1.5), ("max 100000\n", None),
+                                              ("50000 100000", 0.5)])
+def test_cgroup_v2_quota(tmp_path, cpu_max, expected):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "cpu.max").write_text(cpu_max)
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/job\n")
+    assert _threads._cgroup_quota(str(tmp_path), str(proc)) == expected
+
+
+def test_cgroup_v1_quota(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _threads._cgroup_quota(str(tmp_path), str(tmp_path / "missing")) == 3.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _threads._cgroup_quota(str(tmp_path), str(tmp_path / "missing")) is None
+
+
+def test_quota_caps_available_cpus(monkeypatch):
+    monkeypatch.setattr(_threads, "_cgroup_quota", lambda *a: 0.5)
+    assert _threads.available_cpus() == 1       # rounds up, never 0
+
+
+# --- the policy is applied ---------------------------------------------------------------------
+
+def test_parallel_kernels_use_the_policy_dispatcher():
+    from numba.core.registry import CPUDispatcher
+
+    from cnnmft._kernels import _act, _cov, _maps, _quad, _spectrum, _tables
+
+    assert isinstance(_psum, ParallelDispatcher)
+    parallel = [obj for mod in (_act, _cov, _maps, _quad, _spectrum, _tables)
+                for obj in vars(mod).values()
+                if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("parallel")]
+    assert _maps.fixed_point_many in parallel and _tables.grid in parallel
+    assert all(isinstance(k, ParallelDispatcher) for k in parallel)
+
+
+def test_set_num_threads_reaches_numba_and_blas():
+    x = np.arange(1000.0)
+    assert _threads.set_num_threads(1) == 1
+    assert numba.get_num_threads() == 1
+    assert _blas_counts() == {1}
+    assert _psum(x) == 499500.0
+    assert numba.get_num_threads() == 1
+    _threads.set_num_threads(None)
+    assert numba.get_num_threads() == min(_threads.available_cpus(),
+                                          numba.config.NUMBA_NUM_THREADS)
+
+
+def test_policy_reaches_other_threads_through_the_kernels():
+    """numba's count is per thread: a kernel called from a new thread applies the policy there."""
+    seen = {}
+
+    def work():
+        seen["before"] = numba.get_num_threads()
+        seen["sum"] = _psum(np.ones(64))
+        seen["after"] = numba.get_num_threads()
+
+    _threads.set_num_threads(1)
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["sum"] == 64.0
+    assert seen["after"] == 1
+    assert seen["before"] == numba.config.NUMBA_NUM_THREADS   # numba's own default there
+
+
+def test_limit_threads_nests_and_restores():
+    _threads.set_num_threads(None)
+    outer = numba.get_num_threads()
+    with _threads.limit_threads(1) as n:
+        assert n == 1 and _threads.get_num_threads() == 1
+        assert numba.get_num_threads() == 1 and _blas_counts() == {1}
+        assert _psum(np.ones(10)) == 10.0
+        assert numba.get_num_threads() == 1          # the kernel keeps the block's count
+    assert numba.get_num_threads() == outer
+    assert _threads.get_num_threads() == _threads.available_cpus()
+
+
+def test_torch_follows_the_policy_when_imported():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        _threads.set_num_threads(1)
+        assert torch.get_num_threads() == 1
+        with _threads.limit_threads(1):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_import_cnnmft_does_not_import_torch_for_the_policy():
+    code = ("import sys, cnnmft, cnnmft._threads as t; t.set_num_threads(1); "
+            "print('torch' in sys.modules, 'distributed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_environment_variable_in_a_fresh_process():
+    env = {**os.environ, _threads.ENV_VAR: "1"}
+    code = ("import numba, numpy as np; from cnnmft._kernels import _jit; "
+            "f = _jit.pjit(lambda x: x.sum(), cache=False); f(np.ones(4)); "
+            "print(numba.get_num_threads(), numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    n, layer = out.stdout.split()
+    assert n == "1"
+    assert layer in ("workqueue", "tbb", "omp")
+
+
+# --- worker processes ----------------------------------------------------------------------------
+
+def test_worker_env_sets_every_pool():
+    env = _threads.worker_env(2)
+    for var in ("CNNMFT_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert env[var] == "2"
+    with pytest.raises(ValueError, match="`n`"):
+        _threads.worker_env(0)
+
+
+def test_worker_env_in_a_subprocess():
+    code = ("import numba, threadpoolctl, numpy; "
+            "print(numba.config.NUMBA_NUM_THREADS, "
+            "{d['num_threads'] for d in threadpoolctl.threadpool_info()})")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **_threads.worker_env()},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "{1}"]
+
+
+def _inside_worker():
+    from cnnmft import _threads as t
+
+    _psum(np.ones(8))
+    return t.get_num_threads(), numba.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_dask_worker_plugin():
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                       dashboard_address=":0", silence_logs=50)
+    try:
+        with distributed.Client(cluster) as client:
+            client.register_plugin(_threads.dask_worker_plugin(1))
+            futures = [client.submit(_inside_worker, pure=False) for _ in range(4)]
+            results = client.gather(futures)
+    finally:
+        cluster.close()
+    assert set(results) == {(1, 1, "1")}
