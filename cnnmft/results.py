@@ -1,22 +1,33 @@
-"""Result containers shared by every module: the :class:`Status` codes and a saving mixin.
+"""Result containers shared by every module: :class:`Status`, the :class:`Result` base.
 
-Result objects are frozen dataclasses. Every array field is documented with its shape in the
-class docstring of the result. All results can be turned into a plain ``dict`` of numpy arrays
-(:meth:`ResultMixin.to_dict`), saved to ``.npz`` or ``.json`` and loaded back
-(:meth:`ResultMixin.save`, :meth:`ResultMixin.load`).
+* :class:`Status` is the only status vocabulary of the package: every result, per point and per
+  cell, stores these codes (zero success, negative failure, positive a special outcome), and
+  the numba kernels read the same values from ``cnnmft/_kernels/_codes.py``.
+* :class:`Result` is the base of every result object: a frozen dataclass with one equality
+  (arrays by value, NaN equal to NaN, so a result equals its reloaded copy), ``to_dict``,
+  ``save``/``load`` (``.npz`` or ``.json``, atomic, no pickle), ``success`` from the status
+  fields, ``plot(ax=None)`` through :mod:`cnnmft.plotting`, and ``to_dataframe``/``to_xarray``
+  for the tables and grids (optional pandas/xarray).
+
+Every array field is documented with its shape in the class docstring of its result.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Status", "ResultMixin", "status_counts"]
+from cnnmft import plotting
+from cnnmft._util import atomic_write_bytes, atomic_write_text
+
+__all__ = ["Status", "Result", "ResultMixin", "status_counts", "status_names", "values_equal",
+           "FixedPoint", "CriticalPoint"]
 
 
 class Status(enum.IntEnum):
@@ -92,12 +103,81 @@ def status_counts(status) -> dict[str, int]:
     return out
 
 
+def status_names(status) -> np.ndarray:
+    """Names of the :class:`Status` codes in `status`, same shape (``"?<code>"`` if unknown).
+
+    Examples
+    --------
+    >>> status_names([0, -3, 7]).tolist()
+    ['OK', 'NONFINITE', '?7']
+    """
+    codes = np.asarray(status)
+    names = {int(s): s.name for s in Status}
+    flat = [names.get(int(c), f"?{int(c)}") for c in codes.ravel()]
+    return np.array(flat, dtype=object if not flat else None).reshape(codes.shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# equality
+# ------------------------------------------------------------------------------------------------
+
+
+def values_equal(a, b) -> bool:
+    """Equality of two result field values, the one rule used by :meth:`Result.__eq__`.
+
+    Arrays (and lists, tuples and scalars, read as arrays) are equal when they have the same
+    shape and the same entries; NaN equals NaN at the same place (a result with NaN cells, e.g.
+    the NaN critical line of ReLU, equals its saved and reloaded copy). dtypes may differ
+    (``1`` equals ``1.0``: a JSON round trip may turn a float scalar into an int). Dicts are
+    equal key by key, ``None`` only equals ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values_equal(np.array([1.0, np.nan]), [1.0, float("nan")])
+    True
+    >>> values_equal(np.zeros(2), np.zeros(3))
+    False
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(values_equal(a[k], b[k]) for k in a))
+    try:
+        x, y = np.asarray(a), np.asarray(b)
+    except (TypeError, ValueError):  # ragged sequences: compare element by element
+        return (len(a) == len(b)) and all(values_equal(u, v) for u, v in zip(a, b))
+    if x.shape != y.shape:
+        return False
+    if x.dtype.kind in "biufc" and y.dtype.kind in "biufc":
+        nan = x.dtype.kind in "fc" or y.dtype.kind in "fc"
+        return bool(np.array_equal(x, y, equal_nan=nan))
+    if x.dtype.kind == "O" or y.dtype.kind == "O":
+        return all(values_equal(u, v) for u, v in zip(x.ravel().tolist(), y.ravel().tolist()))
+    if x.dtype.kind != y.dtype.kind:
+        return False
+    return bool(np.array_equal(x, y))
+
+
+# ------------------------------------------------------------------------------------------------
+# saving
+# ------------------------------------------------------------------------------------------------
+
+
 def _to_jsonable(value):
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "c":
+            return {"__ndarray__": value.real.tolist(), "imag": value.imag.tolist(),
+                    "dtype": str(value.dtype), "shape": list(value.shape)}
         return {"__ndarray__": value.tolist(), "dtype": str(value.dtype),
                 "shape": list(value.shape)}
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, np.generic):
+        return _to_jsonable(np.asarray(value)) if value.dtype.kind == "c" else value.item()
+    if isinstance(value, complex):
+        return _to_jsonable(np.asarray(value))
     if isinstance(value, (list, tuple)):
         return [_to_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -107,19 +187,79 @@ def _to_jsonable(value):
 
 def _from_jsonable(value):
     if isinstance(value, dict) and "__ndarray__" in value:
-        return np.array(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+        arr = np.array(value["__ndarray__"], dtype=np.float64 if "imag" in value else None)
+        if "imag" in value:
+            arr = arr + 1j * np.array(value["imag"], dtype=np.float64)
+        return arr.astype(value["dtype"]).reshape(value["shape"])
     if isinstance(value, dict):
         return {k: _from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_jsonable(v) for v in value]
     return value
 
 
-class ResultMixin:
-    """Mixin for frozen result dataclasses: ``to_dict``, ``save`` and ``load``.
+def _npz_payload(d: dict) -> dict[str, np.ndarray]:
+    """Arrays for ``np.savez``; None and values that are not plain arrays go to JSON keys."""
+    arrays, extra = {}, {}
+    for k, v in d.items():
+        if isinstance(v, enum.Enum):
+            v = v.value
+        arr = None
+        if v is not None and not isinstance(v, dict):
+            try:
+                arr = np.asarray(v)
+            except (TypeError, ValueError):
+                arr = None
+        if arr is not None and arr.dtype.kind in "biufcUS":
+            arrays[k] = arr
+        else:
+            extra[k] = _to_jsonable(v)
+    if extra:
+        arrays["__json__"] = np.array(json.dumps(extra))
+    return arrays
 
-    ``save(path)`` writes ``.npz`` (arrays, compressed) or ``.json`` (human-readable) depending on
-    the suffix; ``load(path)`` is a classmethod that returns an equal object. Writes are atomic:
-    the file is written under a temporary name and renamed.
+
+def _npz_fields(z) -> dict:
+    d = {k: z[k] for k in z.files if k not in ("__class__", "__json__")}
+    if "__json__" in z.files:
+        d.update(_from_jsonable(json.loads(str(z["__json__"]))))
+    return d
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Result:
+    """Base of every result object: a frozen dataclass with one equality, saving and status.
+
+    Subclasses are frozen dataclasses whose class docstring states every field's shape.
+
+    * ``a == b`` is True when `a` and `b` have the same type and every field is equal by
+      :func:`values_equal`: arrays by shape and value with NaN equal to NaN. So a result equals
+      its saved and reloaded copy (``.npz`` and ``.json``) even where it holds NaN cells, and
+      comparing two results never raises. Subclasses get this equality whatever ``eq`` they pass
+      to :func:`dataclasses.dataclass` (it is installed in each subclass before the decorator
+      runs; the decorator does not overwrite a method the class already has). Results hold
+      arrays and are not meant to be hashed.
+    * :meth:`to_dict`, :meth:`from_dict`, :meth:`save`, :meth:`load`: plain dict, and files
+      (``.npz``: arrays compressed, the rest as JSON inside; ``.json``: human readable), written
+      atomically. Loading never runs code from the file (no pickle).
+    * :attr:`success`: from the status field(s), True where no :class:`Status` is a failure.
+    * :meth:`plot`: draws the result through :mod:`cnnmft.plotting` (needs matplotlib).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__eq__" not in cls.__dict__:
+            cls.__eq__ = Result.__eq__
+        if "__hash__" not in cls.__dict__:
+            cls.__hash__ = None
+
+    def __eq__(self, other):
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(values_equal(getattr(self, f.name), getattr(other, f.name))
+                   for f in dataclasses.fields(self))
+
+    __hash__ = None
 
     def to_dict(self) -> dict:
         """Return the fields as a ``dict`` keyed by field name (arrays stay numpy arrays)."""
@@ -136,57 +276,151 @@ class ResultMixin:
         for f in dataclasses.fields(cls):
             if f.name in d:
                 v = d[f.name]
-                if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "U":
+                if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "US":
                     v = str(v)
-                elif isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "fiub":
+                elif isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "fiubc":
                     v = v.item()
                 kwargs[f.name] = v
         return cls(**kwargs)
 
-    def save(self, path) -> Path:
-        """Save to ``.npz`` or ``.json`` (chosen by the suffix of `path`); returns the path."""
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to ``.npz`` or ``.json`` (chosen by the suffix of `path`); returns the path.
+
+        The write is atomic (:func:`cnnmft._util.atomic_write`).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         d = self.to_dict()
         if path.suffix == ".json":
-            with open(tmp, "w") as fh:
-                json.dump({"__class__": type(self).__name__, **_to_jsonable(d)}, fh, indent=1)
-        elif path.suffix == ".npz":
-            arrays = {k: np.asarray(v) for k, v in d.items() if v is not None}
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, __class__=np.array(type(self).__name__), **arrays)
-        else:
-            raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
-        os.replace(tmp, path)
-        return path
+            text = json.dumps({"__class__": type(self).__name__, **_to_jsonable(d)}, indent=1)
+            return atomic_write_text(path, text)
+        if path.suffix == ".npz":
+            buf = io.BytesIO()
+            np.savez_compressed(buf, __class__=np.array(type(self).__name__), **_npz_payload(d))
+            return atomic_write_bytes(path, buf.getvalue())
+        raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
 
     @classmethod
-    def load(cls, path):
-        """Load a result written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike):
+        """Load a result written by :meth:`save` (the class stored in the file must match)."""
         path = Path(path)
         if path.suffix == ".json":
             with open(path) as fh:
                 d = json.load(fh)
-            d.pop("__class__", None)
+            stored = d.pop("__class__", cls.__name__)
             d = _from_jsonable(d)
             d = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in d.items()}
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                d = {k: z[k] for k in z.files if k != "__class__"}
+                stored = str(z["__class__"]) if "__class__" in z.files else cls.__name__
+                d = _npz_fields(z)
         else:
             raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
+        if stored != cls.__name__:
+            raise ValueError(f"{str(path)!r} holds a {stored}, not a {cls.__name__}")
         return cls.from_dict(d)
 
+    @property
+    def success(self):
+        """True where the status is not a failure (:class:`Status` code ``>= 0``).
 
-def _array_eq(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y),
-                              equal_nan=np.asarray(x).dtype.kind == "f")
-               for x, y in zip(a, b))
+        An array of bool for per-element statuses, a bool for one status. With several status
+        fields (``status`` and ``*_status``) all of them must be free of failures (then a
+        bool).
+        """
+        names = [f.name for f in dataclasses.fields(self)
+                 if f.name == "status" or f.name.endswith("_status")]
+        if not names:
+            raise AttributeError(f"{type(self).__name__} has no status field")
+        if names == ["status"]:
+            ok = np.asarray(self.status) >= 0
+            return bool(ok) if ok.ndim == 0 else ok
+        return all(bool(np.all(np.asarray(getattr(self, n)) >= 0)) for n in names)
+
+    def plot(self, ax=None, **kwargs):
+        """Draw this result with :mod:`cnnmft.plotting` and return the Axes (needs matplotlib).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw; a new figure when None.
+        **kwargs
+            Passed to the plotting function registered for this type
+            (:func:`cnnmft.plotting.plot_result`).
+        """
+        return plotting.plot_result(self, ax=ax, **kwargs)
+
+    def to_dataframe(self):
+        """This result's table as a :class:`pandas.DataFrame` (needs pandas).
+
+        Columns are the fields that share the result's main shape (the shape most array fields
+        have), flattened in C order, with the coordinate fields that label each axis
+        (:meth:`coords`) broadcast alongside.
+        """
+        import pandas as pd  # optional dependency
+
+        dims, coords, data = self._grid()
+        grids = np.meshgrid(*[np.asarray(c) for c in coords.values()], indexing="ij")
+        cols = {name: g.ravel() for name, g in zip(coords, grids)}
+        cols.update({k: np.asarray(v).ravel() for k, v in data.items()})
+        return pd.DataFrame(cols)
+
+    def to_xarray(self):
+        """This result as an :class:`xarray.Dataset` on its coordinate axes (needs xarray).
+
+        Data variables are the fields with the main shape, coordinates the 1-D fields that label
+        its axes (:meth:`coords`), attributes the scalar and string fields.
+        """
+        import xarray as xr  # optional dependency
+
+        dims, coords, data = self._grid()
+        attrs = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (str, bool, int, float, np.generic)) and f.name not in data:
+                attrs[f.name] = v.item() if isinstance(v, np.generic) else v
+        return xr.Dataset({k: (dims, np.asarray(v)) for k, v in data.items()},
+                          coords={k: (d, np.asarray(c)) for (k, c), d in zip(coords.items(),
+                                                                             dims)},
+                          attrs=attrs)
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """The 1-D fields that label the axes of the main shape, one per axis.
+
+        A subclass may name them in a class attribute ``_coords`` (a tuple of field names);
+        otherwise for each axis the first 1-D field (in field order) of that axis' length is
+        taken, and ``index_<axis>`` (0, 1, ...) where there is none.
+        """
+        return self._grid()[1]
+
+    def _grid(self):
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)
+                  if isinstance(getattr(self, f.name), (np.ndarray, list, tuple))}
+        arrays = {k: a for k, a in arrays.items() if a.ndim >= 1 and a.dtype.kind != "O"}
+        if not arrays:
+            raise TypeError(f"{type(self).__name__} holds no array fields to tabulate")
+        shapes = [a.shape for a in arrays.values()]
+        main = max(set(shapes), key=lambda s: (shapes.count(s) * len(s), len(s)))
+        names = list(getattr(type(self), "_coords", ()))
+        if not names:
+            used: set[str] = set()
+            for n in main:
+                pick = next((k for k, a in arrays.items() if a.ndim == 1 and a.shape == (n,)
+                             and k not in used and a.shape != main), None)
+                names.append(pick)
+                used.add(pick)
+        coords = {}
+        for i, (name, n) in enumerate(zip(names, main)):
+            coords[name or f"index_{i}"] = arrays[name] if name else np.arange(n)
+        dims = tuple(coords)
+        data = {k: a for k, a in arrays.items() if a.shape == main and k not in coords}
+        return dims, coords, data
+
+
+ResultMixin = Result  # the former name, kept for existing subclasses
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FixedPoint(ResultMixin):
+class FixedPoint(Result):
     """Fixed point of the fully-connected (and CNN zero-mode) mean-field maps.
 
     Every array field has the broadcast shape ``S`` of the ``sigma_w2`` and ``sigma_b2`` inputs.
@@ -245,14 +479,10 @@ class FixedPoint(ResultMixin):
         out[np.isclose(chi, 1.0, rtol=0, atol=1e-10)] = "critical"
         return out
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.activation == other.activation and _array_eq(
-            [getattr(self, f.name) for f in dataclasses.fields(self)][1:],
-            [getattr(other, f.name) for f in dataclasses.fields(other)][1:])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CriticalPoint(ResultMixin):
+class CriticalPoint(Result):
     """A point, or points, of the order-chaos line chi_1 = 1.
 
     All array fields have the broadcast shape of the input (`q_star` for
@@ -279,7 +509,3 @@ class CriticalPoint(ResultMixin):
     chi_q: np.ndarray
     status: np.ndarray
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.activation == other.activation and _array_eq(
-            [self.sigma_w2, self.sigma_b2, self.q_star, self.chi_q, self.status],
-            [other.sigma_w2, other.sigma_b2, other.q_star, other.chi_q, other.status])
