@@ -1,92 +1,165 @@
-"""Command line interface: ``cnnmft <subcommand> ...``.
+"""Command line interface: ``cnnmft <command> ...`` (also ``python -m cnnmft``).
 
-Each subcommand lives in its own module ``cnnmft.commands.<name>`` that defines
-``configure(parser)`` (adds arguments) and ``run(args) -> int`` (the exit code). Modules are
-imported only when their subcommand runs, so ``cnnmft --help`` stays fast and never imports torch.
+Each command lives in its own module ``cnnmft.commands.<name>`` that defines
+``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (the exit code). Only the
+module of the command being run is imported: ``cnnmft --help`` and ``cnnmft --version`` import
+no command module (and so neither numpy nor numba), and the version comes from the installed
+package's metadata, its one source being ``pyproject.toml``.
+
+Errors speak the command line's language: a library ``ValueError`` that names a Python argument
+(`` `sigma_w2` ``) is shown with the flag that sets it (``--sigma-w2``); Ctrl-C ends with exit
+code 130 and one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from importlib import metadata
 
-# (subcommand, module under cnnmft.commands, one-line help). Add a line to add a command.
-COMMANDS = [
-    ("fixed-point", "fixed_point",
-     "q*, c*, chi_1, chi_q, chi_c and depth scales at given variances"),
-    ("critical", "critical",
-     "the order-chaos critical line, given sigma_b2 or q*"),
-    ("phase", "phase",
-     "phase diagram over a (sigma_w2, sigma_b2) grid: figures and numbers"),
-    ("report", "report",
-     "the main demo: compute and draw the paper's story into a folder"),
-    ("train", "train",
-     "train a vanilla tanh CNN (up to 10,000 layers): metrics, plots, checkpoints"),
-    ("trainability", "trainability",
-     "train over (sigma_w2, depth) or variance profiles on Dask; compare with 6 xi_c"),
-    ("validate", "validate",
-     "theory against Monte Carlo on a numpy CNN: table, figures, exit code"),
-    ("kernels", "kernels",
-     "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies, .npy"),
-    ("modes", "modes",
-     "depth scale of every spatial Fourier mode for a kernel variance profile"),
-    ("covariance", "covariance",
-     "propagate an input's pixel-pair covariance through a deep CNN (numbers to .npz)"),
-    ("spectrum", "spectrum",
-     "free-probability Jacobian singular-value spectrum: moments, edges, density"),
-]
+# (command, one-line help). The module is cnnmft.commands.<command with _ for ->.
+COMMANDS = {
+    "fixed-point": "q*, c*, chi_1, chi_q, chi_c and depth scales at given variances",
+    "critical": "the order-chaos critical line, given sigma_b2 or q*",
+    "phase": "phase diagram over a (sigma_w2, sigma_b2) grid: figure and numbers",
+    "modes": "depth scale of every spatial Fourier mode for a kernel variance profile",
+    "covariance": "propagate an input's pixel-pair covariance through a deep CNN",
+    "spectrum": "free-probability Jacobian singular-value spectrum: moments, edges, density",
+    "kernels": "draw a Delta/block/tunable orthogonal or Gaussian kernel: spectrum, tap energies",
+    "validate": "theory against Monte Carlo on a numpy CNN: table, figures, exit code",
+    "train": "train a vanilla tanh CNN (up to 10,000 layers): metrics, plots, checkpoints",
+    "trainability": "train over (sigma_w2, depth) or variance profiles on Dask; compare with "
+                    "6 xi_c",
+    "report": "the main demo: the paper's story as figures, numbers and one HTML page",
+}
+
+EPILOG = """\
+start here:
+  cnnmft report                   the main demo (about 3 minutes; --full adds training sweeps)
+  cnnmft fixed-point --sigma-w2 1.5 2.5
+  cnnmft <command> --help         every option, its default and its meaning
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with one sub-parser per available subcommand."""
+def _version() -> str:
+    try:
+        return metadata.version("cnnmft")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _command_module(name: str):
+    """Import and return the module of command `name`.
+
+    The imports are function-local on purpose (the one place in the package where that is done
+    for non-optional modules): a command's module, and numpy/numba/torch behind it, load only
+    when that command runs, so ``cnnmft --help`` and ``--version`` stay instant.
+    """
+    if name == "fixed-point":
+        from cnnmft.commands import fixed_point as mod
+    elif name == "critical":
+        from cnnmft.commands import critical as mod
+    elif name == "phase":
+        from cnnmft.commands import phase as mod
+    elif name == "modes":
+        from cnnmft.commands import modes as mod
+    elif name == "covariance":
+        from cnnmft.commands import covariance as mod
+    elif name == "spectrum":
+        from cnnmft.commands import spectrum as mod
+    elif name == "kernels":
+        from cnnmft.commands import kernels as mod
+    elif name == "validate":
+        from cnnmft.commands import validate as mod
+    elif name == "train":
+        from cnnmft.commands import train as mod
+    elif name == "trainability":
+        from cnnmft.commands import trainability as mod
+    elif name == "report":
+        from cnnmft.commands import report as mod
+    else:
+        raise KeyError(name)
+    return mod
+
+
+def _requested(argv) -> str | None:
+    """The command named on the command line (the first word that is one), or None."""
+    for word in argv:
+        if word == "--":
+            return None
+        if word in COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None  # argparse will report the unknown command
+    return None
+
+
+def build_parser(command: str | None = None):
+    """Return ``(parser, subparsers)``; the sub-parser of `command` gets its full options.
+
+    Parameters
+    ----------
+    command : str, optional
+        The command whose options are added (its module is imported). The others are listed
+        with their one-line help only.
+    """
     parser = argparse.ArgumentParser(
         prog="cnnmft",
-        description="Mean-field theory of deep convolutional networks (Xiao et al., ICML 2018).",
-    )
-    from cnnmft import __version__
-
-    parser.add_argument("--version", action="version", version=f"cnnmft {__version__}")
+        description="Mean-field theory of deep convolutional networks (Xiao, Bahri, "
+                    "Sohl-Dickstein, Schoenholz, Pennington, ICML 2018): phase diagrams, "
+                    "Fourier-mode depth scales, Jacobian spectra, orthogonal kernels, Monte "
+                    "Carlo checks and training.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cnnmft {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_text in COMMANDS:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        mod = _load(module)
-        if mod is not None:
-            mod.configure(p)
-    return parser
-
-
-def _load(module):
-    try:
-        return importlib.import_module(f"cnnmft.commands.{module}")
-    except ModuleNotFoundError as exc:  # a command whose optional extra is missing
-        if exc.name and exc.name.startswith("cnnmft"):
-            raise
-        return None
+    subs = {}
+    for name, help_text in COMMANDS.items():
+        subs[name] = sub.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    if command is not None:
+        mod = _command_module(command)
+        mod.configure(subs[command])
+        doc = (mod.__doc__ or "").strip().split("\n", 1)
+        if len(doc) > 1 and doc[1].strip():
+            subs[command].epilog = doc[1].strip()
+    return parser, subs
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``cnnmft`` console script."""
-    parser = build_parser()
+    """Entry point of the ``cnnmft`` console script and of ``python -m cnnmft``."""
+    # function-local for the reason given in _command_module: _common imports numpy
+    from cnnmft.commands._common import flag_names, translate
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _requested(argv)
+    try:
+        parser, subs = build_parser(command)
+    except ModuleNotFoundError as exc:  # a command whose optional extra is missing
+        if exc.name and exc.name.startswith("cnnmft"):
+            raise
+        print(f"cnnmft {command}: needs the optional package {exc.name!r}, which is not "
+              "installed (try `pip install cnnmft[torch,distributed]`)", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    mod = _load(args._module)
-    if mod is None:
-        print(f"cnnmft {args.command}: this command needs an optional extra that is not "
-              "installed (try `pip install cnnmft[torch]`)", file=sys.stderr)
-        return 2
+    sub = subs[args.command]
+    mod = _command_module(args.command)
     try:
         return int(mod.run(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        hint = getattr(args, "_interrupt_hint", "")
+        print(f"\ncnnmft {args.command}: interrupted{': ' + hint if hint else ''}",
+              file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"cnnmft {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:
+        message = translate(str(exc), flag_names(sub, getattr(mod, "FLAG_ALIASES", None)))
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            message = f"{type(exc).__name__}: {message}"
+        print(f"cnnmft {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover - `python -m cnnmft.cli`
     sys.exit(main())

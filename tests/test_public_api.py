@@ -50,7 +50,7 @@ def test_cli_bad_input_is_a_clear_error(capsys):
     from cnnmft.cli import main
 
     assert main(["fixed-point", "--sigma-w2", "-1"]) == 2
-    assert "`sigma_w2` must be" in capsys.readouterr().err
+    assert "--sigma-w2 must be" in capsys.readouterr().err  # the flag, not the argument
     assert main(["fixed-point", "--act", "tahn", "--sigma-w2", "1"]) == 2
 
 

@@ -1,6 +1,19 @@
-"""``cnnmft covariance``: propagate an input's pixel-pair covariance through a deep CNN."""
+"""``cnnmft covariance``: propagate an input's pixel-pair covariance through a deep CNN.
+
+Examples::
+
+    cnnmft covariance --depth 1000 --profile delta
+    cnnmft covariance --input random --grid 16 16 --depth 100 --out cov.npz --json
+"""
 
 from __future__ import annotations
+
+import numpy as np
+
+from cnnmft.commands._common import Output, add_common, check_range, need_memory
+from cnnmft.covariance import propagate_covariance
+from cnnmft.fourier import variance_profile
+from cnnmft.results import Status
 
 
 def configure(p):
@@ -23,50 +36,68 @@ def configure(p):
                    help="layers to keep (default: 1, 10, 100, ... and the last)")
     p.add_argument("--seed", type=int, default=0, help="seed for --input random")
     p.add_argument("--out", default=None, help="save the result to this .npz or .json file")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (as -q)")
+    add_common(p)
 
 
 def _input(args):
-    import numpy as np
-
     if args.input == "digits":
         from sklearn.datasets import load_digits
 
         img = load_digits().images[0] / 16.0
         return ((img - img.mean()) / img.std())[..., None]
     if args.input == "random":
+        if min(args.grid) < 1 or args.channels < 1:
+            raise ValueError("--grid and --channels must be positive")
+        need_memory(8.0 * np.prod(np.array(args.grid, dtype=float)) * args.channels,
+                    "the --input random image (--grid, --channels)")
         rng = np.random.default_rng(args.seed)
         return rng.normal(size=tuple(args.grid) + (args.channels,))
-    return np.load(args.input)
+    return np.load(args.input, allow_pickle=False)
+
+
+def _layers(args):
+    if args.layers is not None:
+        for layer in args.layers:
+            check_range(layer, "--layers", 0, args.depth)
+        return sorted(set(args.layers))
+    layers = sorted({1, args.depth} | {10 ** k for k in range(1, 19) if 10 ** k < args.depth})
+    return [layer for layer in layers if layer <= args.depth]
 
 
 def run(args) -> int:
     """Run the propagation, print a per-layer summary and optionally save the result."""
-    import numpy as np
-
-    from cnnmft.covariance import propagate_covariance
-    from cnnmft.fourier import variance_profile
-
+    out = Output(args)
+    check_range(args.depth, "--depth", 1)
     x = _input(args)
     d = x.ndim - 1
+    n_pix = float(np.prod(np.array(x.shape[:-1], dtype=float)))
+    layers = _layers(args)
+    # every kept layer stores an (N, N) float64 covariance, plus a few working copies
+    need_memory(8.0 * n_pix ** 2 * (len(layers) + 4),
+                f"{len(layers)} kept layers (--layers) of a {n_pix:.0f}-pixel covariance")
     v = variance_profile(args.profile, args.kernel_size, ndim=d, t=args.t)
-    layers = args.layers
-    if layers is None:
-        layers = sorted({1, args.depth} | {10 ** k for k in range(1, 6) if 10 ** k < args.depth})
-        layers = [layer for layer in layers if layer <= args.depth]
     res = propagate_covariance(x, args.act, args.sigma_w2, args.sigma_b2, v, args.depth,
-                               layers=layers, progress=not args.no_progress)
-    N = int(np.prod(x.shape[:-1]))
-    print(f"{args.act}, sigma_w2={args.sigma_w2}, sigma_b2={args.sigma_b2}, {args.profile} "
-          f"{v.shape} kernel, input {x.shape}, {res.completed}/{args.depth} layers in "
-          f"{res.elapsed:.2f} s (status {res.status})")
-    print("  layer      mean q    mean corr   min corr")
+                               layers=layers, progress=out.progress and not args.no_progress)
+    n = int(n_pix)
+    status = Status(int(res.status)).name
+    out.result(f"{args.act}, sigma_w2={args.sigma_w2}, sigma_b2={args.sigma_b2}, {args.profile} "
+               f"{v.shape} kernel, input {x.shape}, {res.completed}/{args.depth} layers in "
+               f"{res.elapsed:.2f} s (status {status})")
+    out.result("  layer      mean q    mean corr   min corr")
+    rows = []
     for layer, cov in zip(res.layers, res.cov):
-        c = cov.reshape(N, N)
+        c = cov.reshape(n, n)
         dg = np.diag(c)
         corr = c / np.sqrt(np.outer(dg, dg))
-        print(f"  {layer:5d}  {dg.mean():10.6f}  {corr.mean():10.6f}  {corr.min():10.6f}")
+        rows.append({"layer": int(layer), "mean_q": float(dg.mean()),
+                     "mean_corr": float(corr.mean()), "min_corr": float(corr.min())})
+        out.result(f"  {layer:5d}  {dg.mean():10.6f}  {corr.mean():10.6f}  {corr.min():10.6f}")
+    out.data({"act": args.act, "sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2,
+              "profile": args.profile, "input_shape": list(x.shape), "depth": args.depth,
+              "completed": int(res.completed), "seconds": float(res.elapsed), "status": status,
+              "layers": rows})
     if args.out:
         res.save(args.out)
-        print(f"result written to {args.out}")
-    return 0 if res.status == 0 else 1
+        out.note(f"result written to {args.out}")
+    return 0 if int(res.status) == 0 else 1

@@ -1,16 +1,26 @@
-"""``cnnmft kernels``: draw a convolution kernel, check its operator spectrum and tap energies."""
+"""``cnnmft kernels``: draw a convolution kernel, check its operator spectrum and tap energies.
+
+Examples::
+
+    cnnmft kernels --kind delta --c-out 64 --kernel-size 3 3
+    cnnmft kernels --kind block --gain 1.5 --convention 'tf>=1.13' --save k.npy --json k.json
+    cnnmft kernels --list-conventions
+"""
 
 from __future__ import annotations
 
-import json
+import numpy as np
+
+from cnnmft import orthogonal as orth
+from cnnmft.commands._common import Output, add_common, need_memory
+from cnnmft.conventions import available_conventions, conventions_table, to_sigma_w2
+from cnnmft.fourier import variance_profile
 
 KINDS = ("delta", "block", "tunable", "gaussian")
 
 
 def configure(p):
     """Add the arguments of ``cnnmft kernels``."""
-    from cnnmft.conventions import available_conventions
-
     p.add_argument("--kind", choices=KINDS, default="block",
                    help="delta (Alg. 2), block (Alg. 1), tunable (delta..binomial), gaussian")
     p.add_argument("--c-out", type=int, default=64, help="output channels (default 64)")
@@ -31,19 +41,14 @@ def configure(p):
                    help="circular grid for the operator spectrum (default 8 per axis)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--save", default=None, help="save the kernel to this .npy file")
-    p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.add_argument("--list-conventions", action="store_true",
                    help="print the gain/scale conventions of other frameworks and exit")
+    add_common(p)
 
 
 def run(args) -> int:
     """Draw the kernel, print its diagnostics, optionally save it."""
-    import numpy as np
-
-    from cnnmft import orthogonal as orth
-    from cnnmft.conventions import conventions_table, to_sigma_w2
-    from cnnmft.fourier import variance_profile
-
+    out = Output(args)
     if args.list_conventions:
         print(conventions_table())
         return 0
@@ -52,6 +57,10 @@ def run(args) -> int:
     c_in = c_out if args.c_in is None else args.c_in
     ks = tuple(args.kernel_size)
     shape = (c_out, c_in) + ks
+    if min(shape) < 1:
+        raise ValueError(f"--c-out, --c-in and --kernel-size must be positive; got shape {shape}")
+    need_memory(8.0 * 3 * np.prod(np.array(shape, dtype=float)),
+                f"a kernel of shape {shape} (--c-out, --c-in, --kernel-size)")
     if args.gain is not None:
         if args.convention is None:
             raise ValueError("--gain needs --convention (e.g. --convention 'tf>=1.13')")
@@ -78,26 +87,22 @@ def run(args) -> int:
     s = orth.conv_singular_values(kern, grid)
     energy = orth.tap_energy(kern)
     sw = float(np.sqrt(sigma_w2))
-    print(f"kernel {args.kind}: shape (c_out, c_in, *k) = {shape}, sigma_w2 = {sigma_w2:.6g} "
+    out.result(f"kernel {args.kind}: shape (c_out, c_in, *k) = {shape}, sigma_w2 = {sigma_w2:.6g} "
           f"(sigma_w = {sw:.6g}), seed {args.seed}")
-    print(f"operator singular values on circular grid {grid}: min {s.min():.12g}, "
+    out.result(f"operator singular values on circular grid {grid}: min {s.min():.12g}, "
           f"max {s.max():.12g}")
     if args.kind != "gaussian" and sw > 0:
-        print(f"  max relative deviation from sigma_w: {np.abs(s / sw - 1).max():.2e} "
+        out.result(f"  max relative deviation from sigma_w: {np.abs(s / sw - 1).max():.2e} "
               "(exact isometry up to rounding)")
     with np.printoptions(precision=4, suppress=True):
-        print("tap-energy profile (fraction of ||K||^2 per tap):")
-        print(energy)
-        print("expected mean-field profile v:")
-        print(expected)
+        out.result("tap-energy profile (fraction of ||K||^2 per tap):")
+        out.result(str(energy))
+        out.result("expected mean-field profile v:")
+        out.result(str(expected))
     if args.save:
         np.save(args.save, kern)
-        print(f"kernel saved to {args.save}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"kind": args.kind, "shape": list(shape), "sigma_w2": sigma_w2,
-                       "grid": list(grid), "s_min": float(s.min()), "s_max": float(s.max()),
-                       "tap_energy": energy.tolist(), "expected_profile": expected.tolist()},
-                      fh, indent=1)
-        print(f"numbers written to {args.json}")
+        out.note(f"kernel saved to {args.save}")
+    out.data({"kind": args.kind, "shape": list(shape), "sigma_w2": sigma_w2, "seed": args.seed,
+              "grid": list(grid), "s_min": float(s.min()), "s_max": float(s.max()),
+              "tap_energy": energy, "expected_profile": expected})
     return 0
