@@ -67,6 +67,9 @@ class Status(enum.IntEnum):
     INTERRUPTED : -5
         The computation was interrupted (KeyboardInterrupt / Ctrl-C) before it finished; the
         outputs not yet computed are NaN.
+    AT_CHANCE : -6
+        A training run finished but its test accuracy is within three standard errors of
+        chance: the network did not learn (e.g. a learning rate far too large or too small).
     """
 
     OK = 0
@@ -79,6 +82,7 @@ class Status(enum.IntEnum):
     BISTABLE = 4
     UNSTABLE = 5
     INTERRUPTED = -5
+    AT_CHANCE = -6
 
 
 def status_counts(status) -> dict[str, int]:
@@ -350,7 +354,7 @@ class Result:
         return plotting.plot_result(self, ax=ax, **kwargs)
 
     def to_dataframe(self):
-        """This result's table as a :class:`pandas.DataFrame` (needs pandas).
+        """Return this result's table as a :class:`pandas.DataFrame` (needs pandas).
 
         Columns are the fields that share the result's main shape (the shape most array fields
         have), flattened in C order, with the coordinate fields that label each axis
@@ -365,7 +369,7 @@ class Result:
         return pd.DataFrame(cols)
 
     def to_xarray(self):
-        """This result as an :class:`xarray.Dataset` on its coordinate axes (needs xarray).
+        """Return this result as an :class:`xarray.Dataset` on its coordinate axes (needs xarray).
 
         Data variables are the fields with the main shape, coordinates the 1-D fields that label
         its axes (:meth:`coords`), attributes the scalar and string fields.
