@@ -163,8 +163,8 @@ def test_a_leaves_translation_invariant_matrices_unchanged():
     # linear activation, sigma_w2 = 1, sigma_b2 = 0: C is the identity, so the map is A alone
     rng = np.random.default_rng(0)
     n1, n2 = 5, 6
-    t = rng.normal(size=(n1, n2))
-    t = t + t[(-np.arange(n1)) % n1][:, (-np.arange(n2)) % n2]  # t(delta) = t(-delta)
+    # t(delta) = t(-delta) with a non-negative spectrum: a valid translation-invariant covariance
+    t = np.fft.ifft2(np.abs(np.fft.fft2(rng.normal(size=(n1, n2)))) ** 2).real
     i = np.arange(n1)
     j = np.arange(n2)
     T = t[(i[None, None, :, None] - i[:, None, None, None]) % n1,

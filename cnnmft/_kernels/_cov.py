@@ -67,21 +67,6 @@ def _nterms(x, nterm):
 
 
 @jit
-def _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2):
-    x = _rho(S[alpha, c], qpix[p1], qpix[p2])
-    kc = _nterms(x, nterm)
-    r = x if step == 1 else x * x
-    c1 = coef[p1]
-    c2 = coef[p2]
-    acc = 0.0
-    for t in range(kc - 1, -1, -1):
-        acc = acc * r + c1[t] * c2[t]
-    if k0 == 1:
-        acc *= x
-    T[alpha, c] = sw2 * acc + sb2
-
-
-@jit
 def _clip1(x):
     if x > 1.0:
         return 1.0
@@ -90,10 +75,10 @@ def _clip1(x):
     return x
 
 
-@pjit
-def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
-                 sw2, sb2):
-    """T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel, term].
+@jit
+def _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, isq,
+              sw2, sb2):
+    """Rows lo..hi-1 of T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel].
 
     Four independent series per step keep the multiply-add pipeline busy. nterm[i] is the
     number of terms enough for |rho| <= (i + 1) / len(nterm) (the tail bound is below 1e-17).
@@ -101,13 +86,10 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, s
     npix = S.shape[0]
     ncol = S.shape[1]
     nb = ncol - ncol % 4
-    isq = np.empty(qpix.shape[0])
-    for p in range(qpix.shape[0]):
-        isq[p] = 1.0 / math.sqrt(qpix[p]) if qpix[p] > 0.0 else 0.0
-    for alpha in prange(npix):  # rows of T are independent
-        pa = np.empty(4, dtype=np.int64)
-        pb = np.empty(4, dtype=np.int64)
-        xs = np.empty(4)
+    pa = np.empty(4, dtype=np.int64)
+    pb = np.empty(4, dtype=np.int64)
+    xs = np.empty(4)
+    for alpha in range(lo, hi):
         i3 = alpha % n3
         rr = alpha // n3
         i2 = rr % n2
@@ -166,19 +148,70 @@ def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, s
         for c in range(nb, ncol):
             p1 = cola[c] * npix + alpha
             p2 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
-            _pix_one(S, T, alpha, c, p1, p2, coef, nterm, k0, step, qpix, sw2, sb2)
+            x = _clip1(S[alpha, c] * isq[p1] * isq[p2])
+            kc = _nterms(x, nterm)
+            r = x if step == 1 else x * x
+            c1 = coef[p1]
+            c2 = coef[p2]
+            acc = 0.0
+            for t in range(kc - 1, -1, -1):
+                acc = acc * r + c1[t] * c2[t]
+            if k0 == 1:
+                acc *= x
+            T[alpha, c] = sw2 * acc + sb2
+
+
+@jit
+def _inv_sqrt(qpix):
+    isq = np.empty(qpix.shape[0])
+    for p in range(qpix.shape[0]):
+        isq[p] = 1.0 / math.sqrt(qpix[p]) if qpix[p] > 0.0 else 0.0
+    return isq
+
+
+@jit
+def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
+                 sw2, sb2):
+    """T = C(S) with per-pixel Mehler coefficients (serial)."""
+    isq = _inv_sqrt(qpix)
+    _pix_rows(S, T, 0, S.shape[0], cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step,
+              isq, sw2, sb2)
 
 
 @pjit
-def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
-    """T = C(S) when every variance equals q (invq = 1/q): a[t] = c_t(q)^2."""
+def c_mehler_pix_par(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
+                     sw2, sb2, nblocks):
+    """Like :func:`c_mehler_pix` with the rows cut into `nblocks` contiguous blocks (threads).
+
+    One block per thread: a few large tasks, so that a thread that loses its core to another
+    process delays one block, not every one of many small ones. Every row is computed exactly
+    as in the serial kernel (bit-identical results).
+    """
+    isq = _inv_sqrt(qpix)
     npix = S.shape[0]
+    for b in prange(nblocks):
+        lo = b * npix // nblocks
+        hi = (b + 1) * npix // nblocks
+        _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step,
+                  isq, sw2, sb2)
+
+
+@jit
+def _common_rows(S, T, lo, hi, a, k0, step, qs, sw2, sb2):
+    """Rows lo..hi-1 of T = g(S), g the map of one entry when every variance is the fixed qs.
+
+    g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s / qs, r = rho^step (a_t = c_t^2).
+    An entry with rho >= 1 (a variance, or a pair of identical pixels) is pinned to qs: it
+    follows the variance map, whose fixed point qs is, not the correlation map (for which
+    rho = 1 is a fixed point that is unstable in the chaotic phase).
+    """
     ncol = S.shape[1]
     kc = a.shape[0]
-    for alpha in prange(npix):
-        rho = np.empty(ncol)
-        r = np.empty(ncol)
-        acc = np.empty(ncol)
+    invq = 1.0 / qs
+    rho = np.empty(ncol)
+    r = np.empty(ncol)
+    acc = np.empty(ncol)
+    for alpha in range(lo, hi):
         for c in range(ncol):
             x = _clip1(S[alpha, c] * invq)
             rho[c] = x
@@ -189,8 +222,42 @@ def c_mehler_common(S, T, a, k0, step, invq, sw2, sb2):
             for c in range(ncol):
                 acc[c] = acc[c] * r[c] + at
         for c in range(ncol):
-            y = acc[c] * rho[c] if k0 == 1 else acc[c]
-            T[alpha, c] = sw2 * y + sb2
+            if rho[c] >= 1.0:
+                T[alpha, c] = qs
+            else:
+                y = acc[c] * rho[c] if k0 == 1 else acc[c]
+                T[alpha, c] = sw2 * y + sb2
+
+
+@jit
+def c_mehler_common(S, T, a, k0, step, qs, sw2, sb2):
+    """T = C(S) when every variance equals the fixed point qs (serial; see _common_rows)."""
+    _common_rows(S, T, 0, S.shape[0], a, k0, step, qs, sw2, sb2)
+
+
+@pjit
+def c_mehler_common_par(S, T, a, k0, step, qs, sw2, sb2, nblocks):
+    """Like :func:`c_mehler_common` over `nblocks` contiguous row blocks (bit-identical)."""
+    npix = S.shape[0]
+    for b in prange(nblocks):
+        _common_rows(S, T, b * npix // nblocks, (b + 1) * npix // nblocks, a, k0, step, qs,
+                     sw2, sb2)
+
+
+@jit
+def g_common(s, a, k0, step, qs, sw2, sb2):
+    """The scalar map of one entry at the common fixed variance qs (pinned at rho >= 1)."""
+    rho = _clip1(s * (1.0 / qs))
+    if rho >= 1.0:
+        return qs
+    r = rho if step == 1 else rho * rho
+    kc = a.shape[0]
+    acc = a[kc - 1]
+    for t in range(kc - 2, -1, -1):
+        acc = acc * r + a[t]
+    if k0 == 1:
+        acc *= rho
+    return sw2 * acc + sb2
 
 
 @jit
@@ -242,12 +309,10 @@ def c_direct(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
 
 
 @jit
-def a_apply(T, S, taps, o1, o2, o3, n1, n2, n3):
-    """S[alpha, :] = sum_t taps[t] * T[alpha + o_t, :] (circular)."""
-    npix = T.shape[0]
+def _a_rows(T, S, lo, hi, taps, o1, o2, o3, n1, n2, n3):
     ncol = T.shape[1]
     nt = taps.shape[0]
-    for alpha in range(npix):
+    for alpha in range(lo, hi):
         for c in range(ncol):
             S[alpha, c] = 0.0
         for t in range(nt):
@@ -255,6 +320,21 @@ def a_apply(T, S, taps, o1, o2, o3, n1, n2, n3):
             w = taps[t]
             for c in range(ncol):
                 S[alpha, c] += w * T[src, c]
+
+
+@jit
+def a_apply(T, S, taps, o1, o2, o3, n1, n2, n3):
+    """S[alpha, :] = sum_t taps[t] * T[alpha + o_t, :] (circular)."""
+    _a_rows(T, S, 0, T.shape[0], taps, o1, o2, o3, n1, n2, n3)
+
+
+@pjit
+def a_apply_par(T, S, taps, o1, o2, o3, n1, n2, n3, nblocks):
+    """Like :func:`a_apply` over `nblocks` contiguous row blocks (bit-identical)."""
+    npix = T.shape[0]
+    for b in prange(nblocks):
+        _a_rows(T, S, b * npix // nblocks, (b + 1) * npix // nblocks, taps, o1, o2, o3, n1, n2,
+                n3)
 
 
 @jit
@@ -280,87 +360,166 @@ def column_spread(S):
 
 
 @jit
-def run_common(S, T, nlayers, a, k0, step, invq, sw2, sb2, taps, o1, o2, o3, n1, n2, n3,
-               identity_a, check_every, ti_tol):
-    """Run up to nlayers full layers with common coefficients.
+def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n2, n3,
+               stop_spread):
+    """Run up to nlayers layers S <- A g(S) at the common fixed variance qs (serial).
 
-    Returns (layers done, translation invariant reached (0/1), status).
-    Stops early once the column spread is <= ti_tol (checked every check_every layers).
+    The column spread is checked after every layer (so where this stops does not depend on
+    how the layers are cut into calls); stops after the first layer whose spread is
+    <= stop_spread. Returns (layers done, last spread, status).
     """
+    npix = S.shape[0]
+    sp = 0.0
     for layer in range(nlayers):
-        c_mehler_common(S, T, a, k0, step, invq, sw2, sb2)
-        if identity_a:
-            S[:, :] = T
-        else:
-            a_apply(T, S, taps, o1, o2, o3, n1, n2, n3)
-        if (layer + 1) % check_every == 0 or layer == nlayers - 1:
-            sp = column_spread(S)
-            if not math.isfinite(sp):
-                return layer + 1, 0, NONFINITE
-            if sp <= ti_tol and not identity_a:
-                return layer + 1, 1, OK
-    return nlayers, 0, OK
+        _common_rows(S, T, 0, npix, a, k0, step, qs, sw2, sb2)
+        _a_rows(T, S, 0, npix, taps, o1, o2, o3, n1, n2, n3)
+        sp = column_spread(S)
+        if not math.isfinite(sp):
+            return layer + 1, sp, NONFINITE
+        if sp <= stop_spread:
+            return layer + 1, sp, OK
+    return nlayers, sp, OK
 
 
 @jit
-def run_reduced_common(x, y, nlayers, a, k0, step, invq, sw2, sb2):
-    """Translation-invariant state x (one value per column), common variance: iterate C."""
-    kc = a.shape[0]
+def run_reduced_common(x, nlayers, a, k0, step, qs, sw2, sb2):
+    """Translation-invariant state x (one value per column), common variance: x <- g(x)."""
     for layer in range(nlayers):
         for c in range(x.shape[0]):
-            rho = _clip1(x[c] * invq)
-            r = rho if step == 1 else rho * rho
-            acc = 0.0
-            for t in range(kc - 1, -1, -1):
-                acc = acc * r + a[t]
-            if k0 == 1:
-                acc *= rho
-            y[c] = sw2 * acc + sb2
-        for c in range(x.shape[0]):
-            x[c] = y[c]
+            x[c] = g_common(x[c], a, k0, step, qs, sw2, sb2)
         if not math.isfinite(x[0]):
             return layer + 1, NONFINITE
     return nlayers, OK
 
 
 @jit
-def iterate_points(x, nlayers, a, k0, step, invq, sw2, sb2, out, snap_at):
-    """Iterate the 1D map s -> sw2 * sum_t a_t rho^k + sb2 (rho = s / q) on every point.
+def _g_vec(s, rho, acc, a, k0, step, qs, sw2, sb2):
+    """s[i] <- g_common(s[i]) for every i, the Horner loops outside (vectorises)."""
+    n = s.shape[0]
+    kc = a.shape[0]
+    invq = 1.0 / qs
+    for i in range(n):
+        x = _clip1(s[i] * invq)
+        rho[i] = x
+        s[i] = x if step == 1 else x * x
+        acc[i] = a[kc - 1]
+    for t in range(kc - 2, -1, -1):
+        at = a[t]
+        for i in range(n):
+            acc[i] = acc[i] * s[i] + at
+    for i in range(n):
+        if rho[i] >= 1.0:
+            s[i] = qs
+        else:
+            y = acc[i] * rho[i] if k0 == 1 else acc[i]
+            s[i] = sw2 * y + sb2
+
+
+@jit
+def iterate_points(x, nlayers, a, k0, step, qs, sw2, sb2, out, snap_at):
+    """Iterate the scalar map g of :func:`g_common` on every point of x (serial).
 
     out[j, i] receives the value after snap_at[j] layers (snap_at increasing, <= nlayers).
-    Points are processed in blocks so that the series evaluation vectorises.
+    Points go in blocks of 64 so that the series evaluation vectorises; every point's value is
+    computed exactly as by :func:`g_common`.
     """
     nsnap = snap_at.shape[0]
     npts = x.shape[0]
     blk = 64
+    s = np.empty(blk)
+    rho = np.empty(blk)
+    acc = np.empty(blk)
     for start in range(0, npts, blk):
-        stop = min(npts, start + blk)
-        m = stop - start
-        s = np.empty((1, m))
-        y = np.empty((1, m))
+        m = min(npts, start + blk) - start
+        sv = s[:m]
         for i in range(m):
-            s[0, i] = x[start + i]
+            sv[i] = x[start + i]
         j = 0
         for layer in range(1, nlayers + 1):
-            c_mehler_common(s, y, a, k0, step, invq, sw2, sb2)
-            for i in range(m):
-                s[0, i] = y[0, i]
+            _g_vec(sv, rho[:m], acc[:m], a, k0, step, qs, sw2, sb2)
             while j < nsnap and snap_at[j] == layer:
                 for i in range(m):
-                    out[j, start + i] = s[0, i]
+                    out[j, start + i] = sv[i]
                 j += 1
 
 
 @jit
-def run_linear(m, G, nlayers, a, k0, step, invq, sw2, sb2):
-    """Iterate m -> g(m) for every entry and multiply G by the slope g'(m) (linear regime).
+def iterate_panels(pts, ndeg, W, nlayers, a, k0, step, qs, sw2, sb2, snap_at, out, err):
+    """Iterate g on the nodes and check points of interpolation panels (delta-v tabulation).
 
-    g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s * invq, r = rho^step.
+    pts[p, :ndeg] are the Chebyshev nodes of panel p and pts[p, ndeg:] its check points; W maps
+    node values to check-point values (barycentric interpolation). err[p] receives the largest
+    interpolation error at the check points over EVERY layer 1..nlayers (so which panels are
+    accepted does not depend on the layers asked for); out[j, p, :] the node values after
+    snap_at[j] layers.
+    """
+    npan = pts.shape[0]
+    npt = pts.shape[1]
+    nck = npt - ndeg
+    nsnap = snap_at.shape[0]
+    s = np.empty(npt)
+    rho = np.empty(npt)
+    acc = np.empty(npt)
+    for p in range(npan):
+        for i in range(npt):
+            s[i] = pts[p, i]
+        e = 0.0
+        j = 0
+        for layer in range(1, nlayers + 1):
+            _g_vec(s, rho, acc, a, k0, step, qs, sw2, sb2)
+            for m in range(nck):
+                sm = 0.0
+                for k in range(ndeg):
+                    sm += W[m, k] * s[k]
+                d = abs(sm - s[ndeg + m])
+                if not (d <= e):
+                    e = d
+            while j < nsnap and snap_at[j] == layer:
+                for k in range(ndeg):
+                    out[j, p, k] = s[k]
+                j += 1
+        err[p] = e
+
+
+@jit
+def cheb_coefs(f, costab):
+    """Chebyshev coefficients from values at first-kind nodes: f (P, nsnap, deg) -> same shape.
+
+    costab[m, k] = cos(m theta_k) with nodes cos(theta_k), theta_k = pi (2k + 1) / (2 deg).
+    """
+    npan, nsnap, deg = f.shape
+    c = np.zeros_like(f)
+    for p in range(npan):
+        for j in range(nsnap):
+            for m in range(deg):
+                acc = 0.0
+                for k in range(deg):
+                    acc += f[p, j, k] * costab[m, k]
+                c[p, j, m] = acc * ((1.0 if m == 0 else 2.0) / deg)
+    return c
+
+
+@jit
+def run_linear(m, G, nlayers, a, k0, step, qs, sw2, sb2, dmax, pw, mag, ti_bound, grow_bound):
+    """Linear regime: iterate m <- g(m) per column and multiply G by the slope g'(m).
+
+    g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s / qs, r = rho^step; a column at
+    rho >= 1 (a variance) is pinned to qs with slope 0 (see _common_rows). After every layer
+    the deviation bound max|G| * sum_f dmax_f |lam_f|^k (pw holds |lam_f|^k, advanced here) is
+    compared with ti_bound (translation invariant: stop, flag 1) and grow_bound (the deviation
+    grew too large for the first-order treatment: stop, flag 2).
+    Returns (layers done, flag, status).
     """
     kc = a.shape[0]
+    invq = 1.0 / qs
     for layer in range(nlayers):
+        gmax = 0.0
         for c in range(m.shape[0]):
             rho = _clip1(m[c] * invq)
+            if rho >= 1.0:
+                m[c] = qs
+                G[c] = 0.0
+                continue
             r = rho if step == 1 else rho * rho
             acc = a[kc - 1]
             dacc = 0.0
@@ -376,9 +535,20 @@ def run_linear(m, G, nlayers, a, k0, step, invq, sw2, sb2):
                 dy = dacc * dr
             G[c] *= sw2 * dy * invq
             m[c] = sw2 * y + sb2
-        if not math.isfinite(m[0]):
-            return layer + 1, NONFINITE
-    return nlayers, OK
+            if abs(G[c]) > gmax:
+                gmax = abs(G[c])
+        if not math.isfinite(m[0]) or not math.isfinite(gmax):
+            return layer + 1, 0, NONFINITE
+        tot = 0.0
+        for f in range(pw.shape[0]):
+            pw[f] *= mag[f]
+            tot += dmax[f] * pw[f]
+        bound = gmax * tot
+        if bound <= ti_bound:
+            return layer + 1, 1, OK
+        if bound > grow_bound:
+            return layer + 1, 2, OK
+    return nlayers, 0, OK
 
 
 @jit
