@@ -4,17 +4,19 @@ For a covariance ``S`` of ``M`` jointly Gaussian pre-activations this computes t
 
 .. math::
 
-    E^{(o)}_{ij} = \mathbb E_{h \sim N(0, S)}[\phi^{(o)}(h_i)\, \phi^{(o)}(h_j)], \qquad o \in \{0, 1\},
+    E^{(o)}_{ij} = \mathbb E_{h \sim N(0, S)}[\phi^{(o)}(h_i)\, \phi^{(o)}(h_j)],
+    \qquad o \in \{0, 1\},
 
 the ``C`` map of the forward recursion (``o = 0``) and the ``E[phi' phi']`` factor of the
 backward and NTK recursions (``o = 1``). Evaluators, chosen per activation:
 
 * closed forms for ``linear``, ``relu`` (arc-cosine kernels) and ``erf`` (arcsine kernel);
 * Mehler's formula for smooth activations: ``E = sum_k c_k(q_i) c_k(q_j) rho_ij^k`` with the
-  normalised Hermite coefficients of `mehler_coefficients` (the covariance engine's Hermite series) (one set per
-  distinct variance), truncated where the Parseval tail is below ``1e-15 E[phi^2]``; for ``phi'``
-  the coefficients follow from Stein's identity ``E[phi'(sqrt(q) z) He_k(z)] =
-  E[phi(sqrt(q) z) He_{k+1}(z)] / sqrt(q)``, i.e. ``d_k = sqrt((k + 1) / q) c_{k+1}``;
+  normalised Hermite coefficients of ``mehler_coefficients`` (the covariance engine's Hermite
+  series; one set per distinct variance), truncated where the Parseval tail is below
+  ``1e-15 E[phi^2]``; for ``phi'`` the coefficients follow from Stein's identity
+  ``E[phi'(sqrt(q) z) He_k(z)] = E[phi(sqrt(q) z) He_{k+1}(z)] / sqrt(q)``, i.e.
+  ``d_k = sqrt((k + 1) / q) c_{k+1}``;
 * the adaptive bivariate quadrature :func:`cnnmft.gaussian.expect2` otherwise (kinked
   activations without a closed form: ``hard_tanh``, ``selu``, custom ones), once per distinct
   ``(q_i, q_j, rho_ij)``.
@@ -30,8 +32,8 @@ import math
 import numpy as np
 
 from cnnmft import gaussian
-from cnnmft.activations import get_activation
 from cnnmft._covariance_series import mehler_coefficients
+from cnnmft.activations import get_activation
 
 _TAIL_REL = 1e-15
 _KMAX = 4096

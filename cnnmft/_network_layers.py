@@ -113,7 +113,7 @@ class Dense:
 
 
 def axis_geometry(n, k, s, padding):
-    """Return ``(n_out, idx, mask)`` on one axis: tap j of output alpha reads input idx[alpha, j]."""
+    """Return ``(n_out, idx, mask)`` on one axis: tap j of output alpha reads idx[alpha, j]."""
     if padding == "circular":
         n_out = -(-n // s)
         before = (k - 1) // 2

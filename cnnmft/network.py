@@ -20,8 +20,9 @@ in the infinite-channel limit with i.i.d. Gaussian weights ``N(0, sigma_w2 v_bet
   deviation): ``Theta = Sigma + sum_t w_t E_t Theta_x E_t^T`` at a linear layer,
   ``Theta_x = E[phi'(h) phi'(h')] * Theta`` at an activation;
 * backward, under gradient independence, the channel-summed gradient second moment
-  ``G = sum_c E[df/dy_c df/dy'_c]`` at every layer output: ``G_in = sum_t w_t E_t^T G E_t`` through a
-  linear layer, ``G_h = E[phi' phi'] * G_x`` through an activation, ``G = 1`` at the readout.
+  ``G = sum_c E[df/dy_c df/dy'_c]`` at every layer output: ``G_in = sum_t w_t E_t^T G E_t``
+  through a linear layer, ``G_h = E[phi' phi'] * G_x`` through an activation, ``G = 1`` at the
+  readout.
   Per linear layer, ``E||df/dW||_F^2 = c_in sum_t <G, E_t K E_t^T>`` (standard
   parametrisation), ``E||df/db||^2 = <G, 1>``, and the NTK is the sum of ``<G, Sigma>`` over
   layers (checked as an identity in the tests).
