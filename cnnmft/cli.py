@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib import metadata
 
 # (command, one-line help). The module is cnnmft.commands.<command with _ for ->.
@@ -125,6 +126,14 @@ def build_parser(command: str | None = None):
     return parser, subs
 
 
+def _show_warning(command):
+    """Warnings as one line each, ``cnnmft <command>: warning: ...`` (no source line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"cnnmft {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv=None) -> int:
     """Entry point of the ``cnnmft`` console script and of ``python -m cnnmft``."""
     # function-local for the reason given in _command_module: _common imports numpy
@@ -146,6 +155,7 @@ def main(argv=None) -> int:
         return 0
     sub = subs[args.command]
     mod = _command_module(args.command)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning(args.command)
     try:
         return int(mod.run(args) or 0)
     except KeyboardInterrupt:
@@ -159,6 +169,8 @@ def main(argv=None) -> int:
             message = f"{type(exc).__name__}: {message}"
         print(f"cnnmft {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m cnnmft.cli`

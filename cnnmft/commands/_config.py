@@ -116,16 +116,19 @@ def options_from_dataclass(cls) -> list:
 def options_from_source(path, classname: str) -> list:
     """Read the fields of dataclass `classname` from the Python file `path` without importing it.
 
-    Defaults must be literals (or ``field(default=<literal>)`` /
-    ``field(default_factory=tuple|list|dict)``), help strings literals in
+    Defaults must be literals, given directly, as ``field(default=<literal>)`` /
+    ``field(default_factory=tuple|list|dict)``, or through a helper function of the same file
+    that returns such a ``field(...)`` call (``_f(default, help)``); help strings are literals in
     ``metadata={"help": ...}``. When the class is not defined in `path` but imported there
     (``from cnnmft.x.y import TrainConfig``), the import is followed.
     """
     path = Path(path)
     tree = ast.parse(path.read_text(), filename=str(path))
+    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == classname:
-            return [opt for stmt in node.body if (opt := _option_from_stmt(stmt)) is not None]
+            return [opt for stmt in node.body
+                    if (opt := _option_from_stmt(stmt, helpers)) is not None]
     for node in tree.body:  # follow `from cnnmft.a.b import classname`
         if (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
                 and node.module.startswith("cnnmft.")
@@ -139,7 +142,30 @@ def options_from_source(path, classname: str) -> list:
     raise LookupError(f"no dataclass {classname!r} in {path}")
 
 
-def _option_from_stmt(stmt):
+def _call_name(node):
+    return getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+
+
+def _inline(call, helpers):
+    """``_f(a, b)`` -> the ``field(...)`` call its body returns, with the parameters replaced."""
+    fn = helpers.get(_call_name(call))
+    if fn is None:
+        return call
+    rets = [s for s in fn.body if isinstance(s, ast.Return)]
+    if not rets or not isinstance(rets[0].value, ast.Call):
+        return call
+    params = [a.arg for a in fn.args.args]
+    bound = dict(zip(params, call.args))
+    bound.update({k.arg: k.value for k in call.keywords if k.arg})
+
+    class Substitute(ast.NodeTransformer):
+        def visit_Name(self, node):  # noqa: N802 - ast.NodeTransformer's method name
+            return bound.get(node.id, node)
+
+    return Substitute().visit(ast.parse(ast.unparse(rets[0].value), mode="eval").body)
+
+
+def _option_from_stmt(stmt, helpers):
     if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
         return None
     ann = ast.unparse(stmt.annotation)
@@ -147,8 +173,9 @@ def _option_from_stmt(stmt):
         return None
     default, help_text = None, ""
     value = stmt.value
-    if (isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute))
-            and (getattr(value.func, "id", None) or getattr(value.func, "attr", None)) == "field"):
+    if isinstance(value, ast.Call):
+        value = _inline(value, helpers)
+    if isinstance(value, ast.Call) and _call_name(value) == "field":
         kw = {k.arg: k.value for k in value.keywords}
         if "default" in kw:
             default = ast.literal_eval(kw["default"])

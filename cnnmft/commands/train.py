@@ -1,116 +1,116 @@
 """``cnnmft train``: train a vanilla CNN (digits by default) and write metrics, plots, checkpoints.
 
+Every field of :class:`cnnmft.pytorch.config.TrainConfig` is a flag (``--field-name``) with its
+default and help; ``--config FILE`` (TOML or JSON) sets any of them and the flags typed win.
+The resolved settings are saved as ``resolved_config.json`` in the output folder (``--config``
+reads it back). Without ``--out`` the results go to ``runs/train-<date>-<time>/`` and the folder is
+printed.
+
 Examples::
 
     cnnmft train --depth 1000 --channels 16 --steps 200 --out runs/d1000
     cnnmft train --depth 1000 --out runs/d1000 --resume          # continue the same run
-    cnnmft train --dataset mnist --data-dir ~/data/mnist --depth 10000 --channels 128 --device cuda
+    cnnmft train --config runs/d1000/config.json --steps 400     # the same run, longer
+    cnnmft train --dataset fashion-mnist --depth 10000 --channels 128 --device cuda
     torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 100 --steps 50   # DDP
 """
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 
-def _segments(s):
-    if s in ("auto", "none", "None"):
-        return None if s.lower() == "none" else "auto"
-    return int(s)
+from cnnmft.commands import _config as cfg
+from cnnmft.commands._common import Output, add_common, check_range, format_bytes, need_memory
+from cnnmft.results import Status
+
+# TrainConfig is read from its source so that `cnnmft train --help` does not import torch
+SOURCE = Path(__file__).resolve().parents[1] / "pytorch" / "train.py"
+ALIASES = {"num_threads": ["--threads"], "out_dir": ["--out"]}
+GROUPS = {
+    "model": ["depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2", "q_star", "v",
+              "t", "act", "padding", "stem_strides", "checkpoint_segments", "impl",
+              "readout_scale", "freeze_block"],
+    "data": ["dataset", "data_dir", "max_train", "max_test", "test_fraction"],
+    "optimisation": ["optimizer", "lr", "momentum", "deep_lr_scale", "weight_decay", "schedule",
+                     "warmup_steps", "steps", "batch_size", "seed"],
+    "run": ["device", "dtype", "tf32", "num_threads", "eval_every", "eval_samples",
+            "grad_norm_layers", "out_dir", "checkpoint_every", "resume", "plots"],
+}
+FLAG_ALIASES = {"out_dir": "--out", "num_threads": "--threads"}
+
+
+def options():
+    """The :class:`~cnnmft.commands._config.Option` list of ``TrainConfig`` (read, not imported)."""
+    return cfg.options_from_source(SOURCE, "TrainConfig")
 
 
 def configure(p):
-    """Add the arguments of ``cnnmft train``."""
-    g = p.add_argument_group("model")
-    g.add_argument("--depth", type=int, default=10, help="layers of the deep block (default 10)")
-    g.add_argument("--channels", type=int, default=16, help="width of the deep block (default 16)")
-    g.add_argument("--kernel-size", type=int, default=3)
-    g.add_argument("--init", default="delta_orthogonal",
-                   choices=["delta_orthogonal", "block_orthogonal", "tunable_orthogonal",
-                            "gaussian"], help="deep-block kernels (default delta_orthogonal)")
-    g.add_argument("--sigma-w2", type=float, default=None,
-                   help="weight variance (default: critical point with q* = 1/depth)")
-    g.add_argument("--sigma-b2", type=float, default=None, help="bias variance")
-    g.add_argument("--q-star", type=float, default=None, help="q* of the default critical point")
-    g.add_argument("--v", default="uniform", help="Gaussian variance profile (uniform, delta, "
-                   "binomial, tunable)")
-    g.add_argument("--t", type=float, default=None, help="tunable-family parameter")
-    g.add_argument("--act", default="tanh")
-    g.add_argument("--padding", default="circular", choices=["circular", "zeros"])
-    g.add_argument("--stem-strides", type=int, nargs="*", default=None,
-                   help="stem strides (default: 1 2 for digits, 1 2 2 otherwise)")
-    g.add_argument("--checkpoint-segments", type=_segments, default="auto",
-                   help="activation checkpointing: auto (sqrt(depth) segments), none, or a count")
-    d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="digits",
-                   choices=["digits", "digits28", "mnist", "cifar10"],
-                   help="digits (8x8, offline, default), digits28 (resized to 28x28), mnist, "
-                   "cifar10")
-    d.add_argument("--data-dir", default=None, help="folder with MNIST IDX or CIFAR-10 batches")
-    d.add_argument("--max-train", type=int, default=None)
-    d.add_argument("--max-test", type=int, default=None)
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    o.add_argument("--lr", type=float, default=0.01)
-    o.add_argument("--momentum", type=float, default=0.9)
-    o.add_argument("--deep-lr-scale", default="1.0",
-                   help="learning-rate multiplier of the deep block: a number or 1/depth")
-    o.add_argument("--weight-decay", type=float, default=0.0)
-    o.add_argument("--schedule", default="constant",
-                   choices=["constant", "cosine", "step", "linear"])
-    o.add_argument("--warmup-steps", type=int, default=0)
-    o.add_argument("--steps", type=int, default=200)
-    o.add_argument("--batch-size", type=int, default=64)
-    o.add_argument("--seed", type=int, default=0)
-    r = p.add_argument_group("run")
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    r.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    r.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off by default)")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--eval-every", type=int, default=50)
-    r.add_argument("--grad-norm-layers", type=int, nargs="*", default=None,
-                   help="1-based deep layers whose gradient norm is logged (default first, "
-                   "middle, last)")
-    r.add_argument("--out", default=None,
-                   help="output folder (metrics CSV/JSON, plots, checkpoint)")
-    r.add_argument("--checkpoint-every", type=int, default=0)
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    r.add_argument("--no-plots", action="store_true")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    """Add one flag per ``TrainConfig`` field, ``--config`` and the output options."""
+    opts = options()
+    known = {o.name for o in opts}
+    groups = {t: [n for n in names if n in known] for t, names in GROUPS.items()}
+    rest = [o.name for o in opts if not any(o.name in g for g in groups.values())]
+    if rest:
+        groups["other"] = rest
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML or JSON file of settings (keys as the flags, - or _); flags typed "
+                        "on the command line win")
+    p.set_defaults(_options=cfg.add_options(p, opts, aliases=ALIASES, groups=groups))
+    add_common(p)
 
 
-def config_from_args(args):
-    """Build a :class:`cnnmft.pytorch.train.TrainConfig` from parsed arguments."""
-    from cnnmft.pytorch.train import TrainConfig
+def resolve(args):
+    """Merge defaults, ``--config`` and flags; return ``(values, origin)``."""
+    file_values = cfg.load_config_file(args.config, "train") if args.config else {}
+    return cfg.resolve(args._options, args, file_values)
 
-    return TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, depth=args.depth, channels=args.channels,
-        kernel_size=args.kernel_size, init=args.init, sigma_w2=args.sigma_w2,
-        sigma_b2=args.sigma_b2, q_star=args.q_star, v=args.v, t=args.t, act=args.act,
-        padding=args.padding,
-        stem_strides=tuple(args.stem_strides) if args.stem_strides is not None else None,
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        deep_lr_scale=(args.deep_lr_scale if args.deep_lr_scale == "1/depth"
-                       else float(args.deep_lr_scale)),
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup_steps,
-        steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-        grad_norm_layers=tuple(args.grad_norm_layers) if args.grad_norm_layers else None,
-        seed=args.seed, device=args.device, dtype=args.dtype, tf32=args.tf32,
-        checkpoint_segments=args.checkpoint_segments, num_threads=args.threads,
-        out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        plots=not args.no_plots, max_train=args.max_train, max_test=args.max_test)
+
+def _precheck(values):
+    """Refuse impossible sizes before torch builds anything."""
+    depth, channels, k = values["depth"], values["channels"], values["kernel_size"]
+    check_range(depth, "--depth", 1)
+    check_range(channels, "--channels", 1)
+    check_range(k, "--kernel-size", 1)
+    itemsize = 8 if values.get("dtype") == "float64" else 4
+    # deep-block weights and biases; with their gradient and one (SGD momentum) or two (Adam)
+    # optimizer buffers: a lower bound that ignores activations, data and the stem
+    params = float(depth) * (channels * channels * k * k + channels)
+    copies = 4 if values.get("optimizer") == "adam" else 3
+    need_memory(params * itemsize * copies,
+                f"--depth {depth} --channels {channels} --kernel-size {k} "
+                f"({params:.3g} deep-block parameters, {format_bytes(params * itemsize)} each "
+                "for weights, gradients and optimizer state)")
 
 
 def run(args) -> int:
     """Train and print a summary; exit code 0, or 3 when the loss became non-finite."""
-    import os
+    out = Output(args)
+    values, origin = resolve(args)
+    _precheck(values)
+    if values.get("out_dir") is None:
+        values["out_dir"] = str(Path("runs") / time.strftime("train-%Y%m%d-%H%M%S"))
+        origin["out_dir"] = "default"
+    rank0 = int(os.environ.get("RANK", "0")) == 0
 
+    from cnnmft.pytorch.config import TrainConfig  # torch: only when a run starts
     from cnnmft.pytorch.train import train
 
-    res = train(config_from_args(args), progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{res.message}: train acc {res.train_accuracy:.4f}, test acc "
-              f"{res.test_accuracy:.4f}, final loss {res.final_loss:.4g} "
-              f"(sigma_w2={res.sigma_w2:.6g}, sigma_b2={res.sigma_b2:.3g}, "
-              f"{res.step_time:.3g} s/step)")
-        if args.out:
-            print(f"metrics, plots and checkpoint in {args.out}")
+    config = TrainConfig(**values).validate()
+    if rank0:
+        cfg.save_resolved(Path(config.out_dir) / "resolved_config.json", "train", values, origin)
+        out.note(f"results go to {config.out_dir}/ (settings in resolved_config.json)")
+    res = train(config, progress=out.progress)
+    if rank0:
+        out.result(f"{res.message}: train acc {res.train_accuracy:.4f}, test acc "
+                   f"{res.test_accuracy:.4f}, final loss {res.final_loss:.4g} "
+                   f"(sigma_w2={res.sigma_w2:.6g}, sigma_b2={res.sigma_b2:.3g}, "
+                   f"{res.step_time:.3g} s/step)")
+        out.data({"message": res.message, "status": Status(int(res.status)).name,
+                  "train_accuracy": res.train_accuracy, "test_accuracy": res.test_accuracy,
+                  "final_loss": res.final_loss, "sigma_w2": res.sigma_w2,
+                  "sigma_b2": res.sigma_b2, "steps_done": res.steps_done,
+                  "seconds_per_step": res.step_time, "out_dir": config.out_dir})
+        out.note(f"metrics, plots and checkpoint in {config.out_dir}")
     return 0 if res.success else 3
