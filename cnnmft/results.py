@@ -26,8 +26,7 @@ import numpy as np
 from cnnmft import plotting
 from cnnmft._util import atomic_write_bytes, atomic_write_text
 
-__all__ = ["Status", "Result", "ResultMixin", "status_counts", "status_names", "values_equal",
-           "FixedPoint", "CriticalPoint"]
+__all__ = ["Status", "Result", "status_counts", "status_names", "FixedPoint", "CriticalPoint"]
 
 
 class Status(enum.IntEnum):
