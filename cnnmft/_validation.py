@@ -33,6 +33,7 @@ def as_float_array(value, name: str, *, low=None, high=None, low_open=False, all
     allow_inf : bool
         Accept ``+inf`` (never NaN).
     """
+    _refuse_non_real(value, name)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -53,6 +54,32 @@ def as_float_array(value, name: str, *, low=None, high=None, low_open=False, all
     if high is not None and (arr > high).any():
         raise ValueError(f"`{name}` must be {rng_txt}; got {_show(arr[arr > high].ravel()[0])}")
     return arr
+
+
+def _refuse_non_real(value, name: str) -> None:
+    """TypeError for complex (even with a zero imaginary part), bool and string input.
+
+    numpy would otherwise drop an imaginary part, read ``True`` as 1 and parse ``"2.5"``.
+    """
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a real number or an array of them, got {value!r} "
+                        f"of type {type(value).__name__}")
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged nesting
+        raise TypeError(f"`{name}` must be a real number or a (rectangular) array of them, "
+                        f"got {value!r}") from None
+    if kind == "O":
+        flat = np.asarray(value, dtype=object).ravel()
+        bad = [v for v in flat if isinstance(v, (str, bytes, bool, np.bool_, complex,
+                                                 np.complexfloating))]
+        if bad:
+            raise TypeError(f"`{name}` must hold real numbers only, got {bad[0]!r} of type "
+                            f"{type(bad[0]).__name__} in {value!r}")
+    elif kind in "cbUS":
+        what = {"c": "complex", "b": "bool", "U": "string", "S": "bytes"}[kind]
+        raise TypeError(f"`{name}` must be a real number or an array of them, got {what} "
+                        f"input {_show(value)}")
 
 
 def _range_text(low, high, low_open=False) -> str:
