@@ -74,7 +74,7 @@ from cnnmft import montecarlo
 from cnnmft.montecarlo import circular_conv, jacobian_singular_values, mode_decay, simulate
 
 # Checks of the theory against simulation
-from cnnmft import validate
+from cnnmft import checks
 
 # Threads for numba, BLAS and torch
 from cnnmft._threads import get_num_threads, limit_threads, set_num_threads
@@ -100,6 +100,6 @@ __all__ = [
     "conventions", "block_orthogonal", "conv_singular_values", "delta_orthogonal",
     "gaussian_kernel", "haar_orthogonal", "tap_energy", "tunable_orthogonal",
     "montecarlo", "circular_conv", "jacobian_singular_values", "mode_decay", "simulate",
-    "validate",
+    "checks",
     "get_num_threads", "limit_threads", "set_num_threads",
 ]
