@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnmft import plotting
 from cnnmft.commands._common import Output, add_common, check_range
 from cnnmft.meanfield import critical_point
 from cnnmft.results import Status
@@ -84,9 +85,10 @@ def run(args) -> int:
                 out.note(f"  numbers written to {target}")
     out.data({"act": args.act, "sigma_w2": sw, "sigma_b2": sb, "cases": rows})
     if args.plot:
-        from cnnmft.report.spectrum import plot_sv_densities
+        import matplotlib
 
-        fig = plot_sv_densities(results)
+        matplotlib.use("Agg")  # the command line chooses the backend, never the library
+        fig = plotting.sv_densities(results)
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110, bbox_inches="tight")
         out.note(f"figure written to {args.plot}")

@@ -6,12 +6,14 @@ import html
 
 import numpy as np
 
+from cnnmft import orthogonal as orth
+from cnnmft.fourier import variance_profile
+from cnnmft.orthogonal import conv_singular_values, tap_energy
+
 TITLE = "Kernels: exact orthogonality and tap-energy profiles"
 
 
 def _draw(kind, shape, sigma_w2, rng, t=0.25):
-    from cnnmft import orthogonal as orth
-
     if kind == "delta":
         return orth.delta_orthogonal(shape, sigma_w2, rng)
     if kind == "block":
@@ -23,13 +25,7 @@ def _draw(kind, shape, sigma_w2, rng, t=0.25):
 
 def build(ctx) -> str:
     """Compute the spectra and profiles, draw two figures, return the HTML fragment."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from cnnmft.fourier import variance_profile
-    from cnnmft.orthogonal import conv_singular_values, tap_energy
 
     rng = np.random.default_rng(ctx.rng)
     c = 32 if ctx.quick else 128
@@ -42,7 +38,8 @@ def build(ctx) -> str:
     parts = []
 
     # 1. operator singular values on an 8x8 circular grid, 3x3 kernels
-    fig, ax = plt.subplots(figsize=(7, 4))
+    bar = ctx.bar(4 + 5, "kernels")
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     rows = {"kind": [], "s_min": [], "s_max": [], "max_rel_dev": []}
     spectra = {}
     styles = [("-", 5.0), ("--", 3.0), (":", 2.0), ("-", 1.5)]
@@ -55,6 +52,7 @@ def build(ctx) -> str:
         rows["s_min"].append(float(s.min()))
         rows["s_max"].append(float(s.max()))
         rows["max_rel_dev"].append(float(np.abs(s - 1).max()))
+        bar.update()
     ax.set_xlabel("quantile")
     ax.set_ylabel("singular value of the convolution operator")
     ax.set_title(f"3x3 kernels, c = {c}, sigma_w2 = 1, circular {grid[0]}x{grid[1]} grid")
@@ -65,8 +63,14 @@ def build(ctx) -> str:
                             "Gaussian kernel spreads over the Marchenko-Pastur range [0, 2]."))
     parts.append(ctx.numbers("kernels_singular_values", spectra))
     parts.append(ctx.numbers("kernels_singular_value_range", rows))
+    worst = max(d for k, d in zip(rows["kind"], rows["max_rel_dev"]) if k != "gaussian")
+    ctx.headline("measured", "orthogonal kernels: largest |s - 1| of the convolution operator "
+                 "(exact isometry)", f"{worst:.1e}", section="kernels")
+    ctx.headline("check", "orthogonal kernels are isometries to 1e-12", f"{worst:.1e}",
+                 ok=worst < 1e-12, section="kernels")
     table = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{a:.12f}</td><td>{b:.12f}</td><td>{d:.1e}</td></tr>"
+        f"<tr><td>{html.escape(k)}</td><td class=num>{a:.12f}</td><td class=num>{b:.12f}</td>"
+        f"<td class=num>{d:.1e}</td></tr>"
         for k, a, b, d in zip(rows["kind"], rows["s_min"], rows["s_max"], rows["max_rel_dev"]))
     parts.append("<table><tr><th>kind</th><th>min s</th><th>max s</th><th>max |s - 1|</th></tr>"
                  f"{table}</table>")
@@ -79,7 +83,7 @@ def build(ctx) -> str:
                 "tunable_0.1": variance_profile("tunable", k, ndim=1, t=0.1),
                 "tunable_0.25": variance_profile("tunable", k, ndim=1, t=0.25),
                 "gaussian": variance_profile("uniform", k, ndim=1)}
-    fig, axes = plt.subplots(1, len(expected), figsize=(13, 3), sharey=True)
+    fig, axes = plt.subplots(1, len(expected), figsize=(13, 3), sharey=True, layout="constrained")
     for ax, (key, v) in zip(axes, expected.items()):
         t = float(key.split("_")[1]) if key.startswith("tunable") else 0.25
         es = np.array([tap_energy(_draw(key, (c, c, k), 1.0, rng, t=t)) for _ in range(n_draws)])
@@ -92,6 +96,8 @@ def build(ctx) -> str:
         profiles[f"{key}_measured"] = mean
         profiles[f"{key}_stderr"] = se
         profiles[f"{key}_expected"] = v
+        bar.update()
+    bar.close()
     axes[0].set_ylabel("fraction of kernel energy")
     axes[0].legend()
     parts.append(ctx.figure("kernels_tap_energy", fig,
@@ -102,5 +108,5 @@ def build(ctx) -> str:
     parts.append(ctx.numbers("kernels_tap_energy", profiles))
     parts.append("<p>Orthogonality fixes the Jacobian spectrum; the tap-energy profile v fixes "
                  "how fast each spatial Fourier mode decays with depth. Delta-orthogonal kernels "
-                 "get both (THEORY.md sections 2.7, 4).</p>")
+                 "get both (docs/theory.md, sections 2.7 and 4).</p>")
     return "\n".join(parts)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 
 import numpy as np
+from sklearn.datasets import load_digits
+
+from cnnmft.covariance import propagate_covariance
+from cnnmft.fourier import mode_depth_scales, variance_profile
 
 TITLE = "Fourier modes: one depth scale per spatial frequency"
 
@@ -33,21 +37,16 @@ def _spread(cov, spatial):
 
 def build(ctx) -> str:
     """Compute per-mode depth scales and covariance snapshots; return the HTML fragment."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnmft.covariance import propagate_covariance
-    from cnnmft.fourier import mode_depth_scales, variance_profile
-
     grid = (8, 8)
+    bar = ctx.bar(4, "Fourier modes")
     sb2 = 0.05
     parts = []
 
     # 1. per-mode depth scales at one ordered point, every profile
     sw_ord = 1.5
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     nums = {}
     for kind, t, label in _PROFILES:
         v = variance_profile(kind, 3, t=t)
@@ -64,10 +63,14 @@ def build(ctx) -> str:
                             "zero mode has the fully-connected xi_c for every profile; delta v "
                             "gives it to all modes, spread-out profiles make the others short."))
     parts.append(ctx.numbers("modes_xi_by_profile", nums))
+    ctx.headline("theory", "tanh (1.5, 0.05): xi_c of the zero mode / slowest non-zero mode, "
+                 "binomial v", f"{nums['binomial_(Alg._1)'][0]:.3g} / "
+                 f"{nums['binomial_(Alg._1)'][1]:.3g} layers", section="modes")
+    bar.update()
 
     # 2. dependence on sigma_w2: zero mode and slowest non-zero mode
     sw = np.sort(np.append(np.linspace(1.0, 3.0, 21 if ctx.quick else 81), 1.760955))
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     nums = {"sigma_w2": sw}
     for kind, t, label in _PROFILES[:4]:
         v = variance_profile(kind, 3, t=t)
@@ -88,24 +91,19 @@ def build(ctx) -> str:
                             "Only the zero mode diverges at the critical sigma_w2; non-zero modes "
                             "keep a finite depth scale -1/log(chi_c |lambda_f|)."))
     parts.append(ctx.numbers("modes_xi_vs_sigma_w2", nums))
+    bar.update()
 
     # 3. covariance snapshots across depth at criticality and the decay of the spatial part
-    rng = np.random.default_rng(ctx.rng)
-    try:
-        from sklearn.datasets import load_digits
-
-        img = load_digits().images[0] / 16.0
-        x = (img - img.mean())[..., None] / max(img.std(), 1e-12)
-        source = "scikit-learn digit"
-    except Exception:  # pragma: no cover - offline fallback
-        x = rng.normal(size=grid + (1,))
-        source = "random input"
+    img = load_digits().images[0] / 16.0  # shipped with scikit-learn: works offline
+    x = (img - img.mean())[..., None] / max(img.std(), 1e-12)
+    source = "scikit-learn digit"
     sw_c = 1.760955
     depth = 64 if ctx.quick else 128
     snaps = [1, 2, 4, 8, 16, 32, depth]
     res = propagate_covariance(x, "tanh", sw_c, sb2, variance_profile("uniform", 3), depth,
                                layers="all", progress=False)
-    fig, axes = plt.subplots(1, len(snaps), figsize=(2.0 * len(snaps), 2.3))
+    bar.update()
+    fig, axes = plt.subplots(1, len(snaps), figsize=(2.0 * len(snaps), 2.3), layout="constrained")
     for ax, layer in zip(axes, snaps):
         cv = res.cov[layer]
         corr = cv[3, 3] / np.sqrt(cv[3, 3, 3, 3] * np.einsum("ijij->ij", cv))
@@ -122,7 +120,7 @@ def build(ctx) -> str:
     r = mode_depth_scales("tanh", sw_c, sb2, res.v, grid)
     mag = np.sort(np.abs(r.lam).ravel())[::-1]
     layers = np.arange(1, depth + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     ax.semilogy(layers, np.maximum(spread, 1e-17), ".", label="propagate_covariance")
     i0 = depth // 2
     pred = spread[i0 - 1] * (float(r.chi_c) * mag[1]) ** (layers - i0)
@@ -138,6 +136,8 @@ def build(ctx) -> str:
                             "rate as the correlations approach c* = 1."))
     parts.append(ctx.numbers("modes_spatial_decay", {"layer": layers, "spread": spread,
                                                      "prediction": pred}))
+    bar.update()
+    bar.close()
     intro = ("<p>A CNN's covariance map averages every pixel pair along the diagonal with the "
              "variance profile v, so each spatial Fourier mode f of a perturbation decays with its "
              "own depth scale xi_{c,f} = -1/log(chi_c |lambda_f|), lambda_f the DFT of v "

@@ -2,27 +2,27 @@
 
 import numpy as np
 
+from cnnmft import critical_point, critical_sigma_w2, fixed_point, phase_diagram
+
 TITLE = "Phase diagrams and critical lines"
 
 
 def build(ctx):
     """Phase diagrams (xi_c, c*), critical lines and the depth scale at sigma_b2 = 0.05."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnmft import critical_point, fixed_point, phase_diagram
-
-    nw, nb = (40, 20) if ctx.quick else (160, 80)
+    nw, nb = {"quick": (40, 20), "default": (120, 60)}.get(ctx.level, (160, 80))
     sw = np.linspace(0.5, 4.0, nw)
     sb = np.linspace(0.0, 0.5, nb)
     parts = []
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    bar = ctx.bar(5, "phase diagrams")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     for ax, act in zip(axes, ["tanh", "erf", "relu"]):
         pd = phase_diagram(act, sw, sb)
         pd.plot("xi_c", ax=ax)
+        ax.set_title(f"{act}: correlation depth scale $\\xi_c$")
         parts.append(ctx.numbers(f"phase_{act}", pd.to_dict()))
+        bar.update()
     parts.insert(0, ctx.figure(
         "phase_xi_c", fig,
         "Correlation depth scale xi_c over (sigma_w2, sigma_b2); the dashed line is chi_1 = 1, "
@@ -30,7 +30,7 @@ def build(ctx):
 
     # critical lines parametrised by q*
     q = np.geomspace(1e-4, 3.0, 80 if ctx.quick else 300)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     rows = {"q_star": q}
     for act in ["tanh", "erf"]:
         cp = critical_point(act, q)
@@ -46,11 +46,12 @@ def build(ctx):
     ax.set_title("order-chaos critical lines")
     parts.append(ctx.figure("critical_lines", fig, "Critical lines chi_1 = 1, parametrised by q*."))
     parts.append(ctx.numbers("critical_lines", rows))
+    bar.update()
 
     # depth scales along sigma_b2 = 0.05 (Schoenholz et al. Fig. 3 style)
     sw1 = np.linspace(0.8, 4.0, 60 if ctx.quick else 400)
     fp = fixed_point("tanh", sw1, 0.05)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     ax.semilogy(sw1, fp.xi_c, label=r"$\xi_c$")
     ax.semilogy(sw1, fp.xi_q, label=r"$\xi_q$")
     ax.semilogy(sw1, 6 * fp.xi_c, "--", label=r"$6\xi_c$ (trainable depth)")
@@ -64,4 +65,20 @@ def build(ctx):
     parts.append(ctx.numbers("depth_scales_tanh", {
         "sigma_w2": sw1, "q_star": fp.q_star, "c_star": fp.c_star, "chi_1": fp.chi_1,
         "xi_q": fp.xi_q, "xi_c": fp.xi_c, "status": fp.status}))
+    bar.update()
+    bar.close()
+    _headlines(ctx)
     return "\n".join(parts)
+
+
+def _headlines(ctx):
+    crit = float(np.ravel(critical_sigma_w2("tanh", 0.05).sigma_w2)[0])
+    ctx.headline("theory", "tanh critical sigma_w2 at sigma_b2 = 0.05 (chi_1 = 1)", crit,
+                 section="phase")
+    deep = critical_point("tanh", 1e-4)
+    ctx.headline("theory", "tanh critical (sigma_w2, sigma_b2) for 10,000 layers (q* = 1e-4)",
+                 f"({float(np.ravel(deep.sigma_w2)[0]):.6g}, "
+                 f"{float(np.ravel(deep.sigma_b2)[0]):.3g})", section="phase")
+    fp = fixed_point("tanh", np.array([2.5]), 0.05)
+    ctx.headline("theory", "trainable depth 6 xi_c of tanh at (2.5, 0.05), chaotic",
+                 float(6 * fp.xi_c[0]), section="phase")

@@ -6,6 +6,11 @@ import html
 
 import numpy as np
 
+from cnnmft import plotting
+from cnnmft.meanfield import critical_point
+from cnnmft.montecarlo import jacobian_singular_values
+from cnnmft.spectrum import jacobian_spectrum
+
 TITLE = "Jacobian singular values: dynamical isometry needs orthogonal kernels"
 
 _SW2, _SB2 = 1.05, 2.01e-5  # tanh critical point with q* = 0.0259 (the authors' first demo)
@@ -18,56 +23,17 @@ def _log_density(s):
     return lam, s.density[order] * lam * np.log(10.0)
 
 
-def plot_sv_densities(results, ax=None):
-    """Plot the density of log10 of the eigenvalues of J J^T for several :class:`Spectrum`.
-
-    Parameters
-    ----------
-    results : list of Spectrum
-        Results of :func:`cnnmft.jacobian_spectrum`.
-    ax : matplotlib Axes, optional
-        Where to draw (default: a new figure).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-    else:
-        fig = ax.figure
-    for s in results:
-        lam, d = _log_density(s)
-        ok = lam > 0
-        ls = "-" if s.weights == "orthogonal" else "--"
-        ax.semilogx(lam[ok], d[ok], ls, label=f"{s.weights}, L = {s.depth}")
-    ax.set_xlabel(r"eigenvalue $\lambda$ of $JJ^T$ (singular value$^2$)")
-    ax.set_ylabel(r"density of $\log_{10}\lambda$")
-    ax.legend(fontsize=7)
-    return fig
-
-
 def build(ctx) -> str:
     """Spectra vs depth, Monte Carlo overlays and the q* = 1/L rule; return the HTML fragment."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from cnnmft.montecarlo import jacobian_singular_values
-    from cnnmft.spectrum import jacobian_spectrum
 
     parts = []
     n = 300 if ctx.quick else 2000
     depths = [4, 16, 64] if ctx.quick else [4, 16, 64, 256, 1024, 10000]
 
     # 1. orthogonal vs Gaussian as depth grows
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    bar = ctx.bar(2 * len(depths) + 5 + 4, "spectra")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False, layout="constrained")
     rows = {k: [] for k in ("depth", "weights_orthogonal", "variance", "lambda_max",
                             "q01", "q50", "q99")}
     for w, ax in zip(("orthogonal", "gaussian"), axes):
@@ -78,7 +44,9 @@ def build(ctx) -> str:
             q = s.quantile([0.01, 0.5, 0.99])
             for k, v in zip(rows, (L, w == "orthogonal", s.variance, s.lambda_max, *q)):
                 rows[k].append(v)
-        plot_sv_densities(res, ax=ax)
+            bar.update()
+        plotting.sv_densities(res, ax=ax)
+        ax.legend(fontsize=7)
         ax.set_title(f"tanh at ({_SW2}, {_SB2}), {w} weights")
     parts.append(ctx.figure(
         "spectrum_vs_depth", fig,
@@ -99,7 +67,7 @@ def build(ctx) -> str:
              ("CNN", (4,), 3, "gaussian", "gaussian")]
     width_fc = 128 if ctx.quick else 512
     width_cnn = 32 if ctx.quick else 128
-    fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.4))
+    fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.4), layout="constrained")
     table = []
     mc_nums = {}
     for (net, spatial, k, kernel, w), ax in zip(cases, axes):
@@ -124,6 +92,7 @@ def build(ctx) -> str:
         table.append((net, kernel, width * int(np.prod(spatial)), mc.m1, mc.var, eig.max(),
                       th.m1, th.variance, th.lambda_max, ks))
         mc_nums[f"{net}_{kernel}_eigenvalues"] = eig
+        bar.update()
     axes[0].legend(fontsize=7)
     parts.append(ctx.figure(
         "spectrum_monte_carlo", fig,
@@ -139,13 +108,14 @@ def build(ctx) -> str:
             "<th>theory lambda_max</th><th>KS distance</th></tr>")
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" if isinstance(c, str) else
-                         f"<td>{c:.4g}</td>" for c in row) + "</tr>" for row in table)
+                         f"<td class=num>{c:.4g}</td>" for c in row) + "</tr>"
+        for row in table)
     parts.append(head + body + "</table>")
+    ctx.headline("measured", f"Jacobian spectra of numpy networks vs free probability (L = {L}): "
+                 "largest KS distance", float(max(r[-1] for r in table)), section="spectrum")
 
     # 3. the demo rule q* = 1/L: isometry that improves with depth
-    from cnnmft.meanfield import critical_point
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     rule = {"depth": [], "sigma_w2": [], "variance": [], "lambda_max": []}
     for L in ([16, 256, 4096] if ctx.quick else [16, 256, 1250, 10000]):
         cp = critical_point("tanh", 1.0 / L)
@@ -155,8 +125,14 @@ def build(ctx) -> str:
         ax.plot(s.sv[order], s.sv_density[order], label=f"L = {L}")
         for k, v in zip(rule, (L, sw, s.variance, s.lambda_max)):
             rule[k].append(v)
+        bar.update()
+    bar.close()
+    # the deepest network's density is a spike at 1: a log axis keeps the shallow ones visible
+    ax.set_yscale("log")
+    top = max(float(np.max(line.get_ydata())) for line in ax.get_lines())
+    ax.set_ylim(top * 1e-4, top * 2)
     ax.set_xlabel("singular value of J")
-    ax.set_ylabel("density")
+    ax.set_ylabel("density (log scale)")
     ax.set_title("tanh, orthogonal, critical with q* = 1/L")
     ax.legend(fontsize=8)
     parts.append(ctx.figure(
@@ -165,4 +141,12 @@ def build(ctx) -> str:
         "the singular values concentrate at 1 (dynamical isometry) at 10,000 layers."))
     parts.append(ctx.numbers("spectrum_q_one_over_L", {k: np.asarray(v, dtype=float)
                                                        for k, v in rule.items()}))
+    orth = [i for i, w in enumerate(rows["weights_orthogonal"]) if w]
+    gauss = [i for i, w in enumerate(rows["weights_orthogonal"]) if not w]
+    ctx.headline("theory", f"variance of the JJ^T spectrum at L = {rows['depth'][orth[-1]]}: "
+                 "orthogonal / Gaussian kernels", f"{rows['variance'][orth[-1]]:.3g} / "
+                 f"{rows['variance'][gauss[-1]]:.3g}", section="spectrum")
+    ctx.headline("theory", "variance of the JJ^T spectrum with q* = 1/L at "
+                 f"L = {rule['depth'][-1]}",
+                 float(rule["variance"][-1]), section="spectrum")
     return "\n".join(parts)

@@ -18,8 +18,10 @@ Pass rules (no single tolerance for everything):
   (the theory must be as close to the simulation as another simulation is).
 
 A check whose theory function is missing from this installation returns a row with status
-``"not available"`` (it neither passes nor fails). Run all of them with :func:`run_checks` or
-``cnnmft validate``.
+``Verdict.NOT_AVAILABLE`` (it neither passes nor fails). Run all of them with
+:func:`run_checks` or ``cnnmft validate``. This module computes and compares only: the overlay
+figures are :func:`cnnmft.plotting.check`, the HTML table is written by the report
+(:mod:`cnnmft.report.validation`).
 
 References
 ----------
@@ -29,16 +31,20 @@ References
 
 from __future__ import annotations
 
-import importlib
+import enum
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import ks_2samp, norm, t
 
 from cnnmft import _validation as V
+from cnnmft import covariance, fourier, meanfield, spectrum
 from cnnmft import montecarlo as mc
+from cnnmft.fourier import variance_profile
 
-__all__ = ["CheckResult", "ValidationResult", "CHECKS", "run_check", "run_checks", "z_threshold"]
+__all__ = ["Verdict", "CheckResult", "ValidationResult", "CHECKS", "run_check", "run_checks",
+           "z_threshold"]
 
 ALPHA = 1e-3
 
@@ -54,10 +60,35 @@ def z_threshold(m, alpha=ALPHA, dof=None):
     Normal quantile, or Student-t with `dof` degrees of freedom when the standard errors are
     themselves estimated from ``dof + 1`` network draws.
     """
-    from scipy.stats import norm, t
-
     p = alpha / (2.0 * max(int(m), 1))
     return float(norm.isf(p) if dof is None else t.isf(p, dof))
+
+
+class Verdict(str, enum.Enum):
+    """Outcome of one check; compares equal to its value (``Verdict.PASS == "pass"``).
+
+    Attributes
+    ----------
+    PASS : "pass"
+        Every compared number within its threshold.
+    FAIL : "fail"
+        At least one compared number outside its threshold.
+    ERROR : "error"
+        The theory or the simulation raised (counts as a failure).
+    NOT_AVAILABLE : "not available"
+        The theory function is not installed (neither a pass nor a failure).
+    """
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    NOT_AVAILABLE = "not available"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 @dataclass
@@ -72,9 +103,10 @@ class CheckResult:
         ``"fixed point"``, ``"trajectory"``, ``"covariance"``, ``"modes"`` or ``"jacobian"``.
     description : str
         What is compared, with the configuration.
-    status : str
-        ``"pass"``, ``"fail"``, ``"error"`` (the theory or the simulation raised; counts as a
-        failure) or ``"not available"`` (the theory function is not installed).
+    status : Verdict
+        PASS, FAIL, ERROR (the theory or the simulation raised; counts as a failure) or
+        NOT_AVAILABLE (the theory function is not installed); equal to the strings ``"pass"``,
+        ``"fail"``, ``"error"``, ``"not available"``.
     z : float
         Largest ``|theory - mc| / stderr`` over the compared numbers (NaN if none).
     z_crit : float
@@ -96,7 +128,7 @@ class CheckResult:
     name: str
     group: str
     description: str
-    status: str = "not available"
+    status: Verdict = Verdict.NOT_AVAILABLE
     z: float = float("nan")
     z_crit: float = float("nan")
     n_compared: int = 0
@@ -106,14 +138,19 @@ class CheckResult:
     note: str = ""
     curves: dict = field(default_factory=dict, repr=False)
 
+    def __setattr__(self, name, value):
+        if name == "status":
+            value = Verdict(value)
+        super().__setattr__(name, value)
+
     @property
     def passed(self) -> bool:
         """True when the check ran and passed (``not available`` is not a pass)."""
-        return self.status == "pass"
+        return self.status == Verdict.PASS
 
     def row(self) -> dict:
         """Return the table row (without the curves)."""
-        return {"name": self.name, "group": self.group, "status": self.status,
+        return {"name": self.name, "group": self.group, "status": self.status.value,
                 "z": self.z, "z_crit": self.z_crit, "n_compared": self.n_compared,
                 "ks": self.ks, "ks_crit": self.ks_crit, "seconds": round(self.seconds, 2),
                 "description": self.description, "note": self.note}
@@ -137,7 +174,7 @@ class ValidationResult:
     @property
     def failed(self) -> list:
         """Names of the checks that failed."""
-        return [c.name for c in self.checks if c.status in ("fail", "error")]
+        return [c.name for c in self.checks if c.status in (Verdict.FAIL, Verdict.ERROR)]
 
     @property
     def ok(self) -> bool:
@@ -162,11 +199,15 @@ class _Missing(Exception):
     pass
 
 
+_THEORY = {"meanfield": meanfield, "covariance": covariance, "fourier": fourier,
+           "spectrum": spectrum}
+
+
 def _theory(module, name):
+    """The theory function ``cnnmft.<module>.<name>``; ``_Missing`` when it is not there."""
     try:
-        mod = importlib.import_module(f"cnnmft.{module}")
-        return getattr(mod, name)
-    except (ImportError, AttributeError):
+        return getattr(_THEORY[module], name)
+    except (KeyError, AttributeError):
         raise _Missing(f"cnnmft.{module}.{name} is not available") from None
 
 
@@ -249,8 +290,8 @@ def check_fixed_point(quick=True, rng=0, *, theory_override=None):
             mcv.append(sim.c[:, 0, 1])
             se.append(sim.c_stderr[:, 0, 1])
     res.curves = curves
-    res.status = "pass" if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
-                                   np.concatenate(se), dof=s["draws"] - 1) else "fail"
+    res.status = Verdict.PASS if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
+                                   np.concatenate(se), dof=s["draws"] - 1) else Verdict.FAIL
     return res
 
 
@@ -291,8 +332,8 @@ def check_trajectories(quick=True, rng=0, *, theory_override=None):
                        f"{label}_c_theory": c, f"{label}_c_mc": sim.c[:, 0, 1],
                        f"{label}_c_se": sim.c_stderr[:, 0, 1]})
     res.curves = curves
-    res.status = "pass" if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
-                                   np.concatenate(se), dof=s["draws"] - 1) else "fail"
+    res.status = Verdict.PASS if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
+                                   np.concatenate(se), dof=s["draws"] - 1) else Verdict.FAIL
     return res
 
 
@@ -323,15 +364,14 @@ def _covariance_check(name, v, kernel, quick, rng, propagate=None):
     x = mc.gaussian_inputs(gram, sp, max(s["width"], 72), rng=rng)
     sim = mc.simulate(x, "tanh", sw, sb, depth, width=s["width"], kernel=kernel, v=v,
                       n_draws=s["draws"], cov_layers=layers, rng=rng)
-    from cnnmft.fourier import variance_profile
 
     vp = variance_profile(v, 3, ndim=2)
     out = propagate(x[0], "tanh", sw, sb, vp, depth, layers=list(layers))
     theory = np.asarray(out.cov).reshape(len(layers), *sim.cov.shape[2:])
     res.curves = {"theory": theory.ravel(), "mc": sim.cov[:, 0].ravel(),
                   "se": sim.cov_stderr[:, 0].ravel()}
-    res.status = "pass" if _zcheck(res, theory, sim.cov[:, 0], sim.cov_stderr[:, 0],
-                                   dof=s["draws"] - 1) else "fail"
+    res.status = Verdict.PASS if _zcheck(res, theory, sim.cov[:, 0], sim.cov_stderr[:, 0],
+                                   dof=s["draws"] - 1) else Verdict.FAIL
     return res
 
 
@@ -361,7 +401,6 @@ def _mode_check(name, v, kind, quick, rng, theory_override=None):
                       f"3-tap kernels v = {v}: per-layer decay of an injected {kind}-perturbation"
                       f" in modes f = 1, 2, 3 vs chi_{kind}* lambda_f")
     mode_eigenvalues = _theory("fourier", "mode_eigenvalues")
-    from cnnmft.fourier import variance_profile
 
     sw, sb = CHAOTIC
     fp = theory_override(sw, sb) if theory_override else _fp("tanh", sw, sb)
@@ -384,8 +423,8 @@ def _mode_check(name, v, kind, quick, rng, theory_override=None):
     res.curves = {"layers": layers, "modes": np.array(modes), "rate_theory": rate_th,
                   "rate_mc": md.rate, "rate_se": md.rate_stderr, "amp_theory": amp_th,
                   "amp_mc": md.amplitude, "amp_se": md.amplitude_stderr}
-    res.status = "pass" if _zcheck(res, rate_th, md.rate, md.rate_stderr,
-                                   dof=s["draws"] - 1) else "fail"
+    res.status = Verdict.PASS if _zcheck(res, rate_th, md.rate, md.rate_stderr,
+                                   dof=s["draws"] - 1) else Verdict.FAIL
     res.note = "rates " + ", ".join(f"f={f}: {a:.3f}±{e:.3f} (th {t:.3f})" for f, a, e, t in
                                     zip(modes, md.rate, md.rate_stderr, rate_th))
     return res
@@ -437,9 +476,9 @@ def _ks(sorted_sample, cdf_x, cdf_y):
 
 
 def _ks2(a, b):
-    from scipy.stats import ks_2samp
-
-    return float(ks_2samp(a, b).statistic)
+    # the statistic only (no p-value is used): the asymptotic method never warns about the
+    # exact distribution being out of reach
+    return float(ks_2samp(a, b, method="asymp").statistic)
 
 
 def _jacobian_check(name, weights, kernel, conv, quick, rng):
@@ -480,7 +519,7 @@ def _jacobian_check(name, weights, kernel, conv, quick, rng):
                 f"{var_se:.4f} (th {var_th:.4f}; at widths {width}, {2 * width}: "
                 f"{js0.var:.4f}, {js.var:.4f}); max eigenvalue "
                 f"{js.top[0] ** 2:.3f} (th edge {lmax_th:.3f})")
-    res.status = "pass" if ok else "fail"
+    res.status = Verdict.PASS if ok else Verdict.FAIL
     return res
 
 
@@ -533,7 +572,7 @@ def check_jacobian_large_stochastic(quick=True, rng=0):
                 f"{js.var:.4f}±{js.var_stderr:.4f} (th {var_th:.4f}, finite width biases it up);"
                 f" top singular values {np.round(js.top, 3).tolist()} vs sqrt(lambda_max) "
                 f"{np.sqrt(lmax_th):.3f}")
-    res.status = "pass" if ok else "fail"
+    res.status = Verdict.PASS if ok else Verdict.FAIL
     return res
 
 
@@ -573,11 +612,11 @@ def run_check(name, quick=True, rng=0) -> CheckResult:
     except _Missing as exc:
         group = _GROUPS.get(name, name.split("_")[0])
         res = CheckResult(name, group, _summary(CHECKS[name]),
-                          status="not available", note=str(exc))
+                          status=Verdict.NOT_AVAILABLE, note=str(exc))
     except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         group = _GROUPS.get(name, name.split("_")[0])
         res = CheckResult(name, group, _summary(CHECKS[name]),
-                          status="error", note=f"{type(exc).__name__}: {exc}")
+                          status=Verdict.ERROR, note=f"{type(exc).__name__}: {exc}")
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -612,115 +651,3 @@ def run_checks(names=None, *, quick=True, rng=0, progress=None) -> ValidationRes
         if progress is not None:
             progress(i + 1, len(names), res)
     return ValidationResult(checks=out, quick=quick, seconds=time.perf_counter() - t0)
-
-
-# --------------------------------------------------------------------------------------------
-# figures and files
-# --------------------------------------------------------------------------------------------
-
-def plot_check(res):
-    """Overlay figure (theory lines, Monte Carlo points with error bars) for one check, or None."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    c = res.curves
-    if not c:
-        return None
-    if res.group in ("fixed point", "trajectory"):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for label, col in (("ordered", "C0"), ("chaotic", "C3")):
-            if f"{label}_layers" not in c:
-                continue
-            lay = c[f"{label}_layers"]
-            for ax, what in zip(axes, ("q", "c")):
-                ax.plot(lay, c[f"{label}_{what}_theory"], "-", color=col, label=f"theory {label}")
-                ax.errorbar(lay, c[f"{label}_{what}_mc"], yerr=2 * c[f"{label}_{what}_se"],
-                            fmt="o", ms=3, color=col, label=f"MC {label} (±2 se)")
-                ax.set_xlabel("layer l")
-                ax.set_ylabel(f"{what}^l")
-        axes[0].legend(fontsize=7)
-    elif res.group == "covariance":
-        fig, ax = plt.subplots(figsize=(4.2, 4))
-        ax.errorbar(c["theory"], c["mc"], yerr=2 * c["se"], fmt=".", ms=2, alpha=0.5)
-        lo, hi = float(np.min(c["theory"])), float(np.max(c["theory"]))
-        ax.plot([lo, hi], [lo, hi], "k-", lw=1)
-        ax.set_xlabel("theory Sigma entry")
-        ax.set_ylabel("Monte Carlo (±2 se)")
-    elif res.group == "modes":
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for i, f in enumerate(c["modes"]):
-            ax.semilogy(c["layers"], np.abs(c["amp_theory"][:, i]), "-", color=f"C{i}",
-                        label=f"theory f={f}")
-            ax.errorbar(c["layers"], np.abs(c["amp_mc"][:, i]), yerr=2 * c["amp_se"][:, i],
-                        fmt="o", ms=3, color=f"C{i}", label=f"MC f={f}")
-        ax.set_xlabel("layer l")
-        ax.set_ylabel("mode amplitude")
-        ax.legend(fontsize=7)
-    elif res.group == "jacobian" and "eigenvalues" not in c:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        k = np.arange(1, len(c["top"]) + 1)
-        ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
-        ax.axhline(float(c["sqrt_lambda_max"]), color="k", lw=1,
-                   label="sqrt(lambda_max), infinite width")
-        ax.set_xlabel("rank")
-        ax.legend(fontsize=7)
-    elif res.group == "jacobian":
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ev = c["eigenvalues"]
-        ax.hist(ev, bins=60, density=True, alpha=0.5, label="MC eigenvalues of JJ^T")
-        if "cdf_x" in c:
-            x, y = c["cdf_x"], c["cdf_y"]
-            mid = 0.5 * (x[1:] + x[:-1])
-            ax.plot(mid, np.diff(y) / np.diff(x), "k-", lw=1, label="free probability")
-        ax.set_xlabel("eigenvalue")
-        ax.legend(fontsize=7)
-    else:
-        return None
-    ax0 = fig.axes[0]
-    ax0.set_title(f"{res.name}: {res.status}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def write_report(result, outdir, *, figures=True):
-    """Write ``table.csv``, ``table.md``, ``index.html`` and overlay figures into `outdir`."""
-    import csv
-    import html
-    from pathlib import Path
-
-    outdir = Path(outdir)
-    (outdir / "figures").mkdir(parents=True, exist_ok=True)
-    rows = result.table()
-    with open(outdir / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
-        w.writeheader()
-        w.writerows(rows)
-    (outdir / "table.md").write_text(result.markdown() + "\n")
-    figs = []
-    if figures:
-        import matplotlib.pyplot as plt
-
-        for r in result.checks:
-            fig = plot_check(r)
-            if fig is None:
-                continue
-            p = outdir / "figures" / f"{r.name}.png"
-            fig.savefig(p, dpi=100, bbox_inches="tight")
-            plt.close(fig)
-            np.savez_compressed(outdir / "figures" / f"{r.name}.npz",
-                                **{k: np.asarray(v) for k, v in r.curves.items()})
-            figs.append(p.name)
-    body = ["<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) + "</tr>"]
-    for row in rows:
-        body.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values())
-                    + "</tr>")
-    body.append("</table>")
-    body += [f'<figure><img src="figures/{f}"></figure>' for f in figs]
-    (outdir / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>cnnmft validate</title></head>"
-        f"<body><h1>Theory against Monte Carlo</h1><p>{'quick' if result.quick else 'full'} run, "
-        f"{result.seconds:.0f} s, {len(result.failed)} failed</p>" + "\n".join(body)
-        + "</body></html>")
-    return outdir / "index.html"

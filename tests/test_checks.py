@@ -1,4 +1,4 @@
-"""Tests of the validation library and the ``cnnmft validate`` command.
+"""Tests of the theory-vs-simulation checks (:mod:`cnnmft.checks`) and ``cnnmft validate``.
 
 Small versions of the theory-vs-simulation checks must pass with the real theory and must FAIL
 when the theory is deliberately wrong (the sigma_w-for-sigma_w2 convention slip).
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import kstest, norm, t
 
-from cnnmft import validate as vl
+from cnnmft import checks as vl
+from cnnmft.report.validation import write_validation_report
 
 
 def test_z_threshold_is_bonferroni_normal_or_t():
@@ -146,6 +147,6 @@ def test_covariance_check_passes_and_fails_with_wrong_convention():
 ])
 def test_every_figure_kind_renders(group, curves, tmp_path):
     res = vl.CheckResult("x", group, "d", status="pass", curves=curves)
-    out = vl.write_report(vl.ValidationResult([res], quick=True, seconds=1.0), tmp_path)
+    out = write_validation_report(vl.ValidationResult([res], quick=True, seconds=1.0), tmp_path)
     assert out.exists()
     assert (tmp_path / "figures" / "x.png").exists()
