@@ -16,8 +16,8 @@ import numpy as np
 from cnnmft import gaussian
 from cnnmft.activations import get_activation
 
-_X, _W = np.polynomial.legendre.leggauss(12)
-_EDGES = np.linspace(-8.5, 8.5, 41)
+_X, _W = np.polynomial.legendre.leggauss(10)
+_EDGES = np.linspace(-8.5, 8.5, 35)
 _H = 0.5 * np.diff(_EDGES)
 _Z = ((_EDGES[:-1] + _EDGES[1:])[:, None] * 0.5 + _H[:, None] * _X[None, :]).ravel()
 _WZ = (_H[:, None] * _W[None, :]).ravel() * np.exp(-0.5 * _Z ** 2) / math.sqrt(2 * math.pi)
