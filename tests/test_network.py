@@ -222,7 +222,7 @@ def test_predict_matches_layer_list_and_follows_the_q_map():
     # delta profile in the deep block: every pixel follows the fully-connected q-map
     from cnnmft.meanfield import q_map
 
-    start = r.cov["3"]                                   # after the stem (input 0)
+    start = r.cov["2"]                                   # after the stem (input 0)
     qpix = np.einsum("ijij->ij", start[0, 0])
     sw, sb = p.config["sigma_w2"], p.config["sigma_b2"]
     for layer in range(1, 13):
