@@ -222,7 +222,9 @@ def covariance(res: Any, ax=None):
     """Mean pre-activation variance per computed layer of a :class:`CovarianceResult`."""
     ax = _axes(ax)
     q = np.asarray(res.q_mean, dtype=float)
-    ax.plot(np.arange(q.size), _finite(q), ".-" if q.size < 60 else "-")
+    q = q.reshape(q.shape[0], -1)  # (layers, inputs)
+    layers = np.asarray(res.layers) if np.size(res.layers) == q.shape[0] else np.arange(len(q))
+    ax.plot(layers, _finite(q), ".-" if len(q) < 60 else "-")
     ax.set_xlabel("layer l")
     ax.set_ylabel(r"mean $\Sigma^l_{\alpha\alpha}$")
     ax.set_title(f"{res.activation}: covariance map, {int(res.completed)} layers")
@@ -285,18 +287,21 @@ def jacobian_moments(m: Any, ax=None):
 # ------------------------------------------------------------------------------------------------
 
 
-def simulation(sim: Any, ax=None):
-    """Monte Carlo length ``q^l`` (and correlation ``c^l``) per layer with 2 standard errors."""
+def simulation(sim: Any, ax=None, *, input: int = 0):
+    """Monte Carlo variance ``q^l`` of one input per layer (±2 standard errors).
+
+    With two or more inputs the correlation ``c^l`` between inputs 0 and 1 is drawn too.
+    """
     ax = _axes(ax)
-    q = np.asarray(sim.q, dtype=float).reshape(np.shape(sim.q)[0], -1)[:, 0]
-    layers = np.arange(q.size)
-    se = np.asarray(sim.q_stderr, dtype=float).reshape(q.size, -1)[:, 0]
-    ax.errorbar(layers, q, yerr=2 * se, fmt="o-", ms=3, label=r"$q^l$ (±2 se)")
-    if sim.c is not None and np.size(sim.c):
-        c = np.asarray(sim.c, dtype=float).reshape(np.shape(sim.c)[0], -1)[:, 0]
-        cse = np.asarray(sim.c_stderr, dtype=float).reshape(c.size, -1)[:, 0]
-        ax.errorbar(np.arange(c.size), c, yerr=2 * cse, fmt="s--", ms=3,
-                    label=r"$c^l$ (±2 se)")
+    q = np.asarray(sim.q, dtype=float)
+    layers = np.arange(1, q.shape[0] + 1)
+    se = np.asarray(sim.q_stderr, dtype=float)
+    ax.errorbar(layers, q[:, input], yerr=2 * se[:, input], fmt="o-", ms=3,
+                label=r"$q^l$ (±2 se)")
+    c = np.asarray(sim.c, dtype=float)
+    if c.ndim == 3 and c.shape[1] >= 2:
+        ax.errorbar(layers, c[:, 0, 1], yerr=2 * np.asarray(sim.c_stderr)[:, 0, 1], fmt="s--",
+                    ms=3, label=r"$c^l$ of inputs 0, 1 (±2 se)")
     ax.set_xlabel("layer l")
     ax.set_title(f"Monte Carlo, width {sim.width}, {sim.n_draws} draws")
     ax.legend(fontsize=8)
@@ -312,7 +317,7 @@ def mode_decay(md: Any, ax=None):
     se = se.reshape(amp.shape)
     modes = np.asarray(md.modes).reshape(amp.shape[1], -1)
     for i in range(amp.shape[1]):
-        ax.errorbar(np.arange(amp.shape[0]), amp[:, i], yerr=2 * se[:, i], fmt="o-", ms=3,
+        ax.errorbar(np.arange(1, amp.shape[0] + 1), amp[:, i], yerr=2 * se[:, i], fmt="o-", ms=3,
                     label=f"mode {tuple(modes[i].tolist())}")
     ax.set_yscale("log")
     ax.set_xlabel("layer l")
