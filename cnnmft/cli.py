@@ -136,9 +136,6 @@ def _show_warning(command):
 
 def main(argv=None) -> int:
     """Entry point of the ``cnnmft`` console script and of ``python -m cnnmft``."""
-    # function-local for the reason given in _command_module: _common imports numpy
-    from cnnmft.commands._common import flag_names, translate
-
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _requested(argv)
     try:
@@ -153,6 +150,9 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # function-local for the reason given in _command_module: _common imports numpy
+    from cnnmft.commands._common import flag_names, translate
+
     sub = subs[args.command]
     mod = _command_module(args.command)
     shown, warnings.showwarning = warnings.showwarning, _show_warning(args.command)

@@ -94,8 +94,7 @@ def run(args) -> int:
         origin["out_dir"] = "default"
     rank0 = int(os.environ.get("RANK", "0")) == 0
 
-    from cnnmft.pytorch.config import TrainConfig  # torch: only when a run starts
-    from cnnmft.pytorch.train import train
+    from cnnmft.pytorch.train import TrainConfig, train  # torch: only when a run starts
 
     config = TrainConfig(**values).validate()
     if rank0:

@@ -18,6 +18,7 @@ Three sizes:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import html
 import json
@@ -197,6 +198,45 @@ def _import_section(name):
     return _MODULES[name]
 
 
+def _read_numbers(ctx, stem):
+    """The numbers a section saved as ``data/<stem>.*`` (CSV columns, NPZ or JSON), or None."""
+    d = ctx.outdir / "data"
+    if (d / f"{stem}.csv").exists():
+        with open(d / f"{stem}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return {k: [r[k] for r in rows] for k in (rows[0] if rows else {})}
+    if (d / f"{stem}.npz").exists():
+        with np.load(d / f"{stem}.npz", allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if (d / f"{stem}.json").exists():
+        return json.loads((d / f"{stem}.json").read_text())
+    return None
+
+
+def _training_headlines(name, ctx):
+    """Summary numbers of the training sections, read back from the numbers they saved."""
+    if name == "training":
+        t = _read_numbers(ctx, "training_by_depth")
+        if not t or len(t.get("depth", ())) < 2:
+            return
+        acc = [float(a) for a in t["test_accuracy"]]
+        depth = int(float(t["depth"][-1]))
+        ctx.headline("measured", f"test accuracy at depth {depth}: Delta-orthogonal / Gaussian "
+                     "kernels (small demo)", f"{acc[-2]:.3f} / {acc[-1]:.3f}",
+                     section="training")
+        ratio = [float(g) for g in t.get("grad_norm_first_over_last", ())]
+        if len(ratio) >= 2:
+            ctx.headline("measured", f"gradient norm, layer 1 / layer {depth} at "
+                         "initialisation: Delta-orthogonal / Gaussian",
+                         f"{ratio[-2]:.3g} / {ratio[-1]:.3g}", section="training")
+    elif name == "trainability":
+        t = _read_numbers(ctx, "trainability_sweep")
+        if t and "agreement" in t:
+            agree = float(np.asarray(t["agreement"]))
+            ctx.headline("measured", "trainability sweep: cells where 'trained' agrees with "
+                         "depth <= 6 xi_c", agree, section="trainability")
+
+
 def _run_section(name, ctx, i, n, progress):
     """Build one section; return ``(html, ok)`` (ok False when skipped for a missing extra)."""
     t1 = time.perf_counter()
@@ -213,6 +253,7 @@ def _run_section(name, ctx, i, n, progress):
         return (f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2><p class="note">'
                 f"skipped: {html.escape(str(exc))} (install the extras: "
                 "<code>pip install cnnmft[torch,distributed]</code>)</p></section>"), False
+    _training_headlines(name, ctx)
     seconds = time.perf_counter() - t1
     if progress:
         print(f"      done in {seconds:.1f} s", flush=True)

@@ -23,9 +23,10 @@ p{max-width:75ch}a{color:var(--accent)}code{background:var(--soft);padding:0 .25
 border-radius:3px;font-size:.92em}
 .lead{color:var(--muted)}
 nav ol{columns:2;column-gap:2.5rem;padding-left:1.2rem;margin:.4rem 0 0}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}
-.card{border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem;background:#fff}
-.card table{width:100%;font-size:.92rem}.card td{border:0;border-bottom:1px solid var(--soft)}
+.cards{display:grid;grid-template-columns:1fr;gap:.9rem}
+.card{border:1px solid var(--line);border-radius:8px;padding:.7rem 1rem;background:#fff}
+.card table{width:100%;font-size:.93rem;margin:.2rem 0}
+.card td{border:0;border-bottom:1px solid var(--soft)}.card td:first-child{width:72%}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem;
 font-variant-numeric:tabular-nums}
 th,td{border:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top}

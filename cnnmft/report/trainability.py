@@ -35,9 +35,11 @@ def build(ctx) -> str:
     phase_kw, modes_kw = _settings(ctx.quick)
     store = ctx.outdir / "cells"
     with sweeps.dask_client(n_workers=2) as client:
-        res = sweeps.trainability_sweep(store=store / "phase", seed=ctx.rng, progress=False,
+        res = sweeps.trainability_sweep(store=store / "phase", seed=ctx.rng,
+                                        progress=ctx.progress,
                                         scheduler=client, **phase_kw)
-        study = sweeps.modewise_study(store=store / "modes", progress=False, scheduler=client,
+        study = sweeps.modewise_study(store=store / "modes", progress=ctx.progress,
+                                      scheduler=client,
                                       **modes_kw)
     parts = [
         "<p>Vanilla tanh CNNs with Gaussian kernels (uniform v) at sigma_b2 = "

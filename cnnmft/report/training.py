@@ -39,10 +39,11 @@ def build(ctx) -> str:
     runs, labels = [], []
     for depth in s["depths"]:
         runs.append(train(TrainConfig(depth=depth, init="delta_orthogonal", **base),
-                          progress=False))
+                          progress=ctx.progress))
         labels.append(f"Delta-orthogonal, depth {depth}")
     deepest = max(s["depths"])
-    runs.append(train(TrainConfig(depth=deepest, init="gaussian", **base), progress=False))
+    runs.append(train(TrainConfig(depth=deepest, init="gaussian", **base),
+                      progress=ctx.progress))
     labels.append(f"Gaussian, depth {deepest}")
 
     fig = plot_training(runs, labels=labels,
