@@ -151,7 +151,7 @@ def step_map(c):
 
 
 def hard_tanh_var(q):
-    """E[hard_tanh(u)^2], u ~ N(0, q) (THEORY.md §1)."""
+    """E[hard_tanh(u)^2], u ~ N(0, q) (docs/theory.md, section 1)."""
     a = 1 / math.sqrt(q)
     pdf = math.exp(-a * a / 2) / SQRT2PI
     e = math.erf(a / math.sqrt(2))
