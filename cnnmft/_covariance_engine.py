@@ -277,6 +277,21 @@ def _column_mean(S):
     return np.ascontiguousarray(m)
 
 
+def _pin_entry(g, S, qpix, qs):
+    """Entering a common regime: entries at correlation 1 (variances, identical pixels) := qs.
+
+    The correlation uses each entry's own two variances (so ``rho = 1`` exactly for a
+    variance); the variances themselves are within ``_COMMON_TOL`` of `qs`.
+    """
+    alpha = np.broadcast_to(np.arange(g.N)[:, None], (g.N, g.ncol))
+    col = np.broadcast_to(np.arange(g.ncol)[None, :], (g.N, g.ncol))
+    qa = qpix[g.cola[col] * g.N + alpha]
+    qb = qpix[g.colb[col] * g.N + g.partner(alpha, col)]
+    rho = S / np.sqrt(qa * qb)
+    S[rho >= _cov.PIN] = qs
+    S[:, g.diag_col] = qs
+
+
 class PixelRegime:
     """Every pixel with its own variance: one exact layer ``S <- A C(S)`` per call."""
 
@@ -306,7 +321,7 @@ class PixelRegime:
         if com is None:
             return self
         eng.common_layer = eng.layer
-        self.S[:, g.diag_col] = com.qs  # pinned (see the module docstring)
+        _pin_entry(g, self.S, g.qpix(self.S), com.qs)
         if g.identity_a:
             return DeltaRegime(self.S, com)
         return CommonRegime(self.S, com)
@@ -346,6 +361,7 @@ class CommonRegime:
             while done < n:
                 _cov.c_mehler_common_par(self.S, self.T, *gargs, nb)
                 g.apply_a(self.T, self.S)
+                _cov.pin_common(self.S, com.qs)
                 done += 1
                 self.spread = _cov.column_spread(self.S)
                 if not math.isfinite(self.spread):
@@ -453,11 +469,12 @@ class ReducedRegime:
 
     def after(self, eng):
         if self.com is None:
-            com = eng.ev.common(np.ascontiguousarray(self.red[eng.g.diag_col]))
+            q = np.ascontiguousarray(self.red[eng.g.diag_col])
+            com = eng.ev.common(q)
             if com is not None:
                 if eng.common_layer < 0:
                     eng.common_layer = eng.layer
-                self.red[eng.g.diag_col] = com.qs
+                _pin_entry(_one_pixel(eng.g), self.red[None, :], q, com.qs)
                 self.com = com
         return self
 
@@ -468,6 +485,7 @@ def _one_pixel(g):
     one.B, one.ncol = g.B, g.ncol
     one.cola, one.colb, one.diag_col = g.cola, g.colb, g.diag_col
     one.cd1 = one.cd2 = one.cd3 = np.zeros(g.ncol, dtype=np.int64)
+    one.comps = np.zeros((1, 3), dtype=np.int64)
     return one
 
 

@@ -268,16 +268,17 @@ def tabulate_iterates(vals, nlayers, snaps, a2, k0, step, qs, sw2, sb2, *, tab_m
     """Values of the iterated one-entry map after ``snaps[j]`` layers, for every entry of `vals`.
 
     The map is :func:`cnnmft._kernels._cov.g_common` at the fixed variance `qs`. Entries at
-    ``rho >= 1`` stay at `qs` (variances). The others: with at most `tab_min` distinct values
-    every value is iterated; otherwise the iterates are interpolated on panels of Chebyshev
-    nodes (degree `deg`) of the starting value, panels split until the interpolant agrees with
-    directly iterated check points to ``tol * max(1, qs)`` at every layer up to `nlayers`
-    (not only at `snaps`: the panels, hence the values, do not depend on the layers asked
-    for); values in panels that never pass are iterated directly. Returns (len(snaps), size).
+    ``rho >= _cov.PIN`` (``1 - 64 eps``) stay at `qs` (variances). The others: with at most
+    `tab_min` distinct values every value is iterated; otherwise the iterates are interpolated
+    on panels of Chebyshev nodes (degree `deg`) of the starting value, panels split until the
+    interpolant agrees with directly iterated check points to ``tol * max(1, qs)`` at every
+    layer up to `nlayers` (not only at `snaps`: the panels, hence the values, do not depend on
+    the layers asked for); values in panels that never pass are iterated directly. Returns
+    (len(snaps), size).
     """
     vals = np.ascontiguousarray(vals, dtype=np.float64)
     out = np.empty((snaps.size, vals.size))
-    pinned = vals * (1.0 / qs) >= 1.0
+    pinned = vals * (1.0 / qs) >= _cov.PIN
     out[:, pinned] = qs
     live = np.nonzero(~pinned)[0]
     x = np.ascontiguousarray(vals[live])

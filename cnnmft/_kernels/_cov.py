@@ -24,6 +24,11 @@ from ._jit import jit, pjit
 
 OK = 0
 NONFINITE = -3
+# at the common fixed variance qs an entry with rho = s / qs >= PIN is a variance (or a pair of
+# identical pixels) and is set to qs exactly: rounding (qs * (1 / qs), the sum of the taps of A)
+# must not turn rho = 1 into 1 - eps, which the correlation map moves away from at the rate
+# chi_1 > 1 in the chaotic phase
+PIN = 1.0 - 64 * 2.220446049250313e-16
 
 
 @jit
@@ -201,7 +206,7 @@ def _common_rows(S, T, lo, hi, a, k0, step, qs, sw2, sb2):
     """Rows lo..hi-1 of T = g(S), g the map of one entry when every variance is the fixed qs.
 
     g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s / qs, r = rho^step (a_t = c_t^2).
-    An entry with rho >= 1 (a variance, or a pair of identical pixels) is pinned to qs: it
+    An entry with rho >= PIN (a variance, or a pair of identical pixels) is pinned to qs: it
     follows the variance map, whose fixed point qs is, not the correlation map (for which
     rho = 1 is a fixed point that is unstable in the chaotic phase).
     """
@@ -222,7 +227,7 @@ def _common_rows(S, T, lo, hi, a, k0, step, qs, sw2, sb2):
             for c in range(ncol):
                 acc[c] = acc[c] * r[c] + at
         for c in range(ncol):
-            if rho[c] >= 1.0:
+            if rho[c] >= PIN:
                 T[alpha, c] = qs
             else:
                 y = acc[c] * rho[c] if k0 == 1 else acc[c]
@@ -248,7 +253,7 @@ def c_mehler_common_par(S, T, a, k0, step, qs, sw2, sb2, nblocks):
 def g_common(s, a, k0, step, qs, sw2, sb2):
     """The scalar map of one entry at the common fixed variance qs (pinned at rho >= 1)."""
     rho = _clip1(s * (1.0 / qs))
-    if rho >= 1.0:
+    if rho >= PIN:  # pinned (see _common_rows)
         return qs
     r = rho if step == 1 else rho * rho
     kc = a.shape[0]
@@ -360,6 +365,16 @@ def column_spread(S):
 
 
 @jit
+def pin_common(S, qs):
+    """Set every entry with s / qs >= PIN to qs (after A, which rounds a constant column)."""
+    thr = PIN * qs
+    for alpha in range(S.shape[0]):
+        for c in range(S.shape[1]):
+            if S[alpha, c] >= thr:
+                S[alpha, c] = qs
+
+
+@jit
 def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n2, n3,
                stop_spread):
     """Run up to nlayers layers S <- A g(S) at the common fixed variance qs (serial).
@@ -373,6 +388,7 @@ def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n
     for layer in range(nlayers):
         _common_rows(S, T, 0, npix, a, k0, step, qs, sw2, sb2)
         _a_rows(T, S, 0, npix, taps, o1, o2, o3, n1, n2, n3)
+        pin_common(S, qs)
         sp = column_spread(S)
         if not math.isfinite(sp):
             return layer + 1, sp, NONFINITE
@@ -408,7 +424,7 @@ def _g_vec(s, rho, acc, a, k0, step, qs, sw2, sb2):
         for i in range(n):
             acc[i] = acc[i] * s[i] + at
     for i in range(n):
-        if rho[i] >= 1.0:
+        if rho[i] >= PIN:
             s[i] = qs
         else:
             y = acc[i] * rho[i] if k0 == 1 else acc[i]
@@ -504,7 +520,7 @@ def run_linear(m, G, nlayers, a, k0, step, qs, sw2, sb2, dmax, pw, mag, ti_bound
     """Linear regime: iterate m <- g(m) per column and multiply G by the slope g'(m).
 
     g(s) = sw2 * rho^k0 * sum_t a_t r^t + sb2 with rho = s / qs, r = rho^step; a column at
-    rho >= 1 (a variance) is pinned to qs with slope 0 (see _common_rows). After every layer
+    rho >= PIN (a variance) is pinned to qs with slope 0 (see _common_rows). After every layer
     the deviation bound max|G| * sum_f dmax_f |lam_f|^k (pw holds |lam_f|^k, advanced here) is
     compared with ti_bound (translation invariant: stop, flag 1) and grow_bound (the deviation
     grew too large for the first-order treatment: stop, flag 2).
@@ -516,7 +532,7 @@ def run_linear(m, G, nlayers, a, k0, step, qs, sw2, sb2, dmax, pw, mag, ti_bound
         gmax = 0.0
         for c in range(m.shape[0]):
             rho = _clip1(m[c] * invq)
-            if rho >= 1.0:
+            if rho >= PIN:
                 m[c] = qs
                 G[c] = 0.0
                 continue
