@@ -160,7 +160,7 @@ def _summary_html(headlines) -> str:
     cols = [("theory", "What the theory predicts"),
             ("measured", "What simulation and training measured"),
             ("check", "Checks of theory against simulation")]
-    parts = ['<section class="summary"><h2 id="summary">Summary</h2><div class="cards">']
+    parts = ['<section id="summary" class="summary"><h2>Summary</h2><div class="cards">']
     for kind, title in cols:
         rows = [h for h in headlines if h["kind"] == kind]
         if not rows:

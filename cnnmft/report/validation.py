@@ -130,7 +130,7 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
     body += [f'<figure class="half"><img src="figures/{f}" alt="{html.escape(d)}">'
              f"<figcaption>{html.escape(d)}</figcaption></figure>" for f, d in figs]
     size = "small networks (--quick)" if result.quick else "full-size networks"
-    summary = (f'<section class="summary"><h2 id="summary">Summary</h2><p>{len(result.checks)} '
+    summary = (f'<section id="summary" class="summary"><h2>Summary</h2><p>{len(result.checks)} '
                f"checks on {size}: {sum(c.passed for c in result.checks)} passed, "
                f"{len(result.failed)} failed ({', '.join(result.failed) or 'none'}).</p>"
                "</section>")
