@@ -75,12 +75,36 @@ def _page(script: Path, images: list[Path], numbers: list[Path], seconds: float)
     return "\n".join(body)
 
 
+def _listed(nav) -> set[str]:
+    out: set[str] = set()
+    for item in nav or []:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        if isinstance(value, list):
+            out |= _listed(value)
+        elif isinstance(value, str):
+            out.add(value)
+    return out
+
+
 def on_config(config):
-    """List the example pages under the "Gallery" entry of the navigation."""
+    """List the example pages under "Gallery", and any guide page not yet in the navigation.
+
+    A new ``docs/<capability>.md`` joins the "User guide" section under its first heading, so
+    adding a page never breaks the strict build.
+    """
     pages = ["gallery/index.md"] + [f"gallery/{s.stem}.md" for s in _scripts()]
+    listed = _listed(config.nav)
+    extra = []
+    for md in sorted(HERE.parent.glob("*.md")):
+        if md.name not in listed:
+            head = next((ln[2:].strip() for ln in md.read_text().splitlines()
+                         if ln.startswith("# ")), md.stem)
+            extra.append({head: md.name})
     for i, item in enumerate(config.nav or []):
         if isinstance(item, dict) and "Gallery" in item:
             config.nav[i] = {"Gallery": pages}
+        if isinstance(item, dict) and "User guide" in item:
+            item["User guide"] = list(item["User guide"]) + extra
     return config
 
 
