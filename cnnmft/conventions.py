@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cnnmft._validation import as_float_array, as_int
 
@@ -111,7 +112,7 @@ CONVENTIONS = {
 }
 
 
-def available_conventions():
+def available_conventions() -> list[str]:
     """Return the names of the known conventions (keys of :data:`CONVENTIONS`)."""
     return list(CONVENTIONS)
 
@@ -152,7 +153,9 @@ def _get(convention, c_in, c_out, kernel_size):
     return conv
 
 
-def to_sigma_w2(value, convention, *, c_in=None, c_out=None, kernel_size=None):
+def to_sigma_w2(value: ArrayLike, convention: str, *, c_in: int | None = None,
+                c_out: int | None = None,
+                kernel_size: int | tuple[int, ...] | None = None) -> float | np.ndarray:
     r"""Return the ``sigma_w2`` equivalent to another framework's ``gain``/``scale``.
 
     Parameters
@@ -193,7 +196,9 @@ def to_sigma_w2(value, convention, *, c_in=None, c_out=None, kernel_size=None):
     return float(out) if out.ndim == 0 else out
 
 
-def from_sigma_w2(sigma_w2, convention, *, c_in=None, c_out=None, kernel_size=None):
+def from_sigma_w2(sigma_w2: ArrayLike, convention: str, *, c_in: int | None = None,
+                  c_out: int | None = None,
+                  kernel_size: int | tuple[int, ...] | None = None) -> float | np.ndarray:
     r"""Return the ``gain``/``scale`` another framework needs to realise ``sigma_w2``.
 
     The inverse of :func:`to_sigma_w2` (same arguments).
@@ -212,7 +217,7 @@ def from_sigma_w2(sigma_w2, convention, *, c_in=None, c_out=None, kernel_size=No
     return float(out) if out.ndim == 0 else out
 
 
-def conventions_table():
+def conventions_table() -> str:
     """Return the conventions as a Markdown table (used by the docs and the CLI)."""
     lines = ["| convention | where | parameter | multiplies the unit kernel by | sigma_w2 |",
              "|---|---|---|---|---|"]

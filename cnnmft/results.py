@@ -20,8 +20,10 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cnnmft import plotting
 from cnnmft._util import atomic_write_bytes, atomic_write_text
@@ -40,7 +42,8 @@ class Status(enum.IntEnum):
     OK : 0
         Converged to the requested tolerance.
     ZERO : 1
-        The fixed point is exactly zero (e.g. q* = 0 for sigma_b2 = 0 in the ordered phase).
+        The value is exactly zero (e.g. q* = 0 for sigma_b2 = 0 in the ordered phase, or a
+        spectral density at a point outside its support).
     INFINITE : 2
         The fixed point is at infinity (e.g. ReLU with sigma_w2 >= 2: q^l grows without bound).
     MARGINAL : 3
@@ -63,12 +66,19 @@ class Status(enum.IntEnum):
         The point returned is a fixed point but not a stable one (slope > 1), e.g. a critical
         point (chi_1 = 1) whose length fixed point has chi_q > 1: iterating the map from nearby
         moves away from it. Values are reported.
+    INACCURATE : 6
+        A value is reported but did not reach the requested tolerance (e.g. Newton's method
+        stalled at the rounding level, or an adaptive quadrature reached its depth cap at a pole
+        on the real axis); usable with care.
     INTERRUPTED : -5
         The computation was interrupted (KeyboardInterrupt / Ctrl-C) before it finished; the
         outputs not yet computed are NaN.
     AT_CHANCE : -6
         A training run finished but its test accuracy is within three standard errors of
         chance: the network did not learn (e.g. a learning rate far too large or too small).
+    FAILED : -7
+        The computation raised an error and produced no value (e.g. a sweep cell whose function
+        raised; the message is kept next to the status).
     """
 
     OK = 0
@@ -80,11 +90,13 @@ class Status(enum.IntEnum):
     NO_SOLUTION = -4
     BISTABLE = 4
     UNSTABLE = 5
+    INACCURATE = 6
     INTERRUPTED = -5
     AT_CHANCE = -6
+    FAILED = -7
 
 
-def status_counts(status) -> dict[str, int]:
+def status_counts(status: ArrayLike) -> dict[str, int]:
     """Count how many elements of a status array carry each :class:`Status` code.
 
     Parameters
@@ -96,6 +108,11 @@ def status_counts(status) -> dict[str, int]:
     -------
     dict
         ``{name: count}`` for the codes that occur.
+
+    Examples
+    --------
+    >>> status_counts([0, 0, -2, 1])
+    {'OK': 2, 'ZERO': 1, 'MAXITER': 1}
     """
     status = np.asarray(status)
     out = {}
@@ -106,7 +123,7 @@ def status_counts(status) -> dict[str, int]:
     return out
 
 
-def status_names(status) -> np.ndarray:
+def status_names(status: ArrayLike) -> np.ndarray:
     """Names of the :class:`Status` codes in `status`, same shape (``"?<code>"`` if unknown).
 
     Examples
@@ -125,7 +142,7 @@ def status_names(status) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def values_equal(a, b) -> bool:
+def values_equal(a: Any, b: Any) -> bool:
     """Equality of two result field values, the one rule used by :meth:`Result.__eq__`.
 
     Arrays (and lists, tuples and scalars, read as arrays) are equal when they have the same
@@ -269,7 +286,7 @@ class Result:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict):
+    def from_dict(cls, d: dict) -> Result:
         """Build the result back from :meth:`to_dict` output (unknown keys are rejected)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
@@ -303,7 +320,7 @@ class Result:
         raise ValueError(f"`path` must end in .npz or .json, got {str(path)!r}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike):
+    def load(cls, path: str | os.PathLike) -> Result:
         """Load a result written by :meth:`save` (the class stored in the file must match)."""
         path = Path(path)
         if path.suffix == ".json":
@@ -323,7 +340,7 @@ class Result:
         return cls.from_dict(d)
 
     @property
-    def success(self):
+    def success(self) -> bool | np.ndarray:
         """True where the status is not a failure (:class:`Status` code ``>= 0``).
 
         An array of bool for per-element statuses, a bool for one status. With several status
@@ -339,7 +356,7 @@ class Result:
             return bool(ok) if ok.ndim == 0 else ok
         return all(bool(np.all(np.asarray(getattr(self, n)) >= 0)) for n in names)
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax: Any = None, **kwargs: Any) -> Any:
         """Draw this result with :mod:`cnnmft.plotting` and return the Axes (needs matplotlib).
 
         Parameters
@@ -352,7 +369,7 @@ class Result:
         """
         return plotting.plot_result(self, ax=ax, **kwargs)
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> Any:
         """Return this result's table as a :class:`pandas.DataFrame` (needs pandas).
 
         Columns are the fields that share the result's main shape (the shape most array fields
@@ -367,7 +384,7 @@ class Result:
         cols.update({k: np.asarray(v).ravel() for k, v in data.items()})
         return pd.DataFrame(cols)
 
-    def to_xarray(self):
+    def to_xarray(self) -> Any:
         """Return this result as an :class:`xarray.Dataset` on its coordinate axes (needs xarray).
 
         Data variables are the fields with the main shape, coordinates the 1-D fields that label
@@ -453,6 +470,12 @@ class FixedPoint(Result):
     residual : ndarray, shape S
         Relative residual of the q-map and absolute residual of the c-map at the fixed point,
         whichever is larger.
+    q_star_low, q_unstable, q_star_high : ndarray, shape S, or None
+        Where the q-map has more than one attractor (status BISTABLE): its lowest stable fixed
+        point (0 when q = 0 attracts), the unstable fixed point that bounds that point's basin
+        from above, and its highest attractor (``inf`` when q^l diverges from large inputs).
+        ``q_star`` and the slopes then describe the attractor reached from ``q^0 = 1``. NaN
+        elsewhere.
     """
 
     activation: str
@@ -468,6 +491,9 @@ class FixedPoint(Result):
     status: np.ndarray
     nit: np.ndarray
     residual: np.ndarray
+    q_star_low: np.ndarray | None = None
+    q_unstable: np.ndarray | None = None
+    q_star_high: np.ndarray | None = None
 
     @property
     def success(self):
