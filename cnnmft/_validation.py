@@ -7,6 +7,8 @@ argument in backticks, shows the value received and states the allowed range.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +21,8 @@ def _show(value) -> str:
     return f"array of shape {arr.shape} (first entries {bad[:4].tolist()})"
 
 
-def as_float_array(value, name: str, *, low=None, high=None, low_open=False, allow_inf=False):
+def as_float_array(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                   low_open: bool = False, allow_inf: bool = False) -> np.ndarray:
     """Return `value` as a float64 array after checking finiteness and range.
 
     Parameters
@@ -92,7 +95,7 @@ def _range_text(low, high, low_open=False) -> str:
     return f"in {lo}{a}, {b}{hi}"
 
 
-def as_int(value, name: str, *, low=None, high=None) -> int:
+def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return `value` as a Python int after checking the type and the range ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an integer, got {value!r} of type "
@@ -103,14 +106,14 @@ def as_int(value, name: str, *, low=None, high=None) -> int:
     return value
 
 
-def as_choice(value, name: str, choices) -> str:
+def as_choice(value: Any, name: str, choices: Collection[str]) -> str:
     """Check that `value` is one of `choices` (strings) and return it."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}; got {value!r}")
     return value
 
 
-def broadcast(**arrays):
+def broadcast(**arrays: Any) -> tuple[np.ndarray, ...]:
     """Broadcast named arrays together; a shape mismatch names the arguments and their shapes."""
     try:
         out = np.broadcast_arrays(*arrays.values())
@@ -120,7 +123,7 @@ def broadcast(**arrays):
     return tuple(np.array(a, dtype=np.float64, order="C") for a in out)
 
 
-def make_rng(rng):
+def make_rng(rng: Any) -> np.random.Generator:
     """Return a ``np.random.Generator`` from None, an int seed or a Generator."""
     if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(rng, bool):
