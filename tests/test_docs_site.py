@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
-CITE = re.compile(r"docs/theory\.md[,;:]?\s*((?:(?:sections?|Sec\.|§)\s*[\d.]+[\s,\-–and§]*)+)")
+CITE = re.compile(r"docs/theory\.md[,;:]?\s*((?:sections?|Sec\.|§)\s*\d[\d.]*"
+                  r"(?:\s*(?:,|and|-|–|to|&)\s*(?:§\s*)?\d[\d.]*)*)")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
