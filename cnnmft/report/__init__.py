@@ -31,6 +31,7 @@ import numpy as np
 
 from cnnmft import __version__
 from cnnmft._util import atomic_write_text, progress_bar, write_table
+from cnnmft.plotting import save_figure
 from cnnmft.report import kernels, modes, phase, spectrum, trainability, training, validation
 from cnnmft.report.style import PAGE, figure_style, section_seconds
 
@@ -93,8 +94,6 @@ class ReportContext:
         Figures wider than they are tall by more than 2:1 (or ``wide=True``) span the page;
         the others are shown at half of it, so every figure appears at one of two sizes.
         """
-        from cnnmft.plotting import save_figure
-
         fig = getattr(fig, "figure", fig)
         w, h = fig.get_size_inches()
         wide = bool(w > 2.0 * h) if wide is None else wide
