@@ -9,10 +9,12 @@ import numpy as np
 
 from cnnmft._network_expect import pair_expectations
 from cnnmft._network_layers import Act, Conv, Dense, GlobalAvgPool, resolve
-from cnnmft._validation import as_choice
+from cnnmft._validation import as_choice, as_int
+from cnnmft.activations import get_activation
+from cnnmft.fourier import variance_profile
 from cnnmft.results import Result, Status
 
-__all__ = ["NetworkResult", "propagate_network", "conv_stack"]
+__all__ = ["NetworkResult", "propagate_network", "conv_stack", "padded_covariance"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -292,8 +294,9 @@ def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="
                stride=1, readout=None):
     r"""The layer list of a plain CNN: ``depth`` convolutions, each but the last followed by phi.
 
-    Layer ``l`` is ``Conv(k, stride[l], padding[l], sigma_w2, sigma_b2, v)``; ``stride`` and
-    ``padding`` may be one value or one per layer. With ``readout=(sw2_out, sb2_out)`` an
+    Layer ``l`` is ``Conv(k, stride[l], padding[l], sigma_w2, sigma_b2, v)``. ``padding``: one
+    name or a list of one per layer; ``stride``: an int or a tuple (one per spatial axis) for
+    every layer, or a list of one such value per layer. With ``readout=(sw2_out, sb2_out)`` an
     activation, :class:`GlobalAvgPool` and ``Dense(sw2_out, sb2_out)`` follow.
 
     Examples
@@ -314,7 +317,7 @@ def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="
         v = np.asarray(v, dtype=np.float64)
         ks = tuple(v.shape)
     pads = [padding] * depth if isinstance(padding, str) else list(padding)
-    strides = list(stride) if isinstance(stride, (list, tuple, np.ndarray)) else [stride] * depth
+    strides = list(stride) if isinstance(stride, list) else [stride] * depth
     if len(pads) != depth or len(strides) != depth:
         raise ValueError(f"`padding` and `stride` must be one value or {depth} values (one per "
                          f"layer); got {padding!r}, {stride!r}")
@@ -323,8 +326,76 @@ def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="
     for layer in range(depth):
         if layer:
             net.append(Act(name))
-        net.append(Conv(ks, int(strides[layer]), pads[layer], sigma_w2, sigma_b2, v))
+        st = strides[layer]
+        st = tuple(int(a) for a in st) if isinstance(st, (tuple, list, np.ndarray)) else int(st)
+        net.append(Conv(ks, st, pads[layer], sigma_w2, sigma_b2, v))
     if readout is not None:
         net += [Act(name), GlobalAvgPool(), Dense(*readout)]
     return net
 
+
+
+def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padding="zero",
+                      stride=1):
+    """Fields of a ``CovarianceResult`` for zero/valid/TF-SAME padding and strides.
+
+    The ``padding=``/``stride=`` path of :func:`cnnmft.covariance.propagate_covariance`: the
+    plain CNN of ``depth`` convolutions (:func:`conv_stack`) through the dense engine. All
+    requested `layers` must have the same grid (strides shrink it: ask for one layer, or use
+    :func:`propagate_network` for per-layer grids). Arguments as there.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(6, 6, 3))
+    >>> d = padded_covariance(x, "erf", 1.5, 0.05, np.full((3, 3), 1 / 9), 2, stride=[2, 1])
+    >>> d["cov"].shape, d["method"]
+    ((1, 3, 3, 3, 3), 'dense')
+    """
+    t0 = time.perf_counter()
+    a = get_activation(act)
+    vv = variance_profile(np.asarray(v, dtype=np.float64), normalize=False)
+    depth = as_int(depth, "depth", low=0)
+    x = np.asarray(x, dtype=np.float64)
+    batched = x.ndim == vv.ndim + 2
+    xb = x if batched else x[None]
+    if xb.ndim != vv.ndim + 2:
+        raise ValueError(f"`x` must have shape (*spatial, c_in) or (B, *spatial, c_in) with "
+                         f"{vv.ndim} spatial axes (the rank of `v`); got shape {x.shape}")
+    if layers is None:
+        want = [depth]
+    elif isinstance(layers, str) and layers == "all":
+        want = list(range(depth + 1))
+    else:
+        want = sorted({int(i) for i in np.atleast_1d(layers)})
+        if want and (want[0] < 0 or want[-1] > depth):
+            raise ValueError(f"`layers` must lie in [0, depth={depth}]; got {want}")
+    B, spatial = xb.shape[0], tuple(xb.shape[1:-1])
+    X = xb.reshape(B * int(np.prod(spatial)), xb.shape[-1])
+    K0 = X @ X.T / xb.shape[-1]
+    covs, shapes = {0: K0}, {0: spatial}
+    qmean = [np.einsum("apap->a", K0.reshape(B, -1, B, K0.shape[0] // B))
+             / (K0.shape[0] // B)]
+    status = Status.OK
+    if depth >= 1:
+        net = conv_stack(a, sigma_w2, sigma_b2, vv, depth, padding=padding, stride=stride)
+        r = propagate_network(xb, net, store="linear")
+        status = Status(r.status)
+        for j, i in enumerate(r.linear):
+            covs[j + 1] = r.cov[str(i)]
+            shapes[j + 1] = tuple(int(n) for n in r.shapes[i + 1])
+            qmean.append(r.q[j])
+    if len({shapes[i] for i in want}) > 1:
+        raise ValueError(f"`layers` {want} have different grids {[shapes[i] for i in want]} "
+                         "(strides shrink the map); ask for layers of one grid, or use "
+                         "cnnmft.network.propagate_network")
+    out = []
+    for i in want:
+        c = covs[i] if i else _to_layout(K0, B, spatial)
+        out.append(c if batched else c[0, 0])
+    cov = np.stack(out) if out else np.empty((0,))
+    return dict(cov=np.ascontiguousarray(cov), layers=np.array(want, dtype=np.int64),
+                q_mean=np.array(qmean), activation=a.name, sigma_w2=float(sigma_w2),
+                sigma_b2=float(sigma_b2), v=vv, depth=depth, completed=depth,
+                status=int(status), interrupted=False, method="dense", common_layer=-1,
+                ti_layer=-1, elapsed=time.perf_counter() - t0, linear_layer=-1)
