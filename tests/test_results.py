@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cnnmft
-from cnnmft import montecarlo
+from cnnmft import montecarlo, network
 from cnnmft.results import Result, ResultMixin, Status, status_counts, status_names, values_equal
 
 
@@ -36,6 +36,24 @@ BUILDERS = {
                                               n_draws=2, rng=0, progress=False),
     "JacobianSample": lambda: montecarlo.jacobian_singular_values(
         "tanh", 1.5, 0.05, 3, (4,), width=8, n_draws=2, rng=0, progress=False),
+    "ModeDecay": lambda: montecarlo.mode_decay(
+        "tanh", 2.5, 0.05, 3, (8,), q_star=1.06396, c_star=0.446804, modes=[1, 2], width=8,
+        v=cnnmft.variance_profile("uniform", 3, ndim=1), n_draws=2, rng=0, progress=False),
+    "NetworkResult": lambda: network.propagate_network(
+        np.random.default_rng(0).normal(size=(2, 5, 5, 2)),
+        [network.Conv(3, 1, "zero", 1.5, 0.05), network.Act("erf"), network.GlobalAvgPool(),
+         network.Dense(1.0, 0.0)]),
+    "NetworkSimulation": lambda: network.simulate_network(
+        np.random.default_rng(0).normal(size=(2, 5, 2)),
+        [network.Conv(3, 1, "zero", 1.5, 0.05), network.Act("tanh"), network.GlobalAvgPool(),
+         network.Dense(1.0, 0.0)], 8, n_draws=2, rng=0),
+    "BackwardModeDepthScales": lambda: network.backward_mode_depth_scales(
+        "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)),
+    "Prediction": lambda: network.predict({"depth": 2, "sigma_w2": 1.5, "sigma_b2": 0.05,
+                                           "channels": 4, "stem_strides": (1,)},
+                                          input_shape=(4, 4)),
+    "BorderEffects": lambda: network.border_effects("tanh", 1.5, 0.05, [0.25, 0.5, 0.25], [6, 8],
+                                                    depth=4),
 }
 
 
@@ -51,6 +69,26 @@ def test_equal_to_itself_through_save_and_load(result, tmp_path, suffix):
     back = type(result).load(result.save(tmp_path / f"r{suffix}"))
     assert back == result and result == back
     assert not (back != result)
+
+
+def _result_types():
+    import importlib
+    import pkgutil
+
+    found = set()
+    for m in pkgutil.walk_packages(cnnmft.__path__, "cnnmft."):
+        if m.name.split(".")[1] in ("pytorch", "commands", "report", "cli", "__main__", "sweeps"):
+            continue  # torch/dask results are covered by their own tests
+        mod = importlib.import_module(m.name)
+        for obj in vars(mod).values():
+            if (isinstance(obj, type) and issubclass(obj, Result) and obj is not Result
+                    and obj.__module__ == mod.__name__):
+                found.add(obj.__name__)
+    return found
+
+
+def test_every_result_type_is_covered_here():
+    assert _result_types() <= set(BUILDERS), sorted(_result_types() - set(BUILDERS))
 
 
 def test_nan_cells_survive_the_round_trip(tmp_path):
