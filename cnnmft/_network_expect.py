@@ -33,6 +33,7 @@ import numpy as np
 
 from cnnmft import gaussian
 from cnnmft._covariance_series import mehler_coefficients
+from cnnmft._kernels import _net
 from cnnmft.activations import get_activation
 
 _TAIL_REL = 1e-15
@@ -97,14 +98,18 @@ def _mehler(a, S, order):
         return None
     coef_u, diag_u = _coefficients(a, np.where(pos, uq, 0.0), order)
     coef = coef_u[inv]
-    out = np.zeros_like(S)
-    rk = np.ones_like(S)
-    for k in range(coef.shape[1]):
-        if a.odd and k % 2 == 0 and order == 0:
-            rk *= rho
-            continue
-        out += np.outer(coef[:, k], coef[:, k]) * rk
-        rk *= rho
+    # an odd phi has odd Hermite coefficients only, its (even) derivative even ones
+    parity = None if not a.odd else (1 if order == 0 else 0)
+    if parity is None:
+        packed, squared = coef, False
+    else:
+        packed, squared = coef[:, parity::2], True
+    packed = np.ascontiguousarray(packed if packed.shape[1] else np.zeros((coef.shape[0], 1)))
+    nterm = _net.term_table(packed, squared, 1e-17 * max(1.0, float(diag_u.max())))
+    out = np.empty_like(S)
+    _net.mehler_pairs(packed, np.ascontiguousarray(rho), squared, nterm, out)
+    if parity == 1:
+        out *= rho
     np.fill_diagonal(out, diag_u[inv])
     return out
 
