@@ -49,6 +49,18 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the package metadata only when asked (``--help`` never does)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the version and exit"):  # noqa: A002 - argparse's keyword
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"cnnmft {_version()}")
+        parser.exit()
+
+
 def _command_module(name: str):
     """Import and return the module of command `name`.
 
@@ -111,7 +123,7 @@ def build_parser(command: str | None = None):
                     "Fourier-mode depth scales, Jacobian spectra, orthogonal kernels, Monte "
                     "Carlo checks and training.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"cnnmft {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs = {}
     for name, help_text in COMMANDS.items():
