@@ -20,9 +20,13 @@ References: Poole et al. (NeurIPS 2016); Schoenholz et al., "Deep Information Pr
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.optimize import brentq
+import functools
+import math
 
+import numpy as np
+from scipy.optimize import brentq, minimize_scalar
+
+from cnnmft import _threads
 from cnnmft import _validation as V
 from cnnmft._kernels import _custom
 from cnnmft.activations import get_activation
@@ -207,32 +211,118 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
     a, sw, sb = _prep(act, sigma_w2, sigma_b2)
     tol = float(V.as_float_array(tol, "tol", low=1e-16, high=1e-3))
     maxiter = V.as_int(maxiter, "maxiter", low=1)
+    method = V.as_choice(method, "method", {"auto", "quadrature"})
     ns, code = _custom.kernels(a)
     zero, odd = _phi_props(a)
     n = sw.size
     out = np.empty((n, 7))
     status = np.empty(n, dtype=np.int64)
     nit = np.empty(n, dtype=np.int64)
-    if threads is None:
-        import numba
-
-        threads = numba.get_num_threads()
-    nchunk = max(1, min(n, 8 * int(threads))) if n > 1 else 1
-    method = V.as_choice(method, "method", {"auto", "quadrature"})
+    nchunk = _chunks(n, threads)
+    b2 = _bound2(a)
     ns.maps.fixed_point_many(code, sw.ravel(), sb.ravel(), zero, odd, tol, maxiter, out, status,
-                             nit, nchunk, method == "auto")
+                             nit, nchunk, method == "auto", b2)
+    roots = _attractors(a, sw.ravel(), sb.ravel(), out, status, nit, tol, maxiter, nchunk,
+                        method == "auto")
     shape = sw.shape
     q, c, chi1, chiq, chic = (out[:, j].reshape(shape) for j in range(5))
     status = status.reshape(shape)
     xi_q, xi_c = depth_scale(chiq), depth_scale(chic)
-    inf = status == Status.INFINITE  # no finite fixed point: depth scales are undefined
+    inf = ~np.isfinite(q)  # no finite fixed point: depth scales are undefined
     xi_q[inf] = np.nan
     xi_c[inf] = np.nan
     return FixedPoint(
         activation=a.name, sigma_w2=sw, sigma_b2=sb, q_star=q, c_star=c, chi_1=chi1,
         chi_q=chiq, chi_c=chic, xi_q=xi_q, xi_c=xi_c,
         status=status, nit=nit.reshape(shape),
-        residual=np.maximum(out[:, 5], out[:, 6]).reshape(shape))
+        residual=np.maximum(out[:, 5], out[:, 6]).reshape(shape),
+        q_star_low=roots[:, 0].reshape(shape), q_unstable=roots[:, 1].reshape(shape),
+        q_star_high=roots[:, 2].reshape(shape))
+
+
+def _chunks(n, threads):
+    if threads is None:
+        threads = _threads.get_num_threads()  # the policy, without starting numba's pool
+    threads = V.as_int(threads, "threads", low=1)
+    return max(1, min(n, 8 * threads)) if n > 1 else 1
+
+
+@functools.lru_cache(maxsize=64)
+def _bound2(a):
+    """Return sup phi^2 for a bounded activation (brackets q* <= sigma_w2 sup phi^2 + sigma_b2)."""
+    if not a.bounded:
+        return math.inf
+    x = np.concatenate([np.linspace(-60.0, 60.0, 4801), [-1e300, -1e6, -1e3, 1e3, 1e6, 1e300]])
+    with np.errstate(all="ignore"):
+        p2 = np.asarray(a.phi(x), dtype=float) ** 2
+    p2 = p2[np.isfinite(p2)]
+    return float(p2.max()) * (1.0 + 1e-12) if p2.size else math.inf
+
+
+@functools.lru_cache(maxsize=64)
+def _qmap_breaks(a):
+    """Where d/dq E[phi(sqrt(q) z)^2] changes monotonicity, and whether E[phi^2] is concave.
+
+    A concave E[phi^2] (tanh, erf, ...) gives every (sigma_w2, sigma_b2) at most one attractor
+    of the q-map; otherwise (gelu, swish, ...) the q-map may be bistable, and the breaks are
+    what :func:`_kernels._maps.q_roots` needs to find every fixed point. Scanned once per
+    activation on q in [1e-10, 1e13], 8 points a decade, then refined.
+    """
+    ns, code = _custom.kernels(a)
+    ws = ns.quad.workspace()
+    lq = np.linspace(math.log(1e-10), math.log(1e13), 185)
+    d = np.array([ns.maps.dvar(code, math.exp(t), ws) for t in lq])
+    dd = np.diff(d)
+    dd[np.abs(dd) <= 1e-9 * np.max(np.abs(d))] = 0.0
+    nz = np.nonzero(dd)[0]
+    if nz.size == 0 or np.all(dd[nz] < 0.0):
+        return np.zeros(0), True
+    breaks = []
+    for i, j in zip(nz[:-1], nz[1:]):
+        if (dd[i] > 0.0) != (dd[j] > 0.0):  # extremum of dV/dq between lq[i] and lq[j + 1]
+            sgn = 1.0 if dd[i] > 0.0 else -1.0
+            r = minimize_scalar(lambda t: -sgn * ns.maps.dvar(code, math.exp(t), ws),
+                                bounds=(lq[i], lq[j + 1]), method="bounded",
+                                options={"xatol": 1e-10})
+            breaks.append(math.exp(float(r.x)))
+    return np.array(sorted(breaks)), False
+
+
+def _attractors(a, sw, sb, out, status, nit, tol, maxiter, nchunk, series):
+    """Mark bistable q-maps (status BISTABLE) and return their fixed points.
+
+    Returns (lowest attractor, repeller, highest attractor) per point, NaN where the map has
+    one attractor; q*, slopes and c* of a bistable point become those of the attractor reached
+    from q^0 = 1.
+    """
+    n = sw.size
+    roots = np.full((n, 3), np.nan)
+    breaks, concave = _qmap_breaks(a)
+    if concave or n == 0:
+        return roots
+    ns, code = _custom.kernels(a)
+    zero, odd = _phi_props(a)
+    b2 = _bound2(a)
+    found = np.empty((n, 3))
+    nat = np.zeros(n, dtype=np.int64)
+    ns.maps.q_roots_many(code, sw, sb, zero, breaks, b2, found, nat, nchunk)
+    ws = ns.quad.workspace()
+    for i in np.nonzero(nat >= 2)[0]:
+        low, rep, high = found[i]
+        roots[i] = found[i]
+        target = low if (np.isfinite(rep) and 1.0 < rep) else high
+        if math.isinf(target):
+            out[i, :5] = (math.inf, 1.0, math.inf, math.inf, math.inf)
+            out[i, 5:] = 0.0
+        elif not (status[i] >= 0 and abs(out[i, 0] - target) <= 1e-8 * max(target, 1e-300)):
+            st, it = ns.maps.fixed_point_one(code, sw[i], sb[i], zero, odd, tol, maxiter, ws,
+                                             out[i], max(target, 1e-300), -1.0, series, b2)
+            nit[i] += it
+            if st < 0:
+                status[i] = st
+                continue
+        status[i] = Status.BISTABLE
+    return roots
 
 
 def trainable_depth(act, sigma_w2, sigma_b2, factor=6.0):
@@ -322,8 +412,11 @@ def critical_point(act, q_star):
 def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
     r"""The critical weight variance for given bias variance(s): chi_1(sigma_w2, sigma_b2) = 1.
 
-    Solves ``q - E[phi^2](q) / E[phi'^2](q) = sigma_b2`` for q* by Brent's method, then
-    ``sigma_w2 = 1 / E[phi'(sqrt(q*) z)^2]``.
+    Solves ``q - E[phi^2](q) / E[phi'^2](q) = sigma_b2`` for q* (every root on a log scan of
+    q, refined by Brent's method), then ``sigma_w2 = 1 / E[phi'(sqrt(q*) z)^2]``. Where the
+    equation has several roots the first whose q* is a stable fixed point of the q-map
+    (``chi_q <= 1``) is returned: a point of the critical line that a deep network actually
+    reaches.
 
     Parameters
     ----------
@@ -340,7 +433,8 @@ def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
         ``sigma_w2, sigma_b2, q_star, chi_q, status`` with the shape of `sigma_b2`. Status
         NO_SOLUTION (NaN values) where no critical sigma_w2 exists (e.g. relu with
         sigma_b2 > 0); MARGINAL for relu at sigma_b2 = 0 (every q is a fixed point at
-        sigma_w2 = 2).
+        sigma_w2 = 2); UNSTABLE where every critical point has ``chi_q > 1`` (its q* repels:
+        iterating the q-map from nearby moves away; the values are reported).
 
     References
     ----------
@@ -353,41 +447,70 @@ def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
     """
     a = get_activation(act)
     sb = V.as_float_array(sigma_b2, "sigma_b2", low=0.0)
+    xtol = float(V.as_float_array(xtol, "xtol", low=0.0, low_open=True, high=1e-3))
     ns, code = _custom.kernels(a)
     ws = ns.quad.workspace()
     flat = sb.ravel()
-    sw = np.empty(flat.size)
-    qs = np.empty(flat.size)
-    chiq = np.empty(flat.size)
-    st = np.zeros(flat.size, dtype=np.int64)
-
-    def excess(q, target):
-        return q - ns.maps.var(code, q, ws) / ns.maps.slope(code, q, ws) - target
-
+    sw = np.full(flat.size, np.nan)
+    qs = np.full(flat.size, np.nan)
+    chiq = np.full(flat.size, np.nan)
+    st = np.full(flat.size, int(Status.NO_SOLUTION), dtype=np.int64)
     for i, b in enumerate(flat):
         if b == 0.0 and float(np.asarray(a.phi(0.0))) == 0.0:
-            qi = 0.0
-            if abs(excess(1.0, 0.0)) < 1e-12:
-                st[i] = Status.MARGINAL
+            q, s = 0.0, ns.maps.slope(code, 1e-300, ws)
+            st[i] = Status.MARGINAL if abs(_excess(ns, code, 1.0, ws)) < 1e-12 else Status.OK
         else:
-            lo, hi = 1e-300, max(1.0, 4.0 * b)
-            f_hi = excess(hi, b)
-            while f_hi <= 0.0 and hi < 1e12:
-                hi *= 4.0
-                f_hi = excess(hi, b)
-            f_lo = excess(lo, b)
-            if f_hi <= 0.0 or f_lo > 0.0 or not np.isfinite(f_hi):
-                st[i] = Status.NO_SOLUTION
-                sw[i] = qs[i] = chiq[i] = np.nan
+            q, stat = _critical_q(ns, code, float(b), ws, max(xtol, 1e-15))
+            if q is None:
                 continue
-            qi = brentq(excess, lo, hi, args=(b,), xtol=1e-300, rtol=max(xtol, 1e-15),
-                        maxiter=500)
-        s = ns.maps.slope(code, max(qi, 1e-300), ws)
+            s = ns.maps.slope(code, q, ws)
+            st[i] = stat
         sw[i] = 1.0 / s
-        qs[i] = qi
-        chiq[i] = sw[i] * ns.maps.dvar(code, qi, ws)
+        qs[i] = q
+        chiq[i] = sw[i] * ns.maps.dvar(code, max(q, 1e-300), ws)
     return CriticalPoint(activation=a.name, sigma_w2=sw.reshape(sb.shape), sigma_b2=sb.copy(),
                          q_star=qs.reshape(sb.shape), chi_q=chiq.reshape(sb.shape),
                          status=st.reshape(sb.shape))
 
 
+def _excess(ns, code, q, ws):
+    """Q - E[phi^2]/E[phi'^2] at q (the sigma_b2 of the critical point with this q*), or NaN."""
+    s = ns.maps.slope(code, q, ws)
+    v = ns.maps.var(code, q, ws)
+    if not (s > 0.0 and math.isfinite(s) and math.isfinite(v)):
+        return math.nan
+    return q - v / s
+
+
+def _critical_q(ns, code, b, ws, xtol):
+    """q* of the critical point at sigma_b2 = b > 0 (or b = 0 with phi(0) != 0).
+
+    Every root of ``excess(q) = b`` on q in [b, max(1e12, 1e4 b)] is bracketed on a log scan
+    (4 points a decade) and refined by Brent's method; the first root whose q* is a stable (or
+    marginal) fixed point of the q-map (chi_q <= 1) is returned with status OK, otherwise the
+    first root with status UNSTABLE. Returns (None, NO_SOLUTION) when there is no root.
+    """
+    lo = b if b > 0.0 else 1e-300
+    hi = max(1e12, 1e4 * b)
+    n = int(min(400, max(16, 4 * math.log10(hi / lo) + 2)))
+    grid = np.geomspace(lo, hi, n)
+    f = np.array([_excess(ns, code, q, ws) - b for q in grid])
+    roots = []
+    for j in range(n - 1):
+        fa, fb = f[j], f[j + 1]
+        if not (np.isfinite(fa) and np.isfinite(fb)):
+            continue
+        if fa == 0.0:
+            roots.append(grid[j])
+        elif fa < 0.0 < fb or fb < 0.0 < fa:
+            roots.append(brentq(lambda q: _excess(ns, code, q, ws) - b, grid[j], grid[j + 1],
+                                xtol=1e-300, rtol=xtol, maxiter=500))
+    first = None
+    for q in roots:
+        chi_q = ns.maps.dvar(code, q, ws) / ns.maps.slope(code, q, ws)
+        if chi_q <= 1.0 + 1e-9:
+            return q, (Status.MARGINAL if abs(chi_q - 1.0) <= 1e-9 else Status.OK)
+        first = q if first is None else first
+    if first is None:
+        return None, Status.NO_SOLUTION
+    return first, Status.UNSTABLE

@@ -24,8 +24,15 @@ import numpy as np
 from cnnmft import _validation as V
 from cnnmft._kernels import _custom
 from cnnmft.activations import get_activation
-from cnnmft.meanfield import _phi_props, critical_sigma_w2, depth_scale
-from cnnmft.results import ResultMixin, Status, status_counts
+from cnnmft.meanfield import (
+    _attractors,
+    _bound2,
+    _chunks,
+    _phi_props,
+    critical_sigma_w2,
+    depth_scale,
+)
+from cnnmft.results import ResultMixin, status_counts
 
 __all__ = ["PhaseDiagram", "phase_diagram", "QUANTITIES"]
 
@@ -52,6 +59,9 @@ class PhaseDiagram(ResultMixin):
         Root-finder iterations.
     critical_sigma_w2 : ndarray, shape (n_b,)
         The order-chaos line chi_1 = 1 at each sigma_b2 (NaN where none exists, e.g. relu).
+    q_star_low, q_unstable, q_star_high : ndarray, shape (n_w, n_b), or None
+        The fixed points of a bistable q-map (status BISTABLE), as in
+        :class:`cnnmft.FixedPoint`; NaN elsewhere.
     """
 
     activation: str
@@ -67,6 +77,9 @@ class PhaseDiagram(ResultMixin):
     status: np.ndarray
     nit: np.ndarray
     critical_sigma_w2: np.ndarray
+    q_star_low: np.ndarray | None = None
+    q_unstable: np.ndarray | None = None
+    q_star_high: np.ndarray | None = None
 
     def trainable_depth(self, factor=6.0):
         """``factor * xi_c`` on the grid, shape (n_w, n_b)."""
@@ -189,14 +202,23 @@ def phase_diagram(act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_l
         t0, npieces = 0.0, 0
         table = np.zeros((0, T.NF, T.DEG + 1))
         valid = np.zeros(0, dtype=np.bool_)
-    T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid)
+    b2 = _bound2(a)
+    T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid,
+           b2)
+    sw_flat, sb_flat = (np.ascontiguousarray(x.ravel()) for x in np.meshgrid(sw, sb,
+                                                                             indexing="ij"))
+    roots = _attractors(a, sw_flat, sb_flat, out.reshape(-1, 7), status.reshape(-1),
+                        nit.reshape(-1), tol, maxiter, _chunks(sw_flat.size, None), True)
+    roots = roots.reshape(sw.size, sb.size, 3)
     q, c, chi1, chiq, chic = (out[..., j] for j in range(5))
     xi_q, xi_c = depth_scale(chiq), depth_scale(chic)
-    inf = status == Status.INFINITE
+    inf = ~np.isfinite(q)
     xi_q[inf] = np.nan
     xi_c[inf] = np.nan
     crit = (critical_sigma_w2(a, sb).sigma_w2 if critical_line
             else np.full(sb.size, np.nan))
     return PhaseDiagram(activation=a.name, sigma_w2=sw, sigma_b2=sb, q_star=q.copy(),
                         c_star=c.copy(), chi_1=chi1.copy(), chi_q=chiq.copy(), chi_c=chic.copy(),
-                        xi_q=xi_q, xi_c=xi_c, status=status, nit=nit, critical_sigma_w2=crit)
+                        xi_q=xi_q, xi_c=xi_c, status=status, nit=nit, critical_sigma_w2=crit,
+                        q_star_low=roots[..., 0], q_unstable=roots[..., 1],
+                        q_star_high=roots[..., 2])

@@ -51,6 +51,7 @@ _WEIGHTS = ("orthogonal", "gaussian")
 _DISCRETE = {_act.LINEAR, _act.RELU, _act.HARD_TANH}
 _TOL_MASS = 1e-6
 _TAIL = 1e-10
+_NARROW = 1e-7  # relative width of the law of phi'^2 below which it is treated as a point
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +76,7 @@ class _Law:
     p: float  # fraction of ones for the discrete (0/1) laws
     deff: float = 0.0  # lower end of the law up to a mass 1e-16
     km: object = None  # kernel module (a private copy bound to a custom activation)
+    vard: float = math.nan  # E[(d - mu1)^2] from the centred values (no cancellation)
 
     @property
     def k(self):
@@ -117,7 +119,7 @@ def _discrete_law(act, q):
     wn[1] = 1.0 - p
     mu1 = p
     return _Law(act.code, math.sqrt(q), np.zeros(1), np.zeros(1), dn, dn - mu1, np.zeros(n), wn,
-                1.0, mu1, p, 0.0 if p < 1 else 1.0, 1.0, True, p)
+                1.0, mu1, p, 0.0 if p < 1 else 1.0, 1.0, True, p, vard=p * (1.0 - p))
 
 
 @functools.lru_cache(maxsize=None)
@@ -180,6 +182,17 @@ def _make_law(act, q):
                             method="bounded", options={"xatol": 1e-12})
         dmax = max(dmax, -float(r.fun))
     dmin = min(float(dn.min()), float(_dvals(act, sq, e)[0].min()))
+    i = int(np.argmin(dn))
+    if dpn[i] != 0.0:
+        # an interior minimum (phi' has a zero for gelu and swish): refine it like dmax, so
+        # that no refined node of the sums falls below dmin (the lower-edge search runs there)
+        from scipy.optimize import minimize_scalar
+
+        j = i // _k.NGL
+        lo_j, hi_j = pa[max(j - 1, 0)], pb[min(j + 1, pb.size - 1)]
+        r = minimize_scalar(lambda t: _dvals(act, sq, t)[0], bounds=(lo_j, hi_j),
+                            method="bounded", options={"xatol": 1e-14})
+        dmin = max(min(dmin, float(r.fun)), 0.0)
     # below deff the law of d has mass < 1e-16 (|z| > 8.3): its spectral effect is negligible,
     # so the real branch of the spectral equation extends up to deff for edge searches
     core = np.abs(z) <= 8.3
@@ -188,7 +201,8 @@ def _make_law(act, q):
     if act.code >= _act.N_BUILTIN:
         code, km = 0, _custom_kernels(act)
     return _Law(code, sq, np.ascontiguousarray(pa), np.ascontiguousarray(pb), dn, en, dpn,
-                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin), km)
+                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin), km,
+                float(np.sum(wn * en * en)))
 
 
 def d2_law(act, q_star):
@@ -262,13 +276,17 @@ class Spectrum(ResultMixin):
     normalized : bool
         True when `lam`, `density`, moments and edges describe ``J J^T / m1``.
     point_status : ndarray of int, shape (n,)
-        0 where the spectral equation converged on the physical branch, negative otherwise
-        (-2 maxiter, -3 non-finite, -4 wrong half-plane), 8 where the quadrature hit its depth
-        cap, 1 outside the support (density exactly 0 there).
+        :class:`Status` per eigenvalue: OK where the spectral equation converged on the
+        physical branch; ZERO outside the support (density exactly 0 there); INACCURATE where
+        Newton stalled at the rounding level or the quadrature hit its depth cap; failures
+        (MAXITER, NONFINITE, NO_SOLUTION: converged off the physical branch) are negative.
     status : int
         :class:`Status` of the whole computation: OK, or MAXITER/NONFINITE when any point failed
         or the mass and monotonicity checks failed; INFINITE when the scale overflowed (then
-        ``normalized`` is True).
+        ``normalized`` is True); INACCURATE when the law of ``phi'^2`` is narrower than 1e-7
+        relative to its mean (tiny q*): the spectrum is then that of a linear network scaled by
+        ``E[phi'^2]`` (a point mass at ``m1`` for orthogonal weights) while the moments and
+        ``variance`` keep the true width.
     """
 
     activation: str
@@ -603,7 +621,7 @@ def _first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
         st = np.zeros(1, dtype=np.int64)
         law.k.solve_grid(one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st,
                       0.0)
-        if st[0] == 0:
+        if st[0] == Status.OK:
             return xs[0]
     return cands[0]
 
@@ -718,18 +736,21 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
     if lam is not None:
         user = as_float_array(lam, "lam", low=0.0).ravel()
     law = _make_law(a, q)
-    dscale = 1.0
-    if not law.discrete and law.dmax - law.dmin <= 1e-14 * law.dmax:
-        # phi'^2 is constant at this q* (e.g. q* = 0): a linear network scaled by phi'(0)^2
-        dscale = law.mu1
+    mu1, mu2, vard = law.mu1, law.mu2, law.vard
+    narrow = not law.discrete and law.dmax - law.dmin <= _NARROW * law.dmax
+    if narrow:
+        # phi'^2 is constant at this q* (e.g. q* = 0), or so nearly constant (tiny q*) that
+        # x - d loses the width of its law to rounding: a linear network scaled by E[phi'^2];
+        # the moments keep the true mu2, and a law wider than 1e-14 is flagged INACCURATE
+        narrow = law.dmax - law.dmin > 1e-14 * law.dmax
         law = _discrete_law(get_activation("linear"), 1.0)
+        mu2, vard = (mu2, vard) if narrow else (mu1 * mu1, 0.0)
     kind = _k.ORTH if weights == "orthogonal" else _k.GAUSS
     s1 = _s1(weights)
-    mu1, mu2 = law.mu1 * dscale, law.mu2 * dscale**2
     if mu1 <= 0.0:
         raise ValueError(f"E[phi'(h)^2] = 0 at q* = {q} for {a.name}: the Jacobian vanishes")
     log_m1 = L * math.log(sw * mu1)
-    spread = L * (mu2 / mu1**2 - 1.0 - s1)
+    spread = L * (vard / mu1**2 - s1)  # L (mu2 / mu1^2 - 1 - s1) without cancellation
     scale_ok = abs(log_m1) < 300.0
     scale = math.exp(log_m1) if scale_ok else 1.0
     m1n, m2n = 1.0, 1.0 + spread
@@ -760,7 +781,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         dens = np.zeros_like(grid)
         cdf = np.array([atom_mass[atom_lam <= g].sum() for g in grid])
         qw = np.zeros_like(grid)
-        pst = np.ones(grid.shape, dtype=np.int64)
+        pst = np.full(grid.shape, int(Status.ZERO), dtype=np.int64)
         lam_min = float(atom_lam.min())
         mass = float(atom_mass.sum())
     elif kind == _k.ORTH and L == 1:
@@ -797,15 +818,15 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
             nd = law.k.solve_grid(np.log(gi), x0, kind, float(L), mu1, *law.args(), tol, maxiter,
                                xs, ms, cd, st, _TAIL)
             if nd < gi.size:
-                # below: a soft tail with density < _TAIL x its maximum, reported as 0 (status 1);
-                # its mass, the exact CDF where the continuation stopped, is added to `mass`
+                # below: a soft tail with density < _TAIL x its maximum, reported as 0 (status
+                # ZERO); its mass, the exact CDF where the continuation stopped, is added to `mass`
                 ms[nd:] = 0.0
                 cd[nd:] = cd[nd - 1]
-                st[nd:] = 1
+                st[nd:] = Status.ZERO
                 tail_mass = float(cd[nd - 1]) if nd > 0 else 0.0
         dens_s = np.zeros(g.shape)
         cdf_s = np.zeros(g.shape)
-        pst_s = np.ones(g.shape, dtype=np.int64)
+        pst_s = np.full(g.shape, int(Status.ZERO), dtype=np.int64)
         dens_s[inside] = np.maximum(-ms.imag, 0.0) / (math.pi * gi)
         cdf_s[inside] = cd
         pst_s[inside] = st
@@ -831,7 +852,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
             mass = float("nan")
         bad = pst < 0
         if bad.any():
-            status = Status.NONFINITE if np.any(pst == -3) else Status.MAXITER
+            status = Status.NONFINITE if np.any(pst == Status.NONFINITE) else Status.MAXITER
             dens[bad] = np.nan
             cdf[bad] = np.nan
         else:
@@ -846,6 +867,8 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
         lmax = max(lmax, float(atom_lam.max()))
     if not scale_ok:
         status = Status.INFINITE if status == Status.OK else status
+    if narrow and status == Status.OK:
+        status = Status.INACCURATE
     f = scale
     lam_out = grid * f
     dens_out = dens / f
@@ -881,7 +904,7 @@ def _depth_one(law, n_points, user, scale):
         qw = np.zeros_like(grid)
     dens = np.zeros(grid.shape)
     cdf = np.zeros(grid.shape)
-    pst = np.ones(grid.shape, dtype=np.int64)
+    pst = np.full(grid.shape, int(Status.ZERO), dtype=np.int64)
     acc = np.zeros(7, dtype=np.complex128)
     for i, g in enumerate(grid):
         if g <= lo or g >= hi:
@@ -893,7 +916,7 @@ def _depth_one(law, n_points, user, scale):
         m = acc[1]
         dens[i] = max(-m.imag / (math.pi * g), 0.0)
         cdf[i] = 1.0 - acc[6].imag / math.pi
-        pst[i] = 0 if flag == 0 else 8
+        pst[i] = Status.OK if flag == 0 else Status.INACCURATE
     return grid, dens, cdf, qw, pst, hi, lo
 
 
@@ -952,7 +975,7 @@ def universal_spectrum(s, *, n_points=2000, lam=None, tol=1e-13, maxiter=80):
         _k.solve_universal(np.log(gi), m0, s, tol, as_int(maxiter, "maxiter", low=1), ms, cd, st)
     dens_s = np.zeros(g.shape)
     cdf_s = np.where(g >= lmax, 1.0, 0.0)
-    pst_s = np.ones(g.shape, dtype=np.int64)
+    pst_s = np.full(g.shape, int(Status.ZERO), dtype=np.int64)
     dens_s[inside] = np.maximum(-ms.imag, 0.0) / (math.pi * gi)
     cdf_s[inside] = cd
     pst_s[inside] = st

@@ -9,9 +9,9 @@ import numpy as np
 from numba import prange
 
 from . import _act, _quad
+from ._codes import INFINITE, MARGINAL, MAXITER, NONFINITE, OK, ZERO
 from ._jit import jit, pjit
 
-OK, ZERO, INFINITE, MARGINAL, MAXITER, NONFINITE = 0, 1, 2, 3, -2, -3
 NOUT = 7  # q*, c*, chi_1, chi_q, chi_c, residual_q, residual_c
 QMAX = 1e12
 _ORD00 = np.array([0, 0], dtype=np.int64)
@@ -60,10 +60,22 @@ def q_step(q, v, dv, sw, sb, lo, hi):
 
 
 @jit
-def q_converged(q, qn, g, sb, lo, hi, tol):
-    """Stopping rule shared by the q* solvers: step, bracket or residual at roundoff."""
-    return (abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi)
-            or abs(g) <= 2.5e-16 * (q + sb))
+def q_noise(q, v, sw, sb):
+    """Rounding level of g(q) = sw v + sb - q: below it the sign of g is not resolved."""
+    return 8.0 * 2.2e-16 * (q + sw * abs(v) + sb)
+
+
+@jit
+def q_converged(q, qn, g, dg, noise, lo, hi, tol):
+    """Stopping rule shared by the q* solvers: step or bracket at tolerance, or the residual at
+    the rounding level where the root is well conditioned (dg clearly negative) or bracketed.
+
+    A residual at the rounding level of a map that is numerically the identity (dg ~ 0, no
+    bracket) says nothing about a root: q^l may still grow without bound (relu-like maps at
+    sigma_w2 = 2 with a tiny bias), so the search goes on."""
+    if abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi):
+        return True
+    return abs(g) <= noise and (hi < math.inf or dg < -1e-6)
 
 
 @jit
@@ -94,12 +106,28 @@ def bracket_step(c, h, dh, lo, hi, hlo, hhi, side):
 
 
 @jit
-def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
+def _linear_fixed_point(code, sw, sb):
+    """Closed form for the linear q-maps (linear: q -> sw q + sb; relu: sw q / 2 + sb)."""
+    k = sw if code == _act.LINEAR else 0.5 * sw
+    if k < 1.0:
+        return sb / (1.0 - k), (ZERO if sb == 0.0 else OK)
+    if sb == 0.0 and k == 1.0:
+        return 0.0, MARGINAL  # every q is a fixed point; q = 0 is reported
+    return math.inf, INFINITE  # q^l grows without bound (q = 0 is unstable when sb = 0)
+
+
+@jit
+def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0, b2=math.inf):
     """Return (q*, status, nit, residual) of q = sw E[phi(sqrt(q) z)^2] + sb.
 
     Safeguarded Newton inside a bracket [lo, hi] with g(lo) >= 0 > g(hi), g(q) = q_map(q) - q;
-    q0 > 0 is an optional warm start.
+    q0 > 0 is an optional warm start. b2: sup phi^2 for a bounded activation (then
+    hi = sw b2 + sb brackets the root from the start and q* is never reported INFINITE), inf
+    otherwise (q* above QMAX is reported INFINITE).
     """
+    if code == _act.RELU or code == _act.LINEAR:
+        q, st = _linear_fixed_point(code, sw, sb)
+        return q, st, 0, 0.0
     lo = 0.0
     if sb == 0.0 and phi0_zero:
         s0 = sw * dvar(code, 1e-300, ws)
@@ -112,6 +140,10 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
         while lo < 1e-3 and sw * var(code, lo, ws) - lo <= 0.0:
             lo *= 1e10
     hi = math.inf
+    if b2 < math.inf:
+        top = (sw * b2 + sb) * (1.0 + 1e-15)
+        if top > lo and sw * var(code, top, ws) + sb - top <= 0.0:
+            hi = top
     if q0 > 0.0:
         q = q0
     else:
@@ -120,17 +152,151 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0):
             s0 = sw * dvar(code, 1e-300, ws)
             if s0 < 1.0 and sb / (1.0 - s0) < 1e-3:
                 q = sb / (1.0 - s0)  # fixed point of the map linearised at q = 0
+    if q >= hi:
+        q = 0.5 * (lo + hi) if lo > 0.0 else 0.5 * hi
     for it in range(1, maxiter + 1):
         v, dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])
-        qn, lo, hi, g, dg = q_step(q, v, dv, sw, sb, lo, hi)
+        g = sw * v + sb - q
         if not math.isfinite(g):
+            if g > 0.0 and hi == math.inf:
+                return math.inf, INFINITE, it, 0.0
             return math.nan, NONFINITE, it, math.nan
-        if qn > QMAX:
+        noise = q_noise(q, v, sw, sb)
+        if abs(g) <= noise and not (hi < math.inf or sw * dv - 1.0 < -1e-6):
+            # the map is numerically the identity here: no sign for g, no bracket, keep looking
+            # higher (a root would show as a clearly negative g)
+            qn, dg = 4.0 * q, sw * dv - 1.0
+        else:
+            qn, lo, hi, g, dg = q_step(q, v, dv, sw, sb, lo, hi)
+        if qn > QMAX and hi == math.inf:
             return math.inf, INFINITE, it, 0.0
-        if q_converged(q, qn, g, sb, lo, hi, tol):
+        if q_converged(q, qn, g, dg, noise, lo, hi, tol):
             return (qn if abs(qn - q) <= 1e-13 * q else q), OK, it, abs(g) / max(q, 1e-300)
         q = qn
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
+
+
+@jit
+def _g_sign(code, q, sw, sb, ws):
+    """Sign of g(q) = sw E[phi^2](q) + sb - q, 0 where it is below the rounding level."""
+    v = var(code, q, ws)
+    g = sw * v + sb - q
+    if not math.isfinite(g):
+        return 1.0 if g > 0.0 else -1.0
+    if abs(g) <= q_noise(q, v, sw, sb):
+        return 0.0
+    return 1.0 if g > 0.0 else -1.0
+
+
+@jit
+def _log_bisect(code, sw, sb, a, b, fa, ws, which):
+    """Root in [a, b] (bisection in log q) of g (which=0) or of g' = sw dV/dq - 1 (which=1),
+    fa the sign at a (opposite at b)."""
+    la = math.log(a)
+    lb = math.log(b)
+    for _ in range(64):
+        lm = 0.5 * (la + lb)
+        qm = math.exp(lm)
+        if which == 0:
+            fm = _g_sign(code, qm, sw, sb, ws)
+        else:
+            fm = sw * dvar(code, qm, ws) - 1.0
+        if fm == 0.0:
+            return qm
+        if (fm > 0.0) == (fa > 0.0):
+            la = lm
+        else:
+            lb = lm
+        if lb - la <= 1e-15 * max(1.0, abs(la)):
+            break
+    return math.exp(0.5 * (la + lb))
+
+
+@jit
+def q_roots(code, sw, sb, phi0_zero, breaks, b2, ws, res):
+    """Every fixed point of the q-map, for activations whose E[phi^2] is not concave in q.
+
+    ``breaks``: the q where d/dq E[phi^2] changes monotonicity (a property of the activation),
+    so that g' = sw dV/dq - 1 is monotone between them and has at most one root there; the
+    roots of g' split [q_lo, q_hi] into pieces on which g is monotone, each holding at most one
+    fixed point. res[0]: lowest attractor (0 when q = 0 is stable), res[1]: the repeller above
+    it, res[2]: highest attractor (inf when q^l diverges from large q). Returns the number of
+    attractors (2 or more: bistable).
+    """
+    res[0] = math.nan
+    res[1] = math.nan
+    res[2] = math.nan
+    qlo = sb if sb > 0.0 else 1e-200
+    qhi = QMAX
+    unbounded = True
+    if b2 < math.inf:
+        top = (sw * b2 + sb) * (1.0 + 1e-15)
+        if top > qlo and _g_sign(code, top, sw, sb, ws) <= 0.0:
+            qhi = top
+            unbounded = False
+    if not qhi > qlo:
+        return 0
+    nodes = np.empty(breaks.size + 2)
+    nodes[0] = qlo
+    m = 1
+    for b in breaks:
+        if b > qlo and b < qhi:
+            nodes[m] = b
+            m += 1
+    nodes[m] = qhi
+    m += 1
+    # roots of g' between consecutive monotonicity breaks
+    pts = np.empty(2 * m)
+    pts[0] = qlo
+    n = 1
+    gpa = sw * dvar(code, qlo, ws) - 1.0
+    for i in range(1, m):
+        gpb = sw * dvar(code, nodes[i], ws) - 1.0
+        if (gpa > 0.0 and gpb < 0.0) or (gpa < 0.0 and gpb > 0.0):
+            pts[n] = _log_bisect(code, sw, sb, nodes[i - 1], nodes[i], gpa, ws, 1)
+            n += 1
+        gpa = gpb
+    pts[n] = qhi
+    n += 1
+    nat = 0
+    sa = _g_sign(code, qlo, sw, sb, ws)
+    if sb == 0.0 and phi0_zero and sa < 0.0:
+        res[0] = 0.0  # q = 0 attracts
+        res[2] = 0.0
+        nat = 1
+    qa = qlo
+    for i in range(1, n):
+        sbn = _g_sign(code, pts[i], sw, sb, ws)
+        if sbn == 0.0:
+            continue
+        if sa != 0.0 and sbn != sa:
+            r = _log_bisect(code, sw, sb, qa, pts[i], sa, ws, 0)
+            if sa > 0.0:  # downward crossing: stable
+                if nat == 0:
+                    res[0] = r
+                res[2] = r
+                nat += 1
+            elif nat >= 1 and math.isnan(res[1]):
+                res[1] = r
+        sa = sbn
+        qa = pts[i]
+    if unbounded and sa > 0.0:
+        if nat == 0:
+            res[0] = math.inf
+        res[2] = math.inf
+        nat += 1
+    return nat
+
+
+@pjit
+def q_roots_many(code, sw, sb, phi0_zero, breaks, b2, res, nat, nchunk):
+    n = sw.size
+    per = (n + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        ws = _quad.new_workspace()
+        for i in range(ch * per, min(n, (ch + 1) * per)):
+            nat[i] = q_roots(code, sw[i], sb[i], phi0_zero, breaks, b2, ws, res[i])
+    return 0
 
 
 @jit
@@ -289,9 +455,10 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
 
 @jit
 def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=-1.0, c0=-1.0,
-                    series=False):
-    """Fill out[:NOUT] for one (sw, sb); return (status, nit). q0, c0: optional warm starts."""
-    q, st, nit, res = q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0)
+                    series=False, b2=math.inf):
+    """Fill out[:NOUT] for one (sw, sb); return (status, nit). q0, c0: optional warm starts;
+    b2: sup phi^2 of a bounded activation (inf otherwise)."""
+    q, st, nit, res = q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0, b2)
     out[0] = q
     out[5] = res
     out[6] = 0.0
@@ -334,14 +501,14 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=
 
 @pjit
 def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk,
-                     series):
+                     series, b2=math.inf):
     n = sw.size
     per = (n + nchunk - 1) // nchunk
     for ch in prange(nchunk):
         ws = _quad.new_workspace()
         for i in range(ch * per, min(n, (ch + 1) * per)):
             st, it = fixed_point_one(code, sw[i], sb[i], phi0_zero, phi_odd, tol, maxiter, ws,
-                                     out[i], -1.0, -1.0, series)
+                                     out[i], -1.0, -1.0, series, b2)
             status[i] = st
             nit[i] = it
     return 0

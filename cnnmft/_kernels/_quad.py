@@ -120,9 +120,17 @@ def _features_g(code, mc, sig, edges, n):
 def _finish_rule(edges, n, nodes, weights):
     """Sort and deduplicate edges, then fill nodes/weights (Gauss-Legendre times pdf)."""
     e = np.sort(edges[:n])
+    # edges closer than 1e-14 (1 + |e|) are merged; where a feature is graded finer than that
+    # (steep activations at q > 1e26) only edges closer than 1e-14 |e| are
+    fine = False
+    for i in range(n):
+        if e[i] != 0.0 and abs(e[i]) < 1e-13:
+            fine = True
+            break
     m = 0
     for i in range(n):
-        if m == 0 or e[i] - e[m - 1] > 1e-14 * (1.0 + abs(e[i])):
+        d = 1e-14 * (abs(e[i]) if fine else 1.0 + abs(e[i]))
+        if m == 0 or e[i] - e[m - 1] > d:
             e[m] = e[i]
             m += 1
     k = 0

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from . import _act
+from ._codes import INACCURATE, MAXITER, NO_SOLUTION, NONFINITE, OK
 from ._jit import jit
 
 NGL = 16
@@ -102,7 +103,10 @@ def _accept(x, h, dd, dp, ww, n0, n1, floor):
 @jit
 def _accumulate(x, dd, ee, ww, n0, n1, acc, want_u):
     for i in range(n0, n1):
-        r = 1.0 / (x - dd[i])
+        den = x - dd[i]
+        if den == 0.0:
+            den = complex(0.0, 1e-300)  # x on a node (real x inside the support): Plemelj side
+        r = 1.0 / den
         wr = ww[i] * r
         d = dd[i]
         acc[0] += wr
@@ -240,7 +244,9 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
     """Continuation along loglam (descending): Newton on F(x) = loglam, Im x > 0.
 
     x_init: guess for the first point; later points use linear extrapolation of the last two.
-    status per point: 0 ok, -2 maxiter, -3 non-finite, -4 wrong half-plane, bit 8 sums flag.
+    status per point (cnnmft.Status codes): OK; MAXITER; NONFINITE; NO_SOLUTION (converged off
+    the physical branch, Im x <= 0 or Im m > 0); INACCURATE (stalled at the rounding level of F,
+    or the sums hit their refinement depth cap).
     Stops (returning the number of points done) once the density falls below stop_rel times its
     running maximum (the exponentially thin lower tail of smooth activations).
     """
@@ -257,7 +263,7 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
             x = 2.0 * xs[k - 1] - xs[k - 2]
             if x.imag <= 0.0:
                 x = complex(x.real, 0.5 * xs[k - 1].imag)
-        st = 0
+        st = OK
         ok = False
         sflag = 0
         for it in range(maxiter):
@@ -265,7 +271,7 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
                            False)
             r = out[0] - loglam[k]
             if not (cmath.isfinite(r) and cmath.isfinite(out[1])) or out[1] == 0.0:
-                st = -3
+                st = NONFINITE
                 break
             dx = -r / out[1]
             # damping: at most 25% of |x| per step, stay in the upper half-plane
@@ -282,19 +288,19 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
             if abs(r) < tol or abs(dx) < 1e-14 * abs(x):
                 ok = True
                 break
-        if st == 0 and not ok:
+        if st == OK and not ok:
             # stalled at the rounding level of F (large L, x near 0): accept with a flag
-            st = 2 if abs(r) < 1e4 * tol else -2
+            st = INACCURATE if abs(r) < 1e4 * tol else MAXITER
         sflag = eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out, True)
         xs[k] = x
         ms[k] = out[2]
         if st >= 0:
             if not (x.imag > 0.0 and out[2].imag <= 1e-10 * abs(out[2])):
-                st = -4
+                st = NO_SOLUTION
             else:
                 cdf[k] = phi_cdf(x, kind, L, out[2], acc[6])
-        if sflag != 0 and st == 0:
-            st = 8
+        if sflag != 0 and st == OK:
+            st = INACCURATE
         if st < 0 and k > 8 and status[k - 1] >= 0 and cdf[k - 1] < 1e-3:
             # lost the branch in the lower tail (x pinned to the real axis where the law of
             # phi'^2 has a vanishing density): stop; the caller adds the exact CDF above
@@ -304,7 +310,7 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
         r = -out[2].imag * math.exp(-loglam[k])
         if r > rmax:
             rmax = r
-        if st == 0 and k > 8 and r < stop_rel * rmax:
+        if st == OK and k > 8 and r < stop_rel * rmax:
             return k + 1
     return n
 
@@ -322,12 +328,12 @@ def solve_universal(loglam, m_init, s, tol, maxiter, ms, cdf, status):
             m = 2.0 * ms[k - 1] - ms[k - 2]
             if m.imag >= 0.0:
                 m = complex(m.real, 0.5 * ms[k - 1].imag)
-        st = -2
+        st = MAXITER
         for it in range(maxiter):
             f = cmath.log(1.0 + m) - cmath.log(m) + s * m - loglam[k]
             fp = 1.0 / (1.0 + m) - 1.0 / m + s
             if not (cmath.isfinite(f) and cmath.isfinite(fp)) or fp == 0.0:
-                st = -3
+                st = NONFINITE
                 break
             dm = -f / fp
             lim = 0.25 * abs(m)
@@ -341,12 +347,12 @@ def solve_universal(loglam, m_init, s, tol, maxiter, ms, cdf, status):
                     break
             m = mn
             if abs(f) < tol or abs(dm) < 1e-15 * abs(m):
-                st = 0
+                st = OK
                 break
         ms[k] = m
-        if st == 0:
+        if st == OK:
             if not m.imag < 0.0:
-                st = -4
+                st = NO_SOLUTION
             else:
                 ph = -cmath.log(m) + s * m + 0.5 * s * m * m
                 cdf[k] = 1.0 - ph.imag / math.pi

@@ -17,9 +17,9 @@ import numpy as np
 from numba import prange
 
 from . import _maps, _quad
+from ._codes import MARGINAL, OK
 from ._jit import jit, pjit
 
-OK, ZERO, INFINITE, MARGINAL, MAXITER, NONFINITE = 0, 1, 2, 3, -2, -3
 DEG = 20
 WIDTH = 0.5
 KT = 512
@@ -115,7 +115,7 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
         v = _clenshaw(table[p, 0], x)
         dv = _clenshaw(table[p, 1], x)
         qn, lo, hi, g, dg = _maps.q_step(q, v, dv, sw, sb, lo, hi)
-        if _maps.q_converged(q, qn, g, sb, lo, hi, tol):
+        if _maps.q_converged(q, qn, g, dg, _maps.q_noise(q, v, sw, sb), lo, hi, tol):
             return (qn if abs(qn - q) <= 1e-13 * q else q), True, it
         q = qn
     return q, False, maxiter
@@ -123,16 +123,16 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
 
 @jit
 def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, npieces, table,
-          valid, row):
+          valid, row, b2):
     """One grid point from the tables, with direct quadrature wherever they do not apply."""
     if sb == 0.0 or q0 <= 0.0 or npieces == 0:
         return _maps.fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0,
-                                     c0, True)
+                                     c0, True, b2)
     q, ok, nit = _q_solve(sw, sb, q0, t0, npieces, table, valid, tol, maxiter)
     p, x = _locate(math.log(q), t0, npieces, valid) if ok else (-1, 0.0)
     if p < 0:
         return _maps.fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0,
-                                     c0, True)
+                                     c0, True, b2)
     for f in range(NF):
         row[f] = _clenshaw(table[p, f], x)
     out[0] = q
@@ -167,7 +167,7 @@ def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, n
 
 @pjit
 def grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, npieces, table,
-         valid):
+         valid, b2):
     nw = sw.size
     nb = sb.size
     for j in prange(nb):
@@ -177,7 +177,7 @@ def grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, n
         c0 = -1.0
         for i in range(nw):
             st, it = point(code, sw[i], sb[j], phi0_zero, phi_odd, tol, maxiter, ws, out[i, j],
-                           q0, c0, t0, npieces, table, valid, row)
+                           q0, c0, t0, npieces, table, valid, row, b2)
             status[i, j] = st
             nit[i, j] = it
             if st == OK or st == MARGINAL:
