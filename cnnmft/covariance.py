@@ -89,7 +89,7 @@ class CovarianceResult(ResultMixin):
         Last layer computed (``< depth`` only when interrupted or when the numbers stopped being
         finite).
     status : int
-        :class:`Status`: OK, NONFINITE (overflow; later layers not computed) or MAXITER
+        :class:`Status`: OK, NONFINITE (overflow; later layers not computed) or INTERRUPTED
         (interrupted before `depth`; ``cov`` holds only the layers reached).
     interrupted : bool
         Whether the run was stopped by the user (KeyboardInterrupt).
@@ -316,7 +316,7 @@ def _run(eng, x, layers, depth, cb, bar):
                     cb(eng.layer, depth)
     except KeyboardInterrupt:
         eng.interrupted = True
-        eng.status = Status.MAXITER
+        eng.status = Status.INTERRUPTED
     except FloatingPointError:
         # the Hermite series stopped converging (variances grew without bound)
         eng.status = Status.NONFINITE

@@ -271,7 +271,7 @@ def test_interrupt_returns_partial_result():
 
     res = propagate_covariance(x, "erf", 1.4, 0.05, variance_profile("uniform", 3), 50,
                                layers="all", progress=stop)
-    assert res.interrupted and res.status == Status.MAXITER
+    assert res.interrupted and res.status == Status.INTERRUPTED
     assert res.completed == 3
     np.testing.assert_array_equal(res.layers, [0, 1, 2, 3])
     assert seen[-1] == 3
