@@ -26,9 +26,10 @@ gives bit-identical layers.
 * :class:`DeltaRegime`: ``v = delta`` (``A`` the identity) at a common variance: every entry
   follows ``g`` on its own; its iterates are tabulated on checked Chebyshev panels.
 
-Threads: the per-layer kernels run serially when a layer is small and otherwise in one block
-of rows per numba thread (:func:`_blocks`), so a machine shared with other processes slows them
-by about its fair share (``docs/covariance.md`` has the measurements).
+Threads: the per-layer kernels run serially when a layer is small; otherwise :class:`Pace`
+times serial calls and calls with one block of rows per numba thread and keeps the faster, so
+a machine shared with other processes costs about its fair share (``docs/covariance.md`` has
+the measurements). Either way the results are bit-identical.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from __future__ import annotations
 import math
 import time
 
-import numba
 import numpy as np
 
+from cnnmft import _threads
 from cnnmft._covariance_series import (
     _CoefSource,
     _exact_coefficients,
@@ -60,8 +61,39 @@ _GROW = 10.0  # the linear regime is left when the deviation bound grows by this
 
 def _blocks(work):
     """Number of row blocks (= threads) for a kernel call of `work` multiply-adds."""
-    n = numba.get_num_threads()
+    n = _threads.get_num_threads()  # the thread policy (does not start numba's pool)
     return n if n > 1 and work >= _PAR_WORK else 1
+
+
+class Pace:
+    """Serial or row-block kernels, whichever the measured wall time per layer favours.
+
+    On an idle machine the row blocks (one per thread) win; when other processes take the
+    cores, a parallel layer waits for its slowest block and one thread is faster. Both are
+    timed (running average) and the other one is tried again every 16th call. This only
+    chooses the speed: serial and row-block kernels give bit-identical results.
+    """
+
+    def __init__(self):
+        self.cost = {}
+        self.calls = 0
+
+    def pick(self, work):
+        nb = _blocks(work)
+        if nb == 1:
+            return 1
+        self.calls += 1
+        ts, tp = self.cost.get(1), self.cost.get(nb)
+        if ts is None:
+            return 1
+        if tp is None:
+            return nb
+        best, other = (1, nb) if ts <= tp else (nb, 1)
+        return other if self.calls % 16 == 0 else best
+
+    def done(self, nb, seconds):
+        old = self.cost.get(nb)
+        self.cost[nb] = seconds if old is None else 0.5 * (old + seconds)
 
 
 class Grid:
@@ -139,13 +171,12 @@ class Grid:
         K[c, r] = S
         return K
 
-    def apply_a(self, T, S):
-        """S = A * T (T when A is the identity)."""
+    def apply_a(self, T, S, nb=1):
+        """S = A * T (T when A is the identity), in `nb` row blocks."""
         if self.identity_a:
             S[...] = T
             return
         args = (self.taps, self.o1, self.o2, self.o3, self.n1, self.n2, self.n3)
-        nb = _blocks(T.size * self.taps.size)
         if nb > 1:
             _cov.a_apply_par(T, S, *args, nb)
         else:
@@ -217,8 +248,8 @@ class Evaluator:
             src = self._src = _CoefSource(self.a, 0.999 * lo, 1.001 * hi + 1e-300)
         return _Series(src(uq), self.odd)
 
-    def apply_c(self, g, S, T, qpix):
-        """T = C(S) on grid `g` with the variances `qpix` (shape (B*N,))."""
+    def apply_c(self, g, S, T, qpix, nb=1):
+        """T = C(S) on grid `g` with the variances `qpix` (shape (B*N,)), in `nb` row blocks."""
         geo = (g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2, g.n3)
         if self.method == "closed":
             _cov.c_closed(S, T, self.a.code, *geo, qpix, self.sw2, self.sb2)
@@ -230,7 +261,6 @@ class Evaluator:
             coef = np.ascontiguousarray(ser.coef[inv.ravel()])
             nterm = _term_table(ser.coef, ser.step)
             args = (*geo, coef, nterm, ser.k0, ser.step, qpix, self.sw2, self.sb2)
-            nb = _blocks(S.size * coef.shape[1])
             if nb > 1:
                 _cov.c_mehler_pix_par(S, T, *args, nb)
             else:
@@ -304,8 +334,12 @@ class PixelRegime:
 
     def run(self, eng, stop, depth, layers):
         g = eng.g
-        eng.ev.apply_c(g, self.S, self.T, g.qpix(self.S))
-        g.apply_a(self.T, self.S)
+        # row blocks only for the Mehler kernel (~64 terms per entry); the others are serial
+        nb = eng.pace_pixel.pick(self.S.size * 64 if eng.ev.method == "mehler" else 0)
+        t0 = time.perf_counter()
+        eng.ev.apply_c(g, self.S, self.T, g.qpix(self.S), nb)
+        g.apply_a(self.T, self.S, nb)
+        eng.pace_pixel.done(nb, time.perf_counter() - t0)
         eng.layer += 1
         eng.qmean.append(g.qpix(self.S).reshape(g.B, g.N).mean(axis=1))
         return Status.OK
@@ -351,7 +385,7 @@ class CommonRegime:
         t0 = time.perf_counter()
         gargs = com.args(eng.sw2, eng.sb2)
         stop_spread = self._targets(eng)[1]
-        nb = _blocks(self.S.size * com.a2.size)
+        nb = eng.pace_common.pick(self.S.size * com.a2.size)
         if nb == 1:
             done, self.spread, st = _cov.run_common(
                 self.S, self.T, n, *gargs, g.taps, g.o1, g.o2, g.o3, g.n1, g.n2, g.n3,
@@ -360,7 +394,7 @@ class CommonRegime:
             done, st = 0, _cov.OK
             while done < n:
                 _cov.c_mehler_common_par(self.S, self.T, *gargs, nb)
-                g.apply_a(self.T, self.S)
+                g.apply_a(self.T, self.S, nb)
                 _cov.pin_common(self.S, com.qs)
                 done += 1
                 self.spread = _cov.column_spread(self.S)
@@ -370,6 +404,7 @@ class CommonRegime:
                 if self.spread <= stop_spread:
                     break
         self.cost = (time.perf_counter() - t0) / max(done, 1)
+        eng.pace_common.done(nb, self.cost)
         eng.layer += done
         eng.qmean.extend([np.full(g.B, com.qs)] * done)
         return Status.OK if st == _cov.OK else Status.NONFINITE
@@ -536,6 +571,7 @@ class Engine:
         self.lin_tol = lin_tol if ti_tol > 0 else 0.0
         self.tab_min = tab_min
         self.chunk_seconds = chunk_seconds
+        self.pace_pixel, self.pace_common = Pace(), Pace()
         self.layer = 0
         self.regime = None
         self.qmean, self.out = [], {}

@@ -81,7 +81,7 @@ class _Reference:
             u1 = np.sqrt(q1[sl])[:, None] * z1[None, :]
             u2 = np.sqrt(q2[sl])[:, None, None] * (r * z1[None, :, None]
                                                    + np.sqrt(1 - r * r) * z[None, None, :])
-            out[sl] = np.einsum("pi,pij,i,j->p", np.tanh(u1), np.tanh(u2), w1, w)
+            out[sl] = np.sum(np.tanh(u1) * (np.tanh(u2) @ w) * w1, axis=1)
         return out
 
     def apply_a(self, K):
@@ -188,8 +188,8 @@ def test_chaotic_batch_cross_input_entries():
     """Two inputs: the same-pixel cross-input entries are off-diagonal (correlation map), the
     diagonal of each input is a variance (pinned); a duplicated input stays identical."""
     rng = np.random.default_rng(2)
-    x0 = rng.normal(size=(5, 2))
-    x = np.stack([x0, 0.5 * rng.normal(size=(5, 2)), x0])
+    x0 = 0.6 * rng.normal(size=(5, 2))
+    x = np.stack([x0, 0.4 * rng.normal(size=(5, 2)), x0])
     v = np.array([0.25, 0.5, 0.25])
     err, res, got = _compare(x, "tanh", *CHAOS, v, 200, batched=True)
     assert res.common_layer > 0 and res.ti_layer > 0
