@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from importlib import metadata
 
 # (command, one-line help). The module is cnnmft.commands.<command with _ for ->.
 COMMANDS = {
@@ -43,6 +42,9 @@ start here:
 
 
 def _version() -> str:
+    # function-local: importlib.metadata costs ~40 ms, paid only by --version
+    from importlib import metadata
+
     try:
         return metadata.version("cnnmft")
     except metadata.PackageNotFoundError:  # a source tree that was never installed
