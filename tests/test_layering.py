@@ -16,7 +16,8 @@ use it. The face ``cnnmft/__init__.py`` re-exports everything below ``experiment
 no library module imports ``cnnmft.cli`` or ``cnnmft.commands``; ``cnnmft._kernels`` imports
 nothing from cnnmft outside itself; no ``importlib.import_module``/``__import__``; imports
 inside functions only of optional stacks (torch, matplotlib, dask, ...) or in ``cli.py`` (lazy
-subcommands); no import cycles among module-level imports.
+subcommands); no import cycles among module-level imports; only the command line and the report
+(the ``cli`` layer) call ``matplotlib.use``.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ class _Imports(ast.NodeVisitor):
         self.modname, self.is_pkg = modname, is_pkg
         self.found: list[tuple[str, int, bool, bool]] = []  # (target, line, local, internal)
         self.dynamic: list[int] = []
+        self.backend: list[int] = []  # matplotlib.use calls
         self.depth = 0
         self.type_checking = 0
 
@@ -225,6 +227,8 @@ class _Imports(ast.NodeVisitor):
         f = ast.unparse(node.func)
         if f in ("importlib.import_module", "import_module", "__import__"):
             self.dynamic.append(node.lineno)
+        if f in ("matplotlib.use", "mpl.use"):
+            self.backend.append(node.lineno)
         self.generic_visit(node)
 
 
@@ -245,10 +249,13 @@ def _where(modname: str, line: int) -> str:
 
 
 def _violations() -> dict[str, list[str]]:
-    rules: dict[str, list[str]] = {k: [] for k in
-                                   ("layer", "cli", "kernels", "dynamic", "local", "cycle")}
+    rules: dict[str, list[str]] = {k: [] for k in ("layer", "cli", "kernels", "dynamic",
+                                                   "local", "cycle", "backend")}
     for mod, (path, v) in SCAN.items():
         src = _layer_of(mod) if mod else None
+        if src != "cli":
+            for line in v.backend:
+                rules["backend"].append(f"{_where(mod, line)} library code calls matplotlib.use")
         for line in v.dynamic:
             rules["dynamic"].append(f"{_where(mod, line)} importlib/__import__ string import")
         for target, line, local, internal in v.found:

@@ -1,0 +1,159 @@
+"""Figures of simulations: Monte Carlo statistics and theory-against-simulation checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnmft.plotting._base import _axes
+
+# ------------------------------------------------------------------------------------------------
+# Monte Carlo
+# ------------------------------------------------------------------------------------------------
+
+
+def simulation(sim: Any, ax=None, *, input: int = 0):
+    """Monte Carlo variance ``q^l`` of one input per layer (±2 standard errors).
+
+    With two or more inputs the correlation ``c^l`` between inputs 0 and 1 is drawn too.
+    """
+    ax = _axes(ax)
+    q = np.asarray(sim.q, dtype=float)
+    layers = np.arange(1, q.shape[0] + 1)
+    se = np.asarray(sim.q_stderr, dtype=float)
+    ax.errorbar(layers, q[:, input], yerr=2 * se[:, input], fmt="o-", ms=3,
+                label=r"$q^l$ (±2 se)")
+    c = np.asarray(sim.c, dtype=float)
+    if c.ndim == 3 and c.shape[1] >= 2:
+        ax.errorbar(layers, c[:, 0, 1], yerr=2 * np.asarray(sim.c_stderr)[:, 0, 1], fmt="s--",
+                    ms=3, label=r"$c^l$ of inputs 0, 1 (±2 se)")
+    ax.set_xlabel("layer l")
+    ax.set_title(f"Monte Carlo, width {sim.width}, {sim.n_draws} draws")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def mode_decay(md: Any, ax=None):
+    """Amplitude of each tracked Fourier mode of a perturbation per layer (log axis)."""
+    ax = _axes(ax)
+    amp = np.abs(np.asarray(md.amplitude, dtype=float))
+    se = np.asarray(md.amplitude_stderr, dtype=float)
+    amp = amp.reshape(amp.shape[0], -1)
+    se = se.reshape(amp.shape)
+    modes = np.asarray(md.modes).reshape(amp.shape[1], -1)
+    for i in range(amp.shape[1]):
+        ax.errorbar(np.arange(1, amp.shape[0] + 1), amp[:, i], yerr=2 * se[:, i], fmt="o-", ms=3,
+                    label=f"mode {tuple(modes[i].tolist())}")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("mode amplitude (±2 se)")
+    ax.set_title(f"mode decay ({md.kind})")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def jacobian_sample(js: Any, ax=None, *, bins: int = 60):
+    """Histogram of the sampled eigenvalues of ``J J^T`` (:class:`JacobianSample`)."""
+    ax = _axes(ax)
+    ev = np.asarray(js.eigenvalues, dtype=float).ravel()
+    ev = ev[np.isfinite(ev)]
+    ax.hist(ev, bins=bins, density=True, alpha=0.6, label=f"{js.n_draws} draws, width {js.width}")
+    ax.set_xlabel(r"eigenvalue of $JJ^T$")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def check(res: Any):
+    """Overlay figure of one theory-vs-simulation check: theory lines, Monte Carlo points.
+
+    Draws from ``res.curves`` (a dict of arrays) by ``res.group``; returns the Figure, or None
+    for a check without curves or of a group without a figure.
+    """
+    import matplotlib.pyplot as plt
+
+    c = res.curves
+    if not c:
+        return None
+    if res.group in ("fixed point", "trajectory"):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for label, col in (("ordered", "C0"), ("chaotic", "C3")):
+            if f"{label}_layers" not in c:
+                continue
+            lay = c[f"{label}_layers"]
+            for ax, what in zip(axes, ("q", "c")):
+                ax.plot(lay, c[f"{label}_{what}_theory"], "-", color=col, label=f"theory {label}")
+                ax.errorbar(lay, c[f"{label}_{what}_mc"], yerr=2 * c[f"{label}_{what}_se"],
+                            fmt="o", ms=3, color=col, label=f"MC {label} (±2 se)")
+                ax.set_xlabel("layer l")
+                ax.set_ylabel(f"{what}^l")
+        axes[0].legend(fontsize=7)
+    elif res.group == "covariance":
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        ax.errorbar(c["theory"], c["mc"], yerr=2 * c["se"], fmt=".", ms=2, alpha=0.5)
+        lo, hi = float(np.min(c["theory"])), float(np.max(c["theory"]))
+        ax.plot([lo, hi], [lo, hi], "k-", lw=1)
+        ax.set_xlabel("theory Sigma entry")
+        ax.set_ylabel("Monte Carlo (±2 se)")
+    elif res.group == "modes":
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for i, f in enumerate(c["modes"]):
+            ax.semilogy(c["layers"], np.abs(c["amp_theory"][:, i]), "-", color=f"C{i}",
+                        label=f"theory f={f}")
+            ax.errorbar(c["layers"], np.abs(c["amp_mc"][:, i]), yerr=2 * c["amp_se"][:, i],
+                        fmt="o", ms=3, color=f"C{i}", label=f"MC f={f}")
+        ax.set_xlabel("layer l")
+        ax.set_ylabel("mode amplitude")
+        ax.legend(fontsize=7)
+    elif res.group == "jacobian" and "eigenvalues" not in c:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        k = np.arange(1, len(c["top"]) + 1)
+        ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
+        ax.axhline(float(c["sqrt_lambda_max"]), color="k", lw=1,
+                   label="sqrt(lambda_max), infinite width")
+        ax.set_xlabel("rank")
+        ax.legend(fontsize=7)
+    elif res.group == "jacobian":
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.hist(c["eigenvalues"], bins=60, density=True, alpha=0.5,
+                label="MC eigenvalues of JJ^T")
+        if "cdf_x" in c:
+            x, y = np.asarray(c["cdf_x"]), np.asarray(c["cdf_y"])
+            ax.plot(0.5 * (x[1:] + x[:-1]), np.diff(y) / np.diff(x), "k-", lw=1,
+                    label="free probability")
+        ax.set_xlabel("eigenvalue")
+        ax.legend(fontsize=7)
+    else:
+        return None
+    status = getattr(res.status, "name", res.status)
+    fig.axes[0].set_title(f"{res.name}: {status}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_against_samples(theory: Any, eigenvalues: Any, ax=None, *, bins: int = 40,
+                             title: str | None = None):
+    """Sampled eigenvalues of ``J J^T`` (histogram of log10) against a :class:`Spectrum`.
+
+    Bins are logarithmic from ``1e-8 lambda_max`` (or the smallest positive sample) to the
+    largest of the samples and ``lambda_max``; both are drawn as densities of ``log10 lambda``.
+    """
+    ax = _axes(ax, (4.0, 3.4))
+    eig = np.sort(np.asarray(eigenvalues, dtype=float).ravel())
+    lam_max = float(theory.lambda_max)
+    positive = eig[eig > 0]
+    lo = max(lam_max * 1e-8, positive.min() if positive.size else 1e-12)
+    edges = np.logspace(np.log10(lo), np.log10(max(eig.max(), lam_max) * 1.05), bins)
+    ax.hist(eig, bins=edges, weights=np.full(eig.size, 1.0 / eig.size)
+            / np.diff(np.log10(edges)).mean(), alpha=0.4, label="Monte Carlo")
+    lam = np.asarray(theory.lam, dtype=float)
+    order = np.argsort(lam)
+    lam = lam[order]
+    dens = np.asarray(theory.density, dtype=float)[order] * lam * np.log(10.0)
+    ok = lam > 0
+    ax.semilogx(lam[ok], dens[ok], "k", lw=1.2, label="free probability")
+    ax.set_xlabel(r"$\lambda$")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

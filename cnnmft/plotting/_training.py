@@ -1,0 +1,185 @@
+"""Figures of training: loss curves, trainability heatmaps, the variance-profile study."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnmft.plotting._base import _axes
+
+# ------------------------------------------------------------------------------------------------
+# training and trainability
+# ------------------------------------------------------------------------------------------------
+
+
+def train_result(r: Any, ax=None):
+    """Training loss per step of one :class:`TrainResult` (log axis)."""
+    ax = _axes(ax)
+    loss = np.asarray(r.loss, dtype=float)
+    if loss.size:
+        ax.plot(np.arange(1, loss.size + 1), loss, lw=0.8)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log",
+           title=f"test accuracy {float(r.test_accuracy):.3f}")
+    return ax
+
+
+def training(results: Sequence[Any], labels: Sequence[str] | None = None,
+             title: str | None = None):
+    """Training loss, accuracy and initial gradient norm per layer for several runs.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+    """
+    import matplotlib.pyplot as plt
+
+    if labels is None:
+        labels = [f"{r.settings['init']}, depth {r.settings['depth']}" for r in results]
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
+    for r, lab in zip(results, labels):
+        if len(r.loss):
+            ax[0].plot(np.arange(1, len(r.loss) + 1), r.loss, lw=0.8, label=lab)
+        ax[1].plot(r.eval_step, r.test_acc, "o-", ms=3, label=lab + " (test)")
+        ax[1].plot(r.eval_step, r.train_acc, "--", lw=0.8, color=ax[1].lines[-1].get_color())
+        if len(r.init_grad_norms):
+            ax[2].semilogy(np.arange(1, len(r.init_grad_norms) + 1), r.init_grad_norms, lw=0.8,
+                           label=lab)
+    ax[0].set(xlabel="step", ylabel="training loss", yscale="log")
+    ax[1].set(xlabel="step", ylabel="accuracy (solid test, dashed train)", ylim=(0, 1.02))
+    ax[1].axhline(0.1, color="grey", lw=0.6, ls=":")
+    ax[2].set(xlabel="deep layer l", ylabel="||dL/dW_l|| at initialisation")
+    for a in ax:
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _edges(c, log=False):
+    c = np.asarray(c, dtype=float)
+    if len(c) == 1:
+        return np.array([c[0] * 0.8, c[0] * 1.25]) if log else np.array([c[0] - .5, c[0] + .5])
+    if log:
+        return np.exp(_edges(np.log(c)))
+    mid = 0.5 * (c[1:] + c[:-1])
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def trainability(sweep: Any, *, which: str = "train_accuracy", ax=None,
+                 curve: tuple[Any, Any] | None = None, critical_sigma_w2: float | None = None,
+                 logy: bool | None = None):
+    """Heatmap of accuracy over ``(sigma_w2, depth)`` with the predicted trainable depth.
+
+    Parameters
+    ----------
+    sweep : TrainabilitySweep
+    which : {"train_accuracy", "test_accuracy"}
+    ax : matplotlib Axes, optional
+    curve : (x, y), optional
+        The theory curve ``factor * xi_c`` on a fine ``sigma_w2`` grid (computed by the
+        caller); default: the sweep's own ``predicted_depth`` at its grid points.
+    critical_sigma_w2 : float, optional
+        Drawn as a dotted vertical line when inside the grid.
+    logy : bool, optional
+        Logarithmic depth axis (default: when the depths span more than a factor 8).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Cells that count as trained are marked with dots.
+    """
+    import matplotlib.patheffects as pe
+
+    if which not in ("train_accuracy", "test_accuracy"):
+        raise ValueError(f"`which` must be 'train_accuracy' or 'test_accuracy', got {which!r}")
+    ax = _axes(ax, (6.4, 4.6))
+    fig = ax.figure
+    x = np.asarray(sweep.sigma_w2, dtype=float)
+    y = np.asarray(sweep.depth, dtype=float)
+    z = np.asarray(getattr(sweep, which), dtype=float)
+    if logy is None:
+        logy = y.max() / y.min() > 8
+    xe, ye = _edges(x), _edges(y, logy)
+    xe[0] = max(xe[0], 0.5 * x[0])  # sigma_w2 > 0
+    if not logy:
+        ye[0] = max(ye[0], 0.5 * y[0])
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0,
+                         shading="flat")
+    fig.colorbar(mesh, ax=ax, label=which.replace("_", " ") + " (grey: not run)")
+    ax.set_facecolor("0.85")
+    xs, ys = curve if curve is not None else (x, sweep.predicted_depth)
+    ys = np.asarray(ys, dtype=float)
+    ax.plot(xs, np.where(np.isfinite(ys), ys, 1e9), color="tab:red", lw=2.2,
+            path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
+            label=f"{sweep.factor:g} $\\xi_c$ (theory)")
+    if critical_sigma_w2 is not None and xe[0] < critical_sigma_w2 < xe[-1]:
+        ax.axvline(critical_sigma_w2, color="w", ls=":", lw=1.4,
+                   path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
+                   label=f"critical $\\sigma_w^2$={critical_sigma_w2:.3g}")
+    ii, jj = np.nonzero(np.asarray(sweep.trained))
+    ax.scatter(x[jj], y[ii], s=9, c="k", marker="o",
+               label=f"trained (acc $\\geq$ {sweep.threshold:g})")
+    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlim(xe[0], xe[-1])
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(r"$\sigma_w^2$")
+    ax.set_ylabel("depth")
+    ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
+                 f"{float(sweep.agreement):.2f}")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize="small")
+    return fig
+
+
+def modewise(study: Any, *, axes=None):
+    """Three panels: loss curves, accuracy against ``t``, predicted mode depth scales.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    else:
+        fig = axes[0].figure
+    ax0, ax1, ax2 = axes
+    cmap = plt.get_cmap("viridis")
+    styles = {"orthogonal": "-", "gaussian": "--"}
+    for ik, kind in enumerate(study.kinds):
+        for it, tt in enumerate(study.t):
+            ax0.plot(study.loss[ik, it], styles.get(str(kind), ":"), color=cmap(tt / 0.5 * 0.9),
+                     lw=1.2,
+                     label=f"{kind}, t={tt:g}" if ik == 0 or it in (0, len(study.t) - 1) else None)
+        ax1.errorbar(study.t, study.test_accuracy[ik], yerr=study.test_accuracy_se[ik],
+                     fmt="o" + styles.get(str(kind), ":"), capsize=3, label=f"{kind}: test")
+        ax1.plot(study.t, study.train_accuracy[ik], "x" + styles.get(str(kind), ":"), alpha=0.6,
+                 label=f"{kind}: train")
+    ax0.set_xlabel("step")
+    ax0.set_ylabel("training loss")
+    ax0.set_title(f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})")
+    ax0.legend(fontsize="x-small", ncol=2)
+    ax1.set_xlabel("t  (0 = delta, 0.5 = binomial)")
+    ax1.set_ylabel("accuracy")
+    ax1.legend(fontsize="small")
+    ax2.plot(study.t, study.xi_slowest, "o-", label=r"$\xi_c$ of slowest non-zero mode")
+    ax2.axhline(study.depth, color="k", ls=":", label=f"depth {study.depth}")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("t")
+    ax2.set_ylabel("predicted depth scale")
+    ax2b = ax2.twinx()
+    ax2b.plot(study.t, study.surviving_fraction, "s--", color="C3",
+              label=r"modes with $\xi_{c,f} \geq$ depth")
+    ax2b.set_ylabel("fraction of non-zero modes surviving", color="C3")
+    ax2b.set_ylim(-0.02, 1.02)
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = ax2b.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, fontsize="x-small")
+    fig.tight_layout()
+    return fig
