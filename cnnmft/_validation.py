@@ -7,6 +7,7 @@ argument in backticks, shows the value received and states the allowed range.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Collection
 from typing import Any
 
@@ -132,3 +133,30 @@ def make_rng(rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     raise TypeError(f"`rng` must be None, an int or a numpy Generator, got {rng!r}")
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still allocate (MemAvailable, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def require_memory(nbytes: float, what: str) -> None:
+    """Refuse up front (ValueError naming the size) a request that cannot fit in memory.
+
+    `nbytes` is the peak memory the request needs, `what` names it (e.g. the argument and its
+    value).
+    """
+    avail = available_memory()
+    if nbytes > avail:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than the "
+                         f"{avail / 2**30:.3g} GiB available; use a smaller size")

@@ -37,7 +37,7 @@ import numbers
 
 import numpy as np
 
-from cnnmft._validation import as_choice, as_float_array, as_int, make_rng
+from cnnmft._validation import as_choice, as_float_array, as_int, make_rng, require_memory
 
 __all__ = [
     "haar_orthogonal",
@@ -91,6 +91,17 @@ def _require_tall(c_out, c_in, what, semi=False):
         )
 
 
+def _check_size(c_out, c_in, ks, work):
+    """Refuse a kernel whose peak memory does not fit, before allocating anything.
+
+    The peak is the float64 output plus `work` dense work arrays of the construction's size.
+    """
+    taps = int(np.prod(ks, dtype=np.int64)) if ks else 1
+    big = max(c_out, c_in)
+    need = 8.0 * (c_out * c_in * taps + work * big * min(c_out, c_in) * max(1, taps))
+    require_memory(need, f"`shape` {(c_out, c_in) + tuple(ks)}")
+
+
 def _sigma_w(sigma_w2):
     return float(np.sqrt(as_float_array(sigma_w2, "sigma_w2", low=0.0)))
 
@@ -132,6 +143,7 @@ def haar_orthogonal(n, m=None, rng=None):
     """
     n = as_int(n, "n", low=1)
     m = n if m is None else as_int(m, "m", low=1, high=n)
+    require_memory(8.0 * 3 * n * m, f"a Haar matrix with `n` = {n}, `m` = {m}")
     return _haar(n, m, make_rng(rng))
 
 
@@ -216,6 +228,8 @@ def delta_orthogonal(shape, sigma_w2=1.0, rng=None, *, semi_orthogonal=False):
     c_out, c_in, ks = _parse_shape(shape)
     _require_tall(c_out, c_in, "delta_orthogonal", semi_orthogonal)
     sw = _sigma_w(sigma_w2)
+    require_memory(8.0 * (c_out * c_in * int(np.prod(ks)) + 3 * c_out * c_in),
+                   f"`shape` {(c_out, c_in) + ks}")
     if c_in > c_out:
         h = _haar(c_in, c_out, make_rng(rng)).T
     else:
@@ -368,6 +382,7 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_ortho
     _require_tall(c_out, c_in, "block_orthogonal", semi_orthogonal)
     as_choice(rank, "rank", _RANK_MODES)
     sw = _sigma_w(sigma_w2)
+    _check_size(c_out, c_in, ks, 2)
     big, small = max(c_out, c_in), min(c_out, c_in)
     x = _paraunitary(big, small, ks, lambda b: 0.5, rank, make_rng(rng))
     return _finish(x, sw, swap=c_in > c_out)
@@ -448,6 +463,7 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
     _require_tall(c_out, c_in, "tunable_orthogonal", semi_orthogonal)
     as_choice(rank, "rank", _RANK_MODES)
     sw = _sigma_w(sigma_w2)
+    _check_size(c_out, c_in, ks, 2)
     t = float(as_float_array(t, "t", low=0.0, high=0.5))
     big, small = max(c_out, c_in), min(c_out, c_in)
     x = _paraunitary(big, small, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank,
@@ -509,6 +525,7 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
     c_out, c_in, ks = _parse_shape(shape)
     s2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0))
     prof = _profile(v, ks, t)
+    require_memory(16.0 * c_out * c_in * int(np.prod(ks)), f"`shape` {(c_out, c_in) + ks}")
     rng = make_rng(rng)
     std = np.sqrt(s2 * prof / c_in)
     return rng.standard_normal((c_out, c_in) + ks) * std
