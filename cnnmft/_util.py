@@ -173,7 +173,8 @@ def progress_callback(progress: bool | None | Callable[[int, int], Any], total: 
         ``callback(done, total)`` with `done` the units finished so far; None when there is
         nothing to report to.
     bar : tqdm bar or None
-        The bar behind `callback` (close it when done), None for a user callable or no progress.
+        The bar behind `callback` (it closes itself when ``done >= total``; close it yourself
+        on an early exit), None for a user callable or no progress.
 
     Examples
     --------
@@ -195,6 +196,8 @@ def progress_callback(progress: bool | None | Callable[[int, int], Any], total: 
 
     def callback(done: int, total_: int) -> None:
         bar.update(done - bar.n)
+        if done >= total_:
+            bar.close()  # closing twice is harmless
 
     return callback, bar
 
