@@ -105,6 +105,14 @@ def test_a_changed_field_breaks_equality():
     assert (fp == 3) is False
 
 
+def test_comparing_two_spectra_never_raises():
+    a = BUILDERS["Spectrum"]()
+    b = dataclasses.replace(a, density=np.asarray(a.density) * 2)  # same shapes, other values
+    assert (a == b) is False and (a != b) is True
+    c = dataclasses.replace(a, lam=np.asarray(a.lam)[:-1])  # another shape
+    assert (a == c) is False
+
+
 def test_load_refuses_another_type(tmp_path):
     p = BUILDERS["CriticalPoint"]().save(tmp_path / "c.npz")
     with pytest.raises(ValueError, match="CriticalPoint"):
