@@ -26,13 +26,14 @@ References
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from math import comb
 
 import numpy as np
 
 from cnnmft._validation import as_float_array, as_int
-from cnnmft.results import ResultMixin
+from cnnmft.results import ResultMixin, Status
 
 __all__ = [
     "variance_profile",
@@ -181,6 +182,43 @@ def variance_profile(kind, kernel_size=None, *, ndim=2, t=None, normalize=True):
     for k in shape:
         v = np.multiply.outer(v, _profile_1d(kind, k, t))
     return np.ascontiguousarray(v / v.sum())
+
+
+PROFILE_SUM_TOL = 1e-9  # how far from 1 the sum of a user profile may be when not normalised
+
+
+def kernel_profile(v, kernel_shape, *, t=None, normalize=False):
+    """The one parser of a variance profile given for a kernel of spatial shape `kernel_shape`.
+
+    `v` is a kind of :func:`variance_profile` (a string, with `t` for ``"tunable"``) or an
+    array of shape `kernel_shape`; a 1D array of length ``k`` is taken as the per-axis profile
+    of a cubic kernel ``(k, ..., k)`` (outer product). An array must be finite, non-negative
+    and not all zero; it is divided by its sum (``normalize=True``) or must sum to 1 within
+    :data:`PROFILE_SUM_TOL`. Returns a float64 array of shape `kernel_shape` summing to 1.
+    """
+    ks = tuple(int(k) for k in kernel_shape)
+    if isinstance(v, str):
+        return variance_profile(v, ks, t=t)
+    if t is not None:
+        raise ValueError(f"`t` is only used with v='tunable'; got t={t!r} with an array `v`")
+    arr = as_float_array(v, "v", low=0.0)
+    if arr.ndim == 1 and len(ks) > 1 and all(k == arr.shape[0] for k in ks):
+        out = np.ones(())
+        for _ in ks:
+            out = np.multiply.outer(out, arr)
+        arr = out
+    if arr.shape != ks:
+        raise ValueError(f"`v` must have the kernel's spatial shape {ks}; got shape {arr.shape}")
+    total = float(arr.sum())
+    if not total > 0.0:
+        raise ValueError("`v` must have a positive sum (a non-zero variance profile); got all "
+                         "zeros")
+    if not normalize and abs(total - 1.0) > PROFILE_SUM_TOL:
+        raise ValueError(
+            f"`v` must sum to 1 within {PROFILE_SUM_TOL:g} (the fractions of sigma_w2 on each "
+            f"tap); got sum {total!r}. Divide it by its sum, or use "
+            "cnnmft.fourier.variance_profile(v) which normalises.")
+    return np.ascontiguousarray(arr / total)
 
 
 def kernel_offsets(k):
@@ -426,6 +464,13 @@ def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1
         The eigenvalues with multiplicity, sorted by decreasing real part (real dtype when
         ``v`` is symmetric, complex otherwise).
 
+    Raises
+    ------
+    ValueError
+        For invalid arguments, and where the map has no finite fixed point (status INFINITE
+        or NONFINITE of :func:`cnnmft.fixed_point`, e.g. relu with ``sigma_w2 > 2``), so
+        that no NaN or inf eigenvalue is ever returned.
+
     References
     ----------
     .. [1] Xiao et al., ICML 2018, arXiv:1806.05393.
@@ -446,6 +491,12 @@ def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1
     fp = fixed_point(act, sw, sb)
     chi_q = float(np.asarray(fp.chi_q).ravel()[0])
     chi_c = float(np.asarray(fp.chi_c).ravel()[0])
+    st = Status(int(np.asarray(fp.status).ravel()[0]))
+    if not (math.isfinite(chi_q) and math.isfinite(chi_c)):
+        raise ValueError(
+            f"the covariance map of {fp.activation} at (`sigma_w2`, `sigma_b2`) = ({sw!r}, {sb!r}) "
+            f"has no finite fixed point to linearise at (status {st.name}: q* = "
+            f"{float(np.asarray(fp.q_star).ravel()[0])!r}); choose variances with a finite q*")
     N = lam.size
     flat = lam.ravel()
     freqs = np.stack(np.unravel_index(np.arange(N), shape), axis=1)  # (N, d)

@@ -55,6 +55,7 @@ def depth_scale(chi):
         ``inf`` where ``chi == 1`` (critical); ``0`` where ``chi == 0``; negative values where
         ``chi > 1`` (an unstable direction, growing like ``exp(l / |xi|)``).
     """
+    V._refuse_non_real(chi, "chi")
     chi = np.asarray(chi, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         xi = -1.0 / np.log(chi)

@@ -44,6 +44,7 @@ import numpy as np
 
 from cnnmft import _validation as V
 from cnnmft.activations import get_activation
+from cnnmft.fourier import kernel_offsets, kernel_profile
 from cnnmft.results import ResultMixin
 
 __all__ = [
@@ -66,9 +67,9 @@ _KERNEL_KINDS = ("gaussian", "delta_orthogonal", "block_orthogonal")
 # --------------------------------------------------------------------------------------------
 
 def _tap_shifts(kshape):
-    """Offsets ``beta`` of every tap (row-major over the kernel axes), centre ``(k-1)//2``."""
-    return [tuple(t - (k - 1) // 2 for t, k in zip(idx, kshape))
-            for idx in itertools.product(*[range(k) for k in kshape])]
+    """Offsets ``beta`` of every tap (row-major over the kernel axes): ``kernel_offsets``."""
+    return [tuple(int(b) for b in idx)
+            for idx in itertools.product(*[kernel_offsets(k) for k in kshape])]
 
 
 def _segments(n, s):
@@ -216,18 +217,7 @@ def circular_conv(x, kernel, *, transpose=False):
 # --------------------------------------------------------------------------------------------
 
 def _profile(v, kshape):
-    if isinstance(v, str):
-        from cnnmft.fourier import variance_profile
-
-        return variance_profile(v, tuple(kshape))
-    arr = V.as_float_array(v, "v", low=0.0)
-    if arr.shape != tuple(kshape):
-        raise ValueError(f"`v` must have the kernel's spatial shape {tuple(kshape)}; "
-                         f"got shape {arr.shape}")
-    s = arr.sum()
-    if not s > 0:
-        raise ValueError("`v` must not be all zero")
-    return arr / s
+    return kernel_profile(v, tuple(kshape), normalize=True)
 
 
 def sample_kernel(kind, shape, sigma_w2, *, v="uniform", rng=None):

@@ -38,6 +38,7 @@ import numbers
 import numpy as np
 
 from cnnmft._validation import as_choice, as_float_array, as_int, make_rng, require_memory
+from cnnmft.fourier import kernel_profile
 
 __all__ = [
     "haar_orthogonal",
@@ -533,29 +534,7 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
 
 def _profile(v, ks, t=None):
     """Return the validated variance profile of spatial shape `ks` (string kind or array)."""
-    if isinstance(v, str):
-        from cnnmft.fourier import variance_profile
-
-        return variance_profile(v, ks, t=t)
-    if t is not None:
-        raise ValueError(f"`t` is only used with v='tunable'; got t={t!r} with an array `v`")
-    arr = as_float_array(v, "v", low=0.0)
-    if arr.ndim == 1 and len(ks) > 1 and all(k == arr.shape[0] for k in ks):
-        out = np.ones(())
-        for _ in ks:
-            out = np.multiply.outer(out, arr)
-        arr = out
-    if arr.shape != ks:
-        raise ValueError(
-            f"`v` must have the kernel's spatial shape {ks}; got shape {arr.shape}"
-        )
-    total = float(arr.sum())
-    if abs(total - 1.0) > 1e-9:
-        raise ValueError(
-            f"`v` must sum to 1 (the fractions of sigma_w2 on each tap); got sum {total!r}. "
-            "Divide it by its sum, or use cnnmft.fourier.variance_profile(v) which normalises."
-        )
-    return arr / total
+    return kernel_profile(v, ks, t=t)
 
 
 # --------------------------------------------------------------------------------------------
