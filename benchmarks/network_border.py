@@ -52,16 +52,19 @@ def plot(res, path):
         ax[0].plot(q[q.shape[0] // 2], marker=".", label=f"{name}, n={big}")
         line = ax[1].plot(sizes, r["gain_grad"], "o-", label=f"{name}: zero padding")[0]
         ax[1].axhline(r["chi_1"], color=line.get_color(), ls="--", lw=0.8)
-        ax[2].plot(sizes, r["xi_grad"], "o-", color=line.get_color(), label=name)
-        ax[2].axhline(-1 / np.log(r["chi_1"]) if r["chi_1"] != 1 else np.nan,
-                      color=line.get_color(), ls="--", lw=0.8)
+        deficit = 1.0 - np.array(r["gain_grad"]) / r["chi_1"]
+        ax[2].plot(sizes, deficit, "o-", color=line.get_color(), label=f"{name}: gradient")
+        ax[2].plot(sizes, 1.0 - np.array(r["gain_c"]) / r["chi_c"], "s:",
+                   color=line.get_color(), label=f"{name}: correlation")
         mid = str(sizes[len(sizes) // 2])
-        ax[3].plot(r["grad_sv"][mid], color=line.get_color(), label=f"{name} zero, n={mid}")
+        ax[3].plot(np.clip(r["grad_sv"][mid], 1e-6, None), color=line.get_color(),
+                   label=f"{name} zero, n={mid}")
         ax[3].plot(r["grad_sv_circular"][mid], color=line.get_color(), ls="--")
     ax[0].set(xlabel="column (central row)", ylabel="q / q*", title="fixed point near the border")
     ax[1].set(xlabel="map size n", ylabel="spectral radius", title="backward gain (dashed: chi_1)")
-    ax[2].set(xlabel="map size n", ylabel="xi_grad", title="gradient depth scale (dashed: circ.)")
-    ax[3].set(xlabel="rank", ylabel="singular value", yscale="log",
+    ax[2].set(xlabel="map size n", ylabel="1 - gain / chi", xscale="log", yscale="log",
+              title="shortfall of the gains below circular")
+    ax[3].set(xlabel="rank", ylabel="singular value (clipped at 1e-6)", yscale="log",
               title="per-pixel Jacobian gains (dashed: chi_1|lam_f|)")
     for a in ax:
         a.legend(fontsize=6)
@@ -75,12 +78,16 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=30)
     ap.add_argument("--sizes", type=int, nargs="+", default=[4, 6, 8, 12, 16])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw from the saved numbers")
     a = ap.parse_args(argv)
-    res = run(a.sizes, a.depth)
-    res["_meta"] = {"load_average": os.getloadavg(), "depth": a.depth}
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "network_border.json").write_text(json.dumps(res, indent=1))
+    if a.plot_only:
+        res = json.loads((out / "network_border.json").read_text())
+    else:
+        res = run(a.sizes, a.depth)
+        res["_meta"] = {"load_average": os.getloadavg(), "depth": a.depth}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "network_border.json").write_text(json.dumps(res, indent=1))
     plot({k: v for k, v in res.items() if not k.startswith("_")}, out / "network_border.png")
     print(f"wrote {out / 'network_border.json'} and network_border.png")
 
