@@ -113,7 +113,13 @@ CONVENTIONS = {
 
 
 def available_conventions() -> list[str]:
-    """Return the names of the known conventions (keys of :data:`CONVENTIONS`)."""
+    """Return the names of the known conventions (keys of :data:`CONVENTIONS`).
+
+    Examples
+    --------
+    >>> available_conventions()[:3]
+    ['tf<=1.12', 'tf>=1.13', 'jax']
+    """
     return list(CONVENTIONS)
 
 
@@ -218,7 +224,13 @@ def from_sigma_w2(sigma_w2: ArrayLike, convention: str, *, c_in: int | None = No
 
 
 def conventions_table() -> str:
-    """Return the conventions as a Markdown table (used by the docs and the CLI)."""
+    """Return the conventions as a Markdown table (used by the docs and the CLI).
+
+    Examples
+    --------
+    >>> print(conventions_table().splitlines()[0])
+    | convention | where | parameter | multiplies the unit kernel by | sigma_w2 |
+    """
     lines = ["| convention | where | parameter | multiplies the unit kernel by | sigma_w2 |",
              "|---|---|---|---|---|"]
     for c in CONVENTIONS.values():

@@ -76,6 +76,17 @@ def generic(result: Any, ax=None):
 
     The fallback of :func:`plot_result` for result types without a figure of their own. When
     no field labels the first axis, the first numeric field of the main shape is the abscissa.
+
+    Examples
+    --------
+    >>> import dataclasses, numpy as np
+    >>> from cnnmft.results import Result
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Curve(Result):
+    ...     x: np.ndarray
+    ...     y: np.ndarray
+    >>> generic(Curve(np.arange(3.0), np.arange(3.0) ** 2)).get_xlabel()
+    'x'
     """
     ax = _axes(ax)
     dims, coords, data = result._grid()
@@ -126,6 +137,17 @@ def register(type_name: str, fn: Callable[..., Any]) -> None:
 
     For result types defined outside this module's knowledge (new modules register their own
     figure function, which should live here too).
+
+    Examples
+    --------
+    >>> import dataclasses, numpy as np
+    >>> from cnnmft.results import Result
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Histogram(Result):
+    ...     counts: np.ndarray
+    >>> register("Histogram", lambda r, ax=None: sorted_values({"counts": r.counts}, ax=ax))
+    >>> Histogram(np.array([3, 1, 2])).plot().get_lines()[0].get_ydata().tolist()
+    [1.0, 2.0, 3.0]
     """
     _REGISTRY[str(type_name)] = fn
 
@@ -145,6 +167,13 @@ def plot_result(result: Any, ax=None, **kwargs):
     -------
     matplotlib Axes
         For multi-panel figures, the first panel (its ``.figure`` is the whole figure).
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> fp = cnnmft.fixed_point("tanh", [1.0, 2.0], 0.05)
+    >>> plot_result(fp).get_xlabel() == fp.plot().get_xlabel()
+    True
     """
     if not dataclasses.is_dataclass(result) or isinstance(result, type):
         raise TypeError(f"`result` must be a cnnmft result object, got {type(result).__name__}")

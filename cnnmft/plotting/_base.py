@@ -50,6 +50,18 @@ def save_figure(fig: Any, path: str | os.PathLike, numbers: Mapping[str, Any] | 
     -------
     Path
         The image written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> _ = ax.plot([1, 2, 3], [1, 4, 9])
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> save_figure(fig, d / "squares.png", {"x": [1, 2, 3], "y": [1, 4, 9]}).name
+    'squares.png'
+    >>> sorted(p.name for p in d.iterdir())
+    ['squares.csv', 'squares.png']
     """
     fig = getattr(fig, "figure", fig)
     path = Path(path)

@@ -17,6 +17,15 @@ def simulation(sim: Any, ax=None, *, input: int = 0):
     """Monte Carlo variance ``q^l`` of one input per layer (±2 standard errors).
 
     With two or more inputs the correlation ``c^l`` between inputs 0 and 1 is drawn too.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnmft import montecarlo
+    >>> x = np.random.default_rng(0).normal(size=(2, 6, 1))
+    >>> sim = montecarlo.simulate(x, "tanh", 1.5, 0.05, 3, width=8, n_draws=2, rng=0)
+    >>> len(simulation(sim).get_lines()) > 0
+    True
     """
     ax = _axes(ax)
     q = np.asarray(sim.q, dtype=float)
@@ -35,7 +44,17 @@ def simulation(sim: Any, ax=None, *, input: int = 0):
 
 
 def mode_decay(md: Any, ax=None):
-    """Amplitude of each tracked Fourier mode of a perturbation per layer (log axis)."""
+    """Amplitude of each tracked Fourier mode of a perturbation per layer (log axis).
+
+    Examples
+    --------
+    >>> from cnnmft import montecarlo, variance_profile
+    >>> md = montecarlo.mode_decay("tanh", 2.5, 0.05, 3, (8,), q_star=1.06396, c_star=0.446804,
+    ...                            modes=[1, 2], width=8, v=variance_profile("uniform", 3, ndim=1),
+    ...                            n_draws=2, rng=0)
+    >>> mode_decay(md).get_yscale()
+    'log'
+    """
     ax = _axes(ax)
     amp = np.abs(np.asarray(md.amplitude, dtype=float))
     se = np.asarray(md.amplitude_stderr, dtype=float)
@@ -54,7 +73,16 @@ def mode_decay(md: Any, ax=None):
 
 
 def jacobian_sample(js: Any, ax=None, *, bins: int = 60):
-    """Histogram of the sampled eigenvalues of ``J J^T`` (:class:`JacobianSample`)."""
+    """Histogram of the sampled eigenvalues of ``J J^T`` (:class:`JacobianSample`).
+
+    Examples
+    --------
+    >>> from cnnmft import montecarlo
+    >>> js = montecarlo.jacobian_singular_values("tanh", 1.5, 0.05, 3, (4,), width=8, n_draws=2,
+    ...                                          rng=0)
+    >>> len(jacobian_sample(js).patches)
+    60
+    """
     ax = _axes(ax)
     ev = np.asarray(js.eigenvalues, dtype=float).ravel()
     ev = ev[np.isfinite(ev)]
@@ -70,12 +98,21 @@ def check(res: Any):
 
     Draws from ``res.curves`` (a dict of arrays) by ``res.group``; returns the Figure, or None
     for a check without curves or of a group without a figure.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> res = SimpleNamespace(name="cov", group="covariance", status="pass",
+    ...                       curves={"theory": [0.5, 1.0], "mc": [0.51, 0.98],
+    ...                               "se": [0.01, 0.02]})
+    >>> check(res).axes[0].get_title()
+    'cov: pass'
     """
     import matplotlib.pyplot as plt
 
-    c = res.curves
-    if not c:
+    if not res.curves:
         return None
+    c = {k: np.asarray(v) for k, v in res.curves.items()}
     if res.group in ("fixed point", "trajectory"):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         for label, col in (("ordered", "C0"), ("chaotic", "C3")):
@@ -138,6 +175,14 @@ def spectrum_against_samples(theory: Any, eigenvalues: Any, ax=None, *, bins: in
 
     Bins are logarithmic from ``1e-8 lambda_max`` (or the smallest positive sample) to the
     largest of the samples and ``lambda_max``; both are drawn as densities of ``log10 lambda``.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnmft
+    >>> s = cnnmft.jacobian_spectrum("tanh", 1.05, 2.01e-5, 8, n_points=50)
+    >>> eig = np.random.default_rng(0).uniform(0.5, 1.3, size=100)
+    >>> spectrum_against_samples(s, eig, title="L = 8").get_title()
+    'L = 8'
     """
     ax = _axes(ax, (4.0, 3.4))
     eig = np.sort(np.asarray(eigenvalues, dtype=float).ravel())

@@ -28,6 +28,13 @@ def phase_diagram(pd: Any, quantity: str = "xi_c", ax=None, *, log: bool = True)
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> pd = cnnmft.phase_diagram("erf", [1.0, 1.5, 2.0], [0.0, 0.1])
+    >>> phase_diagram(pd, "chi_1").get_title()
+    'erf: chi_1'
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
@@ -61,6 +68,13 @@ def fixed_point(fp: Any, ax=None, *, quantities: Sequence[str] = ("chi_1", "chi_
 
     A 0-d fixed point draws one marker per quantity; a 2-D one draws one line per column of
     ``sigma_b2``.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> fp = cnnmft.fixed_point("tanh", [1.0, 2.0, 3.0], 0.05)
+    >>> [line.get_label() for line in fixed_point(fp).get_lines()][:2]
+    ['chi_1', 'chi_q']
     """
     ax = _axes(ax)
     x = np.broadcast_to(np.asarray(fp.sigma_w2, dtype=float), np.shape(fp.q_star))
@@ -79,7 +93,15 @@ def fixed_point(fp: Any, ax=None, *, quantities: Sequence[str] = ("chi_1", "chi_
 
 
 def critical_line(cp: Any, ax=None, *, label: str | None = None):
-    """The order-chaos line ``chi_1 = 1`` of a :class:`CriticalPoint` in the variance plane."""
+    """The order-chaos line ``chi_1 = 1`` of a :class:`CriticalPoint` in the variance plane.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> cp = cnnmft.critical_point("erf", [0.1, 0.5, 1.0])
+    >>> critical_line(cp).get_lines()[0].get_xdata().size
+    3
+    """
     ax = _axes(ax)
     x, y = _finite(cp.sigma_w2).ravel(), _finite(cp.sigma_b2).ravel()
     order = np.argsort(y)
@@ -100,6 +122,14 @@ def mode_depth_scales(mds: Any, ax=None, *, label: str | None = None, cap: float
     """Depth scale of every spatial Fourier mode, sorted (slowest first), on a log axis.
 
     Infinite depth scales (the zero mode at criticality) are drawn at `cap`.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> v = cnnmft.variance_profile("uniform", 3)
+    >>> r = cnnmft.mode_depth_scales("tanh", 1.5, 0.05, v, (4, 4))
+    >>> mode_depth_scales(r).get_lines()[0].get_ydata().size  # one point per mode of the 4x4 grid
+    16
     """
     ax = _axes(ax, (6.5, 4.0))
     xi = np.asarray(mds.xi_c, dtype=float)
@@ -117,7 +147,16 @@ def mode_depth_scales(mds: Any, ax=None, *, label: str | None = None, cap: float
 
 
 def covariance(res: Any, ax=None):
-    """Mean pre-activation variance per computed layer of a :class:`CovarianceResult`."""
+    """Mean pre-activation variance per computed layer of a :class:`CovarianceResult`.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnmft
+    >>> v = cnnmft.variance_profile("uniform", 3)
+    >>> res = cnnmft.propagate_covariance(np.ones((4, 4, 1)), "tanh", 1.5, 0.05, v, 3, layers="all")
+    >>> covariance(res).get_lines()[0].get_xdata().tolist()
+    [0, 1, 2, 3]
+    """
     ax = _axes(ax)
     q = np.asarray(res.q_mean, dtype=float)
     q = q.reshape(q.shape[0], -1)  # (layers, inputs)
@@ -138,6 +177,13 @@ def spectrum(sp: Any, ax=None, *, log: bool = True):
     """Density of the eigenvalues ``lambda`` of ``J J^T`` from a :class:`Spectrum`.
 
     With `log`, the density of ``log10 lambda`` on a log axis (spectra that span decades).
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> s = cnnmft.jacobian_spectrum("tanh", 1.05, 2.01e-5, 4, n_points=50)
+    >>> spectrum(s).get_xscale()
+    'log'
     """
     ax = _axes(ax, (6.5, 4.0))
     lam = np.asarray(sp.lam, dtype=float)
@@ -158,7 +204,16 @@ def spectrum(sp: Any, ax=None, *, log: bool = True):
 
 
 def sv_densities(results: Sequence[Any], ax=None):
-    """Several :class:`Spectrum` densities of ``log10 lambda`` on one axis; returns the Figure."""
+    """Several :class:`Spectrum` densities of ``log10 lambda`` on one axis; returns the Figure.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> spectra = [cnnmft.jacobian_spectrum("tanh", 1.05, 2.01e-5, L, n_points=50)
+    ...            for L in (4, 16)]
+    >>> len(sv_densities(spectra).axes[0].get_lines())
+    2
+    """
     ax = _axes(ax, (6.5, 4.0))
     for s in results:
         spectrum(s, ax=ax, log=True)
@@ -169,6 +224,13 @@ def jacobian_moments(m: Any, ax=None):
     """Mean and variance of the ``J J^T`` spectrum per layer count from :class:`JacobianMoments`.
 
     Draws ``m1`` and ``variance`` against their index (depth) on a log axis.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> m = cnnmft.jacobian_moments("tanh", 1.05, 2.01e-5, 16)
+    >>> [line.get_label() for line in jacobian_moments(m).get_lines()]
+    ['m1', 'variance']
     """
     ax = _axes(ax)
     for name in ("m1", "variance"):
@@ -185,6 +247,13 @@ def sv_density(results: Sequence[Any], ax=None, *, log: bool = True, floor: floa
 
     With `log` the density axis is logarithmic and cut at `floor` times the highest peak, so a
     spike (a deep, isometric network) does not flatten the others.
+
+    Examples
+    --------
+    >>> import cnnmft
+    >>> s = cnnmft.jacobian_spectrum("tanh", 1.05, 2.01e-5, 16, n_points=50)
+    >>> sv_density([s]).get_yscale()
+    'log'
     """
     ax = _axes(ax, (6.5, 4.0))
     top = 0.0
@@ -207,6 +276,12 @@ def sorted_values(values: dict[str, Any], ax=None, *, xlabel: str = "quantile",
     """Each named array sorted and drawn against its quantile (e.g. operator singular values).
 
     Line widths decrease along the dict so that curves lying on top of each other stay visible.
+
+    Examples
+    --------
+    >>> ax = sorted_values({"a": [3.0, 1.0, 2.0]}, ylabel="singular value")
+    >>> ax.get_lines()[0].get_ydata().tolist()
+    [1.0, 2.0, 3.0]
     """
     ax = _axes(ax, (7.0, 4.0))
     n = max(len(values), 1)
@@ -229,6 +304,14 @@ def tap_profiles(offsets: Any, measured: dict[str, Any], stderr: dict[str, Any],
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = {"binomial": np.array([0.25, 0.5, 0.25])}
+    >>> fig = tap_profiles([-1, 0, 1], v, {"binomial": np.zeros(3)}, v)
+    >>> len(fig.axes)
+    1
     """
     import matplotlib.pyplot as plt
 
@@ -255,6 +338,15 @@ def correlation_snapshots(res: Any, layers: Sequence[int], pixel: tuple[int, ...
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, cnnmft
+    >>> x = np.random.default_rng(0).normal(size=(5, 5, 2))
+    >>> v = cnnmft.variance_profile("uniform", 3)
+    >>> res = cnnmft.propagate_covariance(x, "tanh", 1.76, 0.05, v, 4, layers=[1, 4])
+    >>> len(correlation_snapshots(res, [1, 4]).axes)
+    2
     """
     import matplotlib.pyplot as plt
 
@@ -276,7 +368,14 @@ def correlation_snapshots(res: Any, layers: Sequence[int], pixel: tuple[int, ...
 def decay_against_prediction(layers: Any, measured: Any, predicted: Any, ax=None, *,
                              label: str = "measured", prediction_label: str = "prediction",
                              ylabel: str = "amplitude"):
-    """A decaying quantity per layer (points, log axis) against its predicted exponential."""
+    """A decaying quantity per layer (points, log axis) against its predicted exponential.
+
+    Examples
+    --------
+    >>> ax = decay_against_prediction([1, 2, 3], [1.0, 0.5, 0.26], [1.0, 0.5, 0.25])
+    >>> ax.get_yscale()
+    'log'
+    """
     ax = _axes(ax, (6.0, 3.6))
     ax.semilogy(layers, np.maximum(np.asarray(measured, dtype=float), 1e-300), ".", label=label)
     ax.semilogy(layers, predicted, "--", label=prediction_label)

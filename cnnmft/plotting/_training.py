@@ -15,7 +15,15 @@ from cnnmft.plotting._base import _axes
 
 
 def train_result(r: Any, ax=None):
-    """Training loss per step of one :class:`TrainResult` (log axis)."""
+    """Training loss per step of one :class:`TrainResult` (log axis).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> r = SimpleNamespace(loss=[2.3, 1.1, 0.6], test_accuracy=0.8)
+    >>> train_result(r).get_title()
+    'test accuracy 0.800'
+    """
     ax = _axes(ax)
     loss = np.asarray(r.loss, dtype=float)
     if loss.size:
@@ -33,6 +41,14 @@ def training(results: Sequence[Any], labels: Sequence[str] | None = None,
     -------
     matplotlib.figure.Figure
         Three panels.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> r = SimpleNamespace(loss=[2.3, 1.1], eval_step=[1, 2], test_acc=[0.5, 0.7],
+    ...                     train_acc=[0.5, 0.8], init_grad_norms=[1.0, 0.9])
+    >>> len(training([r], labels=["depth 2"]).axes)
+    3
     """
     import matplotlib.pyplot as plt
 
@@ -92,6 +108,18 @@ def trainability(sweep: Any, *, which: str = "train_accuracy", ax=None,
     -------
     matplotlib.figure.Figure
         Cells that count as trained are marked with dots.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> acc = np.array([[0.9, 0.8], [0.2, 0.85]])  # (depth, sigma_w2)
+    >>> sweep = SimpleNamespace(sigma_w2=np.array([1.5, 2.0]), depth=np.array([10, 100]),
+    ...                         train_accuracy=acc, predicted_depth=np.array([95.0, 151.0]),
+    ...                         trained=acc > 0.5, threshold=0.5, factor=6.0, act="tanh",
+    ...                         sigma_b2=0.05, agreement=0.75)
+    >>> trainability(sweep).axes[0].get_ylabel()
+    'depth'
     """
     import matplotlib.patheffects as pe
 
@@ -142,6 +170,20 @@ def modewise(study: Any, *, axes=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> study = SimpleNamespace(kinds=np.array(["orthogonal"]), t=np.array([0.0, 0.5]), depth=8,
+    ...                         sigma_w2=1.05, loss=np.ones((1, 2, 5)),
+    ...                         test_accuracy=np.array([[0.9, 0.8]]),
+    ...                         test_accuracy_se=np.array([[0.01, 0.02]]),
+    ...                         train_accuracy=np.array([[0.95, 0.9]]),
+    ...                         xi_slowest=np.array([np.inf, 6.3]),
+    ...                         surviving_fraction=np.array([1.0, 0.0]))
+    >>> len(modewise(study).axes)
+    4
     """
     import matplotlib.pyplot as plt
 
