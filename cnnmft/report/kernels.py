@@ -7,6 +7,7 @@ import html
 import numpy as np
 
 from cnnmft import orthogonal as orth
+from cnnmft import plotting
 from cnnmft.fourier import variance_profile
 from cnnmft.orthogonal import conv_singular_values, tap_energy
 
@@ -25,8 +26,6 @@ def _draw(kind, shape, sigma_w2, rng, t=0.25):
 
 def build(ctx) -> str:
     """Compute the spectra and profiles, draw two figures, return the HTML fragment."""
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(ctx.rng)
     c = 32 if ctx.quick else 128
     grid = (8, 8)
@@ -39,24 +38,21 @@ def build(ctx) -> str:
 
     # 1. operator singular values on an 8x8 circular grid, 3x3 kernels
     bar = ctx.bar(4 + 5, "kernels")
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     rows = {"kind": [], "s_min": [], "s_max": [], "max_rel_dev": []}
-    spectra = {}
-    styles = [("-", 5.0), ("--", 3.0), (":", 2.0), ("-", 1.5)]
-    for (key, label, t), (ls, lw) in zip(kinds, styles):
+    spectra, by_label = {}, {}
+    for key, label, t in kinds:
         kern = _draw(key, (c, c, 3, 3), 1.0, rng, t=t or 0.25)
         s = np.sort(conv_singular_values(kern, grid).ravel())
-        spectra[key] = s
-        ax.plot(np.linspace(0, 1, s.size), s, ls=ls, lw=lw, label=label)
+        spectra[key] = by_label[label] = s
         rows["kind"].append(key)
         rows["s_min"].append(float(s.min()))
         rows["s_max"].append(float(s.max()))
         rows["max_rel_dev"].append(float(np.abs(s - 1).max()))
         bar.update()
-    ax.set_xlabel("quantile")
-    ax.set_ylabel("singular value of the convolution operator")
-    ax.set_title(f"3x3 kernels, c = {c}, sigma_w2 = 1, circular {grid[0]}x{grid[1]} grid")
-    ax.legend()
+    ax = plotting.sorted_values(
+        by_label, ylabel="singular value of the convolution operator",
+        title=f"3x3 kernels, c = {c}, sigma_w2 = 1, circular {grid[0]}x{grid[1]} grid")
+    fig = ax.figure
     parts.append(ctx.figure("kernels_singular_values", fig,
                             "Sorted singular values of the circular convolution operator (FFT, "
                             "exact). All orthogonal kinds sit at sigma_w = 1 to rounding; the "
@@ -83,23 +79,20 @@ def build(ctx) -> str:
                 "tunable_0.1": variance_profile("tunable", k, ndim=1, t=0.1),
                 "tunable_0.25": variance_profile("tunable", k, ndim=1, t=0.25),
                 "gaussian": variance_profile("uniform", k, ndim=1)}
-    fig, axes = plt.subplots(1, len(expected), figsize=(13, 3), sharey=True, layout="constrained")
-    for ax, (key, v) in zip(axes, expected.items()):
+    measured, stderr, shown = {}, {}, {}
+    for key, v in expected.items():
         t = float(key.split("_")[1]) if key.startswith("tunable") else 0.25
         es = np.array([tap_energy(_draw(key, (c, c, k), 1.0, rng, t=t)) for _ in range(n_draws)])
         mean = es.mean(axis=0)
         se = es.std(axis=0, ddof=1) / np.sqrt(n_draws)
-        ax.bar(profiles["tap"], mean, yerr=2 * se, color="C0", alpha=0.7, label="measured")
-        ax.plot(profiles["tap"], v, "ko", label="mean-field v")
-        ax.set_title(key.replace("_", " t = "))
-        ax.set_xlabel("tap offset")
+        title = key.replace("_", " t = ")
+        measured[title], stderr[title], shown[title] = mean, se, v
         profiles[f"{key}_measured"] = mean
         profiles[f"{key}_stderr"] = se
         profiles[f"{key}_expected"] = v
         bar.update()
     bar.close()
-    axes[0].set_ylabel("fraction of kernel energy")
-    axes[0].legend()
+    fig = plotting.tap_profiles(profiles["tap"], measured, stderr, shown)
     parts.append(ctx.figure("kernels_tap_energy", fig,
                             f"Tap-energy profiles of 1D kernels of size {k} (c = {c}, mean of "
                             f"{n_draws} draws, bars +- 2 standard errors) against the mean-field "

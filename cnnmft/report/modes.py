@@ -7,6 +7,7 @@ import html
 import numpy as np
 from sklearn.datasets import load_digits
 
+from cnnmft import plotting
 from cnnmft.covariance import propagate_covariance
 from cnnmft.fourier import mode_depth_scales, variance_profile
 
@@ -103,14 +104,7 @@ def build(ctx) -> str:
     res = propagate_covariance(x, "tanh", sw_c, sb2, variance_profile("uniform", 3), depth,
                                layers="all", progress=False)
     bar.update()
-    fig, axes = plt.subplots(1, len(snaps), figsize=(2.0 * len(snaps), 2.3), layout="constrained")
-    for ax, layer in zip(axes, snaps):
-        cv = res.cov[layer]
-        corr = cv[3, 3] / np.sqrt(cv[3, 3, 3, 3] * np.einsum("ijij->ij", cv))
-        ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(f"layer {layer}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig = plotting.correlation_snapshots(res, snaps, pixel=(3, 3))
     parts.append(ctx.figure("modes_snapshots", fig,
                             f"Correlation of pixel (3, 3) with every pixel across depth ({source}, "
                             "tanh at the critical point sigma_b2 = 0.05, uniform 3x3 v): the "
@@ -120,15 +114,13 @@ def build(ctx) -> str:
     r = mode_depth_scales("tanh", sw_c, sb2, res.v, grid)
     mag = np.sort(np.abs(r.lam).ravel())[::-1]
     layers = np.arange(1, depth + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-    ax.semilogy(layers, np.maximum(spread, 1e-17), ".", label="propagate_covariance")
     i0 = depth // 2
     pred = spread[i0 - 1] * (float(r.chi_c) * mag[1]) ** (layers - i0)
-    ax.semilogy(layers, pred, "--", label=r"$(\chi_c|\lambda_1|)^l$, $|\lambda_1|$=%.4f" % mag[1])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("spatial (non-zero mode) part")
-    ax.legend(fontsize=8)
-    parts.append(ctx.figure("modes_spatial_decay", fig,
+    ax = plotting.decay_against_prediction(
+        layers, np.maximum(spread, 1e-17), pred, label="propagate_covariance",
+        prediction_label=r"$(\chi_c|\lambda_1|)^l$, $|\lambda_1|$=%.4f" % mag[1],
+        ylabel="spatial (non-zero mode) part")
+    parts.append(ctx.figure("modes_spatial_decay", ax.figure,
                             "Deviation from translation invariance against the slowest non-zero "
                             "mode's linearised decay (chi_c |lambda_1|)^l, anchored at mid-depth. "
                             "Away from the fixed point the local slope of the c-map is below "

@@ -16,13 +16,6 @@ TITLE = "Jacobian singular values: dynamical isometry needs orthogonal kernels"
 _SW2, _SB2 = 1.05, 2.01e-5  # tanh critical point with q* = 0.0259 (the authors' first demo)
 
 
-def _log_density(s):
-    """Density of log10(lambda) on the result's grid (handles spectra spanning decades)."""
-    order = np.argsort(s.lam)
-    lam = s.lam[order]
-    return lam, s.density[order] * lam * np.log(10.0)
-
-
 def build(ctx) -> str:
     """Spectra vs depth, Monte Carlo overlays and the q* = 1/L rule; return the HTML fragment."""
     import matplotlib.pyplot as plt
@@ -77,14 +70,8 @@ def build(ctx) -> str:
                                       rng=ctx.rng)
         eig = np.sort(mc.eigenvalues.ravel())
         th = jacobian_spectrum("tanh", _SW2, _SB2, L, w, n_points=n)
-        lo = max(th.lambda_max * 1e-8, eig[eig > 0].min() if np.any(eig > 0) else 1e-12)
-        bins = np.logspace(np.log10(lo), np.log10(max(eig.max(), th.lambda_max) * 1.05), 40)
-        ax.hist(eig, bins=bins, density=False, weights=np.full(eig.size, 1.0 / eig.size)
-                / np.diff(np.log10(bins)).mean(), alpha=0.4, label="Monte Carlo")
-        lam, d = _log_density(th)
-        ax.semilogx(lam, d, "k", lw=1.2, label="free probability")
-        ax.set_title(f"{net} {kernel.replace('_', '-')}", fontsize=9)
-        ax.set_xlabel(r"$\lambda$")
+        plotting.spectrum_against_samples(th, eig, ax=ax,
+                                          title=f"{net} {kernel.replace('_', '-')}")
         cdf_mc = np.arange(1, eig.size + 1) / eig.size
         pts = eig[eig > th.lambda_max * 1e-10]
         th_at = jacobian_spectrum("tanh", _SW2, _SB2, L, w, lam=pts).cdf
@@ -115,26 +102,21 @@ def build(ctx) -> str:
                  "largest KS distance", float(max(r[-1] for r in table)), section="spectrum")
 
     # 3. the demo rule q* = 1/L: isometry that improves with depth
-    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     rule = {"depth": [], "sigma_w2": [], "variance": [], "lambda_max": []}
+    rule_spectra = []
     for L in ([16, 256, 4096] if ctx.quick else [16, 256, 1250, 10000]):
         cp = critical_point("tanh", 1.0 / L)
         sw, sb = float(np.ravel(cp.sigma_w2)[0]), float(np.ravel(cp.sigma_b2)[0])
         s = jacobian_spectrum("tanh", sw, sb, L, "orthogonal", n_points=n, q_star=1.0 / L)
-        order = np.argsort(s.sv)
-        ax.plot(s.sv[order], s.sv_density[order], label=f"L = {L}")
+        rule_spectra.append(s)
         for k, v in zip(rule, (L, sw, s.variance, s.lambda_max)):
             rule[k].append(v)
         bar.update()
     bar.close()
     # the deepest network's density is a spike at 1: a log axis keeps the shallow ones visible
-    ax.set_yscale("log")
-    top = max(float(np.max(line.get_ydata())) for line in ax.get_lines())
-    ax.set_ylim(top * 1e-4, top * 2)
-    ax.set_xlabel("singular value of J")
-    ax.set_ylabel("density (log scale)")
+    ax = plotting.sv_density(rule_spectra, log=True)
     ax.set_title("tanh, orthogonal, critical with q* = 1/L")
-    ax.legend(fontsize=8)
+    fig = ax.figure
     parts.append(ctx.figure(
         "spectrum_q_one_over_L", fig,
         "With the authors' rule q* = 1/L the spread L (mu2/mu1^2 - 1) ~ 8/L shrinks with depth: "
