@@ -78,7 +78,7 @@ def _ours(x, act, strides=STRIDES):
         net.append(Conv(3, s, "same_tf", SW2, SB2, "uniform"))
     net += [Act(act), GlobalAvgPool(), Dense(SW2_OUT, SB2_OUT)]
     t = time.perf_counter()
-    r = propagate_network(x, net, store="last")
+    r = propagate_network(x, net, store="last", backward=False)   # NNGP and NTK, as the peer
     return r.nngp, r.ntk_out, time.perf_counter() - t
 
 

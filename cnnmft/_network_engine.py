@@ -130,7 +130,8 @@ def _block_diag_sum(A, B, P):
     return A4.sum(axis=(1, 3)), np.einsum("apbp->ab", A4)
 
 
-def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all"):
+def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
+                      backward=True):
     r"""Exact infinite-width covariances, NTK and gradient statistics of a layer list.
 
     Parameters
@@ -148,6 +149,8 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all")
         Input grid when `gram` is given.
     store : {"all", "linear", "last"}
         Which layers' per-layer matrices are kept in ``cov``, ``ntk`` and ``grad``.
+    backward : bool
+        Run the backward recursion (gradient statistics; NaN when False).
 
     Returns
     -------
@@ -184,7 +187,8 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all")
     shapes = [spatial] + [_out_shape(r, s) for r, s in zip(layers, _in_shapes(layers, spatial))]
     status = Status.OK if all(np.isfinite(f["out"]).all() for f in fwd) else Status.NONFINITE
     has_readout = layers[-1].__class__.__name__ == "Linear" and layers[-1].kind == "dense"
-    grads = _backward(layers, fwd, B) if has_readout and status == Status.OK else None
+    run_back = backward and has_readout and status == Status.OK
+    grads = _backward(layers, fwd, B) if run_back else None
     keep = _kept(layers, store)
     cov, ntk, grad = {}, {}, {}
     for i in keep:

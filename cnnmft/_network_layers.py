@@ -166,6 +166,15 @@ class Linear:
     bias: float
     layer: object
 
+    def _big(self, B, transpose):
+        """``kron(I_B, E_t)`` (or its transpose) for every tap, built once per batch size."""
+        cache = self.__dict__.setdefault("_cache", {})
+        key = (B, transpose)
+        if key not in cache:
+            eye = sp.identity(B, format="csr")
+            cache[key] = [sp.kron(eye, E.T if transpose else E, format="csr") for E in self.mats]
+        return cache[key]
+
     def forward(self, K, B):
         """``sum_t w_t E_t K E_t^T`` (block-diagonal over the B inputs) + bias."""
         return self._apply(K, B, transpose=False) + self.bias
@@ -178,8 +187,7 @@ class Linear:
         """``<G, E_t K E_t^T>`` per input pair and tap: shape (n_taps, B, B)."""
         Po = int(np.prod(self.out_shape))
         out = np.empty((len(self.mats), B, B))
-        for i, E in enumerate(self.mats):
-            big = sp.kron(sp.identity(B, format="csr"), E, format="csr")
+        for i, big in enumerate(self._big(B, False)):
             M = big @ (big @ K).T
             out[i] = np.einsum("apbq,apbq->ab", G.reshape(B, Po, B, Po), M.reshape(B, Po, B, Po))
         return out
@@ -188,10 +196,9 @@ class Linear:
         w = self.weights if weights is None else weights
         n = int(np.prod(self.in_shape if transpose else self.out_shape))
         acc = np.zeros((B * n, B * n))
-        for wt, E in zip(w, self.mats):
+        for wt, big in zip(w, self._big(B, transpose)):
             if wt == 0.0:
                 continue
-            big = sp.kron(sp.identity(B, format="csr"), E.T if transpose else E, format="csr")
             acc += wt * (big @ (big @ K).T)
         return acc
 
