@@ -1,13 +1,17 @@
-"""Benchmark of the CNN covariance map (issue 3, section 5).
+"""Benchmark of the CNN covariance map, with the accuracy reached next to every time.
 
-Cases (tanh, uniform 3x3 v, critical point sigma_b2 = 0.05, sigma_w2 = 1.760955):
+Cases (tanh, uniform 3x3 v, sigma_b2 = 0.05; critical point sigma_w2 = 1.760955 unless said):
 
-* 8x8 input, 128 layers: cnnmft vs a straightforward per-layer numpy implementation (full
-  64x64 matrix, 20x20 Gauss-Hermite tensor rule, explicit circular rolls), same run; accuracy
-  of both against the adaptive bivariate quadrature of every entry for the first layers;
-* 32x32 input (1024 x 1024 covariance), 10,000 layers: time and peak memory (ru_maxrss of a
-  fresh process);
-* delta v, 32x32, 10,000 layers: time and peak memory.
+* ``small``: 8x8 input, 128 layers: cnnmft vs a straightforward per-layer numpy implementation
+  (full 64x64 matrix, 20x20 Gauss-Hermite tensor rule, explicit circular rolls), same run;
+  accuracy against the adaptive bivariate quadrature of every entry (first layers) and against
+  the run without the linear / translation-invariant shortcuts (every layer);
+* ``uniform`` / ``delta``: 32x32 input (1024 x 1024 covariance), 10,000 layers: time, CPU time,
+  peak memory, and the variances against ``q*`` of :func:`cnnmft.fixed_point`;
+* ``uniform_chaotic`` / ``delta_chaotic``: the same at sigma_w2 = 3 (chaotic phase), where the
+  off-diagonal entries must also reach ``q* c*``;
+* ``deep_chaotic``: the reported cases (16-pixel 1D, 8x8 2D, 8x8 delta v) at 128, 1,000 and
+  10,000 layers against ``q*`` and ``q* c*``.
 
 Each case runs in its own subprocess so that peak memory and first-call (numba cache load) times
 are per case. Usage::
@@ -15,7 +19,8 @@ are per case. Usage::
     python benchmarks/bench_covariance.py            # everything
     python benchmarks/bench_covariance.py --quick    # only the 8x8 case
 
-Note: on a shared machine the timings are inflated by CPU contention (check ``uptime``).
+Note: on a shared machine the timings are inflated by CPU contention; the load average is
+printed with every case.
 """
 
 from __future__ import annotations
@@ -118,16 +123,35 @@ def case_small():
     b20 = baseline_layers(x, v, nref, nodes=20, every=True)
     err_base = max(float(np.max(np.abs(b20[i] - ref[i]))) for i in range(nref))
     final_diff = float(np.max(np.abs(res.cov[-1].reshape(64, 64) - base[0])))
+    # every layer against the run without the linear / translation-invariant shortcuts
+    full = propagate_covariance(x, "tanh", SW, SB, v, 128, layers="all", ti_tol=0.0,
+                                progress=False)
+    err_full = float(np.max(np.abs(full.cov - res.cov)))
     return {"case": "8x8, 128 layers", "cnnmft_s_min": min(times), "cnnmft_s_median":
             float(np.median(times)), "cnnmft_all_129_layers_returned_s": min(times_all),
             "first_call_s": first, "baseline_numpy_gh20_s": tb,
             "speedup": tb / min(times), "max_err_cnnmft_first4": err_ours,
-            "max_err_baseline_first4": err_base, "final_layer_cnnmft_vs_baseline": final_diff,
+            "max_err_baseline_first4": err_base,
+            "max_err_vs_no_shortcuts_all_layers": err_full,
+            "final_layer_cnnmft_vs_baseline": final_diff,
             "common_layer": res.common_layer, "ti_layer": res.ti_layer,
             "maxrss_mb": _maxrss_mb()}
 
 
-def case_big(kind):
+def _deep_errors(res, act, sw2, sb2):
+    """Max |variance - q*| and max |off-diagonal - q* c*| (relative to q*) at the last layer."""
+    from cnnmft import fixed_point
+
+    fp = fixed_point(act, sw2, sb2)
+    qs, cs = float(fp.q_star), float(fp.c_star)
+    n = int(np.sqrt(res.cov[-1].size))
+    c = res.cov[-1].reshape(n, n)
+    off = c[~np.eye(n, dtype=bool)]
+    err_q = float(np.max(np.abs(np.diag(c) - qs))) / qs
+    return qs, cs, err_q, float(np.max(np.abs(off - qs * cs))) / qs
+
+
+def case_big(kind, sw2=SW):
     import tracemalloc
 
     from cnnmft import propagate_covariance, variance_profile
@@ -136,48 +160,77 @@ def case_big(kind):
     x = rng.normal(size=(32, 32, 3))
     v = variance_profile(kind, 3)
     t = time.perf_counter()
-    propagate_covariance(x[:8, :8], "tanh", SW, SB, v, 2, progress=False)
+    propagate_covariance(x[:8, :8], "tanh", sw2, SB, v, 2, progress=False)
     first = time.perf_counter() - t
-    runs = []
+    runs, cpu = [], []
     for _ in range(3):
-        t = time.perf_counter()
-        res = propagate_covariance(x, "tanh", SW, SB, v, 10000, layers=[1, 100, 10000],
+        t, c0 = time.perf_counter(), time.process_time()
+        res = propagate_covariance(x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000],
                                    progress=False)
         runs.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c0)
     el = min(runs)
     # memory in a second run: tracemalloc slows numpy allocations down, so it is not timed
     tracemalloc.start()
-    propagate_covariance(x, "tanh", SW, SB, v, 10000, layers=[1, 100, 10000], progress=False)
+    propagate_covariance(x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000], progress=False)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     c = res.cov[-1].reshape(1024, 1024)
     d = np.diag(c)
-    return {"case": f"{kind} v, 32x32, 10000 layers", "cnnmft_s": el,
-            "cnnmft_s_first_of_3": runs[0], "first_call_s": first,
-            "tracemalloc_peak_mb": peak / 2 ** 20, "maxrss_mb": _maxrss_mb(),
-            "common_layer": res.common_layer, "ti_layer": res.ti_layer,
-            "final_q_mean": float(d.mean()),
-            "final_mean_corr": float((c / np.sqrt(np.outer(d, d))).mean()),
-            "status": res.status}
+    qs, cs, err_q, err_c = _deep_errors(res, "tanh", sw2, SB)
+    phase = "critical" if sw2 == SW else f"chaotic sigma_w2={sw2:g}"
+    out = {"case": f"{kind} v, 32x32, 10000 layers, {phase}", "cnnmft_s": el,
+           "cpu_s_of_fastest": cpu[int(np.argmin(runs))], "cnnmft_s_first_of_3": runs[0],
+           "first_call_s": first, "tracemalloc_peak_mb": peak / 2 ** 20,
+           "maxrss_mb": _maxrss_mb(), "common_layer": res.common_layer,
+           "linear_layer": res.linear_layer, "ti_layer": res.ti_layer,
+           "max_rel_err_diag_vs_qstar": err_q, "final_mean_corr": float(
+               (c / np.sqrt(np.outer(d, d))).mean()), "status": res.status}
+    if sw2 != SW:  # chaotic: the off-diagonal entries reach q* c* (at criticality 1 - c ~ 1/l)
+        out["max_rel_err_offdiag_vs_qstar_cstar"] = err_c
+    return out
+
+
+def case_deep_chaotic():
+    """The reported deep chaotic cases: tanh sigma_w2 = 3, 16-pixel 1D and 8x8 2D inputs."""
+    from cnnmft import propagate_covariance, variance_profile
+
+    rng = np.random.default_rng(0)
+    out = {"case": "deep chaotic (tanh 3.0/0.05), 10000 layers"}
+    for name, x, v in (("1d16", rng.normal(size=(16, 3)), variance_profile("uniform", 3, ndim=1)),
+                       ("2d8x8", rng.normal(size=(8, 8, 3)), variance_profile("uniform", 3)),
+                       ("2d8x8_delta", rng.normal(size=(8, 8, 3)), variance_profile("delta", 3))):
+        propagate_covariance(x, "tanh", 3.0, SB, v, 300, progress=False)  # warm
+        for depth in (128, 1000, 10000):
+            t = time.perf_counter()
+            res = propagate_covariance(x, "tanh", 3.0, SB, v, depth, progress=False)
+            el = time.perf_counter() - t
+            _, _, eq, ec = _deep_errors(res, "tanh", 3.0, SB)
+            out[f"{name}_{depth}_s"] = el
+            out[f"{name}_{depth}_err_diag"] = eq
+            if depth >= 1000:
+                out[f"{name}_{depth}_err_offdiag"] = ec
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--case", choices=["small", "uniform", "delta"])
+    ap.add_argument("--case", choices=list(CASES))
     a = ap.parse_args()
     if a.case:
-        out = case_small() if a.case == "small" else case_big(a.case)
-        print("RESULT " + json.dumps(out))
+        print("RESULT " + json.dumps(CASES[a.case]()))
         return
-    cases = ["small"] if a.quick else ["small", "uniform", "delta"]
+    cases = ["small"] if a.quick else list(CASES)
     try:
         load = os.getloadavg()
     except OSError:  # pragma: no cover
         load = (float("nan"),) * 3
     print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs: timings are inflated by "
           "contention on a shared machine")
-    goals = {"small": "<= 0.1 s", "uniform": "<= 60 s and <= 2 GB", "delta": "<= 1 s"}
+    goals = {"small": "<= 0.05 s warm", "uniform": "<= 5 s", "delta": "<= 5 s",
+             "uniform_chaotic": "<= 5 s", "delta_chaotic": "<= 5 s",
+             "deep_chaotic": "<= 1e-9 from q*, q* c*"}
     for c in cases:
         p = subprocess.run([sys.executable, __file__, "--case", c], capture_output=True,
                            text=True)
@@ -186,9 +239,15 @@ def main():
             print(p.stdout, p.stderr)
             continue
         r = json.loads(line[0][7:])
-        print(f"\n== {r.pop('case')} (goal {goals[c]})")
+        print(f"\n== {r.pop('case')} (goal {goals[c]}; load average after it "
+              f"{os.getloadavg()[0]:.1f})")
         for k, val in r.items():
             print(f"  {k:34s} {val:.4g}" if isinstance(val, float) else f"  {k:34s} {val}")
+
+
+CASES = {"small": case_small, "uniform": lambda: case_big("uniform"),
+         "delta": lambda: case_big("delta"), "uniform_chaotic": lambda: case_big("uniform", 3.0),
+         "delta_chaotic": lambda: case_big("delta", 3.0), "deep_chaotic": case_deep_chaotic}
 
 
 if __name__ == "__main__":
