@@ -6,6 +6,12 @@ State layout: ``S[alpha, col]`` with ``alpha`` the flat pixel index of a grid (n
 modulo the grid size. ``C`` acts entrywise (needs the two variances, gathered from ``qpix``),
 ``A`` acts along ``alpha`` for every column: ``S'[alpha] = sum_t v_t T[alpha + o_t]``.
 
+Threads: every per-layer kernel exists serially (``jit``) and as ``*_par`` (``pjit``) over
+``nblocks`` contiguous row blocks, one per thread, each computing its rows exactly as the serial
+kernel does (bit-identical results); the caller picks (``cnnmft._covariance_engine.Pace``).
+The scalar iterations (linear, translation-invariant, delta-v tabulation) are serial: they never
+launch a parallel region inside a loop over layers.
+
 Entry evaluators:
 * Mehler series: E[phi(u1) phi(u2)] = sum_k c_k(q1) c_k(q2) rho^k with c_k(q) the normalised
   Hermite coefficients of phi(sqrt(q) z); only every ``step``-th term from ``k0`` is stored.
@@ -80,7 +86,7 @@ def _clip1(x):
     return x
 
 
-@jit
+@jit  # 83 lines: the four-way unrolled inner loop is the point of this kernel
 def _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, isq,
               sw2, sb2):
     """Rows lo..hi-1 of T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel].
@@ -270,7 +276,7 @@ def closed_entry(code, q1, q2, s):
     if code == LINEAR:
         return s
     if code == ERF:
-        den = math.sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2))
+        den = math.sqrt(1.0 + 2.0 * q1) * math.sqrt(1.0 + 2.0 * q2)  # no overflow at q ~ 1e300
         x = 2.0 * s / den
         if x > 1.0:
             x = 1.0
