@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 
 # (command, one-line help). The module is cnnmft.commands.<command with _ for ->.
@@ -170,8 +171,13 @@ def main(argv=None) -> int:
     sub = subs[args.command]
     mod = _command_module(args.command)
     shown, warnings.showwarning = warnings.showwarning, _show_warning(args.command)
+    t0 = time.perf_counter()
     try:
-        return int(mod.run(args) or 0)
+        rc = int(mod.run(args) or 0)
+        if getattr(args, "verbose", 0):
+            print(f"cnnmft {args.command}: finished in {time.perf_counter() - t0:.2f} s "
+                  f"(exit code {rc})", file=sys.stderr)
+        return rc
     except KeyboardInterrupt:
         hint = getattr(args, "_interrupt_hint", "")
         print(f"\ncnnmft {args.command}: interrupted{': ' + hint if hint else ''}",

@@ -97,6 +97,8 @@ def run(args) -> int:
     from cnnmft.pytorch.train import TrainConfig, train  # torch: only when a run starts
 
     config = TrainConfig(**values).validate()
+    out.debug("settings: " + ", ".join(f"{k}={v!r}" for k, v in values.items()
+                                       if origin.get(k) != "default"))
     if rank0:
         cfg.save_resolved(Path(config.out_dir) / "resolved_config.json", "train", values, origin)
         out.note(f"results go to {config.out_dir}/ (settings in resolved_config.json)")
