@@ -372,23 +372,30 @@ class Result:
     def to_dataframe(self) -> Any:
         """Return this result's table as a :class:`pandas.DataFrame` (needs pandas).
 
-        Columns are the fields that share the result's main shape (the shape most array fields
-        have), flattened in C order, with the coordinate fields that label each axis
-        (:meth:`coords`) broadcast alongside.
+        One row per cell of the result's main grid (:meth:`coords`), in C order: a column per
+        coordinate, and one per field laid on the grid or on its leading or trailing axes
+        (broadcast over the others). For example a :class:`PhaseDiagram` of ``n_w x n_b``
+        points gives ``n_w * n_b`` rows with columns ``sigma_w2, sigma_b2, q_star, ...`` and its
+        ``critical_sigma_w2`` repeated along ``sigma_w2``.
         """
         import pandas as pd  # optional dependency
 
         dims, coords, data = self._grid()
+        shape = tuple(len(c) for c in coords.values())
         grids = np.meshgrid(*[np.asarray(c) for c in coords.values()], indexing="ij")
         cols = {name: g.ravel() for name, g in zip(coords, grids)}
-        cols.update({k: np.asarray(v).ravel() for k, v in data.items()})
+        for k, (vdims, a) in data.items():
+            index = [dims.index(d) for d in vdims]
+            expand = a.reshape([shape[i] if i in index else 1 for i in range(len(shape))])
+            cols[k] = np.broadcast_to(expand, shape).ravel()
         return pd.DataFrame(cols)
 
     def to_xarray(self) -> Any:
         """Return this result as an :class:`xarray.Dataset` on its coordinate axes (needs xarray).
 
-        Data variables are the fields with the main shape, coordinates the 1-D fields that label
-        its axes (:meth:`coords`), attributes the scalar and string fields.
+        Data variables are the fields laid on the main grid or on its leading or trailing axes,
+        coordinates the fields that label the axes (:meth:`coords`), attributes the scalar and
+        string fields.
         """
         import xarray as xr  # optional dependency
 
@@ -398,17 +405,18 @@ class Result:
             v = getattr(self, f.name)
             if isinstance(v, (str, bool, int, float, np.generic)) and f.name not in data:
                 attrs[f.name] = v.item() if isinstance(v, np.generic) else v
-        return xr.Dataset({k: (dims, np.asarray(v)) for k, v in data.items()},
+        return xr.Dataset({k: (vdims, a) for k, (vdims, a) in data.items()},
                           coords={k: (d, np.asarray(c)) for (k, c), d in zip(coords.items(),
                                                                              dims)},
                           attrs=attrs)
 
     def coords(self) -> dict[str, np.ndarray]:
-        """The 1-D fields that label the axes of the main shape, one per axis.
+        """The fields that label the axes of the result's main grid, one per axis.
 
-        A subclass may name them in a class attribute ``_coords`` (a tuple of field names);
-        otherwise for each axis the first 1-D field (in field order) of that axis' length is
-        taken, and ``index_<axis>`` (0, 1, ...) where there is none.
+        The main grid is the shape of the array fields of most axes (ties: the most common).
+        A subclass may name its coordinates in a class attribute ``_coords`` (a tuple of field
+        names); otherwise each axis takes the first 1-D field (in field order) of its length
+        that is not itself on the grid, and ``index_<axis>`` (0, 1, ...) where there is none.
         """
         return self._grid()[1]
 
@@ -418,8 +426,8 @@ class Result:
         arrays = {k: a for k, a in arrays.items() if a.ndim >= 1 and a.dtype.kind != "O"}
         if not arrays:
             raise TypeError(f"{type(self).__name__} holds no array fields to tabulate")
-        shapes = [a.shape for a in arrays.values()]
-        main = max(set(shapes), key=lambda s: (shapes.count(s) * len(s), len(s)))
+        shapes = [a.shape for a in arrays.values() if a.size] or [a.shape for a in arrays.values()]
+        main = max(set(shapes), key=lambda s: (len(s), shapes.count(s)))
         names = list(getattr(type(self), "_coords", ()))
         if not names:
             used: set[str] = set()
@@ -432,7 +440,16 @@ class Result:
         for i, (name, n) in enumerate(zip(names, main)):
             coords[name or f"index_{i}"] = arrays[name] if name else np.arange(n)
         dims = tuple(coords)
-        data = {k: a for k, a in arrays.items() if a.shape == main and k not in coords}
+        data = {}
+        for k, a in arrays.items():
+            if k in coords:
+                continue
+            if a.shape == main:
+                data[k] = (dims, a)
+            elif a.shape == main[:a.ndim]:
+                data[k] = (dims[:a.ndim], a)
+            elif a.shape == main[len(main) - a.ndim:]:
+                data[k] = (dims[len(main) - a.ndim:], a)
         return dims, coords, data
 
 

@@ -167,6 +167,19 @@ def test_to_dataframe_and_xarray_on_a_grid():
     assert float(ds["chi_1"].sel(sigma_w2=pd.sigma_w2[3], sigma_b2=pd.sigma_b2[0])) == \
         pd.chi_1[3, 0]
     assert ds.attrs["activation"] == "relu"
+    assert ds["critical_sigma_w2"].dims == ("sigma_b2",)  # a field on one axis of the grid
+
+
+def test_to_xarray_keeps_fields_on_some_axes():
+    pytest.importorskip("xarray")
+    r = cnnmft.mode_depth_scales("tanh", [1.5, 2.0], 0.05, cnnmft.variance_profile("uniform", 3),
+                                 (4, 4))
+    ds = r.to_xarray()
+    assert ds["xi_c"].shape == (2, 4, 4) and ds["xi_c"].dims[0] == "sigma_w2"
+    assert ds["q_star"].dims == ("sigma_w2",)
+    assert ds["lam"].dims == ds["xi_c"].dims[1:]
+    df = r.to_dataframe()
+    assert len(df) == 32 and (df["q_star"].to_numpy()[:16] == r.q_star[0]).all()
 
 
 def test_every_result_plots(result):
