@@ -42,15 +42,16 @@ def _draw(cfg, x, seed):
     return logits @ logits.T / logits.shape[1], ntk, wnorm
 
 
-@pytest.mark.parametrize("padding", ["zeros", "circular"])
-def test_vanilla_cnn_matches_prediction(padding):
+@pytest.mark.parametrize("padding,n", [("zeros", 16),
+                                       pytest.param("circular", 30, marks=pytest.mark.slow),
+                                       pytest.param("zeros", 30, marks=pytest.mark.slow)])
+def test_vanilla_cnn_matches_prediction(padding, n):
     cfg = dict(depth=3, channels=48, in_channels=1, init="gaussian", v="uniform",
                sigma_w2=1.6, sigma_b2=0.05, padding=padding, stem_strides=(1, 2),
                impl="autograd", checkpoint_segments=None)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 8, 8, 1))
     p = predict(cfg, x)
-    n = 30
     draws = [_draw(cfg, x, s) for s in range(n)]
     nngp = np.array([d[0] for d in draws])
     ntk = np.array([d[1] for d in draws])
@@ -64,3 +65,13 @@ def test_vanilla_cnn_matches_prediction(padding):
     z = np.concatenate(z)
     zc = float(student_t.isf(1e-3 / (2 * z.size), n - 1))
     assert z.max() < zc, (z, zc)
+
+
+def test_predict_reads_the_model():
+    cfg = dict(depth=4, channels=8, in_channels=1, init="block_orthogonal", stem_strides=(1, 2),
+               padding="zeros", readout_scale="1/sqrt(q*)", q_star=0.1)
+    model = VanillaCNN(**cfg, generator=torch.Generator().manual_seed(0))
+    a, b = predict(model), predict(cfg)
+    np.testing.assert_allclose(a.q, b.q, rtol=1e-14)
+    np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-14)
+    assert a.config["padding"] == "zeros" and abs(a.config["readout_scale"] - 10 ** 0.5) < 1e-12
