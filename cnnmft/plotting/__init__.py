@@ -90,7 +90,8 @@ def generic(result: Any, ax=None):
     """
     ax = _axes(ax)
     dims, coords, data = result._grid()
-    numeric = {k: np.asarray(v) for k, v in data.items() if np.asarray(v).dtype.kind in "biuf"}
+    numeric = {k: a for k, (vdims, a) in data.items()
+               if a.dtype.kind in "biuf" and vdims[:1] == dims[:1]}  # fields along axis 0
     xname = dims[0]
     x = np.asarray(next(iter(coords.values())))
     if xname.startswith("index_") and len(numeric) >= 2 and next(iter(numeric.values())).ndim == 1:
