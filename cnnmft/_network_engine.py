@@ -197,6 +197,19 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
         if grads is not None:
             grad[str(i)] = _to_layout(grads[i], B, shapes[i + 1])
     lin = [i for i, r in enumerate(layers) if not isinstance(r, tuple)]
+    st = _layer_stats(layers, lin, fwd, grads, shapes, B)
+    nngp = fwd[-1]["out"] if int(np.prod(shapes[-1])) == 1 else np.full((B, B), np.nan)
+    ntk_out = fwd[-1]["theta"] if int(np.prod(shapes[-1])) == 1 else np.full((B, B), np.nan)
+    return NetworkResult(
+        kinds=[r[0] if isinstance(r, tuple) else r.kind for r in layers],
+        shapes=np.array(shapes, dtype=np.int64), cov=cov, ntk=ntk, grad=grad,
+        nngp=np.array(nngp).reshape(B, B), ntk_out=np.array(ntk_out).reshape(B, B),
+        linear=np.array(lin, dtype=np.int64), **st, status=int(status),
+        elapsed=time.perf_counter() - t0)
+
+
+def _layer_stats(layers, lin, fwd, grads, shapes, B):
+    """Per linear layer: mean variance, correlations, gradient norms, NTK contributions."""
     n = len(lin)
     q = np.empty((n, B))
     corr, corr_sp = np.full(n, np.nan), np.full((n, B), np.nan)
@@ -219,16 +232,8 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
             continue
         bg[j] = np.diag(tot)
         wg[j] = np.diag(r.tap_products(G, fwd[i]["in"], B).sum(axis=0))
-    nngp = fwd[-1]["out"] if int(np.prod(shapes[-1])) == 1 else np.full((B, B), np.nan)
-    ntk_out = fwd[-1]["theta"] if int(np.prod(shapes[-1])) == 1 else np.full((B, B), np.nan)
-    return NetworkResult(
-        kinds=[r[0] if isinstance(r, tuple) else r.kind for r in layers],
-        shapes=np.array(shapes, dtype=np.int64), cov=cov, ntk=ntk, grad=grad,
-        nngp=np.array(nngp).reshape(B, B), ntk_out=np.array(ntk_out).reshape(B, B),
-        linear=np.array(lin, dtype=np.int64), q=q, corr=corr, corr_spatial=corr_sp,
-        weight_grad2=wg, bias_grad2=bg,
-        preact_grad2=hg, ntk_contrib=contrib, status=int(status),
-        elapsed=time.perf_counter() - t0)
+    return dict(q=q, corr=corr, corr_spatial=corr_sp, weight_grad2=wg, bias_grad2=bg,
+                preact_grad2=hg, ntk_contrib=contrib)
 
 
 def _in_shapes(layers, spatial):
