@@ -265,3 +265,21 @@ def test_result_save_load(tmp_path, rng):
     for suffix in (".json", ".npz"):
         back = NetworkResult.load(r.save(tmp_path / f"r{suffix}"))
         assert back == r
+
+
+def test_padded_covariance_fields(rng):
+    from cnnmft._network_engine import padded_covariance
+
+    x = rng.normal(size=(7, 7, 2))
+    v = variance_profile("uniform", 3)
+    d = padded_covariance(x, "erf", 1.5, 0.05, v, 3, layers="all", padding="zero")
+    ref = propagate_network(x[None], conv_stack("erf", 1.5, 0.05, v, 3, padding="zero"))
+    assert d["cov"].shape == (4, 7, 7, 7, 7)
+    np.testing.assert_array_equal(d["cov"][3], ref.cov["4"][0, 0])
+    np.testing.assert_allclose(d["cov"][0], np.einsum("ijc,klc->ijkl", x, x) / 2, atol=1e-15)
+    np.testing.assert_allclose(d["q_mean"][1:, 0], ref.q[:, 0], rtol=1e-14)
+    # strides shrink the map: layers of different grids cannot be stacked
+    with pytest.raises(ValueError, match="different grids"):
+        padded_covariance(x, "erf", 1.5, 0.05, v, 2, layers="all", stride=[2, 1])
+    one = padded_covariance(x, "erf", 1.5, 0.05, v, 2, stride=[2, 1], padding="same_tf")
+    assert one["cov"].shape == (1, 4, 4, 4, 4)
