@@ -5,7 +5,9 @@
   kernels; BLAS and torch thread pools are process-wide and are restored at exit).
 * Without a call, `n` is the environment variable ``CNNMFT_NUM_THREADS`` when set, otherwise the
   number of CPUs this process may use (:func:`available_cpus`: the CPU affinity mask, capped by a
-  cgroup CPU quota, as in a container or a batch job).
+  cgroup CPU quota, as in a container or a batch job) less the CPUs other processes keep busy
+  (:func:`load_aware`: the 1-minute load average minus this process's own use, looked at every
+  2 s), so a shared machine gets one thread per process and an idle one all its CPUs.
 * numba's thread count is per calling thread. The parallel kernels (``pjit`` in
   ``cnnmft/_kernels/_jit.py``) call :func:`_apply` before they run, so the policy reaches every
   thread that calls them, Dask worker threads included, at the cost of one dictionary lookup.
@@ -27,6 +29,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from cnnmft._util import blas_threads
@@ -37,6 +40,7 @@ __all__ = [
     "dask_worker_plugin",
     "get_num_threads",
     "limit_threads",
+    "load_aware",
     "parse_num_threads",
     "set_num_threads",
     "worker_env",
@@ -51,8 +55,8 @@ _POOL_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "M
 # threading layer used where numba's own default would be GNU OpenMP (see the module docstring)
 _LAYER = "workqueue"
 
-_STATE = {"n": None, "gen": 1, "applied_gen": 0, "blas": None, "layer_done": False}
-_LOCAL = threading.local()   # .stack: limit_threads overrides; .gen: generation applied to numba
+_STATE = {"n": None, "blas": None, "pools": None, "torch0": None, "layer_done": False}
+_LOCAL = threading.local()   # .stack: limit_threads overrides; .n: count applied to numba here
 _LOCK = threading.Lock()
 
 
@@ -161,18 +165,65 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-def _default() -> int:
+def load_aware(cpus: int, load: float, own: float) -> int:
+    """Threads worth running on `cpus` CPUs when the 1-minute load average is `load`.
+
+    ``own`` is this process's share of that load (its recent CPU use, in CPUs); the rest is
+    other work, and each CPU it keeps busy is taken off: ``round(cpus - (load - own))`` clipped
+    to ``[1, cpus]``. On a machine shared with busy processes this gives 1 thread: parallel
+    kernels wait at every barrier for a thread the scheduler has parked, and measured on the
+    2-CPU development machine they ran 2 to 3 times slower with 2 threads than with 1 under one
+    busy process per CPU (docs/performance.md).
+
+    Examples
+    --------
+    >>> load_aware(8, 0.3, 0.0), load_aware(8, 3.2, 1.0), load_aware(2, 4.0, 0.0)
+    (8, 6, 1)
+    """
+    others = max(0.0, float(load) - max(0.0, float(own)))
+    return int(min(cpus, max(1, math.floor(cpus - others + 0.5))))
+
+
+_AUTO = {"t": -math.inf, "n": 1, "sample": None}
+_AUTO_EVERY = 2.0          # seconds between two looks at the load average
+_T0 = (time.monotonic(), time.process_time())
+
+
+def _auto() -> int:
+    """The load-aware default, re-evaluated at most every ``_AUTO_EVERY`` seconds."""
+    now = time.monotonic()
+    if now - _AUTO["t"] < _AUTO_EVERY:
+        return _AUTO["n"]
+    with _LOCK:
+        cpu = time.process_time()
+        t_prev, cpu_prev = _AUTO["sample"] or _T0
+        own = (cpu - cpu_prev) / max(now - t_prev, 1e-3)
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):      # no load average on this platform
+            load = 0.0
+        _AUTO["n"] = load_aware(available_cpus(), load, own)
+        _AUTO["t"], _AUTO["sample"] = now, (now, cpu)
+    return _AUTO["n"]
+
+
+def _explicit() -> int | None:
+    """The count fixed by :func:`set_num_threads` or ``CNNMFT_NUM_THREADS``, else None."""
+    n = _STATE["n"]
+    if n is not None:
+        return n
     raw = os.environ.get(ENV_VAR)
     if raw is not None and raw.strip():
         return parse_num_threads(raw, ENV_VAR)
-    return available_cpus()
+    return None
 
 
 def get_num_threads() -> int:
     """Threads the cnnmft policy gives numba kernels, the BLAS and torch in the calling thread.
 
     The innermost :func:`limit_threads` block if any, else the last :func:`set_num_threads`,
-    else ``CNNMFT_NUM_THREADS``, else :func:`available_cpus`.
+    else ``CNNMFT_NUM_THREADS``, else the load-aware default: :func:`available_cpus` less the
+    CPUs other processes keep busy (:func:`load_aware`, re-evaluated every 2 s).
 
     Examples
     --------
@@ -183,8 +234,8 @@ def get_num_threads() -> int:
     stack = getattr(_LOCAL, "stack", None)
     if stack:
         return stack[-1]
-    n = _STATE["n"]
-    return _default() if n is None else n
+    n = _explicit()
+    return _auto() if n is None else n
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,39 +282,7 @@ def _set_numba(n: int) -> None:
     numba = _numba_ready()
     if numba is not None:
         numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-
-
-def _set_process_pools(n: int) -> None:
-    """BLAS (kept until the next change) and torch (only if imported) for the whole process."""
-    old = _STATE["blas"]
-    if old is not None and hasattr(old, "restore_original_limits"):
-        old.restore_original_limits()
-    # blas_threads applies the limit when created; kept un-entered, it holds until restored
-    _STATE["blas"] = blas_threads(n)
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "set_num_threads"):
-        torch.set_num_threads(n)
-
-
-def _apply() -> None:
-    """Bring the calling thread's numba thread count (and, once, the pools) to the policy.
-
-    Called by every parallel kernel before it runs; after the first call per thread and policy
-    change it costs one attribute lookup.
-    """
-    stack = getattr(_LOCAL, "stack", None)
-    if stack:
-        return                                   # limit_threads already set this thread
-    gen = _STATE["gen"]
-    if getattr(_LOCAL, "gen", 0) == gen:
-        return
-    n = get_num_threads()
-    if _STATE["applied_gen"] != gen:             # first kernel after a change: process pools
-        _STATE["applied_gen"] = gen
-        if _STATE["n"] is not None or os.environ.get(ENV_VAR, "").strip() or n < _cpus_seen():
-            _set_process_pools(n)
-    _set_numba(n)
-    _LOCAL.gen = gen
+    _LOCAL.n = n
 
 
 def _cpus_seen() -> int:
@@ -274,16 +293,55 @@ def _cpus_seen() -> int:
         return os.cpu_count() or 1
 
 
+def _set_pools(n: int, explicit: bool) -> None:
+    """BLAS and torch (if imported) for the whole process: `n`, or their own defaults.
+
+    With an explicit count both get it. With the default they get `n` only when it is below
+    the CPUs they would use themselves, and their own defaults back otherwise.
+    """
+    want = n if explicit or n < _cpus_seen() else None
+    if want == _STATE["pools"]:
+        return
+    old = _STATE["blas"]
+    if old is not None and hasattr(old, "restore_original_limits"):
+        old.restore_original_limits()
+    # blas_threads applies the limit when created; kept un-entered, it holds until restored
+    _STATE["blas"] = None if want is None else blas_threads(want)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        if _STATE["torch0"] is None:
+            _STATE["torch0"] = torch.get_num_threads()
+        torch.set_num_threads(_STATE["torch0"] if want is None else want)
+    _STATE["pools"] = want
+
+
+def _apply() -> None:
+    """Bring the calling thread's numba thread count (and the process pools) to the policy.
+
+    Called by every parallel kernel before it runs; when nothing changed it costs a dictionary
+    lookup and a clock read.
+    """
+    if getattr(_LOCAL, "stack", None):
+        return                                   # limit_threads already set this thread
+    explicit = _explicit()
+    n = _auto() if explicit is None else explicit
+    if getattr(_LOCAL, "n", None) == n:
+        return
+    _set_pools(n, explicit is not None)
+    _set_numba(n)
+
+
 def set_num_threads(n: int | None = None) -> int:
     """Set the threads of cnnmft's numba kernels, the BLAS and torch for the whole process.
 
     Parameters
     ----------
     n : int, optional
-        Threads, ``>= 1``. None restores the default: ``CNNMFT_NUM_THREADS`` when set, otherwise
-        :func:`available_cpus`. numba cannot run more threads than its pool was started with
-        (``NUMBA_NUM_THREADS``, by default the CPUs in the affinity mask); larger values are
-        capped there for numba and still given to the BLAS and torch.
+        Threads, ``>= 1``. None restores the default: ``CNNMFT_NUM_THREADS`` when set,
+        otherwise the load-aware default (:func:`available_cpus` less the CPUs that other
+        processes keep busy, see :func:`load_aware`). numba cannot run more threads than its
+        pool was started with (``NUMBA_NUM_THREADS``, by default the CPUs in the affinity
+        mask); larger values are capped there for numba and still given to the BLAS and torch.
 
     Returns
     -------
@@ -308,22 +366,11 @@ def set_num_threads(n: int | None = None) -> int:
     value = None if n is None else parse_num_threads(n, "n")
     with _LOCK:
         _STATE["n"] = value
-        _STATE["gen"] += 1
-        _STATE["applied_gen"] = _STATE["gen"]
-    resolved = get_num_threads() if value is None else value
-    if value is None and not os.environ.get(ENV_VAR, "").strip():
-        old = _STATE["blas"]                      # back to the libraries' own defaults
-        if old is not None and hasattr(old, "restore_original_limits"):
-            old.restore_original_limits()
-        _STATE["blas"] = None
-        torch = sys.modules.get("torch")
-        if torch is not None and hasattr(torch, "set_num_threads"):
-            torch.set_num_threads(resolved)
-    else:
-        _set_process_pools(resolved)
+    explicit = _explicit()
+    resolved = _auto() if explicit is None else explicit
+    _set_pools(resolved, explicit is not None)
     if not getattr(_LOCAL, "stack", None):
         _set_numba(resolved)
-        _LOCAL.gen = _STATE["gen"]
     return resolved
 
 

@@ -13,9 +13,17 @@ from cnnmft import _threads
 from cnnmft._kernels._jit import ParallelDispatcher, pjit
 
 
+def _idle(monkeypatch, load=0.0):
+    """Pretend the machine's load average is `load` (and forget the last look at it)."""
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setitem(_threads._AUTO, "t", -float("inf"))
+    monkeypatch.setitem(_threads._AUTO, "sample", None)
+
+
 @pytest.fixture(autouse=True)
 def _restore_policy(monkeypatch):
     monkeypatch.delenv(_threads.ENV_VAR, raising=False)
+    _idle(monkeypatch)
     yield
     monkeypatch.delenv(_threads.ENV_VAR, raising=False)
     _threads.set_num_threads(None)
@@ -77,6 +85,22 @@ def test_bad_environment_variable_named_in_a_fresh_process():
 def test_default_is_the_cpus_the_process_may_use():
     assert _threads.get_num_threads() == _threads.available_cpus()
     assert 1 <= _threads.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cpus,load,own,n", [(8, 0.0, 0.0, 8), (8, 2.0, 2.0, 8), (8, 3.0, 0.0, 5),
+                                             (8, 7.6, 0.0, 1), (8, 40.0, 1.0, 1), (2, 2.0, 0.0, 1),
+                                             (2, 0.4, 0.0, 2), (1, 0.0, 0.0, 1)])
+def test_load_aware_default(cpus, load, own, n):
+    assert _threads.load_aware(cpus, load, own) == n
+
+
+def test_busy_machine_gives_one_thread(monkeypatch):
+    _idle(monkeypatch, load=50.0)
+    assert _threads.get_num_threads() == 1
+    _psum(np.ones(16))
+    assert numba.get_num_threads() == 1
+    monkeypatch.setenv(_threads.ENV_VAR, "2")     # an explicit count overrides the load
+    assert _threads.get_num_threads() == 2
 
 
 def test_environment_variable_sets_the_default(monkeypatch):

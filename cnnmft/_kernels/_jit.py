@@ -1,14 +1,24 @@
 """The one jit policy of cnnmft: disk cache on, no fastmath, numpy error model.
 
-Parallel kernels (:func:`pjit`) follow the thread policy of :mod:`cnnmft._threads`: before each
-call from Python they bring the calling thread's numba thread count to
-:func:`cnnmft._threads.get_num_threads` (a cached check after the first call).
+* Parallel kernels (:func:`pjit`) follow the thread policy of :mod:`cnnmft._threads`: before
+  each call from Python they bring the calling thread's numba thread count to
+  :func:`cnnmft._threads.get_num_threads` (a cached check after the first call).
+* Compiled kernels go to numba's disk cache: ``__pycache__`` next to the sources, or, where that
+  folder is not writable (a system-wide install), numba's per-user cache folder
+  (``NUMBA_CACHE_DIR`` when set). Later processes load them in well under a second.
+* The first time a kernel has to be compiled in a process (an empty or outdated cache), one line
+  on stderr says so, and how long it took (silenced by ``CNNMFT_QUIET=1``).
 """
 
+import sys
+import threading
+import time
+
 import numba
+from numba.core import event
 from numba.core.registry import CPUDispatcher
 
-from cnnmft import _threads
+from cnnmft import _threads, _util
 
 _OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
@@ -35,3 +45,44 @@ def jit(func=None, **extra):
 def pjit(func=None, **extra):
     """Like :func:`jit` with ``parallel=True`` for outer loops over independent points."""
     return jit(func, parallel=True, **extra)
+
+
+class _CompileNotice(event.Listener):
+    """Writes one line to stderr when numba starts compiling a cnnmft kernel (not a cache load).
+
+    numba raises its ``numba:compile`` event only on a cache miss; nested compiles (the callees)
+    are counted so that one line covers the whole tree of a top-level kernel.
+    """
+
+    def __init__(self):
+        self._depth = 0
+        self._t0 = None
+        self._lock = threading.Lock()
+
+    def on_start(self, ev):
+        with self._lock:
+            self._depth += 1
+            if self._depth != 1 or self._t0 is not None or _util.is_quiet():
+                return
+            disp = ev.data.get("dispatcher")
+            module = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
+            if not module.startswith("cnnmft"):
+                return
+            self._t0 = time.perf_counter()
+            where = getattr(getattr(disp, "_cache", None), "_cache_path", None)
+            sys.stderr.write(
+                f"cnnmft: compiling numerical kernels for {disp.py_func.__name__} (first run "
+                f"only, typically 5-20 s; later runs load them from the cache"
+                + (f" in {where}" if where else "") + ")...")
+            sys.stderr.flush()
+
+    def on_end(self, ev):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._t0 is not None:
+                sys.stderr.write(f" done in {time.perf_counter() - self._t0:.1f} s\n")
+                sys.stderr.flush()
+                self._t0 = None
+
+
+event.register("numba:compile", _CompileNotice())

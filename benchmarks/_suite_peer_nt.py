@@ -1,0 +1,69 @@
+"""neural-tangents peer for the covariance cases, run by the suite in neural-tangents' own venv.
+
+Usage (the suite does this): ``NT_PYTHON benchmarks/_suite_peer_nt.py CASE DEPTH REPEAT OUT.npz``
+with CASE one of ``tanh``, ``erf``, ``erf_batch4``. It builds the same network as the cnnmft
+case (circular 3x3 convolutions, one channel in the kernel limit, W_std^2 = sigma_w2 spread
+uniformly over the taps, b_std^2 = sigma_b2; tanh by neural-tangents' Gauss-Hermite
+``ElementwiseNumerical`` (deg 25, its default), erf by its closed form), times the jitted NNGP
+kernel function (first call with XLA compile, then the best of REPEAT warm calls), saves the final
+covariance to OUT.npz and prints one JSON line. Imports nothing from cnnmft.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+SW, SB = 1.760955, 0.05
+
+
+def main():
+    case, depth, repeat, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from neural_tangents import stax
+
+    def conv():
+        return stax.Conv(1, (3, 3), padding="CIRCULAR", W_std=SW ** 0.5, b_std=SB ** 0.5)
+
+    def act():
+        if case.startswith("erf"):
+            return stax.Erf()
+        return stax.ElementwiseNumerical(jnp.tanh, deg=25)
+
+    layers = [conv()]
+    for _ in range(depth - 1):
+        layers += [act(), conv()]
+    _, _, kernel_fn = stax.serial(*layers)
+    kernel_fn = jax.jit(kernel_fn, static_argnames="get")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8, 8, 3) if case == "erf_batch4" else (1, 8, 8, 3))
+    x = jnp.asarray(x)
+    t = time.perf_counter()
+    k = np.asarray(kernel_fn(x, None, get="nngp"))
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        kernel_fn(x, None, get="nngp").block_until_ready()
+        times.append(time.perf_counter() - t)
+    np.savez(out, cov=k)
+    print(json.dumps({"name": f"neural-tangents {_version()} (jax {jax.__version__}, x64)",
+                      "first_s": first, "s": min(times), "median_s": float(np.median(times)),
+                      "shape": list(k.shape)}))
+
+
+def _version():
+    try:
+        import neural_tangents
+
+        return neural_tangents.__version__
+    except Exception:  # pragma: no cover
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
