@@ -1,17 +1,19 @@
-"""Default trainability sweep (12 x 10 cells) and the mode-wise study, with committed results.
+"""The default trainability sweep (Fashion-MNIST, 7x7 maps, depths 4..512) with committed results.
 
-Runs :func:`cnnmft.pytorch.sweeps.trainability_sweep` on its default grid (tanh, sigma_b2 = 0.05,
-sigma_w2 in 0.5..3.8, depth 2..64, digits, 150 SGD steps of batch 64, 16 channels) on a local Dask
-cluster, then :func:`cnnmft.pytorch.sweeps.modewise_study` (depth 16 at the critical point,
-t = 0..0.5, orthogonal and Gaussian kernels, 3 seeds, 300 steps). Writes figures and numbers to
-``benchmarks/results/``. Cells are stored under ``--store`` as they finish, so an interrupted run
-resumes where it stopped.
+Runs :func:`cnnmft.pytorch.experiments.trainability_sweep` on its default grid (tanh,
+sigma_b2 = 0.05, 6 sigma_w2 across both phases, depths 4..512, 2 learning rates, 2 seeds,
+150 SGD steps of batch 16, 8 channels, Gaussian kernels) on a local Dask cluster, one ensemble
+task per (depth, seed), cheapest first. Every task is stored under ``--store`` as it finishes;
+rerun the same command to resume, or ``--assemble`` to build the figure and numbers from what
+is stored so far (missing runs are INTERRUPTED and left out of the agreements).
 
 Usage::
 
-    nice python benchmarks/trainability_sweep.py [--workers 2] [--store DIR] [--skip-modes]
+    python benchmarks/trainability_sweep.py [--workers 1] [--store DIR] [--assemble]
+    python benchmarks/trainability_sweep.py --gpu     # GPU_PROFILE, for one H100/H200
 
-Timings depend on machine load: on a shared machine they are inflated by contention.
+Writes ``trainability_sweep{.npz,.json,.png,_summary.json}`` (``trainability_gpu*`` with
+``--gpu``) to ``--out``. Timings depend on machine load; the load average is recorded.
 """
 
 from __future__ import annotations
@@ -23,102 +25,94 @@ import platform
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-
-from cnnmft.pytorch import sweeps  # noqa: E402
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
 
+def _summary(res, wall, store, args, load0):
+    from cnnmft.results import Status, status_counts
+    from cnnmft.sweeps import CellStore
+
+    recs = CellStore(store).records().values()
+    cell_s = [r["elapsed_s"] or 0.0 for r in recs]
+    per_step = {str(r["params"]["depth"]) + "/" + str(r["params"]["seed"]):
+                r["result"]["seconds_per_step"] for r in recs if r["result"]}
+    t, v = res.trained, res.valid
+    pred = np.broadcast_to(res.depth[:, None] <= res.predicted_depth[None, :], t.shape)
+    return {
+        "grid": {"sigma_w2": res.sigma_w2.tolist(), "depth": res.depth.tolist(),
+                 "lrs": res.lrs.tolist(), "seeds": res.seeds.tolist(),
+                 "sigma_b2": res.sigma_b2, "act": res.act},
+        "training": json.loads(res.config),
+        "trained_definition": (f"test accuracy (at the learning rate with the lowest final "
+                               f"training loss) > {res.threshold:.4f} = chance 0.1 + "
+                               f"{res.k_se:g} binomial standard errors on the test set"),
+        "predicted_depth_6xi_c": [None if not np.isfinite(x) else float(x)
+                                  for x in res.predicted_depth],
+        "cells_with_result": int(v.sum()), "cells_total": int(v.size),
+        "run_status_counts": status_counts(res.status),
+        "agreement_6xi_c": res.agreement,
+        "agreement_best_depth_rule": res.agreement_depth_rule, "best_depth_D": res.best_depth,
+        "agreement_best_sigma_w2_rule": res.agreement_sigma_rule,
+        "k_fit": res.k_fit, "k_fit_per_seed": res.k_fit_per_seed.tolist(),
+        "agreement_k_fit": res.agreement_k_fit,
+        "confusion_6xi_c": {"trained_and_predicted": int((t & pred & v).sum()),
+                            "neither": int((~t & ~pred & v).sum()),
+                            "trained_beyond_bound": int((t & ~pred & v).sum()),
+                            "predicted_not_trained": int((~t & pred & v).sum())},
+        "fraction_trained_by_depth": {str(int(d)): float(t[:, i][v[:, i]].mean())
+                                      if v[:, i].any() else None
+                                      for i, d in enumerate(res.depth)},
+        "diverged_runs": int((res.status == int(Status.NONFINITE)).sum()),
+        "wall_seconds_this_call": wall, "sum_task_seconds": float(np.sum(cell_s)),
+        "seconds_per_step_by_depth_seed": per_step,
+        "workers": args.workers,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "load_average_at_start": load0, "load_average_at_end": list(os.getloadavg()),
+        "note": args.note,
+    }
+
+
 def main(argv=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from cnnmft.pytorch import experiments as E
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--store", default="/tmp/cnnmft-trainability-cells")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--store", default=None, help="cell store (default /tmp/cnnmft-trainability"
+                                                  "[-gpu])")
     ap.add_argument("--out", default=str(HERE / "results"))
-    ap.add_argument("--skip-modes", action="store_true")
-    ap.add_argument("--skip-phase", action="store_true")
-    ap.add_argument("--note", default="", help="extra text for the summaries (e.g. earlier runs)")
+    ap.add_argument("--gpu", action="store_true", help="the GPU profile (E.GPU_PROFILE)")
+    ap.add_argument("--assemble", action="store_true",
+                    help="do not train: build the result from the store as it is")
+    ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    name = "trainability_gpu" if args.gpu else "trainability_sweep"
+    store = args.store or ("/tmp/cnnmft-trainability" + ("-gpu" if args.gpu else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    note = ("timings on a 2-core machine; other work running at the same time inflates them; "
-            "load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    if args.note:
-        note += "; " + args.note
-
-    if not args.skip_phase:
-        resumed = len(sweeps.CellStore(Path(args.store) / "phase"))
-        t0 = time.perf_counter()
-        res = sweeps.trainability_sweep(store=Path(args.store) / "phase", n_workers=args.workers)
-        wall = time.perf_counter() - t0
-        res.save(out / "trainability_sweep.npz")
-        res.save(out / "trainability_sweep.json")
-        fig = sweeps.plot_trainability(res)
-        fig.savefig(out / "trainability_sweep.png", dpi=120, bbox_inches="tight")
-        store = sweeps.CellStore(Path(args.store) / "phase")
-        cell_s = [r["elapsed_s"] or 0.0 for r in store.records().values()]
-        sens = {f"{thr:g}": sweeps.agreement_fraction(
-            np.nan_to_num(res.train_accuracy, nan=-1.0) >= thr, res.predicted)
-            for thr in (0.2, 0.3, 0.5)}
-        summary = {
-            "grid": {"sigma_w2": res.sigma_w2.tolist(), "depth": res.depth.tolist(),
-                     "sigma_b2": res.sigma_b2, "act": res.act},
-            "training": json.loads(res.config),
-            "threshold": res.threshold,
-            "trained_definition": f"final training accuracy on 1000 training images >= "
-                                  f"{res.threshold:g} (chance 0.1)",
-            "agreement": res.agreement,
-            "agreement_at_other_thresholds": sens,
-            "confusion": {"trained_and_predicted": int((res.trained & res.predicted).sum()),
-                          "neither": int((~res.trained & ~res.predicted).sum()),
-                          "trained_beyond_bound": int((res.trained & ~res.predicted).sum()),
-                          "predicted_not_trained": int((~res.trained & res.predicted).sum())},
-            "wall_seconds_this_run": wall,
-            "cells_found_in_store_at_start": resumed,
-            "sum_cell_seconds": float(np.sum(cell_s)),
-            "n_cells": int(res.trained.size),
-            "workers": args.workers,
-            "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
-            "note": note,
-        }
-        (out / "trainability_sweep_summary.json").write_text(json.dumps(summary, indent=1))
-        print(res.summary())
-        print(f"agreement at thresholds 0.2/0.3/0.5: {sens}")
-        print(f"wall {wall:.0f} s, sum of cell times {np.sum(cell_s):.0f} s ({note})")
-
-    if not args.skip_modes:
-        resumed = len(sweeps.CellStore(Path(args.store) / "modes"))
-        t0 = time.perf_counter()
-        study = sweeps.modewise_study(store=Path(args.store) / "modes", n_workers=args.workers)
-        wall = time.perf_counter() - t0
-        cell_s = [r["elapsed_s"] or 0.0
-                  for r in sweeps.CellStore(Path(args.store) / "modes").records().values()]
-        study.save(out / "modewise_study.npz")
-        study.save(out / "modewise_study.json")
-        fig = sweeps.plot_modewise(study)
-        fig.savefig(out / "modewise_study.png", dpi=120, bbox_inches="tight")
-        rows = []
-        for ik, kind in enumerate(study.kinds):
-            for it, t in enumerate(study.t):
-                rows.append({"kind": str(kind), "t": float(t),
-                             "train_accuracy": float(study.train_accuracy[ik, it]),
-                             "test_accuracy": float(study.test_accuracy[ik, it]),
-                             "test_accuracy_se": float(study.test_accuracy_se[ik, it]),
-                             "mean_train_loss": float(study.loss_auc[ik, it]),
-                             "xi_slowest_mode": float(study.xi_slowest[it]),
-                             "surviving_mode_fraction": float(study.surviving_fraction[it])})
-                print(rows[-1])
-        (out / "modewise_study_summary.json").write_text(json.dumps(
-            {"depth": study.depth, "sigma_w2": study.sigma_w2, "sigma_b2": study.sigma_b2,
-             "spatial_shape": study.spatial_shape.tolist(), "n_seeds": study.n_seeds,
-             "training": json.loads(study.config), "rows": rows, "wall_seconds_this_run": wall,
-             "cells_found_in_store_at_start": resumed, "sum_cell_seconds": float(np.sum(cell_s)),
-             "note": note}, indent=1))
-        print(f"mode-wise study: wall {wall:.0f} s")
+    load0 = list(os.getloadavg())
+    kw = {}
+    if args.gpu:
+        p = E.GPU_PROFILE
+        kw = dict(sigma_w2=p["sigma_w2"], depth=p["depth"], lrs=p["lrs"], seeds=p["seeds"],
+                  **p["train"])
+    t0 = time.perf_counter()
+    res = E.trainability_sweep(store=store, n_workers=args.workers, compute=not args.assemble,
+                               **kw)
+    wall = time.perf_counter() - t0
+    res.save(out / f"{name}.npz")
+    res.save(out / f"{name}.json")
+    E.plot_trainability(res).savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
+    summary = _summary(res, wall, store, args, load0)
+    (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=1))
+    print(res.summary())
+    print(f"wall {wall:.0f} s, sum of task times {summary['sum_task_seconds']:.0f} s, load "
+          f"{load0} -> {summary['load_average_at_end']}")
 
 
 if __name__ == "__main__":

@@ -32,97 +32,145 @@ PKG = Path(__file__).resolve().parents[1] / "cnnmft"
 LAYERS = ["plumbing", "engine", "maths", "checks", "experiments", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 _EXACT = {
-    "results": "plumbing", "_validation": "plumbing", "_util": "plumbing",
-    "_threads": "plumbing", "conventions": "plumbing", "plotting": "plumbing",
-    "activations": "engine", "gaussian": "engine", "_kernels": "engine",
-    "meanfield": "maths", "depth": "maths", "phase": "maths", "fourier": "maths",
-    "covariance": "maths", "spectrum": "maths", "orthogonal": "maths", "montecarlo": "maths",
-    "network": "maths", "_conv": "maths",
-    "checks": "checks", "validate": "checks", "_network_checks": "checks",
-    "sweeps": "experiments", "pytorch": "experiments",
-    "cli": "cli", "__main__": "cli", "commands": "cli", "report": "cli",
+    "results": "plumbing",
+    "_validation": "plumbing",
+    "_util": "plumbing",
+    "_threads": "plumbing",
+    "conventions": "plumbing",
+    "plotting": "plumbing",
+    "activations": "engine",
+    "gaussian": "engine",
+    "_kernels": "engine",
+    "meanfield": "maths",
+    "depth": "maths",
+    "phase": "maths",
+    "fourier": "maths",
+    "covariance": "maths",
+    "spectrum": "maths",
+    "orthogonal": "maths",
+    "montecarlo": "maths",
+    "network": "maths",
+    "_conv": "maths",
+    "checks": "checks",
+    "validate": "checks",
+    "_network_checks": "checks",
+    "sweeps": "experiments",
+    "pytorch": "experiments",
+    "cli": "cli",
+    "__main__": "cli",
+    "commands": "cli",
+    "report": "cli",
 }
 _PREFIXES = {"_covariance_": "maths", "_spectrum_": "maths", "_network_": "maths"}
 
 # optional stacks that may be imported inside functions (so `import cnnmft` stays light)
-OPTIONAL = {"torch", "torchvision", "matplotlib", "mpl_toolkits", "dask", "distributed",
-            "dask_jobqueue", "tqdm", "pandas", "xarray", "threadpoolctl", "sklearn",
-            "playwright", "tomllib", "tomli"}
+OPTIONAL = {
+    "torch",
+    "torchvision",
+    "matplotlib",
+    "mpl_toolkits",
+    "dask",
+    "distributed",
+    "dask_jobqueue",
+    "tqdm",
+    "pandas",
+    "xarray",
+    "threadpoolctl",
+    "sklearn",
+    "playwright",
+    "tomllib",
+    "tomli",
+}
 
 # Violations still in the tree, as "<file> <what>" (no line numbers), each file with its
 # maintainer; these make their rule xfail (not strict) until fixed, anything new fails.
 OWNERS = {
-    "cnnmft/_kernels/_jit.py": "PERF", "cnnmft/_threads.py": "PERF",
-    "cnnmft/_kernels/": "MF", "cnnmft/fourier.py": "MF", "cnnmft/meanfield.py": "MF",
-    "cnnmft/montecarlo.py": "MF (NET for the backward pass)", "cnnmft/orthogonal.py": "MF",
-    "cnnmft/phase.py": "MF", "cnnmft/spectrum.py": "MF", "cnnmft/gaussian.py": "MF",
-    "cnnmft/pytorch/sweeps.py": "SWEEP", "cnnmft/sweeps.py": "SWEEP",
-    "cnnmft/pytorch/ensemble.py": "SWEEP", "cnnmft/pytorch/experiments.py": "SWEEP",
-    "cnnmft/report/trainability.py": "SWEEP", "cnnmft/report/training.py": "TRAIN",
-    "cnnmft/pytorch/": "TRAIN", "cnnmft/report/": "CLI", "cnnmft/commands/": "CLI",
-    "cnnmft/validate.py": "CLI", "cnnmft/checks.py": "CLI", "cnnmft/cli.py": "CLI",
-    "cnnmft/covariance.py": "COV", "cnnmft/_covariance": "COV", "cnnmft/network.py": "NET",
+    "cnnmft/_kernels/_jit.py": "PERF",
+    "cnnmft/_threads.py": "PERF",
+    "cnnmft/_kernels/": "MF",
+    "cnnmft/fourier.py": "MF",
+    "cnnmft/meanfield.py": "MF",
+    "cnnmft/montecarlo.py": "MF (NET for the backward pass)",
+    "cnnmft/orthogonal.py": "MF",
+    "cnnmft/phase.py": "MF",
+    "cnnmft/spectrum.py": "MF",
+    "cnnmft/gaussian.py": "MF",
+    "cnnmft/pytorch/sweeps.py": "SWEEP",
+    "cnnmft/sweeps.py": "SWEEP",
+    "cnnmft/pytorch/ensemble.py": "SWEEP",
+    "cnnmft/pytorch/experiments.py": "SWEEP",
+    "cnnmft/report/trainability.py": "SWEEP",
+    "cnnmft/report/training.py": "TRAIN",
+    "cnnmft/pytorch/": "TRAIN",
+    "cnnmft/report/": "CLI",
+    "cnnmft/commands/": "CLI",
+    "cnnmft/validate.py": "CLI",
+    "cnnmft/checks.py": "CLI",
+    "cnnmft/cli.py": "CLI",
+    "cnnmft/covariance.py": "COV",
+    "cnnmft/_covariance": "COV",
+    "cnnmft/network.py": "NET",
     "cnnmft/_network": "NET",
 }
 KNOWN: set[str] = {
-    'cnnmft/_kernels/_custom.py function-local import cnnmft.activations',
-    'cnnmft/_kernels/_custom.py imports cnnmft.activations',
-    'cnnmft/_kernels/_jit.py imports cnnmft._threads',
-    'cnnmft/_threads.py function-local import numba.np.ufunc',
-    'cnnmft/commands/_common.py function-local import cnnmft._util',
-    'cnnmft/commands/_common.py function-local import enum',
-    'cnnmft/commands/_common.py function-local import math',
-    'cnnmft/commands/_common.py function-local import numpy',
-    'cnnmft/commands/report.py function-local import cnnmft.report',
-    'cnnmft/commands/spectrum.py function-local import cnnmft.report.spectrum',
-    'cnnmft/commands/train.py function-local import cnnmft.pytorch.config',
-    'cnnmft/commands/train.py function-local import cnnmft.pytorch.train',
-    'cnnmft/commands/trainability.py function-local import cnnmft.pytorch.experiments',
-    'cnnmft/commands/trainability.py function-local import cnnmft.pytorch.profiles',
-    'cnnmft/commands/trainability.py function-local import pathlib',
-    'cnnmft/commands/validate.py function-local import cnnmft.validate',
-    'cnnmft/commands/validate.py function-local import sys',
-    'cnnmft/fourier.py function-local import cnnmft.meanfield',
-    'cnnmft/meanfield.py function-local import numba',
-    'cnnmft/montecarlo.py function-local import cnnmft.fourier',
-    'cnnmft/montecarlo.py function-local import cnnmft.orthogonal',
-    'cnnmft/montecarlo.py function-local import cnnmft.results',
-    'cnnmft/montecarlo.py function-local import scipy.sparse.linalg',
-    'cnnmft/orthogonal.py function-local import cnnmft.fourier',
-    'cnnmft/phase.py function-local import cnnmft._kernels._tables',
-    'cnnmft/pytorch/distributed.py function-local import argparse',
-    'cnnmft/pytorch/distributed.py function-local import cnnmft.pytorch.config',
-    'cnnmft/pytorch/distributed.py function-local import cnnmft.pytorch.train',
-    'cnnmft/pytorch/distributed.py function-local import dataclasses',
-    'cnnmft/pytorch/models.py function-local import cnnmft',
-    'cnnmft/pytorch/models.py function-local import cnnmft.pytorch.init',
-    'cnnmft/pytorch/train.py function-local import cnnmft.pytorch.data',
-    'cnnmft/pytorch/train.py function-local import cnnmft.pytorch.distributed',
-    'cnnmft/pytorch/train.py function-local import cnnmft.pytorch.models',
-    'cnnmft/report/__init__.py function-local import cnnmft',
-    'cnnmft/report/__init__.py importlib/__import__ string import',
-    'cnnmft/report/kernels.py function-local import cnnmft.fourier',
-    'cnnmft/report/kernels.py function-local import cnnmft.orthogonal',
-    'cnnmft/report/modes.py function-local import cnnmft.covariance',
-    'cnnmft/report/modes.py function-local import cnnmft.fourier',
-    'cnnmft/report/phase.py function-local import cnnmft',
-    'cnnmft/report/spectrum.py function-local import cnnmft.meanfield',
-    'cnnmft/report/spectrum.py function-local import cnnmft.montecarlo',
-    'cnnmft/report/spectrum.py function-local import cnnmft.spectrum',
-    'cnnmft/report/trainability.py function-local import cnnmft.pytorch.experiments',
-    'cnnmft/report/trainability.py function-local import cnnmft.pytorch.profiles',
-    'cnnmft/report/training.py function-local import cnnmft.pytorch.train',
-    'cnnmft/report/validation.py function-local import cnnmft.validate',
-    'cnnmft/spectrum.py function-local import cnnmft._kernels._custom',
-    'cnnmft/spectrum.py function-local import cnnmft.gaussian',
-    'cnnmft/spectrum.py function-local import cnnmft.meanfield',
-    'cnnmft/spectrum.py function-local import scipy.optimize',
-    'cnnmft/validate.py function-local import cnnmft.fourier',
-    'cnnmft/validate.py function-local import csv',
-    'cnnmft/validate.py function-local import html',
-    'cnnmft/validate.py function-local import pathlib',
-    'cnnmft/validate.py function-local import scipy.stats',
-    'cnnmft/validate.py importlib/__import__ string import',
+    "cnnmft/_kernels/_custom.py function-local import cnnmft.activations",
+    "cnnmft/_kernels/_custom.py imports cnnmft.activations",
+    "cnnmft/_kernels/_jit.py imports cnnmft._threads",
+    "cnnmft/_threads.py function-local import numba.np.ufunc",
+    "cnnmft/commands/_common.py function-local import cnnmft._util",
+    "cnnmft/commands/_common.py function-local import enum",
+    "cnnmft/commands/_common.py function-local import math",
+    "cnnmft/commands/_common.py function-local import numpy",
+    "cnnmft/commands/report.py function-local import cnnmft.report",
+    "cnnmft/commands/spectrum.py function-local import cnnmft.report.spectrum",
+    "cnnmft/commands/train.py function-local import cnnmft.pytorch.config",
+    "cnnmft/commands/train.py function-local import cnnmft.pytorch.train",
+    "cnnmft/commands/trainability.py function-local import cnnmft.pytorch.experiments",
+    "cnnmft/commands/trainability.py function-local import cnnmft.pytorch.profiles",
+    "cnnmft/commands/trainability.py function-local import pathlib",
+    "cnnmft/commands/validate.py function-local import cnnmft.validate",
+    "cnnmft/commands/validate.py function-local import sys",
+    "cnnmft/fourier.py function-local import cnnmft.meanfield",
+    "cnnmft/meanfield.py function-local import numba",
+    "cnnmft/montecarlo.py function-local import cnnmft.fourier",
+    "cnnmft/montecarlo.py function-local import cnnmft.orthogonal",
+    "cnnmft/montecarlo.py function-local import cnnmft.results",
+    "cnnmft/montecarlo.py function-local import scipy.sparse.linalg",
+    "cnnmft/orthogonal.py function-local import cnnmft.fourier",
+    "cnnmft/phase.py function-local import cnnmft._kernels._tables",
+    "cnnmft/pytorch/distributed.py function-local import argparse",
+    "cnnmft/pytorch/distributed.py function-local import cnnmft.pytorch.config",
+    "cnnmft/pytorch/distributed.py function-local import cnnmft.pytorch.train",
+    "cnnmft/pytorch/distributed.py function-local import dataclasses",
+    "cnnmft/pytorch/models.py function-local import cnnmft",
+    "cnnmft/pytorch/models.py function-local import cnnmft.pytorch.init",
+    "cnnmft/pytorch/train.py function-local import cnnmft.pytorch.data",
+    "cnnmft/pytorch/train.py function-local import cnnmft.pytorch.distributed",
+    "cnnmft/pytorch/train.py function-local import cnnmft.pytorch.models",
+    "cnnmft/report/__init__.py function-local import cnnmft",
+    "cnnmft/report/__init__.py importlib/__import__ string import",
+    "cnnmft/report/kernels.py function-local import cnnmft.fourier",
+    "cnnmft/report/kernels.py function-local import cnnmft.orthogonal",
+    "cnnmft/report/modes.py function-local import cnnmft.covariance",
+    "cnnmft/report/modes.py function-local import cnnmft.fourier",
+    "cnnmft/report/phase.py function-local import cnnmft",
+    "cnnmft/report/spectrum.py function-local import cnnmft.meanfield",
+    "cnnmft/report/spectrum.py function-local import cnnmft.montecarlo",
+    "cnnmft/report/spectrum.py function-local import cnnmft.spectrum",
+    "cnnmft/report/trainability.py function-local import cnnmft.pytorch.experiments",
+    "cnnmft/report/trainability.py function-local import cnnmft.pytorch.profiles",
+    "cnnmft/report/training.py function-local import cnnmft.pytorch.train",
+    "cnnmft/report/validation.py function-local import cnnmft.validate",
+    "cnnmft/spectrum.py function-local import cnnmft._kernels._custom",
+    "cnnmft/spectrum.py function-local import cnnmft.gaussian",
+    "cnnmft/spectrum.py function-local import cnnmft.meanfield",
+    "cnnmft/spectrum.py function-local import scipy.optimize",
+    "cnnmft/validate.py function-local import cnnmft.fourier",
+    "cnnmft/validate.py function-local import csv",
+    "cnnmft/validate.py function-local import html",
+    "cnnmft/validate.py function-local import pathlib",
+    "cnnmft/validate.py function-local import scipy.stats",
+    "cnnmft/validate.py importlib/__import__ string import",
 }
 
 
@@ -204,8 +252,9 @@ class _Imports(ast.NodeVisitor):
     def visit_Import(self, node):
         for alias in node.names:
             if alias.name == "cnnmft" or alias.name.startswith("cnnmft."):
-                self._add(alias.name[len("cnnmft."):] if "." in alias.name else "", node.lineno,
-                          True)
+                self._add(
+                    alias.name[len("cnnmft.") :] if "." in alias.name else "", node.lineno, True
+                )
             else:
                 self._add(alias.name, node.lineno, False)
 
@@ -214,7 +263,7 @@ class _Imports(ast.NodeVisitor):
             base = ".".join(self._base(node.level) + ([node.module] if node.module else []))
             internal = True
         elif node.module == "cnnmft" or (node.module or "").startswith("cnnmft."):
-            base = node.module[len("cnnmft."):] if "." in node.module else ""
+            base = node.module[len("cnnmft.") :] if "." in node.module else ""
             internal = True
         else:
             self._add(node.module or "", node.lineno, False)
@@ -249,8 +298,9 @@ def _where(modname: str, line: int) -> str:
 
 
 def _violations() -> dict[str, list[str]]:
-    rules: dict[str, list[str]] = {k: [] for k in ("layer", "cli", "kernels", "dynamic",
-                                                   "local", "cycle", "backend")}
+    rules: dict[str, list[str]] = {
+        k: [] for k in ("layer", "cli", "kernels", "dynamic", "local", "cycle", "backend")
+    }
     for mod, (path, v) in SCAN.items():
         src = _layer_of(mod) if mod else None
         if src != "cli":
@@ -333,16 +383,21 @@ def test_rule(rule):
     assert not new, f"{rule} rule broken:\n" + "\n".join(f"{v}  [{_owner(v)}]" for v in new)
     if VIOLATIONS[rule]:
         owners = sorted({_owner(v) for v in VIOLATIONS[rule]})
-        pytest.xfail(f"{len(VIOLATIONS[rule])} known {rule} violations left, owners "
-                     f"{', '.join(owners)}:\n" + "\n".join(VIOLATIONS[rule]))
+        pytest.xfail(
+            f"{len(VIOLATIONS[rule])} known {rule} violations left, owners "
+            f"{', '.join(owners)}:\n" + "\n".join(VIOLATIONS[rule])
+        )
 
 
 def test_import_cnnmft_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, cnnmft; heavy = [m for m in ('torch', 'matplotlib', 'dask', 'pandas', "
-            "'xarray') if m in sys.modules]; print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, cnnmft; heavy = [m for m in ('torch', 'matplotlib', 'dask', 'pandas', "
+        "'xarray') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "", f"`import cnnmft` imported {out}"

@@ -1,9 +1,11 @@
 """``cnnmft trainability``: theory against training, on a Dask cluster.
 
-Two studies (THEORY.md §5.2-5.3):
+Two studies (docs/theory.md, sections 5.2-5.3), trained as ensembles (one grouped computation
+per depth and seed):
 
-* ``phase`` (default): one short training run per ``(depth, sigma_w2)`` cell at fixed
-  ``sigma_b2``; accuracy heatmap with ``6 xi_c`` drawn over it and the agreement fraction.
+* ``phase`` (default): every ``(depth, sigma_w2, learning rate, seed)`` at fixed ``sigma_b2``;
+  heat map of the trained cells with ``6 xi_c``, and its agreement next to the best depth-only
+  and sigma_w2-only rules.
 * ``modes``: fixed depth at criticality, kernels with spatial variance profiles from delta to
   binomial (orthogonal and Gaussian); training speed and test accuracy against predicted per-mode
   depth scales.
@@ -12,6 +14,8 @@ Finished cells are stored under ``--store`` as they complete; rerunning skips th
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 def configure(p):
@@ -25,30 +29,36 @@ def configure(p):
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://host:8786 "
                         "(default: an in-process local cluster)")
-    p.add_argument("--workers", type=int, default=2, help="local cluster worker processes")
+    p.add_argument("--scheduler-file", default=None, metavar="PATH",
+                   help="scheduler file of a running cluster (dask scheduler --scheduler-file)")
+    p.add_argument("--ship-data", action="store_true",
+                   help="send the dataset to the workers (when they cannot read its files)")
+    p.add_argument("--workers", type=int, default=1, help="local cluster worker processes")
     p.add_argument("--act", default="tanh", help="activation (default tanh)")
-    p.add_argument("--dataset", default="digits", help="digits (default), mnist or cifar10")
-    p.add_argument("--data-dir", default=None, help="folder with MNIST/CIFAR-10 files")
-    p.add_argument("--steps", type=int, default=None, help="training steps per cell")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist (default), digits, digits28, mnist or cifar10")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run")
     p.add_argument("--channels", type=int, default=None, help="width of the deep block")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size")
-    p.add_argument("--seed", type=int, default=0, help="seed (phase study)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds")
     g = p.add_argument_group("phase study")
     g.add_argument("--sigma-w2", type=float, nargs="+", default=None, metavar="S",
-                   help="weight variances (default: 12 values from 0.5 to 3.8)")
+                   help="weight variances (default: 0.8 1.3 1.76 2.1 2.8 4.0)")
     g.add_argument("--depths", type=int, nargs="+", default=None, metavar="L",
-                   help="depths (default: 2 4 6 8 12 16 24 32 48 64)")
+                   help="depths (default: 4 8 16 ... 512)")
+    g.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
+                   help="learning-rate grid; per cell the lowest final training loss wins")
     p.add_argument("--sigma-b2", type=float, default=0.05,
                    help="bias variance (default 0.05); the modes study uses the critical "
                         "sigma_w2 for it")
-    g.add_argument("--threshold", type=float, default=0.3,
-                   help="'trained' means final training accuracy >= this (default 0.3)")
+    g.add_argument("--k-se", type=float, default=5.0,
+                   help="'trained' means test accuracy > chance + K standard errors (default 5)")
     g = p.add_argument_group("modes study")
     g.add_argument("--t", type=float, nargs="+", default=None, metavar="T",
-                   help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 binomial)")
-    g.add_argument("--depth", type=int, default=16, help="depth of every run (default 16)")
-    g.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2), help="seeds per profile")
+                   help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 uniform-like)")
+    g.add_argument("--depth", type=int, default=32, help="depth of every run (default 32)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (modes study)")
     g.add_argument("--kinds", nargs="+", default=("orthogonal", "gaussian"),
                    choices=("orthogonal", "gaussian"), help="kernel kinds")
 
@@ -57,7 +67,7 @@ def _train_kwargs(args):
     kw = {"dataset": args.dataset}
     if args.data_dir is not None:
         kw["data_dir"] = args.data_dir
-    for name in ("steps", "channels", "lr", "batch_size"):
+    for name in ("steps", "channels", "batch_size"):
         val = getattr(args, name)
         if val is not None:
             kw[name] = val
@@ -72,35 +82,43 @@ def run(args) -> int:
 
     matplotlib.use("Agg")
 
-    from cnnmft.pytorch import sweeps
+    from cnnmft.pytorch import experiments, profiles
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = args.store or str(out / "cells")
     if args.study == "phase":
-        res = sweeps.trainability_sweep(
+        res = experiments.trainability_sweep(
             args.sigma_w2, args.depths, sigma_b2=args.sigma_b2, act=args.act, store=store,
-            threshold=args.threshold, seed=args.seed, scheduler=args.scheduler,
+            lrs=args.lrs, seeds=args.seeds, k_se=args.k_se, scheduler=args.scheduler,
+            scheduler_file=args.scheduler_file, ship_data=args.ship_data,
             n_workers=args.workers, **_train_kwargs(args))
         res.save(out / "trainability.npz")
         res.save(out / "trainability.json")
-        fig = sweeps.plot_trainability(res)
+        fig = experiments.plot_trainability(res)
         fig.savefig(out / "trainability.png", dpi=120, bbox_inches="tight")
         print(res.summary())
     else:
         kw = {} if args.t is None else {"t": args.t}
-        res = sweeps.modewise_study(
-            depth=args.depth, kinds=args.kinds, act=args.act, seeds=args.seeds, store=store,
-            sigma_b2=args.sigma_b2,
-            scheduler=args.scheduler, n_workers=args.workers, **kw, **_train_kwargs(args))
+        if args.seeds is not None:
+            kw["seeds"] = args.seeds
+        if args.lr is not None:
+            kw["lr"] = args.lr
+        res = profiles.modewise_study(
+            depth=args.depth, kinds=args.kinds, act=args.act, store=store,
+            sigma_b2=args.sigma_b2, scheduler=args.scheduler,
+            scheduler_file=args.scheduler_file, ship_data=args.ship_data,
+            n_workers=args.workers, **kw, **_train_kwargs(args))
         res.save(out / "modewise.npz")
         res.save(out / "modewise.json")
-        fig = sweeps.plot_modewise(res)
+        fig = profiles.plot_modewise(res)
         fig.savefig(out / "modewise.png", dpi=120, bbox_inches="tight")
         for ik, kind in enumerate(res.kinds):
             for it, t in enumerate(res.t):
-                print(f"{kind:10s} t={t:4.2f}: test acc {res.test_accuracy[ik, it]:.3f} "
-                      f"+- {res.test_accuracy_se[ik, it]:.3f}, mean loss "
-                      f"{res.loss_auc[ik, it]:.3f}, xi(slowest mode) {res.xi_slowest[it]:.3g}")
+                print(f"{kind:10s} t={t:4.2f}: test acc {np.nanmean(res.test_accuracy[ik, it]):.3f}"
+                      f", mean loss {np.nanmean(res.loss_auc[ik, it]):.3f}, xi(slowest mode) "
+                      f"{res.xi_slowest[it]:.3g}")
+            print(f"{kind}: slope of test accuracy in t {res.slope_test_accuracy[ik]:+.4f} +- "
+                  f"{res.slope_se[ik]:.4f}")
     print(f"written to {out}/")
     return 0

@@ -37,18 +37,15 @@ from cnnmft.pytorch.train import TrainConfig, TrainResult, plot_training, train 
 __all__ += ["VanillaCNN", "DeepConvBlock", "critical_variances", "Dataset", "load_dataset",
             "TrainConfig", "TrainResult", "train", "plot_training"]
 
-# --- trainability sweeps on Dask (issue 8; dask is imported only when a sweep runs) -----------
-from cnnmft.pytorch.sweeps import (  # noqa: E402
-    CellStore,
-    ModewiseStudy,
+# --- ensembles and the theory-against-training experiments (dask only when a sweep runs) -----
+from cnnmft.pytorch.ensemble import EnsembleCNN, EnsembleSGD, train_ensemble  # noqa: E402
+from cnnmft.pytorch.experiments import (  # noqa: E402
     TrainabilitySweep,
-    dask_client,
-    modewise_study,
-    plot_modewise,
     plot_trainability,
-    run_cells,
     trainability_sweep,
 )
+from cnnmft.pytorch.profiles import ModewiseStudy, modewise_study, plot_modewise  # noqa: E402
 
-__all__ += ["CellStore", "ModewiseStudy", "TrainabilitySweep", "dask_client", "modewise_study",
-            "plot_modewise", "plot_trainability", "run_cells", "trainability_sweep"]
+__all__ += ["EnsembleCNN", "EnsembleSGD", "train_ensemble", "TrainabilitySweep",
+            "trainability_sweep", "plot_trainability", "ModewiseStudy", "modewise_study",
+            "plot_modewise"]
