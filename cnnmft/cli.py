@@ -166,14 +166,15 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     # function-local for the reason given in _command_module: _common imports numpy
-    from cnnmft.commands._common import flag_names, translate
+    from cnnmft.commands._common import flag_names, one_line_interrupts, translate
 
     sub = subs[args.command]
     mod = _command_module(args.command)
     shown, warnings.showwarning = warnings.showwarning, _show_warning(args.command)
     t0 = time.perf_counter()
     try:
-        rc = int(mod.run(args) or 0)
+        with one_line_interrupts():
+            rc = int(mod.run(args) or 0)
         if getattr(args, "verbose", 0):
             print(f"cnnmft {args.command}: finished in {time.perf_counter() - t0:.2f} s "
                   f"(exit code {rc})", file=sys.stderr)

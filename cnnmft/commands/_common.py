@@ -19,15 +19,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import sys
+import threading
 
 from cnnmft._util import set_quiet
 
 __all__ = ["add_common", "Output", "flag_names", "translate", "need_memory", "memory_available",
-           "format_bytes", "workers_ignore_sigint", "check_range"]
+           "format_bytes", "workers_ignore_sigint", "one_line_interrupts", "check_range"]
 
 
 def add_common(parser, *, json_output=True):
@@ -191,6 +193,34 @@ def need_memory(nbytes: float, what: str, *, available: int | None = None) -> No
 
 
 # ----------------------------------------------------------------------- Ctrl-C and workers
+
+_NOISY_ON_SHUTDOWN = ("distributed", "asyncio", "tornado", "bokeh")
+
+
+def _interrupt(signum, frame):
+    """SIGINT handler: quiet the loggers that report a cluster's shutdown, then interrupt."""
+    for name in _NOISY_ON_SHUTDOWN:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def one_line_interrupts():
+    """Within this block Ctrl-C raises KeyboardInterrupt with the cluster loggers silenced.
+
+    Closing a Dask cluster that was interrupted logs cancelled tasks and never-retrieved futures
+    (from the driver's event loop); after a Ctrl-C these are noise, so the handler turns those
+    loggers off before the interrupt unwinds the sweep. The previous handler is put back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
 
 @contextlib.contextmanager
 def workers_ignore_sigint():
