@@ -283,3 +283,16 @@ def test_padded_covariance_fields(rng):
         padded_covariance(x, "erf", 1.5, 0.05, v, 2, layers="all", stride=[2, 1])
     one = padded_covariance(x, "erf", 1.5, 0.05, v, 2, stride=[2, 1], padding="same_tf")
     assert one["cov"].shape == (1, 4, 4, 4, 4)
+
+
+def test_brute_force_reference_3d(rng):
+    x = rng.normal(size=(1, 3, 3, 2, 2))
+    v = variance_profile("binomial", (3, 2, 2))
+    lib = [Conv((3, 2, 2), (2, 1, 2), "zero", 1.5, 0.1, v), Act("erf"), GlobalAvgPool(),
+           Dense(1.0, 0.0)]
+    ref = [("conv", (3, 2, 2), (2, 1, 2), "zero", 1.5, v.ravel(), 0.1), ("act", "erf"),
+           ("gap",), ("dense", 1.0, 0.0)]
+    r = propagate_network(x, lib)
+    K, T, _ = R.forward(x, ref)
+    assert abs(r.nngp[0, 0] - K[0, 0]) <= 1e-12 * abs(K[0, 0])
+    assert abs(r.ntk_out[0, 0] - T[0, 0]) <= 1e-12 * abs(T[0, 0])
