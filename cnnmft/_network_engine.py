@@ -14,7 +14,8 @@ from cnnmft.activations import get_activation
 from cnnmft.fourier import variance_profile
 from cnnmft.results import Result, Status
 
-__all__ = ["NetworkResult", "propagate_network", "conv_stack", "padded_covariance"]
+__all__ = ["NetworkResult", "propagate_network", "conv_stack", "padded_covariance",
+           "needs_dense"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -363,6 +364,8 @@ def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padd
     """
     t0 = time.perf_counter()
     a = get_activation(act)
+    if isinstance(v, str):
+        raise TypeError(f"`v` must be an array; build it with variance_profile({v!r}, k)")
     vv = variance_profile(np.asarray(v, dtype=np.float64), normalize=False)
     depth = as_int(depth, "depth", low=0)
     x = np.asarray(x, dtype=np.float64)
@@ -408,3 +411,17 @@ def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padd
                 sigma_b2=float(sigma_b2), v=vv, depth=depth, completed=depth,
                 status=int(status), interrupted=False, method="dense", common_layer=-1,
                 ti_layer=-1, elapsed=time.perf_counter() - t0, linear_layer=-1)
+
+
+def needs_dense(padding, stride):
+    """Whether `padding` / `stride` ask for more than circular stride-1 layers.
+
+    Examples
+    --------
+    >>> needs_dense("circular", 1), needs_dense("zero", 1), needs_dense("circular", [1, (2, 1)])
+    (False, True, True)
+    """
+    pads = [padding] if isinstance(padding, str) else list(padding)
+    strides = stride if isinstance(stride, list) else [stride]
+    flat = [int(a) for s in strides for a in np.atleast_1d(s)]
+    return any(p != "circular" for p in pads) or any(a != 1 for a in flat)
