@@ -84,6 +84,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+# fmt: off
 __all__ = [
     "__version__",
     "CriticalPoint", "FixedPoint", "Result", "Status", "status_counts", "status_names",
@@ -103,3 +104,4 @@ __all__ = [
     "checks",
     "get_num_threads", "limit_threads", "set_num_threads",
 ]
+# fmt: on

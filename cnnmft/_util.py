@@ -105,9 +105,16 @@ class _NullBar:
         return False
 
 
-def progress_bar(total: int | None = None, *, desc: str | None = None, unit: str = "it",
-                 initial: int = 0, leave: bool = True, disable: bool = False,
-                 **kwargs: Any) -> Any:
+def progress_bar(
+    total: int | None = None,
+    *,
+    desc: str | None = None,
+    unit: str = "it",
+    initial: int = 0,
+    leave: bool = True,
+    disable: bool = False,
+    **kwargs: Any,
+) -> Any:
     """Return a tqdm progress bar on stderr, or a silent stand-in with the same methods.
 
     The stand-in is returned when `disable` is true, when :func:`set_quiet` is on, or when tqdm
@@ -147,9 +154,15 @@ def progress_bar(total: int | None = None, *, desc: str | None = None, unit: str
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=leave, **kwargs)
 
 
-def progress_callback(progress: bool | None | Callable[[int, int], Any], total: int, *,
-                      default: bool = False, desc: str | None = None, unit: str = "it",
-                      leave: bool = True) -> tuple[Callable[[int, int], Any] | None, Any]:
+def progress_callback(
+    progress: bool | None | Callable[[int, int], Any],
+    total: int,
+    *,
+    default: bool = False,
+    desc: str | None = None,
+    unit: str = "it",
+    leave: bool = True,
+) -> tuple[Callable[[int, int], Any] | None, Any]:
     """Resolve a public ``progress`` argument into ``(callback(done, total), bar)``.
 
     The library's long functions take ``progress`` as ``None`` (use `default`), a bool (tqdm bar
@@ -256,8 +269,13 @@ def blas_threads(limit: int | None = 1) -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
-                 newline: str | None = None) -> Iterator[IO]:
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    encoding: str | None = "utf-8",
+    newline: str | None = None,
+) -> Iterator[IO]:
     """Open a temporary file next to `path`; on a clean exit fsync it and rename it over `path`.
 
     A reader never sees a half-written file and a process killed mid-write leaves at most a
@@ -377,8 +395,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def write_table(path: str | os.PathLike,
-                data: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Path:
+def write_table(
+    path: str | os.PathLike, data: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> Path:
     """Write named columns (or a list of row dicts) as CSV, JSON or NPZ, atomically.
 
     The format follows the suffix of `path` (``.csv``, ``.json``, ``.npz``); without a suffix it
@@ -416,21 +435,27 @@ def write_table(path: str | os.PathLike,
         fmt = table_format(data)
         path = path.with_name(f"{path.name}.{fmt}")
     if fmt == "json":
-        payload = (_jsonable(dict(data)) if isinstance(data, Mapping)
-                   else [_jsonable(dict(r)) for r in data])
+        payload = (
+            _jsonable(dict(data))
+            if isinstance(data, Mapping)
+            else [_jsonable(dict(r)) for r in data]
+        )
         return atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
     if fmt == "npz":
         buf = io.BytesIO()
         np.savez_compressed(buf, **_columns(data))
         return atomic_write_bytes(path, buf.getvalue())
     if fmt != "csv":
-        raise ValueError(f"`path` must end in .csv, .json or .npz (or have no suffix), "
-                         f"got {str(path)!r}")
+        raise ValueError(
+            f"`path` must end in .csv, .json or .npz (or have no suffix), got {str(path)!r}"
+        )
     cols = _columns(data)
     lengths = {a.shape for a in cols.values()}
     if any(a.ndim != 1 for a in cols.values()) or len(lengths) > 1:
-        raise ValueError(f"CSV columns must be 1-D of equal length, got shapes "
-                         f"{ {k: a.shape for k, a in cols.items()} }")
+        raise ValueError(
+            f"CSV columns must be 1-D of equal length, got shapes "
+            f"{ {k: a.shape for k, a in cols.items()} }"
+        )
     with atomic_write(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(list(cols))

@@ -22,8 +22,15 @@ def _show(value) -> str:
     return f"array of shape {arr.shape} (first entries {bad[:4].tolist()})"
 
 
-def as_float_array(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                   low_open: bool = False, allow_inf: bool = False) -> np.ndarray:
+def as_float_array(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    allow_inf: bool = False,
+) -> np.ndarray:
     """Return `value` as a float64 array after checking finiteness and range.
 
     Parameters
@@ -41,8 +48,9 @@ def as_float_array(value: Any, name: str, *, low: float | None = None, high: flo
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a real number or an array of them, "
-                        f"got {value!r}") from None
+        raise TypeError(
+            f"`{name}` must be a real number or an array of them, got {value!r}"
+        ) from None
     rng_txt = _range_text(low, high, low_open)
     if np.isnan(arr).any():
         raise ValueError(f"`{name}` must be a finite number {rng_txt}; got NaN in {_show(value)}")
@@ -60,30 +68,50 @@ def as_float_array(value: Any, name: str, *, low: float | None = None, high: flo
     return arr
 
 
+def as_float(value: Any, name: str, **kwargs: Any) -> float:
+    """Return a scalar argument as a Python float, with the checks of :func:`as_float_array`.
+
+    An array with other than one element is refused by name.
+    """
+    arr = as_float_array(value, name, **kwargs)
+    if arr.size != 1:
+        raise ValueError(f"`{name}` must be a single number; got an array of shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
 def _refuse_non_real(value, name: str) -> None:
-    """TypeError for complex (even with a zero imaginary part), bool and string input.
+    """TypeError for complex (even with a zero imaginary part), bool, string and None input.
 
     numpy would otherwise drop an imaginary part, read ``True`` as 1 and parse ``"2.5"``.
     """
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"`{name}` must be a real number or an array of them, got {value!r} "
-                        f"of type {type(value).__name__}")
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(
+            f"`{name}` must be a real number or an array of them, got {value!r} "
+            f"of type {type(value).__name__}"
+        )
     try:
         kind = np.asarray(value).dtype.kind
     except (TypeError, ValueError):  # ragged nesting
-        raise TypeError(f"`{name}` must be a real number or a (rectangular) array of them, "
-                        f"got {value!r}") from None
+        raise TypeError(
+            f"`{name}` must be a real number or a (rectangular) array of them, got {value!r}"
+        ) from None
     if kind == "O":
         flat = np.asarray(value, dtype=object).ravel()
-        bad = [v for v in flat if isinstance(v, (str, bytes, bool, np.bool_, complex,
-                                                 np.complexfloating))]
+        bad = [
+            v
+            for v in flat
+            if v is None or isinstance(v, (str, bytes, bool, np.bool_, complex, np.complexfloating))
+        ]
         if bad:
-            raise TypeError(f"`{name}` must hold real numbers only, got {bad[0]!r} of type "
-                            f"{type(bad[0]).__name__} in {value!r}")
+            raise TypeError(
+                f"`{name}` must hold real numbers only, got {bad[0]!r} of type "
+                f"{type(bad[0]).__name__} in {value!r}"
+            )
     elif kind in "cbUS":
         what = {"c": "complex", "b": "bool", "U": "string", "S": "bytes"}[kind]
-        raise TypeError(f"`{name}` must be a real number or an array of them, got {what} "
-                        f"input {_show(value)}")
+        raise TypeError(
+            f"`{name}` must be a real number or an array of them, got {what} input {_show(value)}"
+        )
 
 
 def _range_text(low, high, low_open=False) -> str:
@@ -99,8 +127,9 @@ def _range_text(low, high, low_open=False) -> str:
 def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return `value` as a Python int after checking the type and the range ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} of type "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}"
+        )
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"`{name}` must be an integer {_range_text(low, high)}; got {value}")
@@ -158,5 +187,7 @@ def require_memory(nbytes: float, what: str) -> None:
     """
     avail = available_memory()
     if nbytes > avail:
-        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than the "
-                         f"{avail / 2**30:.3g} GiB available; use a smaller size")
+        raise ValueError(
+            f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than the "
+            f"{avail / 2**30:.3g} GiB available; use a smaller size"
+        )

@@ -90,24 +90,65 @@ class Convention:
 CONVENTIONS = {
     c.name: c
     for c in [
-        Convention("tf<=1.12", "TensorFlow <= 1.12 ConvolutionDeltaOrthogonal", "gain",
-                   "sqrt(gain)", "gain"),
-        Convention("tf>=1.13", "TensorFlow >= 1.13 ConvolutionDeltaOrthogonal, "
-                   "ConvolutionOrthogonal1D/2D/3D", "gain", "gain", "gain**2"),
-        Convention("jax", "jax.nn.initializers.delta_orthogonal, flax.linen/nnx.initializers",
-                   "scale", "scale", "scale**2"),
-        Convention("torch", "torch.nn.init.orthogonal_; ports that multiply by gain "
-                   "(JiJingYu/delta_orthogonal_init_pytorch)", "gain", "gain", "gain**2"),
-        Convention("torch-sqrt", "yl-1993/ConvDeltaOrthogonal-Init conv_delta_orthogonal_",
-                   "gain", "sqrt(gain)", "gain"),
-        Convention("dks", "deepmind/dks scaled_uniform_orthogonal (true fan-in/out)", "gain",
-                   "gain * max(sqrt(c_out/c_in), 1)", "gain**2 * max(c_out/c_in, 1)",
-                   ("c_in", "c_out")),
-        Convention("nt", "neural-tangents stax.Conv / Dense (Gaussian)", "W_std",
-                   "W_std / sqrt(fan_in) (entry std)", "W_std**2"),
-        Convention("std", "Gaussian entry standard deviation, uniform profile "
-                   "(e.g. torch normal_(std=...))", "std", "std (entry std)",
-                   "std**2 * c_in * prod(kernel_size)", ("c_in", "kernel_size")),
+        Convention(
+            "tf<=1.12",
+            "TensorFlow <= 1.12 ConvolutionDeltaOrthogonal",
+            "gain",
+            "sqrt(gain)",
+            "gain",
+        ),
+        Convention(
+            "tf>=1.13",
+            "TensorFlow >= 1.13 ConvolutionDeltaOrthogonal, ConvolutionOrthogonal1D/2D/3D",
+            "gain",
+            "gain",
+            "gain**2",
+        ),
+        Convention(
+            "jax",
+            "jax.nn.initializers.delta_orthogonal, flax.linen/nnx.initializers",
+            "scale",
+            "scale",
+            "scale**2",
+        ),
+        Convention(
+            "torch",
+            "torch.nn.init.orthogonal_; ports that multiply by gain "
+            "(JiJingYu/delta_orthogonal_init_pytorch)",
+            "gain",
+            "gain",
+            "gain**2",
+        ),
+        Convention(
+            "torch-sqrt",
+            "yl-1993/ConvDeltaOrthogonal-Init conv_delta_orthogonal_",
+            "gain",
+            "sqrt(gain)",
+            "gain",
+        ),
+        Convention(
+            "dks",
+            "deepmind/dks scaled_uniform_orthogonal (true fan-in/out)",
+            "gain",
+            "gain * max(sqrt(c_out/c_in), 1)",
+            "gain**2 * max(c_out/c_in, 1)",
+            ("c_in", "c_out"),
+        ),
+        Convention(
+            "nt",
+            "neural-tangents stax.Conv / Dense (Gaussian)",
+            "W_std",
+            "W_std / sqrt(fan_in) (entry std)",
+            "W_std**2",
+        ),
+        Convention(
+            "std",
+            "Gaussian entry standard deviation, uniform profile (e.g. torch normal_(std=...))",
+            "std",
+            "std (entry std)",
+            "std**2 * c_in * prod(kernel_size)",
+            ("c_in", "kernel_size"),
+        ),
     ]
 }
 
@@ -159,9 +200,14 @@ def _get(convention, c_in, c_out, kernel_size):
     return conv
 
 
-def to_sigma_w2(value: ArrayLike, convention: str, *, c_in: int | None = None,
-                c_out: int | None = None,
-                kernel_size: int | tuple[int, ...] | None = None) -> float | np.ndarray:
+def to_sigma_w2(
+    value: ArrayLike,
+    convention: str,
+    *,
+    c_in: int | None = None,
+    c_out: int | None = None,
+    kernel_size: int | tuple[int, ...] | None = None,
+) -> float | np.ndarray:
     r"""Return the ``sigma_w2`` equivalent to another framework's ``gain``/``scale``.
 
     Parameters
@@ -202,9 +248,14 @@ def to_sigma_w2(value: ArrayLike, convention: str, *, c_in: int | None = None,
     return float(out) if out.ndim == 0 else out
 
 
-def from_sigma_w2(sigma_w2: ArrayLike, convention: str, *, c_in: int | None = None,
-                  c_out: int | None = None,
-                  kernel_size: int | tuple[int, ...] | None = None) -> float | np.ndarray:
+def from_sigma_w2(
+    sigma_w2: ArrayLike,
+    convention: str,
+    *,
+    c_in: int | None = None,
+    c_out: int | None = None,
+    kernel_size: int | tuple[int, ...] | None = None,
+) -> float | np.ndarray:
     r"""Return the ``gain``/``scale`` another framework needs to realise ``sigma_w2``.
 
     The inverse of :func:`to_sigma_w2` (same arguments).
@@ -231,9 +282,12 @@ def conventions_table() -> str:
     >>> print(conventions_table().splitlines()[0])
     | convention | where | parameter | multiplies the unit kernel by | sigma_w2 |
     """
-    lines = ["| convention | where | parameter | multiplies the unit kernel by | sigma_w2 |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| convention | where | parameter | multiplies the unit kernel by | sigma_w2 |",
+        "|---|---|---|---|---|",
+    ]
     for c in CONVENTIONS.values():
-        lines.append(f"| `{c.name}` | {c.where} | `{c.parameter}` | `{c.multiplies_by}` | "
-                     f"`{c.sigma_w2}` |")
+        lines.append(
+            f"| `{c.name}` | {c.where} | `{c.parameter}` | `{c.multiplies_by}` | `{c.sigma_w2}` |"
+        )
     return "\n".join(lines)

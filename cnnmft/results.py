@@ -162,8 +162,12 @@ def values_equal(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, dict) or isinstance(b, dict):
-        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
-                and all(values_equal(a[k], b[k]) for k in a))
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(values_equal(a[k], b[k]) for k in a)
+        )
     try:
         x, y = np.asarray(a), np.asarray(b)
     except (TypeError, ValueError):  # ragged sequences: compare element by element
@@ -188,10 +192,17 @@ def values_equal(a: Any, b: Any) -> bool:
 def _to_jsonable(value):
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "c":
-            return {"__ndarray__": value.real.tolist(), "imag": value.imag.tolist(),
-                    "dtype": str(value.dtype), "shape": list(value.shape)}
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype),
-                "shape": list(value.shape)}
+            return {
+                "__ndarray__": value.real.tolist(),
+                "imag": value.imag.tolist(),
+                "dtype": str(value.dtype),
+                "shape": list(value.shape),
+            }
+        return {
+            "__ndarray__": value.tolist(),
+            "dtype": str(value.dtype),
+            "shape": list(value.shape),
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, np.generic):
@@ -276,8 +287,10 @@ class Result:
     def __eq__(self, other):
         if type(self) is not type(other):
             return NotImplemented
-        return all(values_equal(getattr(self, f.name), getattr(other, f.name))
-                   for f in dataclasses.fields(self))
+        return all(
+            values_equal(getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+        )
 
     __hash__ = None
 
@@ -347,8 +360,11 @@ class Result:
         fields (``status`` and ``*_status``) all of them must be free of failures (then a
         bool).
         """
-        names = [f.name for f in dataclasses.fields(self)
-                 if f.name == "status" or f.name.endswith("_status")]
+        names = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name == "status" or f.name.endswith("_status")
+        ]
         if not names:
             raise AttributeError(f"{type(self).__name__} has no status field")
         if names == ["status"]:
@@ -405,10 +421,11 @@ class Result:
             v = getattr(self, f.name)
             if isinstance(v, (str, bool, int, float, np.generic)) and f.name not in data:
                 attrs[f.name] = v.item() if isinstance(v, np.generic) else v
-        return xr.Dataset({k: (vdims, a) for k, (vdims, a) in data.items()},
-                          coords={k: (d, np.asarray(c)) for (k, c), d in zip(coords.items(),
-                                                                             dims)},
-                          attrs=attrs)
+        return xr.Dataset(
+            {k: (vdims, a) for k, (vdims, a) in data.items()},
+            coords={k: (d, np.asarray(c)) for (k, c), d in zip(coords.items(), dims)},
+            attrs=attrs,
+        )
 
     def coords(self) -> dict[str, np.ndarray]:
         """The fields that label the axes of the result's main grid, one per axis.
@@ -421,8 +438,11 @@ class Result:
         return self._grid()[1]
 
     def _grid(self):
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)
-                  if isinstance(getattr(self, f.name), (np.ndarray, list, tuple))}
+        arrays = {
+            f.name: np.asarray(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), (np.ndarray, list, tuple))
+        }
         arrays = {k: a for k, a in arrays.items() if a.ndim >= 1 and a.dtype.kind != "O"}
         if not arrays:
             raise TypeError(f"{type(self).__name__} holds no array fields to tabulate")
@@ -432,8 +452,14 @@ class Result:
         if not names:
             used: set[str] = set()
             for n in main:
-                pick = next((k for k, a in arrays.items() if a.ndim == 1 and a.shape == (n,)
-                             and k not in used and a.shape != main), None)
+                pick = next(
+                    (
+                        k
+                        for k, a in arrays.items()
+                        if a.ndim == 1 and a.shape == (n,) and k not in used and a.shape != main
+                    ),
+                    None,
+                )
                 names.append(pick)
                 used.add(pick)
         coords = {}
@@ -446,10 +472,10 @@ class Result:
                 continue
             if a.shape == main:
                 data[k] = (dims, a)
-            elif a.shape == main[:a.ndim]:
-                data[k] = (dims[:a.ndim], a)
-            elif a.shape == main[len(main) - a.ndim:]:
-                data[k] = (dims[len(main) - a.ndim:], a)
+            elif a.shape == main[: a.ndim]:
+                data[k] = (dims[: a.ndim], a)
+            elif a.shape == main[len(main) - a.ndim :]:
+                data[k] = (dims[len(main) - a.ndim :], a)
         return dims, coords, data
 
 
@@ -526,7 +552,6 @@ class FixedPoint(Result):
         return out
 
 
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class CriticalPoint(Result):
     """A point, or points, of the order-chaos line chi_1 = 1.
@@ -554,4 +579,3 @@ class CriticalPoint(Result):
     q_star: np.ndarray
     chi_q: np.ndarray
     status: np.ndarray
-

@@ -17,14 +17,21 @@ def mp_phi(name):
         "tanh": (mp.tanh, sech2),
         "erf": (mp.erf, lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-x * x)),
         "relu": (lambda x: x if x > 0 else mp.mpf(0), lambda x: mp.mpf(1) if x > 0 else mp.mpf(0)),
-        "hard_tanh": (lambda x: max(min(x, 1), -1), lambda x: mp.mpf(1) if -1 < x < 1 else mp.mpf(0)),
+        "hard_tanh": (
+            lambda x: max(min(x, 1), -1),
+            lambda x: mp.mpf(1) if -1 < x < 1 else mp.mpf(0),
+        ),
         "sigmoid": (lambda x: 1 / (1 + mp.exp(-x)), lambda x: mp.exp(-x) / (1 + mp.exp(-x)) ** 2),
         "softplus": (lambda x: mp.log1p(mp.exp(x)), lambda x: 1 / (1 + mp.exp(-x))),
         "gelu": (lambda x: x * mp.ncdf(x), lambda x: mp.ncdf(x) + x * mp.npdf(x)),
-        "swish": (lambda x: x / (1 + mp.exp(-x)),
-                  lambda x: 1 / (1 + mp.exp(-x)) + x * mp.exp(-x) / (1 + mp.exp(-x)) ** 2),
-        "selu": (lambda x: 1.0507009873554804934 * (x if x > 0 else 1.6732632423543772848 * mp.expm1(x)),
-                 lambda x: 1.0507009873554804934 * (1 if x > 0 else 1.6732632423543772848 * mp.exp(x))),
+        "swish": (
+            lambda x: x / (1 + mp.exp(-x)),
+            lambda x: 1 / (1 + mp.exp(-x)) + x * mp.exp(-x) / (1 + mp.exp(-x)) ** 2,
+        ),
+        "selu": (
+            lambda x: 1.0507009873554804934 * (x if x > 0 else 1.6732632423543772848 * mp.expm1(x)),
+            lambda x: 1.0507009873554804934 * (1 if x > 0 else 1.6732632423543772848 * mp.exp(x)),
+        ),
         "linear": (lambda x: x, lambda x: mp.mpf(1)),
     }
     return table[name]
@@ -37,8 +44,13 @@ def _points(name, q):
     """Split points in z for mp.quad: kinks and the steep region of smooth activations."""
     sq = mp.sqrt(q)
     pts = [-mp.inf]
-    inner = sorted(set([0.0] + [k / sq for k in _KINKS.get(name, [])]
-                       + [s * t / sq for t in (1, 3) for s in (-1, 1)]))
+    inner = sorted(
+        set(
+            [0.0]
+            + [k / sq for k in _KINKS.get(name, [])]
+            + [s * t / sq for t in (1, 3) for s in (-1, 1)]
+        )
+    )
     pts += [p for p in inner if abs(p) < 12] + [mp.inf]
     return pts
 
@@ -104,12 +116,26 @@ def sp_expect2(name, q1, q2, c, which=(0, 0)):
         if sig == 0:
             return g(m)
         pts = sorted(p for p in ((k - m) / sig for k in kinks) if abs(p) < 11)
-        return quad(lambda z2: g(m + sig * z2) * pdf(z2), -12, 12, points=pts or None,
-                    epsabs=1e-17, epsrel=1e-13, limit=400)[0]
+        return quad(
+            lambda z2: g(m + sig * z2) * pdf(z2),
+            -12,
+            12,
+            points=pts or None,
+            epsabs=1e-17,
+            epsrel=1e-13,
+            limit=400,
+        )[0]
 
     pts = sorted({p for k in kinks for p in (k / s1, k / (s2 * c) if c else 0.0) if abs(p) < 11})
-    return quad(lambda z1: f(s1 * z1) * inner(z1) * pdf(z1), -12, 12, points=pts or None,
-                epsabs=1e-17, epsrel=1e-13, limit=400)[0]
+    return quad(
+        lambda z1: f(s1 * z1) * inner(z1) * pdf(z1),
+        -12,
+        12,
+        points=pts or None,
+        epsabs=1e-17,
+        epsrel=1e-13,
+        limit=400,
+    )[0]
 
 
 def _np_phi(name):
@@ -141,8 +167,11 @@ def erf_dmap(q11, q22, q12):
 
 def relu_map(q1, q2, c):
     """E[relu(u1) relu(u2)] (arc-cosine kernel, Cho & Saul 2009)."""
-    return math.sqrt(q1 * q2) / (2 * math.pi) * (math.sqrt(max(0.0, 1 - c * c))
-                                                + (math.pi - math.acos(c)) * c)
+    return (
+        math.sqrt(q1 * q2)
+        / (2 * math.pi)
+        * (math.sqrt(max(0.0, 1 - c * c)) + (math.pi - math.acos(c)) * c)
+    )
 
 
 def step_map(c):

@@ -10,8 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
-CITE = re.compile(r"docs/theory\.md[,;:]?\s*((?:sections?|Sec\.|§)\s*\d[\d.]*"
-                  r"(?:\s*(?:,|and|-|–|to|&)\s*(?:§\s*)?\d[\d.]*)*)")
+CITE = re.compile(
+    r"docs/theory\.md[,;:]?\s*((?:sections?|Sec\.|§)\s*\d[\d.]*"
+    r"(?:\s*(?:,|and|-|–|to|&)\s*(?:§\s*)?\d[\d.]*)*)"
+)
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -33,8 +35,28 @@ def _sources():
 
 def test_theory_page_has_the_numbered_sections():
     have = _headings()
-    need = {"1", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "3", "4.1", "4.2", "4.3", "5",
-            "6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "7"}
+    need = {
+        "1",
+        "2.1",
+        "2.2",
+        "2.3",
+        "2.4",
+        "2.5",
+        "2.6",
+        "2.7",
+        "3",
+        "4.1",
+        "4.2",
+        "4.3",
+        "5",
+        "6.1",
+        "6.2",
+        "6.3",
+        "6.4",
+        "6.5",
+        "6.6",
+        "7",
+    }
     assert need <= have, sorted(need - have)
 
 
@@ -52,9 +74,13 @@ def test_every_theory_citation_resolves():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="needs the docs extra")
 def test_site_builds_strict(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                           str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     gallery = tmp_path / "site" / "gallery"
     assert len(list(gallery.glob("*.png"))) >= 5

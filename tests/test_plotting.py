@@ -46,8 +46,16 @@ def test_tap_profiles_one_panel_per_kind():
 
 def test_correlation_snapshots_and_decay():
     x = np.random.default_rng(0).normal(size=(5, 5, 2))
-    res = cnnmft.propagate_covariance(x, "tanh", 1.76, 0.05, cnnmft.variance_profile("uniform", 3),
-                                      4, layers=[1, 4], progress=False)
+    res = cnnmft.propagate_covariance(
+        x,
+        "tanh",
+        1.76,
+        0.05,
+        cnnmft.variance_profile("uniform", 3),
+        4,
+        layers=[1, 4],
+        progress=False,
+    )
     fig = plotting.correlation_snapshots(res, [1, 4])
     img = fig.axes[0].get_images()[0].get_array()
     assert img.shape == (5, 5) and img[2, 2] == pytest.approx(1.0)  # a pixel with itself

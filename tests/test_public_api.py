@@ -9,8 +9,10 @@ import cnnmft
 
 
 def test_import_does_not_load_torch_or_matplotlib():
-    code = ("import sys, cnnmft; bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, cnnmft; bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -23,14 +25,22 @@ def test_all_names_exist_and_have_docstrings():
 
 
 def test_design_contract_names():
-    for name in ["get_activation", "Activation", "fixed_point", "critical_sigma_w2",
-                 "critical_point", "phase_diagram", "trainable_depth"]:
+    for name in [
+        "get_activation",
+        "Activation",
+        "fixed_point",
+        "critical_sigma_w2",
+        "critical_point",
+        "phase_diagram",
+        "trainable_depth",
+    ]:
         assert hasattr(cnnmft, name), name
 
 
 def test_cli_help_lists_subcommands():
-    res = subprocess.run([sys.executable, "-m", "cnnmft.cli", "--help"], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "cnnmft.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0
     for cmd in ["fixed-point", "critical", "phase", "report"]:
         assert cmd in res.stdout
@@ -59,8 +69,12 @@ def test_cli_phase_writes_numbers_and_figure(tmp_path):
     from cnnmft.phase import PhaseDiagram
 
     prefix = str(tmp_path / "pd")
-    assert main(["phase", "--sigma-w2", "0.5", "3", "8", "--sigma-b2", "0", "0.2", "4",
-                 "--out", prefix]) == 0
+    assert (
+        main(
+            ["phase", "--sigma-w2", "0.5", "3", "8", "--sigma-b2", "0", "0.2", "4", "--out", prefix]
+        )
+        == 0
+    )
     pd = PhaseDiagram.load(prefix + ".npz")
     assert pd.xi_c.shape == (8, 4)
     assert (tmp_path / "pd.png").stat().st_size > 1000
@@ -97,10 +111,28 @@ def test_main_demo_quick_builds_every_section(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 # submodules documented as such (docs/index.md); their public names need not be re-exported
-DOCUMENTED_SUBMODULES = ("pytorch", "sweeps", "plotting", "network", "montecarlo", "conventions",
-                         "gaussian", "validate", "checks")
-LIBRARY_MODULES = ("results", "activations", "meanfield", "phase", "depth", "fourier",
-                   "covariance", "spectrum", "orthogonal")
+DOCUMENTED_SUBMODULES = (
+    "pytorch",
+    "sweeps",
+    "plotting",
+    "network",
+    "montecarlo",
+    "conventions",
+    "gaussian",
+    "validate",
+    "checks",
+)
+LIBRARY_MODULES = (
+    "results",
+    "activations",
+    "meanfield",
+    "phase",
+    "depth",
+    "fourier",
+    "covariance",
+    "spectrum",
+    "orthogonal",
+)
 
 
 def test_version_comes_from_the_installed_metadata():

@@ -22,38 +22,77 @@ def _digit():
 BUILDERS = {
     "FixedPoint": lambda: cnnmft.fixed_point("tanh", [0.8, 1.5, 3.0], 0.05),
     # relu has no critical line (NaN cells) and infinite fixed points for sigma_w2 > 2
-    "PhaseDiagram": lambda: cnnmft.phase_diagram("relu", np.linspace(0.5, 3.0, 5),
-                                                 np.linspace(0.0, 0.3, 3)),
+    "PhaseDiagram": lambda: cnnmft.phase_diagram(
+        "relu", np.linspace(0.5, 3.0, 5), np.linspace(0.0, 0.3, 3)
+    ),
     "CriticalPoint": lambda: cnnmft.critical_sigma_w2("tanh", [0.0, 0.05, 0.2]),
     "ModeDepthScales": lambda: cnnmft.mode_depth_scales(
-        "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)),
+        "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)
+    ),
     "CovarianceResult": lambda: cnnmft.propagate_covariance(
-        _digit(), "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), 3, layers="all",
-        progress=False),
+        _digit(),
+        "tanh",
+        1.5,
+        0.05,
+        cnnmft.variance_profile("uniform", 3),
+        3,
+        layers="all",
+        progress=False,
+    ),
     "Spectrum": lambda: cnnmft.jacobian_spectrum("tanh", 1.760955, 0.05, 8, n_points=80),
     "JacobianMoments": lambda: cnnmft.jacobian_moments("tanh", 1.760955, 0.05, 8),
-    "Simulation": lambda: montecarlo.simulate(_digit(), "tanh", 1.5, 0.05, 3, width=8,
-                                              n_draws=2, rng=0, progress=False),
+    "Simulation": lambda: montecarlo.simulate(
+        _digit(), "tanh", 1.5, 0.05, 3, width=8, n_draws=2, rng=0, progress=False
+    ),
     "JacobianSample": lambda: montecarlo.jacobian_singular_values(
-        "tanh", 1.5, 0.05, 3, (4,), width=8, n_draws=2, rng=0, progress=False),
+        "tanh", 1.5, 0.05, 3, (4,), width=8, n_draws=2, rng=0, progress=False
+    ),
     "ModeDecay": lambda: montecarlo.mode_decay(
-        "tanh", 2.5, 0.05, 3, (8,), q_star=1.06396, c_star=0.446804, modes=[1, 2], width=8,
-        v=cnnmft.variance_profile("uniform", 3, ndim=1), n_draws=2, rng=0, progress=False),
+        "tanh",
+        2.5,
+        0.05,
+        3,
+        (8,),
+        q_star=1.06396,
+        c_star=0.446804,
+        modes=[1, 2],
+        width=8,
+        v=cnnmft.variance_profile("uniform", 3, ndim=1),
+        n_draws=2,
+        rng=0,
+        progress=False,
+    ),
     "NetworkResult": lambda: network.propagate_network(
         np.random.default_rng(0).normal(size=(2, 5, 5, 2)),
-        [network.Conv(3, 1, "zero", 1.5, 0.05), network.Act("erf"), network.GlobalAvgPool(),
-         network.Dense(1.0, 0.0)]),
+        [
+            network.Conv(3, 1, "zero", 1.5, 0.05),
+            network.Act("erf"),
+            network.GlobalAvgPool(),
+            network.Dense(1.0, 0.0),
+        ],
+    ),
     "NetworkSimulation": lambda: network.simulate_network(
         np.random.default_rng(0).normal(size=(2, 5, 2)),
-        [network.Conv(3, 1, "zero", 1.5, 0.05), network.Act("tanh"), network.GlobalAvgPool(),
-         network.Dense(1.0, 0.0)], 8, n_draws=2, rng=0),
+        [
+            network.Conv(3, 1, "zero", 1.5, 0.05),
+            network.Act("tanh"),
+            network.GlobalAvgPool(),
+            network.Dense(1.0, 0.0),
+        ],
+        8,
+        n_draws=2,
+        rng=0,
+    ),
     "BackwardModeDepthScales": lambda: network.backward_mode_depth_scales(
-        "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)),
-    "Prediction": lambda: network.predict({"depth": 2, "sigma_w2": 1.5, "sigma_b2": 0.05,
-                                           "channels": 4, "stem_strides": (1,)},
-                                          input_shape=(4, 4)),
-    "BorderEffects": lambda: network.border_effects("tanh", 1.5, 0.05, [0.25, 0.5, 0.25], [6, 8],
-                                                    depth=4),
+        "tanh", 1.5, 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)
+    ),
+    "Prediction": lambda: network.predict(
+        {"depth": 2, "sigma_w2": 1.5, "sigma_b2": 0.05, "channels": 4, "stem_strides": (1,)},
+        input_shape=(4, 4),
+    ),
+    "BorderEffects": lambda: network.border_effects(
+        "tanh", 1.5, 0.05, [0.25, 0.5, 0.25], [6, 8], depth=4
+    ),
 }
 
 
@@ -81,8 +120,12 @@ def _result_types():
             continue  # torch/dask results are covered by their own tests
         mod = importlib.import_module(m.name)
         for obj in vars(mod).values():
-            if (isinstance(obj, type) and issubclass(obj, Result) and obj is not Result
-                    and obj.__module__ == mod.__name__):
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Result)
+                and obj is not Result
+                and obj.__module__ == mod.__name__
+            ):
                 found.add(obj.__name__)
     return found
 
@@ -164,16 +207,18 @@ def test_to_dataframe_and_xarray_on_a_grid():
     pytest.importorskip("xarray")
     ds = pd.to_xarray()
     assert ds["chi_1"].dims == ("sigma_w2", "sigma_b2")
-    assert float(ds["chi_1"].sel(sigma_w2=pd.sigma_w2[3], sigma_b2=pd.sigma_b2[0])) == \
-        pd.chi_1[3, 0]
+    assert (
+        float(ds["chi_1"].sel(sigma_w2=pd.sigma_w2[3], sigma_b2=pd.sigma_b2[0])) == pd.chi_1[3, 0]
+    )
     assert ds.attrs["activation"] == "relu"
     assert ds["critical_sigma_w2"].dims == ("sigma_b2",)  # a field on one axis of the grid
 
 
 def test_to_xarray_keeps_fields_on_some_axes():
     pytest.importorskip("xarray")
-    r = cnnmft.mode_depth_scales("tanh", [1.5, 2.0], 0.05, cnnmft.variance_profile("uniform", 3),
-                                 (4, 4))
+    r = cnnmft.mode_depth_scales(
+        "tanh", [1.5, 2.0], 0.05, cnnmft.variance_profile("uniform", 3), (4, 4)
+    )
     ds = r.to_xarray()
     assert ds["xi_c"].shape == (2, 4, 4) and ds["xi_c"].dims[0] == "sigma_w2"
     assert ds["q_star"].dims == ("sigma_w2",)

@@ -94,8 +94,9 @@ def test_blas_threads_limits_the_pool():
     if not infos:
         pytest.skip("no BLAS visible to threadpoolctl")
     with _util.blas_threads(1):
-        inside = [i["num_threads"] for i in threadpoolctl.threadpool_info()
-                  if i["user_api"] == "blas"]
+        inside = [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
     assert inside and all(n == 1 for n in inside)
     with pytest.raises(ValueError, match="`limit`"):
         _util.blas_threads(0)

@@ -58,11 +58,33 @@ from cnnmft.plotting._theory import (
 from cnnmft.plotting._training import modewise, train_result, trainability, training
 
 __all__ = [
-    "QUANTITIES", "check", "correlation_snapshots", "covariance", "critical_line",
-    "decay_against_prediction", "fixed_point", "generic", "jacobian_moments", "jacobian_sample",
-    "mode_decay", "mode_depth_scales", "modewise", "phase_diagram", "plot_result", "register",
-    "save_figure", "simulation", "sorted_values", "spectrum", "spectrum_against_samples",
-    "sv_densities", "sv_density", "tap_profiles", "train_result", "trainability", "training",
+    "QUANTITIES",
+    "check",
+    "correlation_snapshots",
+    "covariance",
+    "critical_line",
+    "decay_against_prediction",
+    "fixed_point",
+    "generic",
+    "jacobian_moments",
+    "jacobian_sample",
+    "mode_decay",
+    "mode_depth_scales",
+    "modewise",
+    "phase_diagram",
+    "plot_result",
+    "register",
+    "save_figure",
+    "simulation",
+    "sorted_values",
+    "spectrum",
+    "spectrum_against_samples",
+    "sv_densities",
+    "sv_density",
+    "tap_profiles",
+    "train_result",
+    "trainability",
+    "training",
 ]
 
 
@@ -90,8 +112,9 @@ def generic(result: Any, ax=None):
     """
     ax = _axes(ax)
     dims, coords, data = result._grid()
-    numeric = {k: a for k, (vdims, a) in data.items()
-               if a.dtype.kind in "biuf" and vdims[:1] == dims[:1]}  # fields along axis 0
+    numeric = {
+        k: a for k, (vdims, a) in data.items() if a.dtype.kind in "biuf" and vdims[:1] == dims[:1]
+    }  # fields along axis 0
     xname = dims[0]
     x = np.asarray(next(iter(coords.values())))
     if xname.startswith("index_") and len(numeric) >= 2 and next(iter(numeric.values())).ndim == 1:

@@ -27,8 +27,14 @@ def _finite(y):
     return np.where(np.isfinite(y), y, np.nan)
 
 
-def save_figure(fig: Any, path: str | os.PathLike, numbers: Mapping[str, Any] | None = None, *,
-                dpi: int = 110, close: bool = True) -> Path:
+def save_figure(
+    fig: Any,
+    path: str | os.PathLike,
+    numbers: Mapping[str, Any] | None = None,
+    *,
+    dpi: int = 110,
+    close: bool = True,
+) -> Path:
     """Save `fig` (a Figure or an Axes) to `path` atomically, and its `numbers` beside it.
 
     The numbers go to a file of the same stem through :func:`cnnmft._util.write_table` (CSV for

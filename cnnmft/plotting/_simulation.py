@@ -31,12 +31,17 @@ def simulation(sim: Any, ax=None, *, input: int = 0):
     q = np.asarray(sim.q, dtype=float)
     layers = np.arange(1, q.shape[0] + 1)
     se = np.asarray(sim.q_stderr, dtype=float)
-    ax.errorbar(layers, q[:, input], yerr=2 * se[:, input], fmt="o-", ms=3,
-                label=r"$q^l$ (±2 se)")
+    ax.errorbar(layers, q[:, input], yerr=2 * se[:, input], fmt="o-", ms=3, label=r"$q^l$ (±2 se)")
     c = np.asarray(sim.c, dtype=float)
     if c.ndim == 3 and c.shape[1] >= 2:
-        ax.errorbar(layers, c[:, 0, 1], yerr=2 * np.asarray(sim.c_stderr)[:, 0, 1], fmt="s--",
-                    ms=3, label=r"$c^l$ of inputs 0, 1 (±2 se)")
+        ax.errorbar(
+            layers,
+            c[:, 0, 1],
+            yerr=2 * np.asarray(sim.c_stderr)[:, 0, 1],
+            fmt="s--",
+            ms=3,
+            label=r"$c^l$ of inputs 0, 1 (±2 se)",
+        )
     ax.set_xlabel("layer l")
     ax.set_title(f"Monte Carlo, width {sim.width}, {sim.n_draws} draws")
     ax.legend(fontsize=8)
@@ -62,8 +67,14 @@ def mode_decay(md: Any, ax=None):
     se = se.reshape(amp.shape)
     modes = np.asarray(md.modes).reshape(amp.shape[1], -1)
     for i in range(amp.shape[1]):
-        ax.errorbar(np.arange(1, amp.shape[0] + 1), amp[:, i], yerr=2 * se[:, i], fmt="o-", ms=3,
-                    label=f"mode {tuple(modes[i].tolist())}")
+        ax.errorbar(
+            np.arange(1, amp.shape[0] + 1),
+            amp[:, i],
+            yerr=2 * se[:, i],
+            fmt="o-",
+            ms=3,
+            label=f"mode {tuple(modes[i].tolist())}",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("layer l")
     ax.set_ylabel("mode amplitude (±2 se)")
@@ -121,8 +132,15 @@ def check(res: Any):
             lay = c[f"{label}_layers"]
             for ax, what in zip(axes, ("q", "c")):
                 ax.plot(lay, c[f"{label}_{what}_theory"], "-", color=col, label=f"theory {label}")
-                ax.errorbar(lay, c[f"{label}_{what}_mc"], yerr=2 * c[f"{label}_{what}_se"],
-                            fmt="o", ms=3, color=col, label=f"MC {label} (±2 se)")
+                ax.errorbar(
+                    lay,
+                    c[f"{label}_{what}_mc"],
+                    yerr=2 * c[f"{label}_{what}_se"],
+                    fmt="o",
+                    ms=3,
+                    color=col,
+                    label=f"MC {label} (±2 se)",
+                )
                 ax.set_xlabel("layer l")
                 ax.set_ylabel(f"{what}^l")
         axes[0].legend(fontsize=7)
@@ -136,10 +154,22 @@ def check(res: Any):
     elif res.group == "modes":
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for i, f in enumerate(c["modes"]):
-            ax.semilogy(c["layers"], np.abs(c["amp_theory"][:, i]), "-", color=f"C{i}",
-                        label=f"theory f={f}")
-            ax.errorbar(c["layers"], np.abs(c["amp_mc"][:, i]), yerr=2 * c["amp_se"][:, i],
-                        fmt="o", ms=3, color=f"C{i}", label=f"MC f={f}")
+            ax.semilogy(
+                c["layers"],
+                np.abs(c["amp_theory"][:, i]),
+                "-",
+                color=f"C{i}",
+                label=f"theory f={f}",
+            )
+            ax.errorbar(
+                c["layers"],
+                np.abs(c["amp_mc"][:, i]),
+                yerr=2 * c["amp_se"][:, i],
+                fmt="o",
+                ms=3,
+                color=f"C{i}",
+                label=f"MC f={f}",
+            )
         ax.set_xlabel("layer l")
         ax.set_ylabel("mode amplitude")
         ax.legend(fontsize=7)
@@ -147,18 +177,23 @@ def check(res: Any):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         k = np.arange(1, len(c["top"]) + 1)
         ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
-        ax.axhline(float(c["sqrt_lambda_max"]), color="k", lw=1,
-                   label="sqrt(lambda_max), infinite width")
+        ax.axhline(
+            float(c["sqrt_lambda_max"]), color="k", lw=1, label="sqrt(lambda_max), infinite width"
+        )
         ax.set_xlabel("rank")
         ax.legend(fontsize=7)
     elif res.group == "jacobian":
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.hist(c["eigenvalues"], bins=60, density=True, alpha=0.5,
-                label="MC eigenvalues of JJ^T")
+        ax.hist(c["eigenvalues"], bins=60, density=True, alpha=0.5, label="MC eigenvalues of JJ^T")
         if "cdf_x" in c:
             x, y = np.asarray(c["cdf_x"]), np.asarray(c["cdf_y"])
-            ax.plot(0.5 * (x[1:] + x[:-1]), np.diff(y) / np.diff(x), "k-", lw=1,
-                    label="free probability")
+            ax.plot(
+                0.5 * (x[1:] + x[:-1]),
+                np.diff(y) / np.diff(x),
+                "k-",
+                lw=1,
+                label="free probability",
+            )
         ax.set_xlabel("eigenvalue")
         ax.legend(fontsize=7)
     else:
@@ -169,8 +204,9 @@ def check(res: Any):
     return fig
 
 
-def spectrum_against_samples(theory: Any, eigenvalues: Any, ax=None, *, bins: int = 40,
-                             title: str | None = None):
+def spectrum_against_samples(
+    theory: Any, eigenvalues: Any, ax=None, *, bins: int = 40, title: str | None = None
+):
     """Sampled eigenvalues of ``J J^T`` (histogram of log10) against a :class:`Spectrum`.
 
     Bins are logarithmic from ``1e-8 lambda_max`` (or the smallest positive sample) to the
@@ -190,8 +226,13 @@ def spectrum_against_samples(theory: Any, eigenvalues: Any, ax=None, *, bins: in
     positive = eig[eig > 0]
     lo = max(lam_max * 1e-8, positive.min() if positive.size else 1e-12)
     edges = np.logspace(np.log10(lo), np.log10(max(eig.max(), lam_max) * 1.05), bins)
-    ax.hist(eig, bins=edges, weights=np.full(eig.size, 1.0 / eig.size)
-            / np.diff(np.log10(edges)).mean(), alpha=0.4, label="Monte Carlo")
+    ax.hist(
+        eig,
+        bins=edges,
+        weights=np.full(eig.size, 1.0 / eig.size) / np.diff(np.log10(edges)).mean(),
+        alpha=0.4,
+        label="Monte Carlo",
+    )
     lam = np.asarray(theory.lam, dtype=float)
     order = np.argsort(lam)
     lam = lam[order]

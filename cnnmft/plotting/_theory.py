@@ -47,13 +47,15 @@ def phase_diagram(pd: Any, quantity: str = "xi_c", ax=None, *, log: bool = True)
     norm = None
     if log and positive.any():
         norm = LogNorm(vmin=max(z[positive].min(), 1e-3), vmax=z[positive].max())
-    im = ax.pcolormesh(pd.sigma_w2, pd.sigma_b2, _finite(z), shading="auto", norm=norm,
-                       cmap="viridis")
+    im = ax.pcolormesh(
+        pd.sigma_w2, pd.sigma_b2, _finite(z), shading="auto", norm=norm, cmap="viridis"
+    )
     plt.colorbar(im, ax=ax, label=quantity)
     line = np.asarray(pd.critical_sigma_w2, dtype=float)
     ok = np.isfinite(line)
-    ax.plot(line[ok], np.asarray(pd.sigma_b2)[ok], "w--", lw=1.5,
-            label=r"critical line $\chi_1 = 1$")
+    ax.plot(
+        line[ok], np.asarray(pd.sigma_b2)[ok], "w--", lw=1.5, label=r"critical line $\chi_1 = 1$"
+    )
     ax.set_xlim(np.min(pd.sigma_w2), np.max(pd.sigma_w2))
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel(r"$\sigma_b^2$")
@@ -192,8 +194,12 @@ def spectrum(sp: Any, ax=None, *, log: bool = True):
     label = f"{sp.weights}, L = {sp.depth}"
     if log:
         ok = lam > 0
-        ax.semilogx(lam[ok], dens[ok] * lam[ok] * np.log(10.0),
-                    "-" if sp.weights == "orthogonal" else "--", label=label)
+        ax.semilogx(
+            lam[ok],
+            dens[ok] * lam[ok] * np.log(10.0),
+            "-" if sp.weights == "orthogonal" else "--",
+            label=label,
+        )
         ax.set_ylabel(r"density of $\log_{10}\lambda$")
     else:
         ax.plot(lam, dens, label=label)
@@ -271,8 +277,14 @@ def sv_density(results: Sequence[Any], ax=None, *, log: bool = True, floor: floa
     return ax
 
 
-def sorted_values(values: dict[str, Any], ax=None, *, xlabel: str = "quantile",
-                  ylabel: str = "value", title: str | None = None):
+def sorted_values(
+    values: dict[str, Any],
+    ax=None,
+    *,
+    xlabel: str = "quantile",
+    ylabel: str = "value",
+    title: str | None = None,
+):
     """Each named array sorted and drawn against its quantile (e.g. operator singular values).
 
     Line widths decrease along the dict so that curves lying on top of each other stay visible.
@@ -287,8 +299,9 @@ def sorted_values(values: dict[str, Any], ax=None, *, xlabel: str = "quantile",
     n = max(len(values), 1)
     for i, (label, v) in enumerate(values.items()):
         s = np.sort(np.asarray(v, dtype=float).ravel())
-        ax.plot(np.linspace(0, 1, s.size), s, lw=1.5 + 3.5 * (n - 1 - i) / max(n - 1, 1),
-                label=label)
+        ax.plot(
+            np.linspace(0, 1, s.size), s, lw=1.5 + 3.5 * (n - 1 - i) / max(n - 1, 1), label=label
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -297,8 +310,9 @@ def sorted_values(values: dict[str, Any], ax=None, *, xlabel: str = "quantile",
     return ax
 
 
-def tap_profiles(offsets: Any, measured: dict[str, Any], stderr: dict[str, Any],
-                 expected: dict[str, Any]):
+def tap_profiles(
+    offsets: Any, measured: dict[str, Any], stderr: dict[str, Any], expected: dict[str, Any]
+):
     """One panel per kernel kind: measured tap energies (bars, ±2 se) against the profile v.
 
     Returns
@@ -315,11 +329,18 @@ def tap_profiles(offsets: Any, measured: dict[str, Any], stderr: dict[str, Any],
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(measured), figsize=(2.6 * len(measured), 3), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(measured), figsize=(2.6 * len(measured), 3), sharey=True, squeeze=False
+    )
     for ax, key in zip(axes[0], measured):
-        ax.bar(offsets, measured[key], yerr=2 * np.asarray(stderr[key]), color="C0", alpha=0.7,
-               label="measured")
+        ax.bar(
+            offsets,
+            measured[key],
+            yerr=2 * np.asarray(stderr[key]),
+            color="C0",
+            alpha=0.7,
+            label="measured",
+        )
         ax.plot(offsets, expected[key], "ko", label="mean-field v")
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("tap offset")
@@ -365,9 +386,16 @@ def correlation_snapshots(res: Any, layers: Sequence[int], pixel: tuple[int, ...
     return fig
 
 
-def decay_against_prediction(layers: Any, measured: Any, predicted: Any, ax=None, *,
-                             label: str = "measured", prediction_label: str = "prediction",
-                             ylabel: str = "amplitude"):
+def decay_against_prediction(
+    layers: Any,
+    measured: Any,
+    predicted: Any,
+    ax=None,
+    *,
+    label: str = "measured",
+    prediction_label: str = "prediction",
+    ylabel: str = "amplitude",
+):
     """A decaying quantity per layer (points, log axis) against its predicted exponential.
 
     Examples

@@ -28,13 +28,16 @@ def train_result(r: Any, ax=None):
     loss = np.asarray(r.loss, dtype=float)
     if loss.size:
         ax.plot(np.arange(1, loss.size + 1), loss, lw=0.8)
-    ax.set(xlabel="step", ylabel="training loss", yscale="log",
-           title=f"test accuracy {float(r.test_accuracy):.3f}")
+    ax.set(
+        xlabel="step",
+        ylabel="training loss",
+        yscale="log",
+        title=f"test accuracy {float(r.test_accuracy):.3f}",
+    )
     return ax
 
 
-def training(results: Sequence[Any], labels: Sequence[str] | None = None,
-             title: str | None = None):
+def training(results: Sequence[Any], labels: Sequence[str] | None = None, title: str | None = None):
     """Training loss, accuracy and initial gradient norm per layer for several runs.
 
     Returns
@@ -61,8 +64,9 @@ def training(results: Sequence[Any], labels: Sequence[str] | None = None,
         ax[1].plot(r.eval_step, r.test_acc, "o-", ms=3, label=lab + " (test)")
         ax[1].plot(r.eval_step, r.train_acc, "--", lw=0.8, color=ax[1].lines[-1].get_color())
         if len(r.init_grad_norms):
-            ax[2].semilogy(np.arange(1, len(r.init_grad_norms) + 1), r.init_grad_norms, lw=0.8,
-                           label=lab)
+            ax[2].semilogy(
+                np.arange(1, len(r.init_grad_norms) + 1), r.init_grad_norms, lw=0.8, label=lab
+            )
     ax[0].set(xlabel="step", ylabel="training loss", yscale="log")
     ax[1].set(xlabel="step", ylabel="accuracy (solid test, dashed train)", ylim=(0, 1.02))
     ax[1].axhline(0.1, color="grey", lw=0.6, ls=":")
@@ -79,16 +83,22 @@ def training(results: Sequence[Any], labels: Sequence[str] | None = None,
 def _edges(c, log=False):
     c = np.asarray(c, dtype=float)
     if len(c) == 1:
-        return np.array([c[0] * 0.8, c[0] * 1.25]) if log else np.array([c[0] - .5, c[0] + .5])
+        return np.array([c[0] * 0.8, c[0] * 1.25]) if log else np.array([c[0] - 0.5, c[0] + 0.5])
     if log:
         return np.exp(_edges(np.log(c)))
     mid = 0.5 * (c[1:] + c[:-1])
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def trainability(sweep: Any, *, which: str = "train_accuracy", ax=None,
-                 curve: tuple[Any, Any] | None = None, critical_sigma_w2: float | None = None,
-                 logy: bool | None = None):
+def trainability(
+    sweep: Any,
+    *,
+    which: str = "train_accuracy",
+    ax=None,
+    curve: tuple[Any, Any] | None = None,
+    critical_sigma_w2: float | None = None,
+    logy: bool | None = None,
+):
     """Heatmap of accuracy over ``(sigma_w2, depth)`` with the predicted trainable depth.
 
     Parameters
@@ -136,30 +146,43 @@ def trainability(sweep: Any, *, which: str = "train_accuracy", ax=None,
     xe[0] = max(xe[0], 0.5 * x[0])  # sigma_w2 > 0
     if not logy:
         ye[0] = max(ye[0], 0.5 * y[0])
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0,
-                         shading="flat")
+    mesh = ax.pcolormesh(
+        xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0, shading="flat"
+    )
     fig.colorbar(mesh, ax=ax, label=which.replace("_", " ") + " (grey: not run)")
     ax.set_facecolor("0.85")
     xs, ys = curve if curve is not None else (x, sweep.predicted_depth)
     ys = np.asarray(ys, dtype=float)
-    ax.plot(xs, np.where(np.isfinite(ys), ys, 1e9), color="tab:red", lw=2.2,
-            path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
-            label=f"{sweep.factor:g} $\\xi_c$ (theory)")
+    ax.plot(
+        xs,
+        np.where(np.isfinite(ys), ys, 1e9),
+        color="tab:red",
+        lw=2.2,
+        path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
+        label=f"{sweep.factor:g} $\\xi_c$ (theory)",
+    )
     if critical_sigma_w2 is not None and xe[0] < critical_sigma_w2 < xe[-1]:
-        ax.axvline(critical_sigma_w2, color="w", ls=":", lw=1.4,
-                   path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
-                   label=f"critical $\\sigma_w^2$={critical_sigma_w2:.3g}")
+        ax.axvline(
+            critical_sigma_w2,
+            color="w",
+            ls=":",
+            lw=1.4,
+            path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
+            label=f"critical $\\sigma_w^2$={critical_sigma_w2:.3g}",
+        )
     ii, jj = np.nonzero(np.asarray(sweep.trained))
-    ax.scatter(x[jj], y[ii], s=9, c="k", marker="o",
-               label=f"trained (acc $\\geq$ {sweep.threshold:g})")
+    ax.scatter(
+        x[jj], y[ii], s=9, c="k", marker="o", label=f"trained (acc $\\geq$ {sweep.threshold:g})"
+    )
     ax.set_ylim(ye[0], ye[-1])
     ax.set_xlim(xe[0], xe[-1])
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel("depth")
-    ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
-                 f"{float(sweep.agreement):.2f}")
+    ax.set_title(
+        f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement {float(sweep.agreement):.2f}"
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize="small")
     return fig
 
@@ -196,13 +219,28 @@ def modewise(study: Any, *, axes=None):
     styles = {"orthogonal": "-", "gaussian": "--"}
     for ik, kind in enumerate(study.kinds):
         for it, tt in enumerate(study.t):
-            ax0.plot(study.loss[ik, it], styles.get(str(kind), ":"), color=cmap(tt / 0.5 * 0.9),
-                     lw=1.2,
-                     label=f"{kind}, t={tt:g}" if ik == 0 or it in (0, len(study.t) - 1) else None)
-        ax1.errorbar(study.t, study.test_accuracy[ik], yerr=study.test_accuracy_se[ik],
-                     fmt="o" + styles.get(str(kind), ":"), capsize=3, label=f"{kind}: test")
-        ax1.plot(study.t, study.train_accuracy[ik], "x" + styles.get(str(kind), ":"), alpha=0.6,
-                 label=f"{kind}: train")
+            ax0.plot(
+                study.loss[ik, it],
+                styles.get(str(kind), ":"),
+                color=cmap(tt / 0.5 * 0.9),
+                lw=1.2,
+                label=f"{kind}, t={tt:g}" if ik == 0 or it in (0, len(study.t) - 1) else None,
+            )
+        ax1.errorbar(
+            study.t,
+            study.test_accuracy[ik],
+            yerr=study.test_accuracy_se[ik],
+            fmt="o" + styles.get(str(kind), ":"),
+            capsize=3,
+            label=f"{kind}: test",
+        )
+        ax1.plot(
+            study.t,
+            study.train_accuracy[ik],
+            "x" + styles.get(str(kind), ":"),
+            alpha=0.6,
+            label=f"{kind}: train",
+        )
     ax0.set_xlabel("step")
     ax0.set_ylabel("training loss")
     ax0.set_title(f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})")
@@ -216,8 +254,13 @@ def modewise(study: Any, *, axes=None):
     ax2.set_xlabel("t")
     ax2.set_ylabel("predicted depth scale")
     ax2b = ax2.twinx()
-    ax2b.plot(study.t, study.surviving_fraction, "s--", color="C3",
-              label=r"modes with $\xi_{c,f} \geq$ depth")
+    ax2b.plot(
+        study.t,
+        study.surviving_fraction,
+        "s--",
+        color="C3",
+        label=r"modes with $\xi_{c,f} \geq$ depth",
+    )
     ax2b.set_ylabel("fraction of non-zero modes surviving", color="C3")
     ax2b.set_ylim(-0.02, 1.02)
     h1, l1 = ax2.get_legend_handles_labels()

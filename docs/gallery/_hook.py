@@ -48,8 +48,13 @@ def _run_all(jobs: list[tuple[Path, Path]]) -> dict[str, float]:
     """Run the examples one after another in one fresh process (imports paid once)."""
     env = dict(os.environ, MPLBACKEND="Agg", CNNMFT_QUIET="1")
     arg = json.dumps([[str(s), str(o)] for s, o in jobs])
-    proc = subprocess.run([sys.executable, "-c", _RUNNER, arg], env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT * max(len(jobs), 1))
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, arg],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * max(len(jobs), 1),
+    )
     if proc.returncode:
         raise PluginError(f"a gallery example failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -68,10 +73,19 @@ def _page(script: Path, images: list[Path], numbers: list[Path], seconds: float)
     for img in images:
         body += [f"![{img.stem}]({_name(script, img)})", ""]
     if numbers:
-        body += ["Numbers behind the figures: "
-                 + ", ".join(f"[{p.name}]({_name(script, p)})" for p in numbers), ""]
-    body += [f"Source: [{script.name}]({script.name}) (ran in {seconds:.0f} s when this page "
-             "was built)", "", "```python", source.rstrip(), "```", ""]
+        body += [
+            "Numbers behind the figures: "
+            + ", ".join(f"[{p.name}]({_name(script, p)})" for p in numbers),
+            "",
+        ]
+    body += [
+        f"Source: [{script.name}]({script.name}) (ran in {seconds:.0f} s when this page was built)",
+        "",
+        "```python",
+        source.rstrip(),
+        "```",
+        "",
+    ]
     return "\n".join(body)
 
 
@@ -97,8 +111,10 @@ def on_config(config):
     extra = []
     for md in sorted(HERE.parent.glob("*.md")):
         if md.name not in listed:
-            head = next((ln[2:].strip() for ln in md.read_text().splitlines()
-                         if ln.startswith("# ")), md.stem)
+            head = next(
+                (ln[2:].strip() for ln in md.read_text().splitlines() if ln.startswith("# ")),
+                md.stem,
+            )
             extra.append({head: md.name})
     for i, item in enumerate(config.nav or []):
         if isinstance(item, dict) and "Gallery" in item:
@@ -122,17 +138,21 @@ def on_files(files, config):
             raise PluginError(f"gallery example {script.name} saved no figure")
         numbers = sorted(p for p in out.iterdir() if p.suffix in (".csv", ".json", ".npz"))
         for p in images + numbers:
-            files.append(File.generated(config, f"gallery/{_name(script, p)}",
-                                        abs_src_path=str(p)))
+            files.append(File.generated(config, f"gallery/{_name(script, p)}", abs_src_path=str(p)))
         page = _page(script, images, numbers, times[str(script)])
         files.append(File.generated(config, f"gallery/{script.stem}.md", content=page))
         doc = ast.get_docstring(ast.parse(script.read_text())) or script.stem
-        entries.append((script.stem, doc.partition("\n")[0].strip().rstrip("."),
-                        _name(script, images[0])))
-    index = ["# Gallery", "",
-             "Every figure here is made by running the example script on its page when the site "
-             "is built, so the pictures always match the code. Each script saves its numbers "
-             "next to its figures.", ""]
+        entries.append(
+            (script.stem, doc.partition("\n")[0].strip().rstrip("."), _name(script, images[0]))
+        )
+    index = [
+        "# Gallery",
+        "",
+        "Every figure here is made by running the example script on its page when the site "
+        "is built, so the pictures always match the code. Each script saves its numbers "
+        "next to its figures.",
+        "",
+    ]
     for stem, title, first in entries:
         index += [f"## [{title}]({stem}.md)", "", f"[![{title}]({first})]({stem}.md)", ""]
     files.append(File.generated(config, "gallery/index.md", content="\n".join(index)))

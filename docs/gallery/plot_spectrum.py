@@ -20,8 +20,10 @@ sw2, sb2 = 1.05, 2.01e-5  # on the tanh critical line, q* = 0.0259
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
 rows = {"weights": [], "depth": [], "variance": [], "lambda_max": []}
 for weights, ax in zip(("orthogonal", "gaussian"), axes):
-    spectra = [cnnmft.jacobian_spectrum("tanh", sw2, sb2, depth, weights, n_points=400)
-               for depth in (4, 16, 64)]
+    spectra = [
+        cnnmft.jacobian_spectrum("tanh", sw2, sb2, depth, weights, n_points=400)
+        for depth in (4, 16, 64)
+    ]
     plotting.sv_densities(spectra, ax=ax)
     ax.set_title(f"{weights} kernels")
     for s in spectra:
