@@ -46,6 +46,7 @@ from cnnmft._covariance_series import (
     _Series,
     _term_table,
     series_fixed_point,
+    series_q_map,
     tabulate_iterates,
 )
 from cnnmft._kernels import _cov
@@ -279,7 +280,10 @@ class Evaluator:
             return None
         fp = self._fp
         if fp is None or abs(hi - fp[0]) > 1e-6 * fp[0]:
-            fp = self._fp = series_fixed_point(self.a, self.sw2, self.sb2, 0.5 * (lo + hi))
+            qbar = 0.5 * (lo + hi)
+            if abs(series_q_map(self.a, qbar, self.sw2, self.sb2) - qbar) > 1e-10 * qbar:
+                return None  # not near a fixed point yet (one series evaluation)
+            fp = self._fp = series_fixed_point(self.a, self.sw2, self.sb2, qbar)
         if fp is None or not fp[1] < 1.0:
             return None  # no fixed point here, or an unstable one: stay per pixel
         qs = fp[0]
