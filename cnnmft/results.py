@@ -279,10 +279,12 @@ class Result:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "__eq__" not in cls.__dict__:
-            cls.__eq__ = Result.__eq__
-        if "__hash__" not in cls.__dict__:
-            cls.__hash__ = None
+        # pin the inherited equality in the class itself so that @dataclass (eq=True by
+        # default) does not replace it with a field-tuple comparison that fails on arrays
+        for name in ("__eq__", "__hash__"):
+            if name not in cls.__dict__:
+                inherited = next(k.__dict__[name] for k in cls.__mro__[1:] if name in k.__dict__)
+                setattr(cls, name, inherited)
 
     def __eq__(self, other):
         if type(self) is not type(other):
