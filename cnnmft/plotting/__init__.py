@@ -4,7 +4,7 @@ Each function here imports matplotlib inside itself, draws from the numbers a re
 holds (it computes no theory: curves that need the mean-field maps are passed in by the
 caller), returns the Axes (or the Figure for a multi-panel figure) and never chooses a backend:
 only the command line and the report call ``matplotlib.use``. Results draw themselves through
-:func:`plot_result`, so ``result.plot(ax=None)`` works for every result type;
+:func:`plot_result`, so ``result.plot(ax: Any = None)`` works for every result type;
 :func:`save_figure` writes a figure together with its numbers.
 
 This package imports nothing from :mod:`cnnmft` but the plumbing in :mod:`cnnmft._util`, so any
@@ -93,7 +93,7 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------
 
 
-def generic(result: Any, ax=None):
+def generic(result: Any, ax: Any = None) -> Any:
     """Line plot of a result's main array fields against its first coordinate.
 
     The fallback of :func:`plot_result` for result types without a figure of their own. When
@@ -130,7 +130,7 @@ def generic(result: Any, ax=None):
 
 
 def _as_axes(fn):
-    def draw(result, ax=None, **kwargs):
+    def draw(result, ax: Any = None, **kwargs):
         if ax is not None:
             kwargs["axes" if fn is modewise else "ax"] = ax
         out = fn(result, **kwargs)
@@ -157,7 +157,7 @@ _REGISTRY: dict[str, Callable[..., Any]] = {
 
 
 def register(type_name: str, fn: Callable[..., Any]) -> None:
-    """Make `fn(result, ax=None, **kwargs)` the figure of results of class `type_name`.
+    """Make `fn(result, ax: Any = None, **kwargs)` the figure of results of class `type_name`.
 
     For result types defined outside this module's knowledge (new modules register their own
     figure function, which should live here too).
@@ -176,7 +176,7 @@ def register(type_name: str, fn: Callable[..., Any]) -> None:
     _REGISTRY[str(type_name)] = fn
 
 
-def plot_result(result: Any, ax=None, **kwargs):
+def plot_result(result: Any, ax: Any = None, **kwargs) -> Any:
     """Draw `result` with the figure function of its type; returns the Axes.
 
     Parameters

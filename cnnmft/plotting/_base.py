@@ -14,7 +14,7 @@ from cnnmft._util import atomic_write, write_table
 QUANTITIES = ("q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c")
 
 
-def _axes(ax=None, figsize=(5.5, 4.0)):
+def _axes(ax: Any = None, figsize=(5.5, 4.0)):
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -13,7 +13,7 @@ from cnnmft.plotting._base import _axes
 # ------------------------------------------------------------------------------------------------
 
 
-def simulation(sim: Any, ax=None, *, input: int = 0):
+def simulation(sim: Any, ax: Any = None, *, input: int = 0) -> Any:
     """Monte Carlo variance ``q^l`` of one input per layer (±2 standard errors).
 
     With two or more inputs the correlation ``c^l`` between inputs 0 and 1 is drawn too.
@@ -48,7 +48,7 @@ def simulation(sim: Any, ax=None, *, input: int = 0):
     return ax
 
 
-def mode_decay(md: Any, ax=None):
+def mode_decay(md: Any, ax: Any = None) -> Any:
     """Amplitude of each tracked Fourier mode of a perturbation per layer (log axis).
 
     Examples
@@ -83,7 +83,7 @@ def mode_decay(md: Any, ax=None):
     return ax
 
 
-def jacobian_sample(js: Any, ax=None, *, bins: int = 60):
+def jacobian_sample(js: Any, ax: Any = None, *, bins: int = 60) -> Any:
     """Histogram of the sampled eigenvalues of ``J J^T`` (:class:`JacobianSample`).
 
     Examples
@@ -104,7 +104,7 @@ def jacobian_sample(js: Any, ax=None, *, bins: int = 60):
     return ax
 
 
-def check(res: Any):
+def check(res: Any) -> Any:
     """Overlay figure of one theory-vs-simulation check: theory lines, Monte Carlo points.
 
     Draws from ``res.curves`` (a dict of arrays) by ``res.group``; returns the Figure, or None
@@ -205,8 +205,8 @@ def check(res: Any):
 
 
 def spectrum_against_samples(
-    theory: Any, eigenvalues: Any, ax=None, *, bins: int = 40, title: str | None = None
-):
+    theory: Any, eigenvalues: Any, ax: Any = None, *, bins: int = 40, title: str | None = None
+) -> Any:
     """Sampled eigenvalues of ``J J^T`` (histogram of log10) against a :class:`Spectrum`.
 
     Bins are logarithmic from ``1e-8 lambda_max`` (or the smallest positive sample) to the

@@ -14,7 +14,7 @@ from cnnmft.plotting._base import QUANTITIES, _axes, _finite
 # ------------------------------------------------------------------------------------------------
 
 
-def phase_diagram(pd: Any, quantity: str = "xi_c", ax=None, *, log: bool = True):
+def phase_diagram(pd: Any, quantity: str = "xi_c", ax: Any = None, *, log: bool = True) -> Any:
     """Image of `quantity` over the ``(sigma_w2, sigma_b2)`` grid with the critical line.
 
     Parameters
@@ -65,7 +65,7 @@ def phase_diagram(pd: Any, quantity: str = "xi_c", ax=None, *, log: bool = True)
     return ax
 
 
-def fixed_point(fp: Any, ax=None, *, quantities: Sequence[str] = ("chi_1", "chi_q")):
+def fixed_point(fp: Any, ax: Any = None, *, quantities: Sequence[str] = ("chi_1", "chi_q")) -> Any:
     """Slopes (or any `quantities`) of a :class:`FixedPoint` against ``sigma_w2``.
 
     A 0-d fixed point draws one marker per quantity; a 2-D one draws one line per column of
@@ -94,7 +94,7 @@ def fixed_point(fp: Any, ax=None, *, quantities: Sequence[str] = ("chi_1", "chi_
     return ax
 
 
-def critical_line(cp: Any, ax=None, *, label: str | None = None):
+def critical_line(cp: Any, ax: Any = None, *, label: str | None = None) -> Any:
     """The order-chaos line ``chi_1 = 1`` of a :class:`CriticalPoint` in the variance plane.
 
     Examples
@@ -120,7 +120,9 @@ def critical_line(cp: Any, ax=None, *, label: str | None = None):
 # ------------------------------------------------------------------------------------------------
 
 
-def mode_depth_scales(mds: Any, ax=None, *, label: str | None = None, cap: float = 1e4):
+def mode_depth_scales(
+    mds: Any, ax: Any = None, *, label: str | None = None, cap: float = 1e4
+) -> Any:
     """Depth scale of every spatial Fourier mode, sorted (slowest first), on a log axis.
 
     Infinite depth scales (the zero mode at criticality) are drawn at `cap`.
@@ -148,7 +150,7 @@ def mode_depth_scales(mds: Any, ax=None, *, label: str | None = None, cap: float
     return ax
 
 
-def covariance(res: Any, ax=None):
+def covariance(res: Any, ax: Any = None) -> Any:
     """Mean pre-activation variance per computed layer of a :class:`CovarianceResult`.
 
     Examples
@@ -175,7 +177,7 @@ def covariance(res: Any, ax=None):
 # ------------------------------------------------------------------------------------------------
 
 
-def spectrum(sp: Any, ax=None, *, log: bool = True):
+def spectrum(sp: Any, ax: Any = None, *, log: bool = True) -> Any:
     """Density of the eigenvalues ``lambda`` of ``J J^T`` from a :class:`Spectrum`.
 
     With `log`, the density of ``log10 lambda`` on a log axis (spectra that span decades).
@@ -209,7 +211,7 @@ def spectrum(sp: Any, ax=None, *, log: bool = True):
     return ax
 
 
-def sv_densities(results: Sequence[Any], ax=None):
+def sv_densities(results: Sequence[Any], ax: Any = None) -> Any:
     """Several :class:`Spectrum` densities of ``log10 lambda`` on one axis; returns the Figure.
 
     Examples
@@ -226,7 +228,7 @@ def sv_densities(results: Sequence[Any], ax=None):
     return ax.figure
 
 
-def jacobian_moments(m: Any, ax=None):
+def jacobian_moments(m: Any, ax: Any = None) -> Any:
     """Mean and variance of the ``J J^T`` spectrum per layer count from :class:`JacobianMoments`.
 
     Draws ``m1`` and ``variance`` against their index (depth) on a log axis.
@@ -248,7 +250,9 @@ def jacobian_moments(m: Any, ax=None):
     return ax
 
 
-def sv_density(results: Sequence[Any], ax=None, *, log: bool = True, floor: float = 1e-4):
+def sv_density(
+    results: Sequence[Any], ax: Any = None, *, log: bool = True, floor: float = 1e-4
+) -> Any:
     """Densities of the singular values of ``J`` for several :class:`Spectrum`, one line each.
 
     With `log` the density axis is logarithmic and cut at `floor` times the highest peak, so a
@@ -279,12 +283,12 @@ def sv_density(results: Sequence[Any], ax=None, *, log: bool = True, floor: floa
 
 def sorted_values(
     values: dict[str, Any],
-    ax=None,
+    ax: Any = None,
     *,
     xlabel: str = "quantile",
     ylabel: str = "value",
     title: str | None = None,
-):
+) -> Any:
     """Each named array sorted and drawn against its quantile (e.g. operator singular values).
 
     Line widths decrease along the dict so that curves lying on top of each other stay visible.
@@ -312,7 +316,7 @@ def sorted_values(
 
 def tap_profiles(
     offsets: Any, measured: dict[str, Any], stderr: dict[str, Any], expected: dict[str, Any]
-):
+) -> Any:
     """One panel per kernel kind: measured tap energies (bars, ±2 se) against the profile v.
 
     Returns
@@ -350,7 +354,9 @@ def tap_profiles(
     return fig
 
 
-def correlation_snapshots(res: Any, layers: Sequence[int], pixel: tuple[int, ...] | None = None):
+def correlation_snapshots(
+    res: Any, layers: Sequence[int], pixel: tuple[int, ...] | None = None
+) -> Any:
     """Correlation of one pixel with every pixel at chosen layers of a :class:`CovarianceResult`.
 
     Needs a single 2-D input (``cov`` of shape ``(n_layers, H, W, H, W)``) recorded at the chosen
@@ -390,12 +396,12 @@ def decay_against_prediction(
     layers: Any,
     measured: Any,
     predicted: Any,
-    ax=None,
+    ax: Any = None,
     *,
     label: str = "measured",
     prediction_label: str = "prediction",
     ylabel: str = "amplitude",
-):
+) -> Any:
     """A decaying quantity per layer (points, log axis) against its predicted exponential.
 
     Examples

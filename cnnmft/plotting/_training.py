@@ -14,7 +14,7 @@ from cnnmft.plotting._base import _axes
 # ------------------------------------------------------------------------------------------------
 
 
-def train_result(r: Any, ax=None):
+def train_result(r: Any, ax: Any = None) -> Any:
     """Training loss per step of one :class:`TrainResult` (log axis).
 
     Examples
@@ -37,7 +37,9 @@ def train_result(r: Any, ax=None):
     return ax
 
 
-def training(results: Sequence[Any], labels: Sequence[str] | None = None, title: str | None = None):
+def training(
+    results: Sequence[Any], labels: Sequence[str] | None = None, title: str | None = None
+) -> Any:
     """Training loss, accuracy and initial gradient norm per layer for several runs.
 
     Returns
@@ -94,11 +96,11 @@ def trainability(
     sweep: Any,
     *,
     which: str = "train_accuracy",
-    ax=None,
+    ax: Any = None,
     curve: tuple[Any, Any] | None = None,
     critical_sigma_w2: float | None = None,
     logy: bool | None = None,
-):
+) -> Any:
     """Heatmap of accuracy over ``(sigma_w2, depth)`` with the predicted trainable depth.
 
     Parameters
@@ -187,7 +189,7 @@ def trainability(
     return fig
 
 
-def modewise(study: Any, *, axes=None):
+def modewise(study: Any, *, axes: Any = None) -> Any:
     """Three panels: loss curves, accuracy against ``t``, predicted mode depth scales.
 
     Returns
