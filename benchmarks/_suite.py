@@ -14,8 +14,9 @@ pass``, at the runner's own priority), then runs the case in a fresh subprocess,
 ``cold_s`` is the first call in a fresh process with an empty ``NUMBA_CACHE_DIR`` (what a user
 sees right after installing), measured at k = 0; the neural-tangents peer runs in its own
 interpreter (``--nt-python``, default ``/work/nt-venv/bin/python`` when it can import
-neural_tangents) at every load level. The load average (``os.getloadavg``) before and after
-every measurement is recorded: on a shared machine "k = 0" is not idle, and the table says so.
+neural_tangents) at every load level (``--quick``: the first only). The load average
+(``os.getloadavg``) before and after every measurement is recorded: on a shared machine "k = 0"
+is not idle, and the table says so.
 
 Results: ``benchmarks/results/suite.json`` and ``suite.md`` (``suite_quick.*`` with
 ``--quick``).
@@ -197,7 +198,7 @@ def run_case(case, args, loads, nt) -> list[dict]:
             t0 = time.time()
             extra = ["--baseline"] + (["--extras"] if i == 0 else [])
             r, _ = _run_child(["--child", case.name, *flags, *extra], timeout=args.timeout)
-            if nt and case.peer:
+            if nt and case.peer and (i == 0 or not args.quick):
                 r["peer"] = run_peer(nt, case.peer, args.quick, _final_cov(case.peer))
                 if "s" in r["peer"] and "warm_s" in r:
                     r["peer"]["ratio"] = r["peer"]["s"] / r["warm_s"]
@@ -334,7 +335,8 @@ def main(argv=None) -> int:
     cpus = threads.available_cpus()
     loads = args.loads if args.loads is not None else [0, cpus]
     nt = nt_python(args.nt_python)
-    cases = [c for c in CASES if args.cases is None or c.name in args.cases]
+    by_name = {c.name: c for c in CASES}
+    cases = CASES if args.cases is None else [by_name[n] for n in args.cases]
     meta = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, "
                        f"{os.cpu_count()} logical CPUs)",
@@ -343,15 +345,16 @@ def main(argv=None) -> int:
             "neural_tangents": nt, "layer": _layer_name()}
     print(f"suite: {len(cases)} cases, loads {loads}, {cpus} usable CPUs, load average "
           f"{meta['loadavg_start']}, neural-tangents: {nt or 'not available'}", flush=True)
+    stem = Path(args.out) if args.out else RESULTS / ("suite_quick" if args.quick else "suite")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for case in cases:
         rows += run_case(case, args, loads, nt)
-    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    meta["loadavg_end"] = _loadavg()
-    stem = Path(args.out) if args.out else RESULTS / ("suite_quick" if args.quick else "suite")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    stem.with_suffix(".md").write_text(markdown(meta, rows))
+        meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        meta["loadavg_end"] = _loadavg()
+        # written after every case, so that an interrupted run keeps what it measured
+        stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        stem.with_suffix(".md").write_text(markdown(meta, rows))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     return 0
 

@@ -5,8 +5,9 @@ with CASE one of ``tanh``, ``erf``, ``erf_batch4``. It builds the same network a
 case (circular 3x3 convolutions, one channel in the kernel limit, W_std^2 = sigma_w2 spread
 uniformly over the taps, b_std^2 = sigma_b2; tanh by neural-tangents' Gauss-Hermite
 ``ElementwiseNumerical`` (deg 25, its default), erf by its closed form), times the jitted NNGP
-kernel function (first call with XLA compile, then the best of REPEAT warm calls), saves the final
-covariance to OUT.npz and prints one JSON line. Imports nothing from cnnmft.
+kernel function (first call with XLA compile, then the best of REPEAT warm calls), saves the
+final covariance to OUT.npz (in cnnmft's axis order) and prints one JSON line. Imports nothing
+from cnnmft.
 """
 
 import json
@@ -50,7 +51,9 @@ def main():
         t = time.perf_counter()
         kernel_fn(x, None, get="nngp").block_until_ready()
         times.append(time.perf_counter() - t)
-    np.savez(out, cov=k)
+    # neural-tangents orders full spatial covariances (N1, N2, H, H, W, W); cnnmft's order is
+    # (N1, N2, H, W, H, W)
+    np.savez(out, cov=k.transpose(0, 1, 2, 4, 3, 5))
     print(json.dumps({"name": f"neural-tangents {_version()} (jax {jax.__version__}, x64)",
                       "first_s": first, "s": min(times), "median_s": float(np.median(times)),
                       "shape": list(k.shape)}))

@@ -16,6 +16,10 @@ the absolute numbers are noisy (other processes compete for the cores); the rati
 back to back, best of several repeats.
 
 Run: ``python benchmarks/bench_conv.py [--quick]``
+
+The benchmark suite (``python -m benchmarks``, ``benchmarks/_suite_cases.py``) times the same
+case (``circular_conv``) idle and under a controlled load, using the baseline defined here;
+this script prints more detail.
 """
 
 import argparse

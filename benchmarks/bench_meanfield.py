@@ -7,6 +7,11 @@ and the wall time and ratio for a phase-diagram grid (default 1000 x 1000 for ta
 NUMBA_CACHE_DIR pointing at an empty folder.
 
     python benchmarks/bench_meanfield.py [--n 1000] [--baseline-points 200]
+
+The benchmark suite (``python -m benchmarks``, ``benchmarks/_suite_cases.py``) times the same
+cases (``fixed_point`` and ``phase_diagram``) idle and under a controlled
+load, using the baseline defined here;
+this script prints more detail.
 """
 
 import argparse

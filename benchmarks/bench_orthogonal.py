@@ -9,6 +9,11 @@ one GEMM over all taps per factor, with projections kept as thin bases.
 Targets (issue 4): 2D, k = 3, c = 512 in <= 0.5 s; k = 7, c = 256 in <= 1 s.
 
 Usage: ``python benchmarks/bench_orthogonal.py [--quick]``
+
+The benchmark suite (``python -m benchmarks``, ``benchmarks/_suite_cases.py``) times the same
+cases (``orthogonal_kernel`` and ``conv_singular_values``) idle and under a controlled
+load, using the baseline defined here;
+this script prints more detail.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ histogram with O(1/sqrt(N)) noise; the theory gives the density itself.
 Run: ``python benchmarks/bench_spectrum.py [--width 256] [--layers 32] [--repeat 3]``.
 Timings on a shared, loaded machine are inflated (the CPU is shared by several processes);
 compare the ratios, which were measured in the same run.
+
+The benchmark suite (``python -m benchmarks``, ``benchmarks/_suite_cases.py``) times the same
+case (``jacobian_spectrum``) idle and under a controlled load, using the baseline defined here;
+this script prints more detail.
 """
 
 import argparse

@@ -264,3 +264,26 @@ def test_dask_worker_plugin():
     finally:
         cluster.close()
     assert set(results) == {(1, 1, "1")}
+
+
+# --- compile notice and disk cache ---------------------------------------------------------------
+
+def test_compile_notice_once_then_cache(tmp_path):
+    """An empty cache prints one line while compiling; the next process loads from the cache."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": ""}
+    code = "from cnnmft._kernels import _act; print(_act.phi(1, 0.5))"
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True) for _ in range(2)]
+    assert abs(float(runs[0].stdout) - np.tanh(0.5)) < 1e-15
+    notice = [ln for ln in runs[0].stderr.splitlines() if "cnnmft: compiling" in ln]
+    assert len(notice) == 1 and "first run only" in notice[0] and " done in " in notice[0]
+    assert "cnnmft: compiling" not in runs[1].stderr
+    assert list(tmp_path.rglob("*.nbi"))
+
+
+def test_compile_notice_silenced_by_quiet(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": "1"}
+    code = "from cnnmft._kernels import _act; _act.phi(2, 0.5)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert "cnnmft: compiling" not in out.stderr
