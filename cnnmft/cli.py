@@ -141,6 +141,13 @@ def build_parser(command: str | None = None):
     return parser, subs
 
 
+def _typed(sub, argv) -> set:
+    """Destinations of the options typed in `argv` (a config file must not override them)."""
+    words = {w.split("=", 1)[0] for w in argv if w.startswith("-")}
+    return {a.dest for a in sub._actions  # argparse keeps no public list of its actions
+            if any(o in words for o in a.option_strings)}
+
+
 def _show_warning(command):
     """Warnings as one line each, ``cnnmft <command>: warning: ...`` (no source line)."""
     def show(message, category, filename, lineno, file=None, line=None):
@@ -169,6 +176,7 @@ def main(argv=None) -> int:
     from cnnmft.commands._common import flag_names, one_line_interrupts, translate
 
     sub = subs[args.command]
+    args._typed = _typed(sub, argv)
     mod = _command_module(args.command)
     shown, warnings.showwarning = warnings.showwarning, _show_warning(args.command)
     t0 = time.perf_counter()

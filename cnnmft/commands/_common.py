@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import json
 import logging
+import math
 import os
 import re
 import signal
 import sys
 import threading
 
-from cnnmft._util import set_quiet
+import numpy as np
+
+from cnnmft._util import atomic_write_text, set_quiet
+from cnnmft.results import Status
 
 __all__ = ["add_common", "Output", "flag_names", "translate", "need_memory", "memory_available",
            "format_bytes", "workers_ignore_sigint", "one_line_interrupts", "check_range"]
@@ -93,23 +98,16 @@ class Output:
         if self.json == "-":
             print(text, flush=True)
         else:
-            from cnnmft._util import atomic_write_text
-
             atomic_write_text(self.json, text + "\n")
             self.note(f"numbers written to {self.json}")
 
 
 def _plain(x):
     """JSON-safe copy: arrays to lists, non-finite floats to None, enums to their names."""
-    import enum
-    import math
-
-    import numpy as np
-
     if isinstance(x, enum.Enum):
         return x.name
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): _status_names(v) if k == "status" else _plain(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
     if isinstance(x, np.ndarray):
@@ -119,6 +117,16 @@ def _plain(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def _status_names(x):
+    """A status code, or an array of them, as :class:`cnnmft.Status` names."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        return _plain(x)
+    if arr.ndim == 0:
+        return Status(int(arr)).name
+    return [_status_names(v) for v in arr]
 
 
 # ---------------------------------------------------------------------- errors in flag names

@@ -15,7 +15,13 @@ Finished cells are stored under ``--store`` as they complete; rerunning skips th
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import numpy as np
+
+from cnnmft.commands import _config as cfg
+from cnnmft.commands._common import Output, add_common, check_range, workers_ignore_sigint
 
 
 def configure(p):
@@ -31,6 +37,9 @@ def configure(p):
                         "(default: an in-process local cluster)")
     p.add_argument("--scheduler-file", default=None, metavar="PATH",
                    help="scheduler file of a running cluster (dask scheduler --scheduler-file)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML or JSON file of settings (keys as the flags, - or _; a "
+                        "[trainability] table or the top level); flags typed here win")
     p.add_argument("--ship-data", action="store_true",
                    help="send the dataset to the workers (when they cannot read its files)")
     p.add_argument("--workers", type=int, default=1, help="local cluster worker processes")
@@ -61,6 +70,7 @@ def configure(p):
     g.add_argument("--lr", type=float, default=None, help="learning rate (modes study)")
     g.add_argument("--kinds", nargs="+", default=("orthogonal", "gaussian"),
                    choices=("orthogonal", "gaussian"), help="kernel kinds")
+    add_common(p)
 
 
 def _train_kwargs(args):
@@ -74,51 +84,89 @@ def _train_kwargs(args):
     return kw
 
 
+def _apply_config(args):
+    """Settings from ``--config`` for every flag not typed on the command line."""
+    if not args.config:
+        return {}
+    values = cfg.load_config_file(args.config, "trainability")
+    typed = set(getattr(args, "_typed", ()))
+    unknown = sorted(k for k in values if not hasattr(args, k) or k.startswith("_"))
+    if unknown:
+        raise ValueError(f"--config: unknown setting(s) {unknown}")
+    for key, val in values.items():
+        if key not in typed:
+            setattr(args, key, tuple(val) if isinstance(val, list) else val)
+    return values
+
+
+@contextlib.contextmanager
+def _scheduler(args, out):
+    """The scheduler to use: a local cluster whose workers ignore Ctrl-C, or the given one."""
+    if args.scheduler is not None or args.scheduler_file is not None:
+        yield args.scheduler, args.scheduler_file
+        return
+    from cnnmft.sweeps import dask_client  # dask: only when a sweep runs
+
+    check_range(args.workers, "--workers", 1)
+    with contextlib.ExitStack() as stack:
+        with workers_ignore_sigint():  # Ctrl-C reaches the driver only
+            client = stack.enter_context(dask_client(n_workers=args.workers,
+                                                     show_dashboard=not out.quiet))
+        yield client, None
+
+
 def run(args) -> int:
     """Run the chosen study, write figure and numbers, print the summary."""
-    from pathlib import Path
-
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # the command line chooses the backend, never the library
 
     from cnnmft.pytorch import experiments, profiles
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = args.store or str(out / "cells")
+    out = Output(args)
+    _apply_config(args)
+    for depth in (args.depths or ()):
+        check_range(depth, "--depths", 1)
+    check_range(args.depth, "--depth", 1)
+    outdir = Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    store = args.store or str(outdir / "cells")
+    args._interrupt_hint = (f"finished cells are kept in {store}/; run the same command again "
+                            "to resume")
+    settings = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    cfg.save_resolved(outdir / "resolved_config.json", "trainability", settings)
+    with _scheduler(args, out) as (scheduler, scheduler_file):
+        common = dict(act=args.act, store=store, sigma_b2=args.sigma_b2, scheduler=scheduler,
+                      scheduler_file=scheduler_file, ship_data=args.ship_data,
+                      n_workers=args.workers, progress=out.progress, **_train_kwargs(args))
+        if args.study == "phase":
+            res = experiments.trainability_sweep(
+                args.sigma_w2, args.depths, lrs=args.lrs, seeds=args.seeds, k_se=args.k_se,
+                **common)
+        else:
+            kw = {} if args.t is None else {"t": args.t}
+            if args.seeds is not None:
+                kw["seeds"] = args.seeds
+            if args.lr is not None:
+                kw["lr"] = args.lr
+            res = profiles.modewise_study(depth=args.depth, kinds=args.kinds, **kw, **common)
+    name = "trainability" if args.study == "phase" else "modewise"
+    res.save(outdir / f"{name}.npz")
+    res.save(outdir / f"{name}.json")
+    plot = experiments.plot_trainability if args.study == "phase" else profiles.plot_modewise
+    ax = plot(res)
+    getattr(ax, "figure", ax).savefig(outdir / f"{name}.png", dpi=120, bbox_inches="tight")
     if args.study == "phase":
-        res = experiments.trainability_sweep(
-            args.sigma_w2, args.depths, sigma_b2=args.sigma_b2, act=args.act, store=store,
-            lrs=args.lrs, seeds=args.seeds, k_se=args.k_se, scheduler=args.scheduler,
-            scheduler_file=args.scheduler_file, ship_data=args.ship_data,
-            n_workers=args.workers, **_train_kwargs(args))
-        res.save(out / "trainability.npz")
-        res.save(out / "trainability.json")
-        fig = experiments.plot_trainability(res)
-        fig.savefig(out / "trainability.png", dpi=120, bbox_inches="tight")
-        print(res.summary())
+        out.result(res.summary())
     else:
-        kw = {} if args.t is None else {"t": args.t}
-        if args.seeds is not None:
-            kw["seeds"] = args.seeds
-        if args.lr is not None:
-            kw["lr"] = args.lr
-        res = profiles.modewise_study(
-            depth=args.depth, kinds=args.kinds, act=args.act, store=store,
-            sigma_b2=args.sigma_b2, scheduler=args.scheduler,
-            scheduler_file=args.scheduler_file, ship_data=args.ship_data,
-            n_workers=args.workers, **kw, **_train_kwargs(args))
-        res.save(out / "modewise.npz")
-        res.save(out / "modewise.json")
-        fig = profiles.plot_modewise(res)
-        fig.savefig(out / "modewise.png", dpi=120, bbox_inches="tight")
         for ik, kind in enumerate(res.kinds):
             for it, t in enumerate(res.t):
-                print(f"{kind:10s} t={t:4.2f}: test acc {np.nanmean(res.test_accuracy[ik, it]):.3f}"
-                      f", mean loss {np.nanmean(res.loss_auc[ik, it]):.3f}, xi(slowest mode) "
-                      f"{res.xi_slowest[it]:.3g}")
-            print(f"{kind}: slope of test accuracy in t {res.slope_test_accuracy[ik]:+.4f} +- "
-                  f"{res.slope_se[ik]:.4f}")
-    print(f"written to {out}/")
+                out.result(f"{kind:10s} t={t:4.2f}: test acc "
+                           f"{np.nanmean(res.test_accuracy[ik, it]):.3f}, mean loss "
+                           f"{np.nanmean(res.loss_auc[ik, it]):.3f}, xi(slowest mode) "
+                           f"{res.xi_slowest[it]:.3g}")
+            out.result(f"{kind}: slope of test accuracy in t {res.slope_test_accuracy[ik]:+.4f}"
+                       f" +- {res.slope_se[ik]:.4f}")
+    out.data({"study": args.study, "out": str(outdir), "result": res.to_dict()})
+    out.note(f"written to {outdir}/ (settings in resolved_config.json)")
     return 0
