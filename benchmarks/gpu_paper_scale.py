@@ -1,118 +1,168 @@
-"""Paper-scale check on one GPU: a 10,000-layer, 128-channel vanilla tanh CNN on MNIST-shaped input.
+"""Paper-scale check on one GPU: 10,000 layers, 128 channels, Fashion-MNIST, the plain protocol.
 
-Xiao et al. (2018), Figure 1: Delta-orthogonal kernels at the critical point (q* = 1/depth),
-stem 28x28 -> 7x7, 10,000 layers of 3x3 circular convolutions with 128 channels, global average
-pooling, linear readout; activation checkpointing (ceil(sqrt(depth)) segments). TF32 is OFF
-(full fp32) unless ``--tf32``.
+Xiao et al. (2018), Figure 1, with the controls of ``benchmarks/ten_thousand_layers.py``:
+Fashion-MNIST 28x28 -> two stride-2 stem convolutions -> 10,000 Delta-orthogonal 3x3 tanh
+layers with circular padding on 7x7 maps, 128 channels -> global average pooling -> readout with
+std sqrt(1/C); critical point q* = 1/depth; SGD with momentum 0.9 and one learning rate for
+every parameter, ``lr = LR_DEPTH_CONSTANT / depth``; full fp32 (TF32 off unless ``--tf32``).
 
-Data: MNIST from ``--data-dir`` (IDX files) when given, otherwise the scikit-learn digits resized
-to 28x28 ("digits28": MNIST-shaped and offline). The number of steps is sized from a measured
-step time so that the whole script finishes within ``--budget-minutes`` (default 8, for a
-10-minute slot on one H100); it also runs a Gaussian-kernel network for the gradient-norm
-comparison at initialisation (one step).
+Phases, each with its own time budget, so the whole script stops by itself within
+``--budget-minutes`` (default 8) on one H100/H200:
 
-    python benchmarks/gpu_paper_scale.py                            # on the GPU machine
-    python benchmarks/gpu_paper_scale.py --device cpu --depth 20 --channels 8 --steps 3 \\
-        --out /tmp/smoke                                            # CPU smoke test
+1. implementation: a few training steps with each deep-block implementation (autograd with
+   activation checkpointing, and the fused block with its hand-written backward); the faster is
+   used (``--impl`` skips this);
+2. training, interleaved so the three runs share one step count: Delta-orthogonal trained, the
+   same network with the deep block frozen (control), Gaussian kernels at the same point; then
+   each is evaluated on the same test images.
 
-Writes ``numbers.json`` and ``gpu_paper_scale.png`` into ``--out``.
+``numbers.json`` and ``gpu_paper_scale.png`` are rewritten after each phase.
+
+Data: Fashion-MNIST IDX files from ``--data-dir`` (default: Debian's
+/usr/share/datasets/fashion-mnist). To carry them to a machine without the package, copy the
+four ``*.gz`` files into the working tree and pass that folder:
+``python benchmarks/gpu_paper_scale.py --pack-data shared/fashion-mnist`` does the copy.
+
+    python benchmarks/gpu_paper_scale.py --data-dir shared/fashion-mnist   # on the GPU
+    python benchmarks/gpu_paper_scale.py --smoke --out /tmp/smoke          # CPU, seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ten_thousand_layers as T  # noqa: E402
 
 
-def main(argv=None):
+def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--depth", type=int, default=10_000)
     p.add_argument("--channels", type=int, default=128)
-    p.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: digits28)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--deep-lr-scale", default="1/depth")
-    p.add_argument("--readout-scale", default="1/sqrt(q*)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--lr-constant", type=float, default=None)
+    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--budget-minutes", type=float, default=8.0)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--eval-samples", type=int, default=2000)
+    p.add_argument("--impl-budget-s", type=float, default=75.0)
+    p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--max-test", type=int, default=2000)
+    p.add_argument("--eval-samples", type=int, default=500)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="float32")
     p.add_argument("--tf32", action="store_true")
-    p.add_argument("--impl", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--impl", default=None, help="autograd or fused (default: the faster)")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU setting for the tests")
+    p.add_argument("--pack-data", default=None, metavar="DIR",
+                   help="copy the Fashion-MNIST IDX files into DIR and exit")
     p.add_argument("--out", default="gpu_paper_scale_out")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.depth, args.channels, args.batch_size = 12, 4, 16
+        args.budget_minutes, args.impl_budget_s = 1.0, 10.0
+        args.max_steps, args.max_test, args.eval_samples = 6, 100, 50
+        args.device = "cpu"
+    return args
 
+
+def _time_impl(args, impl, device, budget_s):
+    """Median seconds of a training step with `impl` (at most ~`budget_s` of work)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cnnmft.pytorch.models import VanillaCNN
+
+    net = VanillaCNN(args.depth, args.channels, stem_strides=(2, 2), impl=impl,
+                     generator=torch.Generator().manual_seed(0)).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-9, momentum=0.9)
+    x = torch.randn(args.batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    times, t_end = [], time.perf_counter() + budget_s
+    while len(times) < 4 and time.perf_counter() < t_end:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    del net, opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    steady = times[1:] or times
+    return sorted(steady)[len(steady) // 2]
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.pack_data:
+        from cnnmft.pytorch.data import FASHION_MNIST_DIRS
+
+        dst = Path(args.pack_data)
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in sorted(Path(FASHION_MNIST_DIRS[0]).glob("*-ubyte.gz")):
+            shutil.copy2(f, dst / f.name)
+        print(f"copied the Fashion-MNIST IDX files to {dst}")
+        return 0
     import torch
 
-    from cnnmft.pytorch.train import TrainConfig, plot_training, train
-
-    t_begin = time.perf_counter()
-    cuda = torch.cuda.is_available() and args.device != "cpu"
+    t_begin = time.time()
+    until = t_begin + 60 * args.budget_minutes
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = "mnist" if args.data_dir else "digits28"
-    scale = lambda s: s if s in ("1/depth", "1/sqrt(q*)") else float(s)  # noqa: E731
-    base = dict(dataset=dataset, data_dir=args.data_dir, depth=args.depth,
-                channels=args.channels, batch_size=args.batch_size, optimizer=args.optimizer,
-                lr=args.lr, deep_lr_scale=scale(args.deep_lr_scale),
-                readout_scale=scale(args.readout_scale), eval_every=args.eval_every,
-                eval_samples=args.eval_samples, max_test=args.max_test, device=args.device,
-                dtype=args.dtype, tf32=args.tf32, impl=args.impl, seed=args.seed, plots=False,
-                stem_strides=(1, 2, 2))
+    numbers = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "depth": args.depth, "channels": args.channels, "batch_size": args.batch_size,
+               "protocol": "plain: SGD momentum 0.9, one lr = LR_DEPTH_CONSTANT/depth, readout "
+                           "std sqrt(1/C), q* = 1/depth, Delta-orthogonal, circular padding",
+               "tf32": bool(args.tf32), "phases": {}}
 
-    # Gaussian network: one step, for the gradient norms at initialisation (also warms up CUDA)
-    quick = {**base, "steps": 1, "eval_every": 0, "eval_samples": 100, "max_test": 100}
-    gauss = train(TrainConfig(**{**quick, "init": "gaussian"}), progress=False)
-    t_gauss = time.perf_counter() - t_begin
+    def dump():
+        (out / "numbers.json").write_text(json.dumps(numbers, indent=1))
 
-    steps = args.steps
-    if steps is None:
-        probe = train(TrainConfig(**{**quick, "steps": 3}), progress=False)
-        spent = (time.perf_counter() - t_begin) / 60
-        steps = int((args.budget_minutes - spent) * 60 / (probe.step_time * 1.3))
-        steps = max(10, min(args.max_steps, steps))
-        print(f"measured {probe.step_time:.3f} s/step: {steps} steps", flush=True)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    res = train(TrainConfig(steps=steps, **base), progress=True)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    # phase 1: the fastest deep-block implementation
+    impl = args.impl
+    if impl is None:
+        timing = {}
+        for cand in ("autograd", "fused"):
+            timing[cand] = _time_impl(args, cand, device, args.impl_budget_s / 2)
+            print(f"{cand}: {timing[cand]:.3f} s per step", flush=True)
+        impl = min(timing, key=timing.get)
+        numbers["phases"]["implementation_s_per_step"] = timing
+    numbers["impl"] = impl
+    dump()
 
-    g = res.init_grad_norms
-    gg = gauss.init_grad_norms
-    numbers = {
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "dataset": dataset, "depth": args.depth, "channels": args.channels,
-        "batch_size": args.batch_size, "steps": res.steps_done, "optimizer": args.optimizer,
-        "lr": args.lr, "deep_lr_scale": args.deep_lr_scale, "readout_scale": args.readout_scale,
-        "tf32": bool(args.tf32), "dtype": args.dtype,
-        "sigma_w2": res.sigma_w2, "sigma_b2": res.sigma_b2,
-        "test_accuracy": res.test_accuracy, "train_accuracy": res.train_accuracy,
-        "final_loss": res.final_loss, "status": res.message,
-        "step_time_s": res.step_time, "peak_gpu_memory_gib": peak,
-        "init_grad_norm_first_over_last_delta": float(g[0] / g[-1]),
-        "init_grad_norm_max_over_min_delta": float(g.max() / g.min()),
-        "init_grad_norm_first_over_last_gaussian": float(gg[0] / gg[-1]),
-        "gaussian_probe_seconds": t_gauss,
-        "total_minutes": (time.perf_counter() - t_begin) / 60,
-    }
-    (out / "numbers.json").write_text(json.dumps(numbers, indent=1))
-    res.save(out / "delta_orthogonal.npz")
-    plot_training([res, gauss], labels=[f"Delta-orthogonal, depth {args.depth}",
-                                        f"Gaussian, depth {args.depth} (1 step)"],
-                  path=out / "gpu_paper_scale.png",
-                  title=f"{dataset}, {args.depth} layers x {args.channels} channels")
-    print(json.dumps(numbers, indent=1))
-    return 0 if np.isfinite(res.final_loss) and res.success else 1
+    # phase 2: delta / frozen / gaussian, interleaved, stopped by the clock
+    ns = argparse.Namespace(
+        dataset="fashion-mnist", data_dir=args.data_dir, depths=[args.depth],
+        channels=args.channels, batch_size=args.batch_size, momentum=args.momentum,
+        lr_constant=args.lr_constant, lr=[], eval_every=0, eval_samples=args.eval_samples,
+        max_test=args.max_test, impl=impl, threads=1, out=str(out), checkpoint_every=10**9,
+        max_deep_steps=args.max_steps, device=str(device), tf32=args.tf32, seeds=1,
+        deep_seeds=1, quick=False, steps=args.max_steps,
+        max_train=500 if args.smoke else None)
+    results = T.run_deep_interleaved(ns, args.depth, 0, until - 15)
+    ns.steps = min(r.steps_done for r in results.values())
+    numbers["phases"]["training"] = {
+        k: {"steps": r.steps_done, "test_acc": r.test_accuracy, "n_test": r.n_test,
+            "final_loss": r.final_loss, "status": r.message, "s_per_step": r.step_time,
+            "median_weight_movement": float(sorted(r.weight_movement)[len(r.weight_movement)
+                                                                        // 2])}
+        for k, r in results.items()}
+    numbers["total_minutes"] = (time.time() - t_begin) / 60
+    dump()
+    T.figure(ns, results, T.summarise(ns, results, [], None, time.perf_counter()))
+    (out / "ten_thousand_layers.png").replace(out / "gpu_paper_scale.png")
+    print(json.dumps(numbers["phases"], indent=1), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["DistInfo", "setup", "wrap", "mean_scalar", "main"]
+__all__ = ["DistInfo", "setup", "wrap", "mean_scalar", "broadcast_object", "config_parser",
+           "config_from_namespace", "main"]
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,86 @@ def mean_scalar(value, info: DistInfo) -> float:
     return float(t) / info.world_size
 
 
-def main(argv=None) -> int:
-    """Entry point for ``torchrun -m cnnmft.pytorch.distributed <cnnmft train options>``."""
-    import argparse
+def broadcast_object(obj, info: DistInfo):
+    """Return rank 0's `obj` on every rank (itself when not distributed).
 
+    Used on resume: only rank 0 reads the checkpoint file (verifying its checksum), then sends
+    the state to the other ranks over the process group, so the ranks agree on whether and from
+    which step to resume even without a shared filesystem. The object travels between this run's
+    own processes only; nothing is read from a file on the receiving side.
+    """
+    if not info.active:
+        return obj
     import torch.distributed as dist
 
-    from cnnmft.commands import train as cmd
+    box = [obj if info.rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
-    parser = argparse.ArgumentParser(prog="torchrun -m cnnmft.pytorch.distributed",
-                                     description="cnnmft train, data-parallel under torchrun")
-    cmd.configure(parser)
-    args = parser.parse_args(argv)
+
+def _parse_value(text):
+    """``"none"`` -> None, an int, a float, or the string itself."""
+    if text.lower() == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def config_parser(prog="torchrun -m cnnmft.pytorch.distributed"):
+    """An :mod:`argparse` parser with one ``--flag`` per :class:`TrainConfig` field.
+
+    Flags are the field names with dashes; booleans are ``--flag``/``--no-flag``; tuples take
+    several values; every flag's help is the field's ``metadata["help"]``. The result of
+    ``parse_args`` holds only the flags given (:func:`config_from_namespace`).
+    """
+    import argparse
+    import dataclasses
+
+    from cnnmft.pytorch.config import TrainConfig
+
+    p = argparse.ArgumentParser(prog=prog, argument_default=argparse.SUPPRESS,
+                                description="cnnmft train, data-parallel under torchrun")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} (default {f.default!r})".replace("%", "%%")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif f.name in ("stem_strides", "grad_norm_layers"):
+            p.add_argument(flag, type=int, nargs="*", help=text)
+        else:
+            p.add_argument(flag, type=_parse_value, help=text)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_namespace(ns):
+    """:class:`TrainConfig` from the namespace of :func:`config_parser` (defaults elsewhere)."""
+    from cnnmft.pytorch.config import TrainConfig
+
+    given = {k: v for k, v in vars(ns).items() if k != "quiet"}
+    for k in ("stem_strides", "grad_norm_layers"):
+        if given.get(k) is not None:
+            given[k] = tuple(given[k])
+    return TrainConfig(**given)
+
+
+def main(argv=None) -> int:
+    """Entry point for ``torchrun -m cnnmft.pytorch.distributed <TrainConfig flags>``."""
+    import torch.distributed as dist
+
+    from cnnmft.pytorch.train import train
+
+    args = config_parser().parse_args(argv)
     try:
-        return cmd.run(args)
+        res = train(config_from_namespace(args), progress=not getattr(args, "quiet", False))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{res.message}: test acc {res.test_accuracy:.4f} ({res.dataset}), final loss "
+                  f"{res.final_loss:.4g}")
+        return 0 if res.success else 3
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -135,8 +135,10 @@ class _FusedConvBlock(torch.autograd.Function):
         L, C = weight.shape[0], weight.shape[1]
         B, _, H, W = g.shape
         seg = L if ctx.keep_all else ctx.seg
-        g_w, g_b = torch.empty_like(weight), torch.empty_like(bias)
-        mask = [True, True, True]
+        want_w = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        g_w = torch.empty_like(weight) if want_w else None
+        g_b = torch.empty_like(bias) if want_w else None
+        mask = [True, want_w, want_w]  # a frozen block needs only the input gradient
         for s in reversed(range(0, L, seg)):
             e = min(s + seg, L)
             if ctx.keep_all:
@@ -151,7 +153,8 @@ class _FusedConvBlock(torch.autograd.Function):
                 xp = xs[j].reshape(B, C, H * W).index_select(2, pidx).reshape(B, C, hp, wp)
                 gxp, gw, gb = _aten.convolution_backward(
                     gh, xp, weight[i], [C], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
-                g_w[i], g_b[i] = gw, gb
+                if want_w:
+                    g_w[i], g_b[i] = gw, gb
                 g = g.new_zeros(B, C, H * W).index_add_(2, pidx, gxp.reshape(B, C, -1))
                 g = g.reshape(B, C, H, W)
                 if not ctx.keep_all:

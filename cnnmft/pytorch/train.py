@@ -1,217 +1,44 @@
 """Training of :class:`~cnnmft.pytorch.models.VanillaCNN`: the Python API behind ``cnnmft train``.
 
 ``train(TrainConfig(...))`` runs one training and returns a :class:`TrainResult` with the loss
-history, train/test accuracies and per-layer gradient norms. With ``out_dir`` it also writes
+history, train/test accuracies, per-layer gradient norms and how far every deep layer's kernel
+moved. With ``out_dir`` it also writes
 
 * ``steps.csv`` (step, loss, learning rate, gradient norms of the chosen layers),
 * ``eval.csv`` (step, train accuracy, test accuracy, test loss),
-* ``result.json`` (everything, reloadable with :meth:`TrainResult.load`),
-* ``training.png`` (curves) and ``grad_norms_init.png`` (gradient norm per layer at step 0),
-* ``checkpoint.pt``, written atomically every ``checkpoint_every`` steps and at the end;
-  ``resume=True`` continues the same run from it (same batches, same random numbers).
+* ``result.json`` (everything, reloadable with :meth:`TrainResult.load`) and ``config.json``,
+* ``training.png`` (curves),
+* ``checkpoint.pt`` (:mod:`cnnmft.pytorch.checkpoint`: checksummed, loads with
+  ``weights_only=True``, written atomically every ``checkpoint_every`` steps and at the end, the
+  previous one kept as ``checkpoint.pt.prev``); ``resume=True`` continues the same run from it
+  with the same batches and random numbers, so a killed and resumed run ends bit-identical to an
+  uninterrupted one.
 
-A non-finite loss stops the run cleanly: the result gets ``status = Status.NONFINITE`` and a
-message, and the logs hold only the finite steps.
+The run is four pieces: :func:`_setup` (data, model, optimiser, resume), :func:`_step` (one SGD
+step), :func:`_evaluate_run` and :func:`_save` (checkpoint). A non-finite loss stops the run with
+``Status.NONFINITE``; a run whose final test accuracy is within three standard errors of chance
+gets ``Status.AT_CHANCE``; both also warn (:class:`RuntimeWarning`).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from cnnmft import _validation as V
+from cnnmft.pytorch import checkpoint as C
+from cnnmft.pytorch.config import MODEL_FIELDS, TrainConfig, lr_for_depth
 from cnnmft.results import ResultMixin, Status
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "plot_training"]
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step", "linear")
-DTYPES = ("float32", "float64")
-
-# fields that define the model and the data: a checkpoint can only resume a run that agrees on them
-_MODEL_FIELDS = ("dataset", "depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2",
-                 "q_star", "v", "t", "act", "padding", "stem_strides", "seed", "dtype",
-                 "batch_size", "optimizer", "test_fraction", "max_train", "deep_lr_scale",
-                 "readout_scale")
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run (every field has a small-run-friendly default).
-
-    Attributes
-    ----------
-    dataset : {"digits", "mnist", "cifar10"}
-        Data; digits (8x8, offline) by default. MNIST and CIFAR-10 are read from `data_dir`.
-    data_dir : str, optional
-        Folder with the MNIST IDX files or the CIFAR-10 python batches.
-    depth : int
-        Layers of the deep block (the paper's L).
-    channels : int
-        Width c of the deep block.
-    kernel_size : int
-        Deep-block kernel size.
-    init : {"delta_orthogonal", "block_orthogonal", "tunable_orthogonal", "gaussian"}
-        Deep-block kernels.
-    sigma_w2, sigma_b2 : float, optional
-        Variances; both None: the critical point with ``q* = q_star`` (default ``1/depth``).
-    q_star : float, optional
-        Fixed point of the default critical point.
-    v : str
-        Variance profile of Gaussian kernels ("uniform", "delta", "binomial", "tunable").
-    t : float, optional
-        Parameter of the tunable family.
-    act : str
-        Activation ("tanh").
-    padding : {"circular", "zeros"}
-        Padding of the deep block.
-    stem_strides : tuple of int, optional
-        Stem strides; default ``(1, 2)`` for digits (8x8 -> 4x4), ``(1, 2, 2)`` otherwise.
-    optimizer : {"sgd", "adam"}
-        SGD with (heavy-ball) momentum, or Adam.
-    lr : float
-        Peak learning rate.
-    momentum : float
-        SGD momentum (Adam: beta1).
-    deep_lr_scale : float or "1/depth"
-        Multiplier of the learning rate of the deep block's kernels and biases (stem and readout
-        keep `lr`). "1/depth" divides it by the depth: with isometric Jacobians every deep layer's
-        gradient has the same size, so one step moves the output by ~ depth x lr; this rule keeps
-        that function-space step the same at every depth (used by the 10,000-layer benchmark).
-    weight_decay : float
-        L2 weight decay.
-    schedule : {"constant", "cosine", "step", "linear"}
-        Learning-rate schedule after warm-up ("step": x0.1 at 50% and 75% of `steps`).
-    warmup_steps : int
-        Linear warm-up steps.
-    steps : int
-        Optimisation steps.
-    batch_size : int
-        Global batch size (split across processes under DDP).
-    eval_every : int
-        Evaluate train/test accuracy every this many steps (and at the end); 0: only at the end.
-    eval_samples : int
-        Training examples used for the train accuracy (a fixed subset; the test set is always full).
-    grad_norm_layers : tuple of int, optional
-        1-based deep-block layers whose kernel-gradient norm is logged every step; default first,
-        middle and last.
-    seed : int
-        Seed of the initialisation, the digits split and the batch order.
-    device : str
-        "cpu", "cuda", "cuda:1", ... ("auto": CUDA when available).
-    dtype : {"float32", "float64"}
-        Parameter and data type.
-    tf32 : bool
-        Allow TF32 matmuls/convolutions on CUDA (off by default: validation runs need full fp32).
-    checkpoint_segments : int, "auto" or None
-        Activation checkpointing of the deep block ("auto": ceil(sqrt(depth)) segments).
-    impl : {"auto", "autograd", "fused", "dense"}
-        Implementation of the deep block (:class:`~cnnmft.pytorch.models.DeepConvBlock`).
-    readout_scale : float or "1/sqrt(q*)"
-        Constant factor on the pooled features (:class:`~cnnmft.pytorch.models.VanillaCNN`).
-    num_threads : int, optional
-        torch CPU threads (default: torch's own choice).
-    out_dir : str, optional
-        Where to write logs, plots and checkpoints (None: nothing is written).
-    checkpoint_every : int
-        Save a checkpoint every this many steps (0: only at the end); needs `out_dir`.
-    resume : bool
-        Continue from ``out_dir/checkpoint.pt`` if it exists.
-    plots : bool
-        Write the PNG figures into `out_dir`.
-    test_fraction : float
-        Digits test split.
-    max_train, max_test : int, optional
-        Subsample the data (quick runs).
-    """
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    depth: int = 10
-    channels: int = 16
-    kernel_size: int = 3
-    init: str = "delta_orthogonal"
-    sigma_w2: float | None = None
-    sigma_b2: float | None = None
-    q_star: float | None = None
-    v: str = "uniform"
-    t: float | None = None
-    act: str = "tanh"
-    padding: str = "circular"
-    stem_strides: tuple | None = None
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    deep_lr_scale: object = 1.0
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    steps: int = 200
-    batch_size: int = 64
-    eval_every: int = 50
-    eval_samples: int = 1000
-    grad_norm_layers: tuple | None = None
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    tf32: bool = False
-    checkpoint_segments: object = "auto"
-    impl: str = "auto"
-    readout_scale: object = 1.0
-    num_threads: int | None = None
-    out_dir: str | None = None
-    checkpoint_every: int = 0
-    resume: bool = False
-    plots: bool = True
-    test_fraction: float = 0.2
-    max_train: int | None = None
-    max_test: int | None = None
-
-    def validate(self) -> "TrainConfig":
-        """Check every field; return a normalised copy (raises ValueError naming the field)."""
-        c = dataclasses.replace(self)
-        c.depth = V.as_int(c.depth, "depth", low=0)
-        c.channels = V.as_int(c.channels, "channels", low=1)
-        c.optimizer = V.as_choice(c.optimizer, "optimizer", OPTIMIZERS)
-        c.schedule = V.as_choice(c.schedule, "schedule", SCHEDULES)
-        c.dtype = V.as_choice(str(c.dtype).replace("torch.", ""), "dtype", DTYPES)
-        c.lr = float(V.as_float_array(c.lr, "lr", low=0.0, low_open=True))
-        c.momentum = float(V.as_float_array(c.momentum, "momentum", low=0.0, high=1.0))
-        c.weight_decay = float(V.as_float_array(c.weight_decay, "weight_decay", low=0.0))
-        if c.deep_lr_scale != "1/depth":
-            c.deep_lr_scale = float(V.as_float_array(c.deep_lr_scale, "deep_lr_scale", low=0.0))
-        c.steps = V.as_int(c.steps, "steps", low=0)
-        c.warmup_steps = V.as_int(c.warmup_steps, "warmup_steps", low=0)
-        c.batch_size = V.as_int(c.batch_size, "batch_size", low=1)
-        c.eval_every = V.as_int(c.eval_every, "eval_every", low=0)
-        c.eval_samples = V.as_int(c.eval_samples, "eval_samples", low=1)
-        c.checkpoint_every = V.as_int(c.checkpoint_every, "checkpoint_every", low=0)
-        c.seed = V.as_int(c.seed, "seed", low=0)
-        if c.stem_strides is not None:
-            c.stem_strides = tuple(int(s) for s in c.stem_strides)
-        if c.grad_norm_layers is not None:
-            c.grad_norm_layers = tuple(V.as_int(i, "grad_norm_layers", low=1, high=max(c.depth, 1))
-                                       for i in c.grad_norm_layers)
-        if (c.checkpoint_every or c.resume) and c.out_dir is None:
-            raise ValueError("`checkpoint_every`/`resume` need `out_dir` (where checkpoint.pt "
-                             "lives)")
-        return c
-
-    def to_dict(self) -> dict:
-        """JSON-able dict of the fields."""
-        d = dataclasses.asdict(self)
-        for k, val in d.items():
-            if isinstance(val, tuple):
-                d[k] = list(val)
-        return d
+__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "plot_training",
+           "lr_for_depth", "default_stem_strides", "weight_movement"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +48,9 @@ class TrainResult(ResultMixin):
     Attributes
     ----------
     config : str
-        The :class:`TrainConfig` as JSON.
+        The :class:`TrainConfig` as JSON (``lr`` resolved).
+    dataset : str
+        What the data is ("fashion-mnist", "digits", "mnist", "cifar10", ...).
     sigma_w2, sigma_b2 : float
         Variances actually used (the critical point when the config left them None).
     loss : ndarray, shape (n_steps,)
@@ -231,21 +60,26 @@ class TrainResult(ResultMixin):
     grad_norm_layers : ndarray of int, shape (k,)
         1-based deep-block layers whose gradient norm is logged.
     grad_norms : ndarray, shape (n_steps, k)
-        Kernel-gradient norms of those layers at each step.
+        Kernel-gradient norms of those layers at each step (NaN when the block is frozen).
     init_grad_norms : ndarray, shape (depth,)
         Kernel-gradient norm of every deep layer at the first step (at initialisation).
+    weight_movement : ndarray, shape (depth,)
+        ``||W_l(end) - W_l(0)||_F / ||W_l(0)||_F`` for every deep layer l.
     eval_step : ndarray of int, shape (n_eval,)
         Steps at which accuracies were measured (0 = before training).
     train_acc, test_acc, test_loss : ndarray, shape (n_eval,)
         Accuracies (in [0, 1]) and test loss at those steps.
     train_accuracy, test_accuracy : float
         Final accuracies (last evaluation).
+    n_test : int
+        Test examples behind `test_accuracy`.
     final_loss : float
         Last finite training loss (NaN if no step ran).
     steps_done : int
         Completed optimisation steps.
     status : int
-        :class:`~cnnmft.results.Status`: OK, or NONFINITE when the loss became non-finite.
+        :class:`~cnnmft.results.Status`: OK, NONFINITE (the loss diverged), AT_CHANCE (the final
+        test accuracy is within three standard errors of chance) or INTERRUPTED.
     message : str
         Human-readable summary (why the run stopped).
     wall_time : float
@@ -257,6 +91,7 @@ class TrainResult(ResultMixin):
     """
 
     config: str
+    dataset: str
     sigma_w2: float
     sigma_b2: float
     loss: np.ndarray
@@ -264,12 +99,14 @@ class TrainResult(ResultMixin):
     grad_norm_layers: np.ndarray
     grad_norms: np.ndarray
     init_grad_norms: np.ndarray
+    weight_movement: np.ndarray
     eval_step: np.ndarray
     train_acc: np.ndarray
     test_acc: np.ndarray
     test_loss: np.ndarray
     train_accuracy: float
     test_accuracy: float
+    n_test: int
     final_loss: float
     steps_done: int
     status: int
@@ -280,7 +117,7 @@ class TrainResult(ResultMixin):
 
     @property
     def success(self) -> bool:
-        """True if the run finished without a non-finite loss."""
+        """True if the run finished and learned (status OK)."""
         return int(self.status) == int(Status.OK)
 
     @property
@@ -307,20 +144,61 @@ def _resolve_device(name):
     return dev
 
 
+def default_stem_strides(dataset: str) -> tuple:
+    """Stem strides that bring the images to the deep block's maps.
+
+    digits 8x8 -> 4x4 with ``(1, 2)``; 28x28 (Fashion-MNIST, MNIST, digits28) -> 7x7 and CIFAR's
+    32x32 -> 8x8 with ``(2, 2)``.
+
+    Examples
+    --------
+    >>> default_stem_strides("digits"), default_stem_strides("fashion-mnist")
+    ((1, 2), (2, 2))
+    """
+    return (1, 2) if dataset == "digits" else (2, 2)
+
+
 def build_model(config: TrainConfig, data=None, generator=None):
-    """Build the :class:`VanillaCNN` that `config` describes (shape taken from `data`)."""
+    """Build the :class:`VanillaCNN` that `config` describes (input channels from `data`)."""
     from cnnmft.pytorch.models import VanillaCNN
 
     in_ch = data.in_channels if data is not None else (1 if config.dataset != "cifar10" else 3)
     strides = config.stem_strides
     if strides is None:
-        strides = (1, 2) if config.dataset == "digits" else (1, 2, 2)
+        strides = default_stem_strides(config.dataset)
     return VanillaCNN(config.depth, config.channels, in_channels=in_ch, num_classes=10,
                       kernel_size=config.kernel_size, init=config.init, sigma_w2=config.sigma_w2,
                       sigma_b2=config.sigma_b2, q_star=config.q_star, v=config.v, t=config.t,
                       act=config.act, padding=config.padding, stem_strides=strides,
                       checkpoint_segments=config.checkpoint_segments, impl=config.impl,
                       readout_scale=config.readout_scale, generator=generator)
+
+
+def weight_movement(w_end, w_start) -> np.ndarray:
+    r"""Relative movement of each layer's kernel, ``||W_l - W_l^0||_F / ||W_l^0||_F``.
+
+    Parameters
+    ----------
+    w_end, w_start : tensor or ndarray, shape (depth, ...)
+        Kernels after and before training.
+
+    Returns
+    -------
+    ndarray, shape (depth,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weight_movement(np.array([[3.0, 4.0], [1.0, 0.0]]), np.array([[3.0, 0.0], [1.0, 0.0]]))
+    array([1.33333333, 0.        ])
+    """
+    a = np.asarray(w_end, dtype=np.float64).reshape(len(w_end), -1)
+    b = np.asarray(w_start, dtype=np.float64).reshape(len(w_start), -1)
+    if a.shape != b.shape:
+        raise ValueError(f"`w_end` and `w_start` have shapes {a.shape} and {b.shape}")
+    den = np.linalg.norm(b, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, np.linalg.norm(a - b, axis=1) / np.where(den > 0, den, 1), 0.0)
 
 
 def _lr_factor(config):
@@ -342,12 +220,16 @@ def _lr_factor(config):
 
 
 def _param_groups(config, model):
-    scale = config.deep_lr_scale
-    if scale == "1/depth":
-        scale = 1.0 / max(model.depth, 1)
     deep = [model.block.weight, model.block.bias]
     ids = {id(p) for p in deep}
     rest = [p for p in model.parameters() if id(p) not in ids]
+    if config.freeze_block:
+        for p in deep:
+            p.requires_grad_(False)
+        return [{"params": rest, "lr": config.lr}]
+    scale = config.deep_lr_scale
+    if scale == "1/depth":
+        scale = 1.0 / max(model.depth, 1)
     return [{"params": rest, "lr": config.lr},
             {"params": deep, "lr": config.lr * float(scale)}]
 
@@ -393,7 +275,7 @@ class _Batches:
         self.perm, self.pos = s["perm"], int(s["pos"])
 
 
-def _evaluate(model, x, y, batch=512):
+def _accuracy(model, x, y, batch=512):
     torch = _torch()
     import torch.nn.functional as F
 
@@ -408,14 +290,6 @@ def _evaluate(model, x, y, batch=512):
     model.train(was)
     n = max(len(y), 1)
     return correct / n, loss_sum / n
-
-
-def _atomic_torch_save(obj, path):
-    torch = _torch()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _write_csv(path, header, rows):
@@ -438,12 +312,12 @@ def train(config: TrainConfig | None = None, progress=True, callback=None,
     The kernel-gradient norm of deep layer l, ``||dL/dW_l||_F``, is logged at each step for the
     layers in ``config.grad_norm_layers``, and for every layer at step 0 (initialisation): with
     Delta-orthogonal kernels at the critical point it is flat across depth (dynamical isometry,
-    ``chi_1 = 1``); with Gaussian kernels it is not ([1]_, §3).
+    ``chi_1 = 1``); with Gaussian kernels it is not ([1]_, section 3).
 
     Parameters
     ----------
     config : TrainConfig, optional
-        Settings (default ``TrainConfig()``).
+        Settings (default ``TrainConfig()``: the paper's plain protocol on the digits).
     progress : bool
         Show a tqdm progress bar (main process only).
     callback : callable, optional
@@ -458,207 +332,280 @@ def train(config: TrainConfig | None = None, progress=True, callback=None,
     Raises
     ------
     ValueError
-        Bad settings (the message names the field), or a checkpoint that belongs to another run.
+        Bad settings (the message names the field), or a checkpoint that belongs to another run
+        (:class:`~cnnmft.pytorch.checkpoint.CheckpointError` for a bad checkpoint file).
+
+    Warns
+    -----
+    RuntimeWarning
+        The loss diverged, or the run ended at chance.
 
     Notes
     -----
-    Under ``torchrun`` (environment variable ``WORLD_SIZE`` > 1) the run is data-parallel
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel
     (:mod:`cnnmft.pytorch.distributed`): every process draws the same global batch and takes its
-    own slice; DDP averages the gradients, so the updates equal those of one process with the
-    whole batch. Only rank 0 writes files.
+    own slice; DDP averages the gradients. Only rank 0 reads the checkpoint and writes files; on
+    resume it broadcasts the state to the other ranks, so they need no shared filesystem.
 
     References
     ----------
-    .. [1] Xiao et al. 2018, §5 (Figure 1: 10,000-layer vanilla tanh CNNs).
+    .. [1] Xiao et al. 2018, section 5 (Figure 1: 10,000-layer vanilla tanh CNNs).
 
     Examples
     --------
-    >>> res = train(TrainConfig(depth=4, channels=4, steps=3, eval_every=0, max_test=50),
+    >>> res = train(TrainConfig(depth=4, channels=8, steps=40, batch_size=32, eval_every=0),
     ...             progress=False)
-    >>> res.steps_done, res.success
-    (3, True)
+    >>> res.steps_done, res.success, res.test_accuracy > 0.5
+    (40, True, True)
     """
     torch = _torch()
+    config = replace(config or TrainConfig(), **overrides).validate()
     # subnormals make deep tanh nets crawl on x86 CPUs; the flag is process-wide, so it is
     # switched off again afterwards (torch has no getter to restore an earlier value)
     torch.set_flush_denormal(True)
+    threads = torch.get_num_threads()
     try:
-        return _train(config, progress, callback, **overrides)
+        if config.num_threads:
+            torch.set_num_threads(int(config.num_threads))
+        return _train(config, progress, callback)
     finally:
         torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
 
 
-def _train(config, progress, callback, **overrides):
-    torch = _torch()
-    import torch.nn.functional as F
+class _Run:
+    """Everything one training run holds: data, model, optimiser, history, position."""
 
-    from cnnmft.pytorch import distributed as D
-    from cnnmft.pytorch.data import load_dataset
+    def __init__(self, config):
+        torch = _torch()
+        from cnnmft.pytorch import distributed as D
+        from cnnmft.pytorch.data import load_dataset
 
-    config = dataclasses.replace(config or TrainConfig(), **overrides).validate()
-    t_start = time.perf_counter()
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
-    dtype = getattr(torch, config.dtype)
-    dist = D.setup(config.device)
-    device = dist.device if dist.active else _resolve_device(config.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
-        torch.backends.cudnn.allow_tf32 = bool(config.tf32)
-    main = dist.rank == 0
-    if dist.active and config.batch_size % dist.world_size:
-        raise ValueError(f"`batch_size` = {config.batch_size} must be divisible by the number of "
-                         f"processes ({dist.world_size})")
+        self.config = config
+        self.dist = D.setup(config.device)
+        self.device = self.dist.device if self.dist.active else _resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = config.tf32
+            torch.backends.cudnn.allow_tf32 = config.tf32
+        self.main = self.dist.rank == 0
+        if self.dist.active and config.batch_size % self.dist.world_size:
+            raise ValueError(f"`batch_size` = {config.batch_size} must be divisible by the "
+                             f"number of processes ({self.dist.world_size})")
+        dtype = getattr(torch, config.dtype)
+        self.data = load_dataset(config.dataset, config.data_dir,
+                                 test_fraction=config.test_fraction, seed=config.seed,
+                                 max_train=config.max_train, max_test=config.max_test)
+        dev = self.device
+        self.xtr = torch.as_tensor(self.data.x_train, dtype=dtype, device=dev)
+        self.ytr = torch.as_tensor(self.data.y_train, device=dev)
+        self.xte = torch.as_tensor(self.data.x_test, dtype=dtype, device=dev)
+        self.yte = torch.as_tensor(self.data.y_test, device=dev)
+        ev = torch.randperm(len(self.ytr), generator=torch.Generator().manual_seed(config.seed))
+        ev = ev[:config.eval_samples].sort().values.to(dev)
+        self.xev, self.yev = self.xtr[ev], self.ytr[ev]
 
-    data = load_dataset(config.dataset, config.data_dir, test_fraction=config.test_fraction,
-                        seed=config.seed, max_train=config.max_train, max_test=config.max_test)
-    xtr = torch.as_tensor(data.x_train, dtype=dtype, device=device)
-    ytr = torch.as_tensor(data.y_train, device=device)
-    xte = torch.as_tensor(data.x_test, dtype=dtype, device=device)
-    yte = torch.as_tensor(data.y_test, device=device)
-    ev = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(config.seed))
-    ev = ev[:config.eval_samples].sort().values.to(device)
-    xev, yev = xtr[ev], ytr[ev]
+        self.model = build_model(config, self.data,
+                                 generator=torch.Generator().manual_seed(config.seed))
+        self.model.to(device=dev, dtype=dtype)
+        depth = self.model.depth
+        layers = config.grad_norm_layers
+        if layers is None:
+            layers = tuple(sorted({1, max((depth + 1) // 2, 1), depth})) if depth else ()
+        self.layers = tuple(layers)
+        self.opt = _make_optimizer(config, _param_groups(config, self.model))
+        self.net = D.wrap(self.model, self.dist)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_factor(config))
+        self.batches = _Batches(len(self.ytr), config.batch_size, config.seed)
+        self.hist = {"loss": [], "lr": [], "gn": [], "eval": [], "init_gn": None}
+        self.step = 0
+        self.out = Path(config.out_dir) if config.out_dir is not None else None
+        self.ckpt = self.out / "checkpoint.pt" if self.out is not None else None
+        if self.out is not None and self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
 
-    gen = torch.Generator().manual_seed(config.seed)
-    model = build_model(config, data, generator=gen).to(device=device, dtype=dtype)
-    depth = model.depth
-    layers = config.grad_norm_layers
-    if layers is None:
-        layers = tuple(sorted({1, max((depth + 1) // 2, 1), max(depth, 1)})) if depth else ()
-    layer_idx = [i - 1 for i in layers]
-    net = D.wrap(model, dist)
-    opt = _make_optimizer(config, _param_groups(config, model))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config))
-    batches = _Batches(len(ytr), config.batch_size, config.seed)
+    # -- checkpoint ---------------------------------------------------------------------------
+    def state(self):
+        torch = _torch()
+        return {"config": self.config.to_dict(), "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "batches": self.batches.state_dict(), "torch_rng": torch.get_rng_state(),
+                "history": self.hist, "step": self.step}
 
-    hist = {"loss": [], "lr": [], "gn": [], "eval": [], "init_gn": None}
-    step = 0
-    out = Path(config.out_dir) if config.out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out is not None else None
-    if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
-    if config.resume and ckpt_path is not None and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        old = state["config"]
-        bad = [k for k in _MODEL_FIELDS if _norm(old.get(k)) != _norm(getattr(config, k))]
-        if bad:
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} belongs to another run: fields "
-                             + ", ".join(f"{k} ({old.get(k)!r} there, {getattr(config, k)!r} here)"
-                                         for k in bad))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["torch_rng"])
-        hist = state["history"]
-        step = int(state["step"])
+    def resume(self):
+        """Load the last good checkpoint (rank 0) and share it with every rank."""
+        from cnnmft.pytorch import distributed as D
 
-    def save_checkpoint():
-        if ckpt_path is None or not main:
+        torch = _torch()
+        found, error = None, None
+        if self.main and self.ckpt is not None:
+            try:
+                found = C.load_latest(self.ckpt, map_location="cpu")
+            except C.CheckpointError as exc:
+                error = str(exc)
+        # rank 0 decides (state, file or error) and every rank follows the same decision
+        shared = D.broadcast_object({"state": found[0] if found else None,
+                                     "where": str(found[1]) if found else None,
+                                     "error": error}, self.dist)
+        if shared["error"]:
+            raise C.CheckpointError(shared["error"])
+        state, where = shared["state"], shared["where"]
+        if state is None:
             return
-        _atomic_torch_save({"config": config.to_dict(), "model": model.state_dict(),
-                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "batches": batches.state_dict(), "torch_rng": torch.get_rng_state(),
-                            "history": hist, "step": step}, ckpt_path)
+        old = state["config"]
+        bad = [k for k in MODEL_FIELDS if _norm(old.get(k)) != _norm(getattr(self.config, k))]
+        if bad:
+            raise ValueError(f"checkpoint {where!r} belongs to another run: fields "
+                             + ", ".join(f"{k} ({old.get(k)!r} there, "
+                                         f"{getattr(self.config, k)!r} here)" for k in bad))
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"])
+        self.hist = state["history"]
+        self.step = int(state["step"])
 
-    def evaluate(at):
-        tr_acc, _ = _evaluate(model, xev, yev)
-        te_acc, te_loss = _evaluate(model, xte, yte)
-        hist["eval"].append((at, tr_acc, te_acc, te_loss))
+    def save(self):
+        if self.ckpt is not None and self.main:
+            C.save_checkpoint(self.state(), self.ckpt)
+
+    # -- one step and one evaluation ----------------------------------------------------------
+    def train_step(self):
+        """One optimisation step; returns the (process-averaged) loss, or None if non-finite."""
+        import torch.nn.functional as F
+
+        from cnnmft.pytorch import distributed as D
+
+        idx = self.batches.next()
+        if self.dist.active:
+            idx = idx[self.dist.rank::self.dist.world_size]
+        idx = idx.to(self.device)
+        loss = F.cross_entropy(self.net(self.xtr[idx]), self.ytr[idx])
+        value = D.mean_scalar(loss.detach(), self.dist)
+        if not math.isfinite(value):
+            return None
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = self.model.grad_norms()
+        if self.hist["init_gn"] is None:
+            self.hist["init_gn"] = [float(g) for g in gn]
+        self.hist["gn"].append([float(gn[i - 1]) for i in self.layers])
+        self.hist["lr"].append(float(self.opt.param_groups[0]["lr"]))
+        self.opt.step()
+        self.sched.step()
+        self.hist["loss"].append(value)
+        self.step += 1
+        return value
+
+    def evaluate(self):
+        tr_acc, _ = _accuracy(self.model, self.xev, self.yev)
+        te_acc, te_loss = _accuracy(self.model, self.xte, self.yte)
+        self.hist["eval"].append([self.step, tr_acc, te_acc, te_loss])
         return tr_acc, te_acc
 
-    if not hist["eval"]:
-        evaluate(0)
 
+def _train(config, progress, callback):
+    t_start = time.perf_counter()
+    run = _Run(config)
+    if config.resume:
+        run.resume()
+    if not run.hist["eval"] and run.step == 0 and config.eval_start:
+        run.evaluate()
     bar = None
-    if progress and main and step < config.steps:
+    if progress and run.main and run.step < config.steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=step, desc=f"train depth={depth}", unit="step",
-                   dynamic_ncols=True, leave=True)
-    status, message = Status.OK, ""
-    step_times = []
-    model.train()
+        bar = tqdm(total=config.steps, initial=run.step, desc=f"train depth={config.depth}",
+                   unit="step", dynamic_ncols=True, leave=True)
+    status, message, step_times = Status.OK, "", []
+    run.model.train()
     try:
-        while step < config.steps:
+        while run.step < config.steps:
             t0 = time.perf_counter()
-            idx = batches.next()
-            if dist.active:
-                idx = idx[dist.rank::dist.world_size]
-            idx = idx.to(device)
-            logits = net(xtr[idx])
-            loss = F.cross_entropy(logits, ytr[idx])
-            loss_value = D.mean_scalar(loss.detach(), dist)
-            if not math.isfinite(loss_value):
+            value = run.train_step()
+            if value is None:
+                last = run.hist["loss"][-1] if run.hist["loss"] else "none"
                 status = Status.NONFINITE
-                message = (f"stopped at step {step}: the training loss became {loss_value} "
-                           f"(last finite loss {hist['loss'][-1] if hist['loss'] else 'none'}); "
-                           "lower the learning rate or check the initialisation")
+                message = (f"diverged: stopped at step {run.step}, the training loss became "
+                           f"non-finite (last finite loss {last}); lower the learning rate or "
+                           "check the initialisation")
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = model.grad_norms()
-            if step == 0 or hist["init_gn"] is None:
-                hist["init_gn"] = gn.detach().cpu().double().numpy()
-            hist["gn"].append([float(gn[i]) for i in layer_idx])
-            hist["lr"].append(float(opt.param_groups[0]["lr"]))
-            opt.step()
-            sched.step()
-            hist["loss"].append(loss_value)
-            step += 1
             step_times.append(time.perf_counter() - t0)
-            metrics = {"loss": loss_value}
-            if (config.eval_every and step % config.eval_every == 0) or step == config.steps:
-                tr_acc, te_acc = evaluate(step)
-                metrics.update(train_acc=tr_acc, test_acc=te_acc)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save_checkpoint()
+            metrics = {"loss": value}
+            if (config.eval_every and run.step % config.eval_every == 0) \
+                    or run.step == config.steps:
+                metrics["train_acc"], metrics["test_acc"] = run.evaluate()
+            if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+                run.save()
             if bar is not None:
                 bar.update(1)
-                post = {"loss": f"{loss_value:.4f}"}
-                if hist["eval"]:
-                    post["test_acc"] = f"{hist['eval'][-1][2]:.3f}"
+                post = {"loss": f"{value:.4f}"}
+                if run.hist["eval"]:
+                    post["test_acc"] = f"{run.hist['eval'][-1][2]:.3f}"
                 bar.set_postfix(post, refresh=False)
-            if callback is not None and callback(step, metrics):
-                message = f"stopped by the callback at step {step}"
+            if callback is not None and callback(run.step, metrics):
+                message = f"stopped by the callback at step {run.step}"
                 break
     except KeyboardInterrupt:
-        save_checkpoint()
+        run.save()
         raise
     finally:
         if bar is not None:
             bar.close()
-    if hist["eval"] and hist["eval"][-1][0] != step:
-        evaluate(step)
-    if not message:
-        message = f"finished {step} steps"
-    save_checkpoint()
+    if not run.hist["eval"] or run.hist["eval"][-1][0] != run.step:
+        run.evaluate()
+    run.save()
+    res = _result(run, status, message, step_times, t_start)
+    if res.message and int(res.status) != int(Status.OK) and run.main:
+        warnings.warn(res.message, RuntimeWarning, stacklevel=3)
+    if run.out is not None and run.main:
+        _write_outputs(res, run.out, plots=config.plots)
+    return res
 
-    ev_arr = np.array(hist["eval"], dtype=np.float64).reshape(-1, 4)
-    k = len(layers)
-    res = TrainResult(
-        config=json.dumps(config.to_dict()),
+
+def _chance_check(acc, n_test, num_classes):
+    """Return a message when `acc` is within three standard errors of chance, else ''."""
+    p0 = 1.0 / num_classes
+    se = math.sqrt(p0 * (1 - p0) / max(n_test, 1))
+    if acc <= p0 + 3 * se:
+        return (f"ended at chance: test accuracy {acc:.4f} on {n_test} images (chance {p0:.2f}, "
+                f"three standard errors {3 * se:.3f}); the network did not learn: check the "
+                "learning rate (docs/training.md, 'Learning rate') and the number of steps")
+    return ""
+
+
+def _result(run, status, message, step_times, t_start):
+    torch = _torch()
+    config, hist, model = run.config, run.hist, run.model
+    ev = np.array(hist["eval"], dtype=np.float64).reshape(-1, 4)
+    test_acc = float(ev[-1, 2])
+    if status == Status.OK and not message and run.step > 0:
+        message = _chance_check(test_acc, len(run.yte), run.data.num_classes)
+        if message:
+            status = Status.AT_CHANCE
+    if not message:
+        message = f"finished {run.step} steps"
+    init = build_model(config, run.data, generator=torch.Generator().manual_seed(config.seed))
+    moved = weight_movement(model.block.weight.detach().cpu(), init.block.weight.detach())
+    k = len(run.layers)
+    return TrainResult(
+        config=json.dumps(config.to_dict()), dataset=run.data.name,
         sigma_w2=float(model.sigma_w2), sigma_b2=float(model.sigma_b2),
         loss=np.asarray(hist["loss"], dtype=np.float64),
         lr=np.asarray(hist["lr"], dtype=np.float64),
-        grad_norm_layers=np.asarray(layers, dtype=np.int64),
+        grad_norm_layers=np.asarray(run.layers, dtype=np.int64),
         grad_norms=np.asarray(hist["gn"], dtype=np.float64).reshape(-1, k),
-        init_grad_norms=(np.asarray(hist["init_gn"], dtype=np.float64)
-                         if hist["init_gn"] is not None else np.zeros(0)),
-        eval_step=ev_arr[:, 0].astype(np.int64), train_acc=ev_arr[:, 1], test_acc=ev_arr[:, 2],
-        test_loss=ev_arr[:, 3],
-        train_accuracy=float(ev_arr[-1, 1]) if len(ev_arr) else float("nan"),
-        test_accuracy=float(ev_arr[-1, 2]) if len(ev_arr) else float("nan"),
+        init_grad_norms=np.asarray(hist["init_gn"] or [], dtype=np.float64),
+        weight_movement=moved,
+        eval_step=ev[:, 0].astype(np.int64), train_acc=ev[:, 1], test_acc=ev[:, 2],
+        test_loss=ev[:, 3], train_accuracy=float(ev[-1, 1]), test_accuracy=test_acc,
+        n_test=int(len(run.yte)),
         final_loss=float(hist["loss"][-1]) if hist["loss"] else float("nan"),
-        steps_done=int(step), status=int(status), message=message,
+        steps_done=int(run.step), status=int(status), message=message,
         wall_time=time.perf_counter() - t_start,
         step_time=float(np.median(step_times)) if step_times else float("nan"),
         n_params=int(sum(p.numel() for p in model.parameters())),
     )
-    if out is not None and main:
-        _write_outputs(res, out, plots=config.plots)
-    return res
 
 
 def _norm(x):
@@ -676,6 +623,9 @@ def _write_outputs(res: TrainResult, out: Path, plots=True):
     _write_csv(out / "eval.csv", ["step", "train_acc", "test_acc", "test_loss"],
                [[int(s), repr(float(a)), repr(float(b)), repr(float(c))]
                 for s, a, b, c in zip(res.eval_step, res.train_acc, res.test_acc, res.test_loss)])
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(res.settings, indent=1))
+    os.replace(tmp, out / "config.json")
     res.save(out / "result.json")
     if plots:
         plot_training([res], path=out / "training.png")
@@ -696,17 +646,14 @@ def plot_training(results, labels=None, path=None, title=None):
     Returns
     -------
     matplotlib.figure.Figure or Path
-        The figure, or the path when `path` is given.
+        The figure, or the path when `path` is given (its numbers go beside it, ``.npz``).
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if labels is None:
         labels = [f"{r.settings['init']}, depth {r.settings['depth']}" for r in results]
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig = Figure(figsize=(14, 3.8))
+    ax = fig.subplots(1, 3)
     for r, lab in zip(results, labels):
         if len(r.loss):
             ax[0].plot(np.arange(1, len(r.loss) + 1), r.loss, lw=0.8, label=lab)
@@ -725,7 +672,18 @@ def plot_training(results, labels=None, path=None, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
+        np.savez(Path(path).with_suffix(".npz"), **_curves(results))
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         return Path(path)
     return fig
+
+
+def _curves(results):
+    out = {}
+    for i, r in enumerate(results):
+        out[f"run{i}_loss"] = r.loss
+        out[f"run{i}_eval_step"] = r.eval_step
+        out[f"run{i}_test_acc"] = r.test_acc
+        out[f"run{i}_train_acc"] = r.train_acc
+        out[f"run{i}_init_grad_norms"] = r.init_grad_norms
+    return out
