@@ -69,9 +69,14 @@ def _closed(code_name, S, order):
 
 
 def _coefficients(a, uq, order):
-    """Hermite coefficients (of phi or phi') at the variances uq, enough terms (Parseval)."""
+    """Hermite coefficients (of phi or phi') at the variances uq, enough terms (Parseval).
+
+    None when the series needs more than ``_KMAX`` terms (the caller then integrates pairwise).
+    """
     qmax = float(uq.max())
     kmax = 32 * int(math.ceil((200.0 * qmax + 30) / 32))
+    if kmax > _KMAX:
+        return None
     diag = gaussian.expect(a, uq, (order, order))
     while True:
         coef, _ = mehler_coefficients(a, uq, kmax=kmax + order)
@@ -79,8 +84,10 @@ def _coefficients(a, uq, order):
             k = np.arange(kmax + 1)
             coef = coef[:, 1:] * np.sqrt((k + 1)[None, :] / uq[:, None])
         tail = diag - np.sum(coef * coef, axis=1)
-        if np.all(tail <= _TAIL_REL * np.maximum(1.0, diag) + 1e-15) or kmax >= _KMAX:
+        if np.all(tail <= _TAIL_REL * np.maximum(1.0, diag) + 1e-15):
             break
+        if kmax >= _KMAX:
+            return None
         kmax *= 2
     # keep only the terms whose largest square still matters
     c2 = np.max(coef * coef, axis=0)
@@ -96,7 +103,10 @@ def _mehler(a, S, order):
     pos = uq > 0
     if order == 1 and not pos.all():
         return None
-    coef_u, diag_u = _coefficients(a, np.where(pos, uq, 0.0), order)
+    got = _coefficients(a, np.where(pos, uq, 0.0), order)
+    if got is None:
+        return None
+    coef_u, diag_u = got
     coef = coef_u[inv]
     # an odd phi has odd Hermite coefficients only, its (even) derivative even ones
     parity = None if not a.odd else (1 if order == 0 else 0)

@@ -17,10 +17,17 @@ from cnnmft import gaussian
 from cnnmft.activations import get_activation
 
 _X, _W = np.polynomial.legendre.leggauss(10)
-_EDGES = np.linspace(-8.5, 8.5, 35)
-_H = 0.5 * np.diff(_EDGES)
-_Z = ((_EDGES[:-1] + _EDGES[1:])[:, None] * 0.5 + _H[:, None] * _X[None, :]).ravel()
-_WZ = (_H[:, None] * _W[None, :]).ravel() * np.exp(-0.5 * _Z ** 2) / math.sqrt(2 * math.pi)
+
+
+def _rule(panels):
+    """Composite Gauss-Legendre nodes and normal-density weights on [-8.5, 8.5]."""
+    edges = np.linspace(-8.5, 8.5, panels + 1)
+    h = 0.5 * np.diff(edges)
+    z = ((edges[:-1] + edges[1:])[:, None] * 0.5 + h[:, None] * _X[None, :]).ravel()
+    return z, (h[:, None] * _W[None, :]).ravel() * np.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi)
+
+
+_Z, _WZ = _rule(34)
 
 
 def pair_expect(act, q1, q2, s12, order, same=False):
@@ -39,11 +46,13 @@ def pair_expect(act, q1, q2, s12, order, same=False):
     if a.kinks:
         return float(gaussian.expect2(a, q1, q2, rho, (order, order)))
     f = a.phi if order == 0 else a.dphi
-    u1 = math.sqrt(q1) * _Z
+    # panels narrow enough for the steep part of phi(sqrt(q) z) (width ~ 1 / sqrt(q))
+    Z, WZ = (_Z, _WZ) if max(q1, q2) <= 4 else _rule(int(17 * math.sqrt(max(q1, q2))) + 1)
+    u1 = math.sqrt(q1) * Z
     fz1 = f(u1)
-    z2 = rho * _Z[:, None] + math.sqrt(max(0.0, 1 - rho * rho)) * _Z[None, :]
+    z2 = rho * Z[:, None] + math.sqrt(max(0.0, 1 - rho * rho)) * Z[None, :]
     fz2 = f(math.sqrt(q2) * z2)
-    return float(_WZ @ (fz1[:, None] * fz2) @ _WZ)
+    return float(WZ @ (fz1[:, None] * fz2) @ WZ)
 
 
 def expect_matrix(act, S, order):

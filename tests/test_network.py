@@ -296,3 +296,16 @@ def test_brute_force_reference_3d(rng):
     K, T, _ = R.forward(x, ref)
     assert abs(r.nngp[0, 0] - K[0, 0]) <= 1e-12 * abs(K[0, 0])
     assert abs(r.ntk_out[0, 0] - T[0, 0]) <= 1e-12 * abs(T[0, 0])
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 40.0])
+def test_pair_expectations_extreme_variances(scale, rng):
+    """Tiny (critical q* ~ 1/L) and large variances (series too long: pairwise quadrature)."""
+    from cnnmft._network_expect import pair_expectations
+
+    X = rng.normal(size=(4, 6))
+    S = scale * (X @ X.T / 6 + 0.1)
+    for order in (0, 1):
+        got = pair_expectations("tanh", S, order)
+        ref = R.expect_matrix("tanh", S, order)
+        assert np.max(np.abs(got - ref)) <= 1e-12 * max(1.0, np.max(np.abs(ref))), order
