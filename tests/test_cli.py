@@ -329,3 +329,48 @@ def test_report_command_json_and_resolved_config(tmp_path, capsys):
     assert checks and all(h["ok"] for h in checks)
     saved = json.loads((tmp_path / "resolved_config.json").read_text())
     assert saved["command"] == "report" and saved["config"]["quick"] is True
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_leaves_one_line(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole process group) during a real Dask sweep."""
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    args = [sys.executable, "-m", "cnnmft", "trainability", "--out", str(tmp_path / "t"),
+            "--depths", "2", "3", "4", "--sigma-w2", "1", "2", "--steps", "4000", "--channels",
+            "4", "--seeds", "0", "--lrs", "0.01", "--dataset", "digits", "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (tmp_path / "t" / "cells").exists():
+            time.sleep(0.5)
+        time.sleep(15)  # the workers are training the first cells
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("cnnmft trainability: interrupted: finished "
+                                                    "cells are kept in")
+
+
+def test_trainability_config_file_and_typed_flags(tmp_path, monkeypatch):
+    from cnnmft.cli import _typed, build_parser
+    from cnnmft.commands import trainability as cmd
+
+    conf = tmp_path / "s.toml"
+    conf.write_text('[trainability]\ndepths = [2, 3]\nsteps = 7\nworkers = 3\n')
+    parser, subs = build_parser("trainability")
+    argv = ["trainability", "--config", str(conf), "--steps", "9"]
+    args = parser.parse_args(argv)
+    args._typed = _typed(subs["trainability"], argv)
+    cmd._apply_config(args)
+    assert args.depths == (2, 3) and args.steps == 9 and args.workers == 3
+    conf.write_text("stepz = 1\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
+        cmd._apply_config(args)
