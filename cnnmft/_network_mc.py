@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnmft import _validation as V
 from cnnmft._network_layers import resolve
+from cnnmft._util import progress_callback
 from cnnmft.results import Result, Status
 
 __all__ = ["NetworkSimulation", "simulate_network"]
@@ -171,6 +172,23 @@ def _backward(layers, geo, params, tape, B):
     return ntk, np.array(wg[::-1]), np.array(bg[::-1]), np.array(hg[::-1])
 
 
+def _draws(layers, geo, x, width, n_readout, rng, n_draws, cb, acc):
+    covs, nngps, ntks, wgs, bgs, hgs = acc
+    for d in range(n_draws):
+        params = _draw(layers, x.shape[-1], width, n_readout, rng)
+        f, tape, cv = _one_draw(layers, geo, x, params)
+        for k, val in cv.items():
+            covs.setdefault(k, []).append(val)
+        nngps.append(f @ f.T / f.shape[1])
+        ntk, wg, bg, hg = _backward(layers, geo, params, tape, x.shape[0])
+        ntks.append(ntk)
+        wgs.append(wg)
+        bgs.append(bg)
+        hgs.append(hg)
+        if cb is not None:
+            cb(d + 1, n_draws)
+
+
 def _mean_se(samples):
     s = np.asarray(samples)
     n = s.shape[0]
@@ -178,7 +196,7 @@ def _mean_se(samples):
         s.shape[1:], np.nan))
 
 
-def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None):
+def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None, progress=None):
     r"""Monte Carlo of a layer list: covariances, NNGP, gradient norms and empirical NTK.
 
     Parameters
@@ -194,6 +212,8 @@ def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None):
     n_readout : int
         Readout units per draw (the NNGP estimate averages over them; gradients use unit 0).
     rng : None, int or numpy.random.Generator
+    progress : None, bool or callable
+        tqdm bar over the draws (True), none (False, None), or ``callback(done, n_draws)``.
 
     Returns
     -------
@@ -218,19 +238,14 @@ def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None):
     if isinstance(layers[-1], tuple) or layers[-1].kind != "dense":
         raise ValueError("`network` must end in a Dense readout for the Monte Carlo")
     geo = [None if isinstance(r, tuple) or r.kind != "conv" else _gathers(r) for r in layers]
-    B = x.shape[0]
     covs, nngps, ntks, wgs, bgs, hgs = {}, [], [], [], [], []
-    for _ in range(n_draws):
-        params = _draw(layers, x.shape[-1], width, n_readout, rng)
-        f, tape, cv = _one_draw(layers, geo, x, params)
-        for k, val in cv.items():
-            covs.setdefault(k, []).append(val)
-        nngps.append(f @ f.T / f.shape[1])
-        ntk, wg, bg, hg = _backward(layers, geo, params, tape, B)
-        ntks.append(ntk)
-        wgs.append(wg)
-        bgs.append(bg)
-        hgs.append(hg)
+    cb, bar = progress_callback(progress, n_draws, desc="network draws", unit="draw")
+    try:
+        _draws(layers, geo, x, width, n_readout, rng, n_draws, cb,
+               (covs, nngps, ntks, wgs, bgs, hgs))
+    finally:
+        if bar is not None:
+            bar.close()
     cov, cov_se = {}, {}
     for k, vals in covs.items():
         cov[k], cov_se[k] = _mean_se(vals)
