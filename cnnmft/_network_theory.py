@@ -235,6 +235,11 @@ class Prediction(Result):
         Logit covariance and tangent kernel (NTK parametrisation).
     q_star, chi_1, xi_c, trainable_depth : float
         Fully-connected fixed point of the deep block, ``chi_1``, ``xi_c`` and ``6 xi_c``.
+    grad_gain, xi_grad : float
+        Backward gain per deep-block layer of this network, from the exact gradient norms
+        (``(g_first / g_last)^(1 / (depth - 1))`` of ``E||df/dh^l||^2``; border effects
+        included; circular at the fixed point: ``chi_1``) and ``-1 / log(grad_gain)``; NaN
+        for ``depth < 2``.
     """
 
     config: dict
@@ -252,6 +257,8 @@ class Prediction(Result):
     chi_1: float
     xi_c: float
     trainable_depth: float
+    grad_gain: float
+    xi_grad: float
 
 
 def _prediction_input(x, cfg, input_shape, n_inputs):
@@ -312,6 +319,11 @@ def predict(model, x=None, *, input_shape=(8, 8), n_inputs=2):
         if r.kinds[i] == "conv":
             c_prev = int(cfg["channels"])
     fp = fixed_point(cfg["act"], cfg["sigma_w2"], cfg["sigma_b2"])
+    depth, n_stem = int(cfg["depth"]), len(cfg["stem_strides"])
+    gain = np.nan
+    if depth >= 2:
+        g = r.preact_grad2[n_stem:n_stem + depth, 0]
+        gain = float((g[0] / g[-1]) ** (1.0 / (depth - 1)))
     return Prediction(
         config={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
                 if not isinstance(v, np.ndarray)},
@@ -320,7 +332,8 @@ def predict(model, x=None, *, input_shape=(8, 8), n_inputs=2):
         bias_grad2=r.bias_grad2, preact_grad2=r.preact_grad2, nngp=r.nngp, ntk=r.ntk_out,
         q_star=float(np.asarray(fp.q_star)), chi_1=float(np.asarray(fp.chi_1)),
         xi_c=float(np.asarray(fp.xi_c)),
-        trainable_depth=float(trainable_depth(cfg["act"], cfg["sigma_w2"], cfg["sigma_b2"])))
+        trainable_depth=float(trainable_depth(cfg["act"], cfg["sigma_w2"], cfg["sigma_b2"])),
+        grad_gain=gain, xi_grad=float(_xi(gain)) if np.isfinite(gain) else np.nan)
 
 
 # ---------------------------------------------------------------------------------------------
