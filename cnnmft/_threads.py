@@ -58,6 +58,7 @@ _LAYER = "workqueue"
 _STATE = {"n": None, "blas": None, "pools": None, "torch0": None, "layer_done": False}
 _LOCAL = threading.local()   # .stack: limit_threads overrides; .n: count applied to numba here
 _LOCK = threading.Lock()
+_POOL_LOCK = threading.Lock()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,8 +301,12 @@ def _set_pools(n: int, explicit: bool) -> None:
     the CPUs they would use themselves, and their own defaults back otherwise.
     """
     want = n if explicit or n < _cpus_seen() else None
-    if want == _STATE["pools"]:
-        return
+    with _POOL_LOCK:
+        if want != _STATE["pools"]:
+            _swap_pools(want)
+
+
+def _swap_pools(want: int | None) -> None:
     old = _STATE["blas"]
     if old is not None and hasattr(old, "restore_original_limits"):
         old.restore_original_limits()
