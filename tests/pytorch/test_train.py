@@ -31,7 +31,8 @@ def test_depth_1000_delta_orthogonal_gradients_flat_and_loss_falls():
     assert g.shape == (1000,) and np.all(np.isfinite(g)) and np.all(g > 0)
     assert 0.1 <= g[0] / g[-1] <= 10.0          # dynamical isometry: no vanishing/exploding
     assert res.loss[-1] < res.loss[0]           # full batch, so the decrease is not noise
-    assert res.success
+    # six steps: the loss falls, the accuracy may still be at chance (and then says so)
+    assert res.status in (Status.OK, Status.AT_CHANCE)
 
 
 def test_depth_1000_gaussian_gradients_vanish():
@@ -88,9 +89,10 @@ def test_resume_refuses_another_run(tmp_path):
 
 
 def test_non_finite_loss_stops_cleanly(tmp_path):
-    res = train(TrainConfig(depth=3, steps=50, optimizer="sgd", lr=1e12, momentum=0.0,
-                            init="gaussian", sigma_w2=1.0, sigma_b2=0.0, act="linear",
-                            out_dir=str(tmp_path), **SMALL), progress=False)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        res = train(TrainConfig(depth=3, steps=50, optimizer="sgd", lr=1e12, momentum=0.0,
+                                init="gaussian", sigma_w2=1.0, sigma_b2=0.0, act="linear",
+                                out_dir=str(tmp_path), **SMALL), progress=False)
     assert res.status == Status.NONFINITE and not res.success
     assert "non-finite" in res.message or "nan" in res.message.lower() or "inf" in res.message
     assert res.steps_done < 50
@@ -174,7 +176,7 @@ def test_mnist_missing_and_malformed_files(tmp_path):
     bad = tmp_path / "t10k-images-idx3-ubyte.gz"
     with gzip.open(bad, "wb") as fh:
         fh.write(b"\x00\x00\x08\x03" + struct.pack(">III", 10, 28, 28) + b"\x00" * 100)
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(ValueError, match="dimension sizes"):
         load_dataset("mnist", tmp_path)
     with gzip.open(bad, "wb") as fh:
         fh.write(b"\x12\x34\x56\x78" + b"\x00" * 100)
@@ -205,7 +207,8 @@ def test_cifar10_batches(tmp_path):
 
 @pytest.mark.slow
 def test_ten_thousand_layer_check_ci_size(tmp_path):
-    # the benchmark script at CI size (depth 300, 40 steps): same pass criteria as the real one
+    # the benchmark script at CI size (depths 4 and 40, 12 steps): every run, control and
+    # number is produced, the frozen block does not move, and a rerun resumes instead of redoing
     import importlib.util
     from pathlib import Path
 
@@ -215,10 +218,42 @@ def test_ten_thousand_layer_check_ci_size(tmp_path):
     spec.loader.exec_module(mod)
     assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
     numbers = json.loads((tmp_path / "numbers.json").read_text())
-    assert numbers["accuracy_gap_points"] <= 5.0
-    assert numbers["test_acc_gaussian_deep"] <= 0.25
+    runs = numbers["runs"]
+    assert set(runs) == {f"{k}_depth{d}" for k in ("delta", "frozen", "gaussian") for d in (4, 40)}
+    assert runs["frozen_depth40"]["weight_movement_max"] == 0.0
+    assert runs["delta_depth40"]["weight_movement_median"] > 0.0
+    assert runs["delta_depth4"]["seeds"] == 2 and runs["delta_depth40"]["seeds"] == 1
+    assert len(numbers["linear_same_budget"]) == 2
+    assert (tmp_path / "ten_thousand_layers.png").is_file()
+    before = (tmp_path / "runs" / "delta_depth40_seed0" / "result.json").read_bytes()
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "runs" / "delta_depth40_seed0" / "result.json").read_bytes() == before
 
 
+@pytest.mark.slow
+def test_gpu_paper_scale_smoke_on_cpu(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("gpu_paper_scale",
+                                                      bench / "gpu_paper_scale.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    finally:
+        sys.path.remove(str(bench))
+    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    assert numbers["impl"] in ("autograd", "fused")
+    assert set(numbers["phases"]["training"]) == {"delta_depth12_seed0", "frozen_depth12_seed0",
+                                                  "gaussian_depth12_seed0"}
+    assert (tmp_path / "gpu_paper_scale.png").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:diverged:RuntimeWarning")
 def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
     from cnnmft.cli import main
 
@@ -226,10 +261,12 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
     args = ["train", "--depth", "3", "--channels", "4", "--stem-strides", "1", "2",
             "--batch-size", "16", "--max-train", "64", "--max-test", "40", "--eval-every", "0",
             "--threads", "1", "--quiet", "--no-plots", "--out", str(out)]
-    assert main(args + ["--steps", "2", "--checkpoint-every", "1"]) == 0
-    assert main(args + ["--steps", "4", "--resume"]) == 0
+    # 2-4 steps end at chance: exit code 3 and the status say so (not "finished")
+    assert main(args + ["--steps", "2", "--checkpoint-every", "1"]) in (0, 3)
+    code = main(args + ["--steps", "4", "--resume"])
     res = TrainResult.load(out / "result.json")
     assert res.steps_done == 4 and len(res.loss) == 4
+    assert (code, res.status) in ((0, Status.OK), (3, Status.AT_CHANCE))
     assert "train acc" in capsys.readouterr().out
     # a diverging run exits with code 3 (non-finite loss), not with a traceback
     bad = ["train", "--depth", "2", "--channels", "4", "--stem-strides", "1", "--act", "linear",
