@@ -94,6 +94,11 @@ with the model's channel counts, the NTK and the trainable depth `6 xi_c`.""")
 code("""p = predict({"depth": 20, "channels": 16, "sigma_w2": 1.5, "sigma_b2": 0.05,
              "stem_strides": (1, 2), "init": "gaussian"}, input_shape=(8, 8))
 print("trainable depth 6 xi_c =", round(p.trainable_depth, 1))
+for pad in ("circular", "zeros"):
+    crit = predict({"depth": 12, "sigma_w2": 1.760955, "sigma_b2": 0.05, "stem_strides": (1, 2),
+                    "padding": pad, "init": "gaussian"}, input_shape=(8, 8))
+    print(f"critical point, {pad} deep block on 4x4 maps: backward gain per layer "
+          f"{crit.grad_gain:.4f}, xi_grad = {crit.xi_grad:.1f}")
 fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
 ax[0].plot(p.q[:, 0], "o-"); ax[0].axhline(p.q_star, ls=":")
 ax[0].set(title="q^l", xlabel="linear layer")
