@@ -32,7 +32,8 @@ from math import comb
 
 import numpy as np
 
-from cnnmft._validation import as_float_array, as_int
+from cnnmft._validation import as_float, as_float_array, as_int
+from cnnmft.meanfield import fixed_point
 from cnnmft.results import ResultMixin, Status
 
 __all__ = [
@@ -175,7 +176,7 @@ def variance_profile(kind, kernel_size=None, *, ndim=2, t=None, normalize=True):
     if kind == "tunable":
         if t is None:
             raise ValueError("`t` is required for kind='tunable' (0 <= t <= 0.5)")
-        t = float(as_float_array(t, "t", low=0.0, high=0.5))
+        t = as_float(t, "t", low=0.0, high=0.5)
     elif t is not None:
         raise ValueError(f"`t` is only used with kind='tunable'; got t={t!r} for kind={kind!r}")
     v = np.ones(())
@@ -408,8 +409,6 @@ def mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape):
     >>> round(float(r.xi_c[0, 0]), 2), round(float(r.xi_c[0, 1]), 2)
     (15.79, 3.56)
     """
-    from cnnmft.meanfield import fixed_point
-
     lam = mode_eigenvalues(v, spatial_shape)
     vv = _as_profile(v)
     fp = fixed_point(act, sigma_w2, sigma_b2)
@@ -481,10 +480,8 @@ def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1
     >>> e.size, round(float(e[0]), 5)
     (21, 0.91872)
     """
-    from cnnmft.meanfield import fixed_point
-
-    sw = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
-    sb = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    sw = as_float(sigma_w2, "sigma_w2", low=0.0, low_open=True)
+    sb = as_float(sigma_b2, "sigma_b2", low=0.0)
     B = as_int(n_inputs, "n_inputs", low=1)
     lam = mode_eigenvalues(v, spatial_shape)
     shape = lam.shape

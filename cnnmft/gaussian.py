@@ -18,6 +18,8 @@ limit c -> +-1 (s -> 0). Accuracy is ~1e-15 relative for q in [1e-8, 1e4] (teste
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from cnnmft import _validation as V
@@ -28,7 +30,12 @@ __all__ = ["expect", "expect2"]
 
 
 def _orders(orders, name="orders"):
-    o = np.asarray(orders, dtype=np.int64).ravel()
+    raw = np.asarray(orders, dtype=object).ravel()
+    if not all(isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+               for x in raw):
+        raise TypeError(f"`{name}` must be a sequence of integer derivative orders in "
+                        f"{{0, 1, 2}}, got {orders!r}")
+    o = raw.astype(np.int64)
     if o.size == 0 or (o < 0).any() or (o > 2).any():
         raise ValueError(f"`{name}` must be a non-empty sequence of derivative orders in "
                          f"{{0, 1, 2}}, got {orders!r}")

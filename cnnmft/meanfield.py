@@ -210,7 +210,7 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
     (1.06396, 0.446804)
     """
     a, sw, sb = _prep(act, sigma_w2, sigma_b2)
-    tol = float(V.as_float_array(tol, "tol", low=1e-16, high=1e-3))
+    tol = V.as_float(tol, "tol", low=1e-16, high=1e-3)
     maxiter = V.as_int(maxiter, "maxiter", low=1)
     method = V.as_choice(method, "method", {"auto", "quadrature"})
     ns, code = _custom.kernels(a)
@@ -352,7 +352,7 @@ def trainable_depth(act, sigma_w2, sigma_b2, factor=6.0):
     >>> round(float(trainable_depth("tanh", 1.5, 0.05)), 1)
     94.7
     """
-    factor = float(V.as_float_array(factor, "factor", low=0.0, low_open=True))
+    factor = V.as_float(factor, "factor", low=0.0, low_open=True)
     return factor * fixed_point(act, sigma_w2, sigma_b2).xi_c
 
 
@@ -448,7 +448,7 @@ def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
     """
     a = get_activation(act)
     sb = V.as_float_array(sigma_b2, "sigma_b2", low=0.0)
-    xtol = float(V.as_float_array(xtol, "xtol", low=0.0, low_open=True, high=1e-3))
+    xtol = V.as_float(xtol, "xtol", low=0.0, low_open=True, high=1e-3)
     ns, code = _custom.kernels(a)
     ws = ns.quad.workspace()
     flat = sb.ravel()

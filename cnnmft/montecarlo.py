@@ -43,9 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnmft import _validation as V
+from cnnmft import orthogonal
+from cnnmft._util import progress_callback
 from cnnmft.activations import get_activation
 from cnnmft.fourier import kernel_offsets, kernel_profile
-from cnnmft.results import ResultMixin
+from cnnmft.results import ResultMixin, Status
 
 __all__ = [
     "circular_conv",
@@ -256,10 +258,8 @@ def sample_kernel(kind, shape, sigma_w2, *, v="uniform", rng=None):
         return np.asarray(kind(shape, sigma_w2, rng=rng), dtype=np.float64)
     V.as_choice(kind, "kernel", _KERNEL_KINDS)
     if kind == "gaussian":
-        prof = _profile(v, shape[2:])
-        return rng.standard_normal(shape) * np.sqrt(sigma_w2 * prof / shape[1])
-    from cnnmft import orthogonal
-
+        # the one Gaussian kernel sampler (same draws as before: one standard normal array)
+        return orthogonal.gaussian_kernel(shape, sigma_w2, v=_profile(v, shape[2:]), rng=rng)
     return np.asarray(getattr(orthogonal, kind)(shape, sigma_w2, rng=rng), dtype=np.float64)
 
 
@@ -355,8 +355,8 @@ class _Net:
 
 def _make_net(act, sigma_w2, sigma_b2, width, kernel, v, kernel_size, ndim):
     act = get_activation(act)
-    sw = float(V.as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
-    sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
+    sw = V.as_float(sigma_w2, "sigma_w2", low=0.0, low_open=True)
+    sb = V.as_float(sigma_b2, "sigma_b2", low=0.0)
     width = V.as_int(width, "width", low=1)
     if not callable(kernel):
         V.as_choice(kernel, "kernel", _KERNEL_KINDS)
@@ -373,26 +373,10 @@ def _make_net(act, sigma_w2, sigma_b2, width, kernel, v, kernel_size, ndim):
 
 
 def _progress(progress, total):
-    if progress is None or progress is False:
-        return None
-    if callable(progress):
-        return progress
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, leave=False)
-
-    def cb(done, total_):
-        bar.n = done
-        bar.refresh()
-        if done >= total_:
-            bar.close()
-
-    return cb
+    return progress_callback(progress, total, leave=False)[0]
 
 
 def _status(*arrays):
-    from cnnmft.results import Status
-
     ok = all(np.isfinite(np.asarray(a)).all() for a in arrays)
     return int(Status.OK if ok else Status.NONFINITE)
 
@@ -703,9 +687,9 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     n_draws = V.as_int(n_draws, "n_draws", low=1)
     V.as_choice(kind, "kind", ("c", "q"))
     net = _make_net(act, sigma_w2, sigma_b2, width, kernel, v, kernel_size, d)
-    qs = float(V.as_float_array(q_star, "q_star", low=0.0, low_open=True))
-    cs = float(V.as_float_array(c_star, "c_star", low=-1.0, high=1.0))
-    eps = float(V.as_float_array(eps, "eps", low=0.0, low_open=True))
+    qs = V.as_float(q_star, "q_star", low=0.0, low_open=True)
+    cs = V.as_float(c_star, "c_star", low=-1.0, high=1.0)
+    eps = V.as_float(eps, "eps", low=0.0, low_open=True)
     modes = [tuple(np.atleast_1d(m).astype(int)) for m in modes]
     for m in modes:
         if len(m) != d:
@@ -900,7 +884,7 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
     for n, k in zip(spatial_shape, net.kshape):
         if k > n:
             raise ValueError(f"`kernel_size` {net.kshape} must not exceed the grid {spatial_shape}")
-    qin = float(V.as_float_array(q_input, "q_input", low=0.0, low_open=True))
+    qin = V.as_float(q_input, "q_input", low=0.0, low_open=True)
     if qin <= net.sigma_b2:
         raise ValueError(f"`q_input` must exceed `sigma_b2` = {net.sigma_b2}; got {qin}")
     n_top = V.as_int(n_top, "n_top", low=1)

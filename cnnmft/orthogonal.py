@@ -37,7 +37,7 @@ import numbers
 
 import numpy as np
 
-from cnnmft._validation import as_choice, as_float_array, as_int, make_rng, require_memory
+from cnnmft._validation import as_choice, as_float, as_float_array, as_int, make_rng, require_memory
 from cnnmft.fourier import kernel_profile
 
 __all__ = [
@@ -465,7 +465,7 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
     as_choice(rank, "rank", _RANK_MODES)
     sw = _sigma_w(sigma_w2)
     _check_size(c_out, c_in, ks, 2)
-    t = float(as_float_array(t, "t", low=0.0, high=0.5))
+    t = as_float(t, "t", low=0.0, high=0.5)
     big, small = max(c_out, c_in), min(c_out, c_in)
     x = _paraunitary(big, small, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank,
                      make_rng(rng))
@@ -524,7 +524,7 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
     True
     """
     c_out, c_in, ks = _parse_shape(shape)
-    s2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0))
+    s2 = as_float(sigma_w2, "sigma_w2", low=0.0)
     prof = _profile(v, ks, t)
     require_memory(16.0 * c_out * c_in * int(np.prod(ks)), f"`shape` {(c_out, c_in) + ks}")
     rng = make_rng(rng)

@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnmft import _validation as V
 from cnnmft._kernels import _custom
+from cnnmft._kernels import _tables as _builtin_tables  # tables: built-in activations only
 from cnnmft.activations import get_activation
 from cnnmft.meanfield import (
     _attractors,
@@ -122,14 +123,12 @@ class PhaseDiagram(ResultMixin):
 
 
 def _tables(code, q_lo, q_hi):
-    from cnnmft._kernels import _tables as T  # tables are only built for built-in activations
-
     t0 = float(np.log(q_lo))
-    npieces = max(1, int(np.ceil((np.log(q_hi) - t0) / T.WIDTH)))
-    table = np.zeros((npieces, T.NF, T.DEG + 1))
+    npieces = max(1, int(np.ceil((np.log(q_hi) - t0) / _builtin_tables.WIDTH)))
+    table = np.zeros((npieces, _builtin_tables.NF, _builtin_tables.DEG + 1))
     valid = np.zeros(npieces, dtype=np.bool_)
     maxerr = np.zeros(npieces)
-    T.build(code, t0, npieces, table, valid, maxerr)
+    _builtin_tables.build(code, t0, npieces, table, valid, maxerr)
     return t0, npieces, table, valid, maxerr
 
 
@@ -179,7 +178,7 @@ def phase_diagram(act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_l
     sb = V.as_float_array(sigma_b2, "sigma_b2", low=0.0).ravel().copy()
     if sw.size == 0 or sb.size == 0:
         raise ValueError("`sigma_w2` and `sigma_b2` must be non-empty")
-    tol = float(V.as_float_array(tol, "tol", low=1e-16, high=1e-3))
+    tol = V.as_float(tol, "tol", low=1e-16, high=1e-3)
     maxiter = V.as_int(maxiter, "maxiter", low=1)
     ns, code = _custom.kernels(a)
     zero, odd = _phi_props(a)

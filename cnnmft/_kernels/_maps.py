@@ -338,10 +338,17 @@ MAXW_H = 2.25  # widest panel of the rule for the Hermite coefficients
 
 
 @jit
-def hermite_sq(code, q, kmax, ws, coef):
-    """coef[k] = a_k^2, a_k = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!), k = 0..kmax (Mehler:
-    E[phi(u1) phi(u2)] = sum_k a_k^2 c^k at equal variances q). Returns (E[phi^2], E[phi'^2])
-    from the same rule, for the truncation bounds."""
+def hermite_coef(code, q, kmax, ws, coef):
+    """The one Hermite (Mehler) coefficient code of cnnmft: coef[k] = a_k =
+    E[phi(sqrt(q) z) He_k(z)] / sqrt(k!), k = 0..kmax, so that for a centred normal pair with
+    variances q1, q2 and correlation c, E[phi(u1) phi(u2)] = sum_k a_k(q1) a_k(q2) c^k.
+
+    A composite Gauss-Legendre rule with panels no wider than min(MAXW_H, 7/sqrt(kmax + 1))
+    (He_k oscillates on that scale), the normalised three-term recurrence
+    h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k + 1), z truncated to |z| <= 9 (absolute error
+    ~1e-11 at k = 15 for a unit-scale phi, far less on a_k^2). Returns (E[phi^2], E[phi'^2])
+    from the same rule (the Parseval totals that bound the truncation).
+    """
     maxw = min(MAXW_H, 7.0 / math.sqrt(kmax + 1.0))
     n = _quad.rule_fine(code, q, maxw, ws[0], ws[1], ws[2])
     z = ws[1]
@@ -362,8 +369,9 @@ def hermite_sq(code, q, kmax, ws, coef):
         hc[i] = z[i]
         a0 += f[i]
         a1 += f[i] * z[i]
-    coef[0] = a0 * a0
-    coef[1] = a1 * a1
+    coef[0] = a0
+    if kmax >= 1:
+        coef[1] = a1
     for k in range(1, kmax):
         r1 = 1.0 / math.sqrt(k + 1.0)
         r2 = math.sqrt(k) * r1
@@ -373,9 +381,18 @@ def hermite_sq(code, q, kmax, ws, coef):
             hp[i] = hc[i]
             hc[i] = h
             acc += f[i] * h
-        coef[k + 1] = acc * acc
+        coef[k + 1] = acc
     return v, s
 
+
+@jit
+def hermite_sq(code, q, kmax, ws, coef):
+    """coef[k] = a_k^2 (see hermite_coef), k = 0..kmax (Mehler at equal variances q:
+    E[phi(u1) phi(u2)] = sum_k a_k^2 c^k). Returns (E[phi^2], E[phi'^2])."""
+    v, s = hermite_coef(code, q, kmax, ws, coef)
+    for k in range(kmax + 1):
+        coef[k] = coef[k] * coef[k]
+    return v, s
 
 
 @jit

@@ -10,6 +10,7 @@ u1 = sqrt(q1) z1, u2 | z1 ~ N(sqrt(q2) c z1, q2 (1 - c^2)), with the inner expec
 closed form where one exists (linear, relu, hard_tanh, erf) and by the same rule otherwise.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -22,7 +23,23 @@ ZMAX = 9.0
 MAXW = 2.25
 NGL = 16
 MAXEDGES = 1024
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(NGL)
+
+
+@functools.lru_cache(maxsize=None)
+def gauss_legendre(n=NGL):
+    """Return the one Gauss-Legendre rule of cnnmft: (nodes, weights) of the n-point rule.
+
+    The rule is on [-1, 1]; the arrays are read-only float64, computed once per n. Every
+    composite rule of the package (these kernels, the spectrum sums and law, the covariance
+    series) maps these nodes onto its panels.
+    """
+    x, w = np.polynomial.legendre.leggauss(int(n))
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
+
+
+_GL_X, _GL_W = gauss_legendre(NGL)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 # Gauss-Hermite (probabilists') rule for inner expectations of smooth activations smoothed at a
@@ -344,16 +361,16 @@ def _smoothed_pair(code, m, s, edges, nodes, weights):
     if ok0 and ok1:
         return v0, v1
     if s <= GH_SMAX and _smooth(code):
-        a0 = 0.0
-        a1 = 0.0
-        for i in range(NGH):
-            p0, p1 = _act.phi_dphi(code, m + s * _GH_X[i])
-            a0 += _GH_W[i] * p0
-            a1 += _GH_W[i] * p1
-        return a0, a1
+        return _pair_sum(code, m, s, _GH_X, _GH_W, NGH)
     n = _base_edges(edges)
     n = _features(code, s, m, 1.0, edges, n)
     n = _finish_rule(edges, n, nodes, weights)
+    return _pair_sum(code, m, s, nodes, weights, n)
+
+
+@jit
+def _pair_sum(code, m, s, nodes, weights, n):
+    """(sum_i w_i phi(m + s z_i), sum_i w_i phi'(m + s z_i)) over the first n nodes."""
     a0 = 0.0
     a1 = 0.0
     for i in range(n):

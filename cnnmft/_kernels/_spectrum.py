@@ -31,12 +31,12 @@ import math
 
 import numpy as np
 
-from . import _act
+from . import _act, _quad
 from ._codes import INACCURATE, MAXITER, NO_SOLUTION, NONFINITE, OK
 from ._jit import jit
 
 NGL = 16
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(NGL)
+_GL_X, _GL_W = _quad.gauss_legendre(NGL)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 THR = 1.5
 MAXDEPTH = 48
@@ -239,6 +239,22 @@ def phi_cdf(x, kind, L, m, u):
 
 
 @jit
+def _damped_step(x, dx, side):
+    """Newton step damped to at most 25% of |x| and halved until ``side * Im(x + dx) > 0``
+    (the physical half-plane: side = 1 for x, -1 for m); returns (x + dx, dx)."""
+    lim = 0.25 * abs(x)
+    if abs(dx) > lim:
+        dx *= lim / abs(dx)
+    xn = x + dx
+    while side * xn.imag <= 0.0:
+        dx *= 0.5
+        xn = x + dx
+        if abs(dx) < 1e-300:
+            break
+    return xn, dx
+
+
+@jit
 def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale,
                tol, maxiter, xs, ms, cdf, status, stop_rel):
     """Continuation along loglam (descending): Newton on F(x) = loglam, Im x > 0.
@@ -273,18 +289,7 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
             if not (cmath.isfinite(r) and cmath.isfinite(out[1])) or out[1] == 0.0:
                 st = NONFINITE
                 break
-            dx = -r / out[1]
-            # damping: at most 25% of |x| per step, stay in the upper half-plane
-            lim = 0.25 * abs(x)
-            if abs(dx) > lim:
-                dx *= lim / abs(dx)
-            xn = x + dx
-            while xn.imag <= 0.0:
-                dx *= 0.5
-                xn = x + dx
-                if abs(dx) < 1e-300:
-                    break
-            x = xn
+            x, dx = _damped_step(x, -r / out[1], 1.0)
             if abs(r) < tol or abs(dx) < 1e-14 * abs(x):
                 ok = True
                 break
@@ -335,17 +340,7 @@ def solve_universal(loglam, m_init, s, tol, maxiter, ms, cdf, status):
             if not (cmath.isfinite(f) and cmath.isfinite(fp)) or fp == 0.0:
                 st = NONFINITE
                 break
-            dm = -f / fp
-            lim = 0.25 * abs(m)
-            if abs(dm) > lim:
-                dm *= lim / abs(dm)
-            mn = m + dm
-            while mn.imag >= 0.0:
-                dm *= 0.5
-                mn = m + dm
-                if abs(dm) < 1e-300:
-                    break
-            m = mn
+            m, dm = _damped_step(m, -f / fp, -1.0)
             if abs(f) < tol or abs(dm) < 1e-15 * abs(m):
                 st = OK
                 break
