@@ -18,8 +18,8 @@ use it. The face ``cnnmft/__init__.py`` re-exports everything below ``experiment
 * ``cnnmft._kernels`` imports nothing from cnnmft outside itself but the thread policy and
   plumbing helpers (``_threads``, ``_util``);
 * no ``importlib.import_module``/``__import__``;
-* imports inside functions only of optional stacks (torch, matplotlib, dask, ...) or in
-  ``cli.py`` (lazy subcommands);
+* imports inside functions only of optional stacks (torch, matplotlib, dask, ..., and our own
+  ``cnnmft.pytorch`` and ``cnnmft.sweeps`` that need them) or in ``cli.py`` (lazy subcommands);
 * no import cycles among module-level imports;
 * only the command line and the report (the ``cli`` layer) call ``matplotlib.use``.
 """
@@ -66,6 +66,10 @@ _EXACT = {
     "report": "cli",
 }
 _PREFIXES = {"_covariance_": "maths", "_spectrum_": "maths", "_network_": "maths"}
+
+# our own modules that need an optional stack (torch, dask): importing them inside a function
+# is importing that stack lazily, which is allowed
+OPTIONAL_OWN = {"pytorch", "sweeps"}
 
 # the only modules outside _kernels that the kernels may import: the thread policy and the
 # progress/plumbing helpers, which themselves import nothing numerical from cnnmft
@@ -323,7 +327,7 @@ def _violations() -> dict[str, list[str]]:
                     rules["local"].append(f"{_where(mod, line)} function-local import {target}")
                 continue
             name = f"cnnmft.{target}" if target else "cnnmft"
-            if local and mod != "cli":
+            if local and mod != "cli" and top not in OPTIONAL_OWN:
                 rules["local"].append(f"{_where(mod, line)} function-local import {name}")
             if target.split(".")[0] == mod.split(".")[0] and mod:
                 continue  # inside its own package (e.g. pytorch.train -> pytorch.init)
