@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import cnnmft.checks as _checks  # attribute access at call time: no import cycle
 from cnnmft.network import (
     Act,
     AvgPool,
@@ -113,3 +112,7 @@ NETWORK_CHECKS = {
     "network_ntk": check_network_ntk,
 }
 """Registry: name -> ``f(quick, rng) -> CheckResult`` (for :data:`cnnmft.checks.CHECKS`)."""
+
+# Imported last, used at call time: cnnmft.checks may import this module to register
+# NETWORK_CHECKS, and either module can then be imported first.
+import cnnmft.checks as _checks  # noqa: E402
