@@ -327,7 +327,8 @@ def _violations() -> dict[str, list[str]]:
                     rules["local"].append(f"{_where(mod, line)} function-local import {target}")
                 continue
             name = f"cnnmft.{target}" if target else "cnnmft"
-            if local and mod != "cli" and top not in OPTIONAL_OWN:
+            lazy_stack = top in OPTIONAL_OWN and mod.split(".")[0] != top  # not from inside
+            if local and mod != "cli" and not lazy_stack:
                 rules["local"].append(f"{_where(mod, line)} function-local import {name}")
             if target.split(".")[0] == mod.split(".")[0] and mod:
                 continue  # inside its own package (e.g. pytorch.train -> pytorch.init)
