@@ -85,7 +85,11 @@ def _precheck(values):
 
 
 def run(args) -> int:
-    """Train and print a summary; exit code 0, or 3 when the loss became non-finite."""
+    """Train and print a summary; exit code 0, or 3 when the run failed.
+
+    Failed: the loss became non-finite, or the run ended at chance (``Status.AT_CHANCE``);
+    the status is printed by name with the reason.
+    """
     out = Output(args)
     values, origin = resolve(args)
     _precheck(values)
@@ -104,7 +108,8 @@ def run(args) -> int:
         out.note(f"results go to {config.out_dir}/ (settings in resolved_config.json)")
     res = train(config, progress=out.progress)
     if rank0:
-        out.result(f"{res.message}: train acc {res.train_accuracy:.4f}, test acc "
+        out.result(f"{Status(int(res.status)).name}: {res.message}: train acc "
+                   f"{res.train_accuracy:.4f}, test acc "
                    f"{res.test_accuracy:.4f}, final loss {res.final_loss:.4g} "
                    f"(sigma_w2={res.sigma_w2:.6g}, sigma_b2={res.sigma_b2:.3g}, "
                    f"{res.step_time:.3g} s/step)")

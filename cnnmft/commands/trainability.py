@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnmft.commands import _config as cfg
 from cnnmft.commands._common import Output, add_common, check_range, workers_ignore_sigint
+from cnnmft.sweeps import dask_client
 
 
 def configure(p):
@@ -105,8 +106,6 @@ def _scheduler(args, out):
     if args.scheduler is not None or args.scheduler_file is not None:
         yield args.scheduler, args.scheduler_file
         return
-    from cnnmft.sweeps import dask_client  # dask: only when a sweep runs
-
     check_range(args.workers, "--workers", 1)
     with contextlib.ExitStack() as stack:
         with workers_ignore_sigint():  # Ctrl-C reaches the driver only
