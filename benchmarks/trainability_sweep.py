@@ -74,6 +74,41 @@ def _summary(res, wall, store, args, load0):
     }
 
 
+def _modes(args):
+    from cnnmft.pytorch import profiles
+
+    out = Path(args.out)
+    load0 = list(os.getloadavg())
+    t0 = time.perf_counter()
+    study = profiles.modewise_study((0.0, 0.1, 0.25, 0.5), depth=args.modes_depth, seeds=(0, 1),
+                                    steps=args.modes_steps,
+                                    store=args.store or "/tmp/cnnmft-modewise",
+                                    n_workers=args.workers)
+    wall = time.perf_counter() - t0
+    study.save(out / "modewise_study.npz")
+    study.save(out / "modewise_study.json")
+    profiles.plot_modewise(study).savefig(out / "modewise_study.png", dpi=120,
+                                          bbox_inches="tight")
+    rows = [{"kind": str(k), "t": float(t),
+             "test_accuracy_per_seed": study.test_accuracy[ik, it].tolist(),
+             "train_accuracy_per_seed": study.train_accuracy[ik, it].tolist(),
+             "mean_train_loss_per_seed": study.loss_auc[ik, it].tolist(),
+             "xi_slowest_mode": float(study.xi_slowest[it]),
+             "surviving_mode_fraction": float(study.surviving_fraction[it])}
+            for ik, k in enumerate(study.kinds) for it, t in enumerate(study.t)]
+    (out / "modewise_study_summary.json").write_text(json.dumps(
+        {"depth": study.depth, "sigma_w2": study.sigma_w2, "sigma_b2": study.sigma_b2,
+         "spatial_shape": study.spatial_shape.tolist(), "training": json.loads(study.config),
+         "slope_test_accuracy_in_t": dict(zip(study.kinds.tolist(),
+                                              study.slope_test_accuracy.tolist())),
+         "slope_se": dict(zip(study.kinds.tolist(), study.slope_se.tolist())),
+         "rows": rows, "wall_seconds": wall, "load_average_at_start": load0,
+         "load_average_at_end": list(os.getloadavg()), "note": args.note}, indent=1))
+    for r in rows:
+        print(r)
+    print(f"slopes {study.slope_test_accuracy} +- {study.slope_se}; wall {wall:.0f} s")
+
+
 def main(argv=None):
     import matplotlib
 
@@ -89,8 +124,14 @@ def main(argv=None):
     ap.add_argument("--gpu", action="store_true", help="the GPU profile (E.GPU_PROFILE)")
     ap.add_argument("--assemble", action="store_true",
                     help="do not train: build the result from the store as it is")
+    ap.add_argument("--modes", action="store_true",
+                    help="run the variance-profile study instead (modewise_study.* files)")
+    ap.add_argument("--modes-depth", type=int, default=16)
+    ap.add_argument("--modes-steps", type=int, default=200)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    if args.modes:
+        return _modes(args)
     name = "trainability_gpu" if args.gpu else "trainability_sweep"
     store = args.store or ("/tmp/cnnmft-trainability" + ("-gpu" if args.gpu else ""))
     out = Path(args.out)

@@ -381,18 +381,32 @@ def _todo(store, unique, retry_failed):
             if not (k in done and (done[k]["status"] != Status.FAILED.name or not retry_failed))}
 
 
-def _submit_all(client, fn, todo, shared, retries, threads, priority):
+def _submitter(client, fn, todo, shared, retries, threads, priority):
+    """Return ``submit(n) -> list of (key, cell, future)`` that submits the next `n` cells.
+
+    With a `priority`, cells go out highest first and only as workers free up (so the order is
+    kept strictly, whatever the scheduler's queueing); without one, all at once.
+    """
     run_id = uuid.uuid4().hex[:8]  # fresh Dask keys: an erred key may linger on the scheduler
     shared_f = None
     if shared is not None:
         shared_f = client.scatter(shared, broadcast=True, hash=False)
-    futures = {}
-    for i, (k, c) in enumerate(todo.items()):
-        pr = 0 if priority is None else int(priority(c))
-        fut = client.submit(_timed_call, fn, c, shared_f, threads, key=f"cell-{k}-{run_id}",
-                            pure=False, retries=retries, priority=pr)
-        futures[fut.key] = (k, c, fut)
-    return futures
+    items = list(todo.items())
+    if priority is not None:
+        items.sort(key=lambda kv: -int(priority(kv[1])))
+    queue = iter(items)
+
+    def submit(n):
+        out = []
+        for k, c in queue:
+            fut = client.submit(_timed_call, fn, c, shared_f, threads, key=f"cell-{k}-{run_id}",
+                                pure=False, retries=retries)
+            out.append((k, c, fut))
+            if len(out) >= n:
+                break
+        return out
+
+    return submit
 
 
 def _store_future(store, fut, c):
@@ -444,8 +458,9 @@ def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler
         call as the second argument: how to ship a dataset to workers that cannot read it. It is
         not part of the cells' keys: name what it is in the parameters.
     priority : callable, optional
-        ``priority(params) -> int``: Dask runs higher values first (e.g. cheap cells first, so
-        an interrupted sweep has the most cells).
+        ``priority(params) -> int``: higher values run first, strictly: cells are handed to the
+        cluster one per free worker thread, in that order (e.g. cheap cells first, so an
+        interrupted sweep has the most cells). Without it every cell is submitted at once.
 
     Returns
     -------
@@ -503,11 +518,19 @@ def _run_todo(fn, todo, store, scheduler, scheduler_file, n_workers, threads_per
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     futures = {}
     try:
-        futures = _submit_all(client, fn, todo, shared, retries, threads_per_cell, priority)
-        for fut in as_completed([v[2] for v in futures.values()]):
+        submit = _submitter(client, fn, todo, shared, retries, threads_per_cell, priority)
+        width = len(todo) if priority is None else max(1, sum(client.nthreads().values()))
+        pending = as_completed()
+        for k, c, fut in submit(width):
+            futures[fut.key] = (k, c, fut)
+            pending.add(fut)
+        for fut in pending:
             k, c, _ = futures.pop(fut.key)
             _store_future(store, fut, c)
             fut.release()
+            for k2, c2, f2 in submit(1):
+                futures[f2.key] = (k2, c2, f2)
+                pending.add(f2)
             n_done += 1
             if bar is not None:
                 bar.update(1)

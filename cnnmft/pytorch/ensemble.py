@@ -387,16 +387,18 @@ def train_ensemble(models, x_train, y_train, *, lr, steps, batch_size=64, moment
             xb, yb = x_train[idx[step]], y_train[idx[step]]  # (B?) -> (G, B, ...)
             lg = _member_losses(model, xb.transpose(0, 1), yb.transpose(0, 1))
             vals = lg.detach().double().numpy()
-            bad = ~np.isfinite(vals) & opt.active.numpy()
-            for g in np.flatnonzero(bad):
+            bad = np.flatnonzero(~np.isfinite(vals) & opt.active.numpy())
+            for g in bad:
                 status[g], stopped[g] = Status.NONFINITE, step
-                opt.freeze_(int(g))
+                opt.active[int(g)] = False  # masked in this step's update already
             keep = opt.active.clone()
             losses[step] = np.where(keep.numpy(), vals, np.nan)
             total = torch.where(keep, lg, torch.zeros_like(lg)).sum()
             opt.zero_grad()
             total.backward()
             opt.step()
+            for g in bad:  # zero its parameters and buffers (after backward: no in-place edit
+                opt.freeze_(int(g))  # of tensors autograd still needs)
             if bar is not None:
                 bar.update(1)
         seconds = time.perf_counter() - t0

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnnmft import sweeps
+from cnnmft import plotting, sweeps
 from cnnmft._validation import as_float_array, as_int
 from cnnmft.meanfield import critical_sigma_w2, trainable_depth
 from cnnmft.pytorch import data as _data
@@ -217,8 +217,8 @@ class TrainabilitySweep(ResultMixin):
         Best rule that looks at sigma_w2 only (per-column majority: an upper bound on any such
         rule).
     k_fit, k_fit_per_seed : float, ndarray (n_s,)
-        Factor ``k`` whose rule ``depth <= k xi_c`` agrees best (middle of the best range, on a
-        log grid 0.25..64), over all seeds and per seed.
+        Factor ``k`` whose rule ``depth <= k xi_c`` agrees best (exact optimum, see
+        :func:`fit_k`), over all seeds and per seed (the spread of the fit).
     agreement_k_fit : float
     config : str
         JSON of the fixed training settings.
@@ -276,23 +276,27 @@ def _agree(trained, predicted, valid):
     return float(np.mean(trained[valid] == predicted[valid])) if valid.any() else math.nan
 
 
-_K_GRID = np.exp(np.linspace(np.log(0.25), np.log(64.0), 161))
-
-
 def fit_k(trained, valid, depth, xi_c):
     """``(k, agreement)``: the factor of ``depth <= k xi_c`` that agrees best with `trained`.
 
-    `trained` and `valid` are ``(..., n_d, n_w)``; ties are broken by the geometric middle of
-    the best range of the log grid (0.25 to 64).
+    `trained` and `valid` are ``(..., n_d, n_w)``. The agreement is piecewise constant in ``k``
+    and changes only where ``k = depth_i / xi_c_j``, so every such breakpoint is tried (exact
+    optimum, no grid). Returned ``k`` is the geometric middle of the first best interval
+    ``[k_a, k_b)`` (``1.5 k_a`` when the interval is unbounded).
     """
     d = np.asarray(depth, float)[:, None]
-    scores = np.array([_agree(trained, np.broadcast_to(d <= k * xi_c[None, :], trained.shape),
-                              valid) for k in _K_GRID])
-    if not np.isfinite(scores).any():
+    xi = np.asarray(xi_c, float)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cand = (d / xi).ravel()
+    cand = np.unique(cand[np.isfinite(cand) & (cand > 0)])
+    if not valid.any():
         return math.nan, math.nan
-    best = np.nanmax(scores)
-    ks = _K_GRID[scores >= best - 1e-12]
-    return float(np.exp(0.5 * (np.log(ks.min()) + np.log(ks.max())))), float(best)
+    cand = np.concatenate([cand[:1] / 2 if cand.size else [1.0], cand])
+    scores = np.array([_agree(trained, np.broadcast_to(d <= k * xi, trained.shape), valid)
+                       for k in cand])
+    i = int(np.argmax(scores))
+    k = math.sqrt(cand[i] * cand[i + 1]) if i + 1 < cand.size else 1.5 * cand[i]
+    return float(k), float(scores[i])
 
 
 def _rules(trained, valid, depth):
@@ -559,3 +563,12 @@ def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small",
               frameon=False)
     return fig
+
+
+def _plot_axes(result, ax=None, **kwargs):
+    """:meth:`TrainabilitySweep.plot`: the heat map on `ax`; returns the Axes."""
+    fig = plot_trainability(result, ax=ax, **kwargs)
+    return ax if ax is not None else fig.axes[0]
+
+
+plotting.register("TrainabilitySweep", _plot_axes)

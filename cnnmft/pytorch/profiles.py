@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnmft import plotting
 from cnnmft._validation import as_float_array, as_int
 from cnnmft.fourier import mode_depth_scales, variance_profile
 from cnnmft.meanfield import critical_sigma_w2
@@ -247,7 +248,7 @@ def _study_result(records, act, depth, sigma_w2, sigma_b2, t, kinds, seeds, fixe
     ok = np.isfinite(loss).any(axis=2)
     loss_m = np.where(ok, np.nansum(np.nan_to_num(loss), axis=2) /
                       np.maximum(np.isfinite(loss).sum(axis=2), 1), np.nan)
-    image = 28
+    image = {"digits": 8, "cifar10": 32}.get(fixed["dataset"], 28)  # the others are 28x28
     for st in fixed["stem_strides"]:
         image = (image - 1) // int(st) + 1
     shape = (image, image)
@@ -310,3 +311,14 @@ def plot_modewise(study: ModewiseStudy, *, axes=None):
     ax2.legend(h1 + h2, l1 + l2, fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def _plot_axes(result, ax=None, **kwargs):
+    """:meth:`ModewiseStudy.plot`: the three panels; returns the first Axes."""
+    if ax is not None:
+        raise ValueError("the variance-profile figure has three panels: call plot_modewise("
+                         "study, axes=[ax0, ax1, ax2]) to draw it on given Axes")
+    return plot_modewise(result, **kwargs).axes[0]
+
+
+plotting.register("ModewiseStudy", _plot_axes)
