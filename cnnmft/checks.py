@@ -58,7 +58,15 @@ def z_threshold(m, alpha=ALPHA, dof=None):
     """Bonferroni two-sided threshold for `m` comparisons at family-wise level `alpha`.
 
     Normal quantile, or Student-t with `dof` degrees of freedom when the standard errors are
-    themselves estimated from ``dof + 1`` network draws.
+    themselves estimated from ``dof + 1`` network draws:
+    ``z_crit = F^{-1}(1 - alpha / (2 m))``.
+
+    Examples
+    --------
+    >>> round(z_threshold(1), 4)  # the normal quantile at 1 - 5e-4
+    3.2905
+    >>> z_threshold(10, dof=11) > z_threshold(10)  # estimated errors: wider
+    True
     """
     p = alpha / (2.0 * max(int(m), 1))
     return float(norm.isf(p) if dof is None else t.isf(p, dof))
@@ -604,7 +612,28 @@ def _summary(f):
 
 
 def run_check(name, quick=True, rng=0) -> CheckResult:
-    """Run one check by name; a missing theory module gives a ``not available`` row."""
+    """Run one check by name; a missing theory module gives a ``not available`` row.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`CHECKS`.
+    quick : bool
+        Small networks (seconds) instead of the full sizes.
+    rng : int
+        Seed of the simulated networks.
+
+    Returns
+    -------
+    CheckResult
+        The row: verdict, largest ``|z|`` and its threshold, KS distance, curves.
+
+    Examples
+    --------
+    >>> res = run_check("fixed_point", quick=True, rng=0)
+    >>> str(res.status), res.z <= res.z_crit, res.n_compared
+    ('pass', True, 18)
+    """
     V.as_choice(name, "name", CHECKS)
     t0 = time.perf_counter()
     try:
@@ -639,6 +668,12 @@ def run_checks(names=None, *, quick=True, rng=0, progress=None) -> ValidationRes
     Returns
     -------
     ValidationResult
+
+    Examples
+    --------
+    >>> out = run_checks(["fixed_point"], quick=True, rng=0)
+    >>> out.ok, out.failed, [c.name for c in out.checks]
+    (True, [], ['fixed_point'])
     """
     names = list(CHECKS) if names is None else list(names)
     for n in names:

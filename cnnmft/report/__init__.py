@@ -286,6 +286,12 @@ def build_report(outdir="report", *, quick=False, full=False, sections=None, rng
     -------
     Path
         The path of ``index.html``.
+
+    Examples
+    --------
+    >>> index = build_report("report", quick=True, sections=["kernels"])  # doctest: +SKIP
+    >>> index.name  # doctest: +SKIP
+    'index.html'
     """
     if quick and full:
         raise ValueError("`quick` and `full` exclude each other")

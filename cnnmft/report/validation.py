@@ -107,6 +107,13 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
     -------
     Path
         ``outdir/index.html``.
+
+    Examples
+    --------
+    >>> from cnnmft.checks import run_checks
+    >>> res = run_checks(["fixed_point"], quick=True)  # doctest: +SKIP
+    >>> write_validation_report(res, "validation").name  # doctest: +SKIP
+    'index.html'
     """
     outdir = Path(outdir)
     (outdir / "figures").mkdir(parents=True, exist_ok=True)
