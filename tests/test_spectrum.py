@@ -510,12 +510,7 @@ def test_fc_monte_carlo_width_1000(weights, L, one_blas_thread):
     sw, sb, q = _tanh_point()
     rng = np.random.default_rng(2)
     eigs = _fc_jacobian_eigs("tanh", sw, sb, q, L, 1000, weights, rng)
-    s = jacobian_spectrum("tanh", sw, sb, L, weights, q_star=q)
-    assert _ks(eigs, s) <= 0.03
-    if weights == "orthogonal":
-        assert eigs.max() == pytest.approx(s.lambda_max, rel=0.03)
-    else:
-        _check_gaussian_top(eigs, s, 1000, L)
+    _check_against_samples(eigs, sw, sb, q, L, weights, 1000)
 
 
 @pytest.mark.slow
@@ -526,12 +521,18 @@ def test_cnn_monte_carlo_width_512(kind, weights, L, one_blas_thread):
     sw, sb, q = _tanh_point()
     rng = np.random.default_rng(3)
     eigs = _cnn_jacobian_eigs(kind, sw, sb, q, L, 2, 512, rng)
+    _check_against_samples(eigs, sw, sb, q, L, weights, 1024)
+
+
+def _check_against_samples(eigs, sw, sb, q, L, weights, n):
+    """KS distance of sampled eigenvalues to the theory, and the top edge (orthogonal) or the
+    top eigenvalue's finite-size law (Gaussian)."""
     s = jacobian_spectrum("tanh", sw, sb, L, weights, q_star=q)
     assert _ks(eigs, s) <= 0.03
     if weights == "orthogonal":
         assert eigs.max() == pytest.approx(s.lambda_max, rel=0.03)
     else:
-        _check_gaussian_top(eigs, s, 1024, L)
+        _check_gaussian_top(eigs, s, n, L)
 
 
 @pytest.mark.slow
