@@ -212,22 +212,34 @@ def _read_numbers(ctx, stem):
     return None
 
 
-def _training_headlines(name, ctx):
-    """Summary numbers of the training sections, read back from the numbers they saved."""
+def _table_rows(frag):
+    """The first HTML table of a fragment as ``(header, rows)`` of plain strings."""
+    m = re.search(r"<table>(.*?)</table>", frag, flags=re.S)
+    if not m:
+        return [], []
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", m.group(1), flags=re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, flags=re.S)
+        rows.append([html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in cells])
+    return (rows[0], rows[1:]) if rows else ([], [])
+
+
+def _training_headlines(name, ctx, frag):
+    """Summary numbers of the training sections, read back from what they show and save."""
     if name == "training":
-        t = _read_numbers(ctx, "training_by_depth")
-        if not t or len(t.get("depth", ())) < 2:
+        head, rows = _table_rows(frag)
+        if "test accuracy" not in head or not rows:
             return
-        acc = [float(a) for a in t["test_accuracy"]]
-        depth = int(float(t["depth"][-1]))
-        ctx.headline("measured", f"test accuracy at depth {depth}: Delta-orthogonal / Gaussian "
-                     "kernels (small demo)", f"{acc[-2]:.3f} / {acc[-1]:.3f}",
-                     section="training")
-        ratio = [float(g) for g in t.get("grad_norm_first_over_last", ())]
-        if len(ratio) >= 2:
-            ctx.headline("measured", f"gradient norm, layer 1 / layer {depth} at "
-                         "initialisation: Delta-orthogonal / Gaussian",
-                         f"{ratio[-2]:.3g} / {ratio[-1]:.3g}", section="training")
+        col = head.index("test accuracy")
+        depth_of = [re.search(r"depth (\d+)", r[0]) for r in rows]
+        depths = [int(d.group(1)) for d in depth_of if d]
+        if not depths:
+            return
+        deepest = max(depths)
+        runs = [f"{r[0].rsplit(', depth', 1)[0]} {r[col]}" for r, d in zip(rows, depth_of)
+                if d and int(d.group(1)) == deepest]
+        ctx.headline("measured", f"test accuracy at depth {deepest} (small training demo)",
+                     "; ".join(runs), section="training")
     elif name == "trainability":
         t = _read_numbers(ctx, "trainability_sweep")
         if t and "agreement" in t:
@@ -252,7 +264,7 @@ def _run_section(name, ctx, i, n, progress):
         return (f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2><p class="note">'
                 f"skipped: {html.escape(str(exc))} (install the extras: "
                 "<code>pip install cnnmft[torch,distributed]</code>)</p></section>"), False
-    _training_headlines(name, ctx)
+    _training_headlines(name, ctx, frag)
     seconds = time.perf_counter() - t1
     if progress:
         print(f"      done in {seconds:.1f} s", flush=True)

@@ -48,6 +48,16 @@ def _table_html(rows) -> str:
     return "".join(out)
 
 
+def _log_axis_for_spikes(fig, res):
+    """Spectra spanning decades (Gaussian weights): a log count axis keeps the bulk visible."""
+    ev = np.asarray(res.curves.get("eigenvalues", ()), dtype=float)
+    ev = ev[ev > 0]
+    if res.group == "jacobian" and ev.size and ev.max() > 50 * np.median(ev):
+        for ax in fig.axes:
+            ax.set_yscale("log")
+            ax.set_ylabel("density (log scale)")
+
+
 def build(ctx) -> str:
     """Run the validation checks and return the table and overlay figures."""
     names = {"quick": QUICK_CHECKS, "default": DEFAULT_CHECKS}.get(ctx.level, list(CHECKS))
@@ -77,6 +87,7 @@ def build(ctx) -> str:
         fig = plotting.check(res)
         if fig is None:
             continue
+        _log_axis_for_spikes(fig, res)
         parts.append(ctx.figure(f"validation_{res.name}", fig, res.description, wide=False))
         parts.append(ctx.numbers(f"validation_{res.name}",
                                  {k: np.asarray(v) for k, v in res.curves.items()}))
@@ -130,6 +141,7 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
                 fig = plotting.check(r)
                 if fig is None:
                     continue
+                _log_axis_for_spikes(fig, r)
                 path = outdir / "figures" / f"{r.name}.png"
                 plotting.save_figure(fig, path, {k: np.asarray(v) for k, v in r.curves.items()})
                 figs.append((path.name, r.description))
