@@ -339,7 +339,7 @@ def build_report(outdir="report", *, quick=False, full=False, sections=None, rng
             "exist for that row (e.g. a KS distance for a check that compares no spectrum, or "
             "a depth scale at a critical point, where it is infinite).</p>"
             if had_missing else "")
-    page = PAGE.format(version=html.escape(__version__), seconds=seconds,
+    page = PAGE.format(title="cnnmft report", version=html.escape(__version__), seconds=seconds,
                        level=level, summary=_summary_html(ctx.headlines), toc="".join(toc),
                        body=body, footnotes=foot)
     index = atomic_write_text(outdir / "index.html", page)

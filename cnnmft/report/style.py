@@ -46,10 +46,10 @@ figcaption{font-size:.88rem;color:var(--muted);margin-top:.35rem;max-width:none}
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>cnnmft report</title>
+<title>{title}</title>
 <link rel="icon" href="data:,">
 <style>""" + CSS.replace("{", "{{").replace("}", "}}") + """</style></head>
-<body><header><h1>cnnmft report</h1>
+<body><header><h1>{title}</h1>
 <p class="lead">Mean-field theory of deep convolutional networks (Xiao, Bahri, Sohl-Dickstein,
 Schoenholz, Pennington, ICML 2018), computed by cnnmft {version} on the embedded 8x8 digits
 ({level} report, built in {seconds:.0f} s). Every figure's numbers are in <code>data/</code>.</p>

@@ -153,7 +153,8 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
                f"checks on {size}: {sum(c.passed for c in result.checks)} passed, "
                f"{len(result.failed)} failed ({', '.join(result.failed) or 'none'}).</p>"
                "</section>")
-    page = PAGE.format(version=__version__, seconds=result.seconds, level="validation",
+    page = PAGE.format(title="cnnmft validate: theory against Monte Carlo",
+                       version=__version__, seconds=result.seconds, level="validation",
                        summary=summary, toc="", footnotes="",
                        body='<section id="validation"><h2>Theory against Monte Carlo</h2>'
                        + "\n".join(body) + "</section>")
