@@ -58,8 +58,12 @@ def parse(argv=None):
     p.add_argument("--tf32", action="store_true")
     p.add_argument("--impl", default=None, help="autograd or fused (default: the faster)")
     p.add_argument("--smoke", action="store_true", help="tiny CPU setting for the tests")
-    p.add_argument("--pack-data", default=None, metavar="DIR",
-                   help="copy the Fashion-MNIST IDX files into DIR and exit")
+    p.add_argument(
+        "--pack-data",
+        default=None,
+        metavar="DIR",
+        help="copy the Fashion-MNIST IDX files into DIR and exit",
+    )
     p.add_argument("--out", default="gpu_paper_scale_out")
     args = p.parse_args(argv)
     if args.smoke:
@@ -77,8 +81,13 @@ def _time_impl(args, impl, device, budget_s):
 
     from cnnmft.pytorch.models import VanillaCNN
 
-    net = VanillaCNN(args.depth, args.channels, stem_strides=(2, 2), impl=impl,
-                     generator=torch.Generator().manual_seed(0)).to(device)
+    net = VanillaCNN(
+        args.depth,
+        args.channels,
+        stem_strides=(2, 2),
+        impl=impl,
+        generator=torch.Generator().manual_seed(0),
+    ).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=1e-9, momentum=0.9)
     x = torch.randn(args.batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -115,15 +124,23 @@ def main(argv=None):
 
     t_begin = time.time()
     until = t_begin + 60 * args.budget_minutes
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    numbers = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "depth": args.depth, "channels": args.channels, "batch_size": args.batch_size,
-               "protocol": "plain: SGD momentum 0.9, one lr = LR_DEPTH_CONSTANT/depth, readout "
-                           "std sqrt(1/C), q* = 1/depth, Delta-orthogonal, circular padding",
-               "tf32": bool(args.tf32), "phases": {}}
+    numbers = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "depth": args.depth,
+        "channels": args.channels,
+        "batch_size": args.batch_size,
+        "protocol": "plain: SGD momentum 0.9, one lr = LR_DEPTH_CONSTANT/depth, readout "
+        "std sqrt(1/C), q* = 1/depth, Delta-orthogonal, circular padding",
+        "tf32": bool(args.tf32),
+        "phases": {},
+    }
 
     def dump():
         (out / "numbers.json").write_text(json.dumps(numbers, indent=1))
@@ -142,21 +159,44 @@ def main(argv=None):
 
     # phase 2: delta / frozen / gaussian, interleaved, stopped by the clock
     ns = argparse.Namespace(
-        dataset="fashion-mnist", data_dir=args.data_dir, depths=[args.depth],
-        channels=args.channels, batch_size=args.batch_size, momentum=args.momentum,
-        lr_constant=args.lr_constant, lr=[], eval_every=0, eval_samples=args.eval_samples,
-        max_test=args.max_test, impl=impl, threads=1, out=str(out), checkpoint_every=10**9,
-        max_deep_steps=args.max_steps, device=str(device), tf32=args.tf32, seeds=1,
-        deep_seeds=1, quick=False, steps=args.max_steps,
-        max_train=500 if args.smoke else None)
+        dataset="fashion-mnist",
+        data_dir=args.data_dir,
+        depths=[args.depth],
+        channels=args.channels,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        lr_constant=args.lr_constant,
+        lr=[],
+        eval_every=0,
+        eval_samples=args.eval_samples,
+        max_test=args.max_test,
+        impl=impl,
+        threads=1,
+        out=str(out),
+        checkpoint_every=10**9,
+        max_deep_steps=args.max_steps,
+        device=str(device),
+        tf32=args.tf32,
+        seeds=1,
+        deep_seeds=1,
+        quick=False,
+        steps=args.max_steps,
+        max_train=500 if args.smoke else None,
+    )
     results = T.run_deep_interleaved(ns, args.depth, 0, until - 15)
     ns.steps = min(r.steps_done for r in results.values())
     numbers["phases"]["training"] = {
-        k: {"steps": r.steps_done, "test_acc": r.test_accuracy, "n_test": r.n_test,
-            "final_loss": r.final_loss, "status": r.message, "s_per_step": r.step_time,
-            "median_weight_movement": float(sorted(r.weight_movement)[len(r.weight_movement)
-                                                                        // 2])}
-        for k, r in results.items()}
+        k: {
+            "steps": r.steps_done,
+            "test_acc": r.test_accuracy,
+            "n_test": r.n_test,
+            "final_loss": r.final_loss,
+            "status": r.message,
+            "s_per_step": r.step_time,
+            "median_weight_movement": float(sorted(r.weight_movement)[len(r.weight_movement) // 2]),
+        }
+        for k, r in results.items()
+    }
     numbers["total_minutes"] = (time.time() - t_begin) / 60
     dump()
     T.figure(ns, results, T.summarise(ns, results, [], None, time.perf_counter()))

@@ -47,16 +47,29 @@ def parse(argv=None):
     p.add_argument("--depths", type=int, nargs="+", default=[10, 100, 10_000])
     p.add_argument("--channels", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-deep-steps", type=int, default=300,
-                   help="cap on the steps of the deepest runs")
-    p.add_argument("--deep-until", default=None,
-                   help="stop stepping the deepest runs by this time (HH:MM UTC, or seconds "
-                   "from now); the shallow runs then get the same number of steps")
+    p.add_argument(
+        "--max-deep-steps", type=int, default=300, help="cap on the steps of the deepest runs"
+    )
+    p.add_argument(
+        "--deep-until",
+        default=None,
+        help="stop stepping the deepest runs by this time (HH:MM UTC, or seconds "
+        "from now); the shallow runs then get the same number of steps",
+    )
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--lr-constant", type=float, default=None,
-                   help="lr = constant / depth (default: cnnmft's LR_DEPTH_CONSTANT)")
-    p.add_argument("--lr", nargs="*", default=[], metavar="DEPTH=LR",
-                   help="explicit learning rate for a depth (overrides the rule)")
+    p.add_argument(
+        "--lr-constant",
+        type=float,
+        default=None,
+        help="lr = constant / depth (default: cnnmft's LR_DEPTH_CONSTANT)",
+    )
+    p.add_argument(
+        "--lr",
+        nargs="*",
+        default=[],
+        metavar="DEPTH=LR",
+        help="explicit learning rate for a depth (overrides the rule)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds at the shallow depths")
     p.add_argument("--deep-seeds", type=int, default=1, help="seeds at the deepest depth")
     p.add_argument("--max-test", type=int, default=1000, help="test images (same subset for all)")
@@ -90,18 +103,34 @@ def make_config(args, kind, depth, seed, steps):
 
     deepest = depth == max(args.depths)
     return TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, depth=depth, channels=args.channels,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        depth=depth,
+        channels=args.channels,
         init="gaussian" if kind == "gaussian" else "delta_orthogonal",
-        freeze_block=kind == "frozen", stem_strides=(2, 2), optimizer="sgd",
-        lr=_lr(args, depth), momentum=args.momentum, steps=steps,
-        batch_size=args.batch_size, eval_every=0 if deepest else args.eval_every,
-        eval_start=not deepest, eval_samples=args.eval_samples, seed=seed,
-        max_test=args.max_test, max_train=getattr(args, "max_train", None),
-        impl=args.impl if depth else "auto", num_threads=args.threads,
-        device=getattr(args, "device", "cpu"), tf32=getattr(args, "tf32", False),
+        freeze_block=kind == "frozen",
+        stem_strides=(2, 2),
+        optimizer="sgd",
+        lr=_lr(args, depth),
+        momentum=args.momentum,
+        steps=steps,
+        batch_size=args.batch_size,
+        eval_every=0 if deepest else args.eval_every,
+        eval_start=not deepest,
+        eval_samples=args.eval_samples,
+        seed=seed,
+        max_test=args.max_test,
+        max_train=getattr(args, "max_train", None),
+        impl=args.impl if depth else "auto",
+        num_threads=args.threads,
+        device=getattr(args, "device", "cpu"),
+        tf32=getattr(args, "tf32", False),
         out_dir=str(Path(args.out) / "runs" / f"{kind}_depth{depth}_seed{seed}"),
-        checkpoint_every=args.checkpoint_every, resume=True, plots=False,
-        grad_norm_layers=tuple(sorted({1, max(depth // 2, 1), depth})) if depth else None)
+        checkpoint_every=args.checkpoint_every,
+        resume=True,
+        plots=False,
+        grad_norm_layers=tuple(sorted({1, max(depth // 2, 1), depth})) if depth else None,
+    )
 
 
 def _finished(args, key, steps):
@@ -117,9 +146,12 @@ def _finished(args, key, steps):
 
 def _report(key, res):
     moved = np.median(res.weight_movement) if len(res.weight_movement) else 0.0
-    print(f"{key}: {res.message}; test acc {res.test_accuracy:.4f}, final loss "
-          f"{res.final_loss:.4f}, {res.step_time:.3f} s/step, median weight movement "
-          f"{moved:.3g}", flush=True)
+    print(
+        f"{key}: {res.message}; test acc {res.test_accuracy:.4f}, final loss "
+        f"{res.final_loss:.4f}, {res.step_time:.3f} s/step, median weight movement "
+        f"{moved:.3g}",
+        flush=True,
+    )
 
 
 def run_cnn(args, kind, depth, seed, steps):
@@ -172,8 +204,9 @@ def run_deep_interleaved(args, depth, seed, until):
     torch.set_flush_denormal(True)
     step_times = {k: [] for k in KINDS}
     n = min(r.step for r in runs.values())
-    print(f"--- depth {depth}, seed {seed}: interleaved {', '.join(KINDS)} from step {n}",
-          flush=True)
+    print(
+        f"--- depth {depth}, seed {seed}: interleaved {', '.join(KINDS)} from step {n}", flush=True
+    )
     while n < args.max_deep_steps:
         round_t = time.perf_counter()
         for k, r in runs.items():
@@ -192,8 +225,7 @@ def run_deep_interleaved(args, depth, seed, until):
         # about 5 training steps of batch 32, i.e. images / batch / 6 steps
         eval_cost = dt * (args.max_test + args.eval_samples) / args.batch_size / 6
         losses = ", ".join(f"{k} {r.hist['loss'][-1]:.4f}" for k, r in runs.items())
-        print(f"round {n}: {dt:.1f} s (loss {losses}), load {os.getloadavg()[0]:.1f}",
-              flush=True)
+        print(f"round {n}: {dt:.1f} s (loss {losses}), load {os.getloadavg()[0]:.1f}", flush=True)
         if time.time() + dt + eval_cost * 1.3 > until:
             break
     out = {}
@@ -256,8 +288,13 @@ def run_logistic(args):
     clf = LogisticRegression(max_iter=300, C=0.1)
     clf.fit(data.x_train.reshape(len(data.y_train), -1), data.y_train)
     acc = float(clf.score(data.x_test.reshape(len(data.y_test), -1), data.y_test))
-    return {"test_acc": acc, "n_train": int(len(data.y_train)), "seconds":
-            time.perf_counter() - t0, "C": 0.1, "max_iter": 300}
+    return {
+        "test_acc": acc,
+        "n_train": int(len(data.y_train)),
+        "seconds": time.perf_counter() - t0,
+        "C": 0.1,
+        "max_iter": 300,
+    }
 
 
 def summarise(args, results, linear, logistic, t_begin):
@@ -270,8 +307,12 @@ def summarise(args, results, linear, logistic, t_begin):
             acc = np.array([r.test_accuracy for r in rs])
             moved = np.stack([r.weight_movement for r in rs]) if depth else np.zeros((1, 0))
             table[f"{kind}_depth{depth}"] = {
-                "depth": depth, "kind": kind, "seeds": len(rs), "lr": rs[0].settings["lr"],
-                "test_acc": acc.tolist(), "test_acc_mean": float(acc.mean()),
+                "depth": depth,
+                "kind": kind,
+                "seeds": len(rs),
+                "lr": rs[0].settings["lr"],
+                "test_acc": acc.tolist(),
+                "test_acc_mean": float(acc.mean()),
                 "test_acc_range": float(acc.max() - acc.min()),
                 "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
                 "final_loss": [r.final_loss for r in rs],
@@ -283,7 +324,8 @@ def summarise(args, results, linear, logistic, t_begin):
                 "weight_movement_last_layer": float(moved[:, -1].mean()) if moved.size else None,
                 "weight_movement_max": float(moved.max()) if moved.size else None,
                 "step_time_s": float(np.median([r.step_time for r in rs])),
-                "sigma_w2": rs[0].sigma_w2, "sigma_b2": rs[0].sigma_b2,
+                "sigma_w2": rs[0].sigma_w2,
+                "sigma_b2": rs[0].sigma_b2,
                 "n_test": rs[0].n_test,
             }
     checks = {}
@@ -300,17 +342,25 @@ def summarise(args, results, linear, logistic, t_begin):
         checks["gaussian_deep_test_acc"] = g["test_acc_mean"]
         checks["gaussian_at_chance_within_3se"] = bool(g["test_acc_mean"] <= 0.1 + se)
     numbers = {
-        "dataset": args.dataset, "depths": args.depths, "channels": args.channels,
-        "batch_size": args.batch_size, "steps": args.steps, "momentum": args.momentum,
+        "dataset": args.dataset,
+        "depths": args.depths,
+        "channels": args.channels,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "momentum": args.momentum,
         "optimizer": "sgd, one learning rate for every parameter",
         "stem": "two 3x3 stride-2 convolutions (28x28 -> 7x7 maps in the deep block)",
-        "readout_init_std": f"sqrt(1/{args.channels})", "q_star": "1/depth",
-        "max_test": args.max_test, "runs": table, "linear_same_budget": linear,
-        "logistic_regression_converged": logistic, "checks": checks,
+        "readout_init_std": f"sqrt(1/{args.channels})",
+        "q_star": "1/depth",
+        "max_test": args.max_test,
+        "runs": table,
+        "linear_same_budget": linear,
+        "logistic_regression_converged": logistic,
+        "checks": checks,
         "total_minutes_this_invocation": (time.perf_counter() - t_begin) / 60,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"torch threads {args.threads}, load average {os.getloadavg()[0]:.1f} at "
-                   "the end (shared machine)",
+        f"torch threads {args.threads}, load average {os.getloadavg()[0]:.1f} at "
+        "the end (shared machine)",
     }
     out = Path(args.out)
     tmp = out / "numbers.json.tmp"
@@ -333,47 +383,87 @@ def figure(args, results, numbers):
             continue
         k = max(1, min(10, len(r.loss) // 5))
         smooth = np.convolve(r.loss, np.ones(k) / k, mode="valid")
-        ax[0].plot(np.arange(k, len(r.loss) + 1), smooth, styles.get(depth, "-"),
-                   color=colours[kind], lw=1, label=f"{kind}, depth {depth}")
+        ax[0].plot(
+            np.arange(k, len(r.loss) + 1),
+            smooth,
+            styles.get(depth, "-"),
+            color=colours[kind],
+            lw=1,
+            label=f"{kind}, depth {depth}",
+        )
         curves[f"loss_{key}"] = r.loss
         if kind != "frozen" and depth:
-            ax[2].semilogy(np.arange(1, depth + 1), np.maximum(r.weight_movement, 1e-12),
-                           styles.get(depth, "-"), color=colours[kind], lw=0.8,
-                           label=f"{kind}, depth {depth}")
+            ax[2].semilogy(
+                np.arange(1, depth + 1),
+                np.maximum(r.weight_movement, 1e-12),
+                styles.get(depth, "-"),
+                color=colours[kind],
+                lw=0.8,
+                label=f"{kind}, depth {depth}",
+            )
             curves[f"weight_movement_{key}"] = r.weight_movement
         if depth == max(args.depths) and kind != "frozen" and len(r.init_grad_norms):
-            ax[3].semilogy(np.arange(1, depth + 1), r.init_grad_norms, color=colours[kind],
-                           lw=0.8, label=kind)
+            ax[3].semilogy(
+                np.arange(1, depth + 1), r.init_grad_norms, color=colours[kind], lw=0.8, label=kind
+            )
             curves[f"init_grad_norms_{key}"] = r.init_grad_norms
-    ax[0].set(xlabel="step", ylabel="training loss (running mean)",
-              title="training loss, seed 0")
+    ax[0].set(xlabel="step", ylabel="training loss (running mean)", title="training loss, seed 0")
     ax[0].axhline(np.log(10), color="grey", lw=0.6, ls=":")
     runs = numbers["runs"]
     x = np.arange(len(args.depths))
     for j, kind in enumerate(KINDS):
         m = [runs.get(f"{kind}_depth{d}", {}).get("test_acc", [np.nan]) for d in args.depths]
         for i, accs in enumerate(m):
-            ax[1].plot(np.full(len(accs), i + 0.2 * (j - 1)), accs, "o", ms=4,
-                       color=colours[kind], label=kind if i == 0 else None)
+            ax[1].plot(
+                np.full(len(accs), i + 0.2 * (j - 1)),
+                accs,
+                "o",
+                ms=4,
+                color=colours[kind],
+                label=kind if i == 0 else None,
+            )
     if numbers["linear_same_budget"]:
-        ax[1].axhline(np.mean([v["test_acc"] for v in numbers["linear_same_budget"]]),
-                      color="k", lw=0.8, ls="--", label="linear on pixels, same budget")
+        ax[1].axhline(
+            np.mean([v["test_acc"] for v in numbers["linear_same_budget"]]),
+            color="k",
+            lw=0.8,
+            ls="--",
+            label="linear on pixels, same budget",
+        )
     if numbers["logistic_regression_converged"]:
-        ax[1].axhline(numbers["logistic_regression_converged"]["test_acc"], color="k", lw=0.8,
-                      ls=":", label="logistic regression, converged")
+        ax[1].axhline(
+            numbers["logistic_regression_converged"]["test_acc"],
+            color="k",
+            lw=0.8,
+            ls=":",
+            label="logistic regression, converged",
+        )
     ax[1].axhline(0.1, color="grey", lw=0.6)
-    ax[1].set(xticks=x, xticklabels=[str(d) for d in args.depths], xlabel="depth",
-              ylabel="test accuracy (each point a seed)", ylim=(0, 1),
-              title=f"{args.steps} SGD steps, batch {args.batch_size}")
-    ax[2].set(xlabel="deep layer l", ylabel="||W_l - W_l(0)|| / ||W_l(0)||",
-              title="how far each deep layer moved")
-    ax[3].set(xlabel="deep layer l", ylabel="||dL/dW_l|| at initialisation",
-              title=f"gradient per layer at init, depth {max(args.depths)}")
+    ax[1].set(
+        xticks=x,
+        xticklabels=[str(d) for d in args.depths],
+        xlabel="depth",
+        ylabel="test accuracy (each point a seed)",
+        ylim=(0, 1),
+        title=f"{args.steps} SGD steps, batch {args.batch_size}",
+    )
+    ax[2].set(
+        xlabel="deep layer l",
+        ylabel="||W_l - W_l(0)|| / ||W_l(0)||",
+        title="how far each deep layer moved",
+    )
+    ax[3].set(
+        xlabel="deep layer l",
+        ylabel="||dL/dW_l|| at initialisation",
+        title=f"gradient per layer at init, depth {max(args.depths)}",
+    )
     for a in ax:
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
-    fig.suptitle(f"vanilla tanh CNN on {args.dataset}, width {args.channels}, q* = 1/depth, "
-                 "SGD with one learning rate, lr = c/depth")
+    fig.suptitle(
+        f"vanilla tanh CNN on {args.dataset}, width {args.channels}, q* = 1/depth, "
+        "SGD with one learning rate, lr = c/depth"
+    )
     fig.tight_layout()
     out = Path(args.out)
     np.savez(out / "ten_thousand_layers_curves.npz", **curves)
@@ -420,10 +510,14 @@ def main(argv=None):
     else:
         linear = [run_linear(args, s) for s in range(args.seeds)]
         logistic = None if args.quick else run_logistic(args)
-        lin_file.write_text(json.dumps({"steps": args.steps, "linear": linear,
-                                        "logistic": logistic}))
-    print(f"linear classifier, same budget: {[round(v['test_acc'], 4) for v in linear]}; "
-          f"logistic regression converged: {logistic}", flush=True)
+        lin_file.write_text(
+            json.dumps({"steps": args.steps, "linear": linear, "logistic": logistic})
+        )
+    print(
+        f"linear classifier, same budget: {[round(v['test_acc'], 4) for v in linear]}; "
+        f"logistic regression converged: {logistic}",
+        flush=True,
+    )
     numbers = summarise(args, results, linear, logistic, t_begin)
     for depth in sorted(d for d in args.depths if d != deepest):
         for seed in range(args.seeds):

@@ -25,8 +25,14 @@ import os
 import warnings
 from pathlib import Path
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_latest",
-           "previous_path", "MAGIC"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_latest",
+    "previous_path",
+    "MAGIC",
+]
 
 MAGIC = b"CNNMFT-CHECKPOINT 1\n"
 _DIGEST_LEN = 64
@@ -104,26 +110,35 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes)")
     head = len(MAGIC) + _DIGEST_LEN + 1
     if not raw.startswith(MAGIC):
-        raise CheckpointError(f"{str(path)!r} is not a cnnmft checkpoint (its first bytes are "
-                              f"{raw[:20]!r}, expected {MAGIC!r})")
-    if len(raw) <= head or raw[head - 1:head] != b"\n":
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated ({len(raw)} bytes, the "
-                              f"header alone takes {head})")
-    digest = raw[len(MAGIC):head - 1].decode("ascii", "replace")
+        raise CheckpointError(
+            f"{str(path)!r} is not a cnnmft checkpoint (its first bytes are "
+            f"{raw[:20]!r}, expected {MAGIC!r})"
+        )
+    if len(raw) <= head or raw[head - 1 : head] != b"\n":
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated ({len(raw)} bytes, the "
+            f"header alone takes {head})"
+        )
+    digest = raw[len(MAGIC) : head - 1].decode("ascii", "replace")
     payload = raw[head:]
     actual = hashlib.sha256(payload).hexdigest()
     if actual != digest:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated: sha256 of its "
-                              f"{len(payload)} payload bytes is {actual[:16]}..., the header "
-                              f"records {digest[:16]}...")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupted or truncated: sha256 of its "
+            f"{len(payload)} payload bytes is {actual[:16]}..., the header "
+            f"records {digest[:16]}..."
+        )
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the checksum matched but the content is not ours
-        raise CheckpointError(f"checkpoint {str(path)!r} has a valid checksum but cannot be read "
-                              f"safely (weights_only): {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has a valid checksum but cannot be read "
+            f"safely (weights_only): {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, "
-                              "expected a dict")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a {type(state).__name__}, expected a dict"
+        )
     return state
 
 
@@ -150,10 +165,16 @@ def load_latest(path, map_location="cpu"):
             errors.append(str(exc))
             continue
         if errors:
-            warnings.warn(f"{errors[0]}; resuming from the previous good checkpoint "
-                          f"{str(cand)!r} instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{errors[0]}; resuming from the previous good checkpoint {str(cand)!r} instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return state, cand
     if errors:
-        raise CheckpointError("no good checkpoint to resume from: " + "; ".join(errors)
-                              + ". Delete these files to start the run again from scratch")
+        raise CheckpointError(
+            "no good checkpoint to resume from: "
+            + "; ".join(errors)
+            + ". Delete these files to start the run again from scratch"
+        )
     return None

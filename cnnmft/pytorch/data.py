@@ -31,15 +31,25 @@ import numpy as np
 
 from cnnmft import _validation as V
 
-__all__ = ["Dataset", "load_dataset", "DATASETS", "read_idx", "read_cifar_batch",
-           "FASHION_MNIST_DIRS"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "DATASETS",
+    "read_idx",
+    "read_cifar_batch",
+    "FASHION_MNIST_DIRS",
+]
 
 DATASETS = ("digits", "digits28", "fashion-mnist", "mnist", "cifar10")
 
 #: Where ``fashion-mnist`` is looked for when no `data_dir` is given (Debian's package).
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
-_ALIASES = {"fashionmnist": "fashion-mnist", "fashion_mnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar_10": "cifar10"}
+_ALIASES = {
+    "fashionmnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,9 @@ class Dataset:
         return tuple(int(s) for s in self.x_train.shape[2:])
 
 
-def load_dataset(name="digits", data_dir=None, *, test_fraction=0.2, seed=0, max_train=None,
-                 max_test=None) -> Dataset:
+def load_dataset(
+    name="digits", data_dir=None, *, test_fraction=0.2, seed=0, max_train=None, max_test=None
+) -> Dataset:
     """Load a dataset as standardised float32 arrays.
 
     Parameters
@@ -148,7 +159,8 @@ def _need_dir(data_dir, name):
         raise FileNotFoundError(
             f"dataset {name!r} is read from local files: pass `data_dir` (CLI: --data-dir) with "
             + ("the four IDX files" if "mnist" in name else "the CIFAR-10 python batches")
-            + "; the offline default is 'digits'")
+            + "; the offline default is 'digits'"
+        )
     d = Path(data_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"`data_dir` {str(d)!r} is not a folder")
@@ -165,7 +177,8 @@ def _fashion_dir(data_dir):
         "dataset 'fashion-mnist' not found: install Debian's package with `apt-get install "
         "dataset-fashion-mnist` (it puts the IDX files in "
         f"{FASHION_MNIST_DIRS[0]}), or pass `data_dir` (CLI: --data-dir) with the four "
-        "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...)")
+        "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
+    )
 
 
 def _digits(test_fraction, seed):
@@ -191,6 +204,7 @@ def _resize(x, size):
         lo = np.floor(pos).astype(int)
         hi = np.minimum(lo + 1, src - 1)
         return lo, hi, pos - lo
+
     (r0, r1, fr), (c0, c1, fc) = axis(h, size), axis(w, size)
     rows = x[:, :, r0, :] * (1 - fr)[:, None] + x[:, :, r1, :] * fr[:, None]
     return rows[:, :, :, c0] * (1 - fc) + rows[:, :, :, c1] * fc
@@ -210,8 +224,12 @@ def _find(d, stem, subdirs):
     tried = []
     for sub in subdirs:
         base = d / sub if sub else d
-        for cand in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
-                     stem.replace("-idx", ".idx") + ".gz"):
+        for cand in (
+            stem,
+            stem + ".gz",
+            stem.replace("-idx", ".idx"),
+            stem.replace("-idx", ".idx") + ".gz",
+        ):
             p = base / cand
             tried.append(str(p))
             if p.is_file():
@@ -242,28 +260,36 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"cannot read IDX file {str(path)!r}: {exc}") from None
     where = f"IDX file {str(path)!r}"
     if len(raw) < 4:
-        raise ValueError(f"{where}: header field 'magic number' is truncated ({len(raw)} bytes, "
-                         "needs 4)")
+        raise ValueError(
+            f"{where}: header field 'magic number' is truncated ({len(raw)} bytes, needs 4)"
+        )
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0:
-        raise ValueError(f"{where}: header field 'magic number' is 0x{raw[:4].hex()}, its first "
-                         "two bytes must be zero (expected 0x00000801 for labels or 0x00000803 "
-                         "for images)")
+        raise ValueError(
+            f"{where}: header field 'magic number' is 0x{raw[:4].hex()}, its first "
+            "two bytes must be zero (expected 0x00000801 for labels or 0x00000803 "
+            "for images)"
+        )
     if dtype_code != 0x08:
-        raise ValueError(f"{where}: header field 'element type' is 0x{dtype_code:02x}, only "
-                         "0x08 (unsigned byte) is supported")
+        raise ValueError(
+            f"{where}: header field 'element type' is 0x{dtype_code:02x}, only "
+            "0x08 (unsigned byte) is supported"
+        )
     if not 1 <= ndim <= 4:
-        raise ValueError(f"{where}: header field 'number of dimensions' is {ndim}, expected 1 "
-                         "to 4")
+        raise ValueError(f"{where}: header field 'number of dimensions' is {ndim}, expected 1 to 4")
     head = 4 + 4 * ndim
     if len(raw) < head:
-        raise ValueError(f"{where}: header field 'dimension sizes' is truncated: {ndim} sizes "
-                         f"need {head} header bytes, the file has {len(raw)}")
+        raise ValueError(
+            f"{where}: header field 'dimension sizes' is truncated: {ndim} sizes "
+            f"need {head} header bytes, the file has {len(raw)}"
+        )
     shape = struct.unpack(">" + "I" * ndim, raw[4:head])
     n = int(np.prod(shape, dtype=np.int64))
     if len(raw) - head != n:
-        raise ValueError(f"{where}: header field 'dimension sizes' announces shape {shape} "
-                         f"({n} bytes) but the file holds {len(raw) - head} data bytes")
+        raise ValueError(
+            f"{where}: header field 'dimension sizes' announces shape {shape} "
+            f"({n} bytes) but the file holds {len(raw) - head} data bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(shape)
 
 
@@ -279,20 +305,29 @@ def _mnist(d, label="MNIST"):
         raise FileNotFoundError(
             f"{label} files missing in {str(d)!r} (also looked in mnist/, MNIST/raw/, raw/): "
             f"{', '.join(missing)}. Expected the four IDX files of the {label} distribution: "
-            + ", ".join(f"{s}[.gz]" for s in _MNIST_FILES.values()))
+            + ", ".join(f"{s}[.gz]" for s in _MNIST_FILES.values())
+        )
     arrays = {k: read_idx(p) for k, p in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise ValueError(f"{label} {split} files in {str(d)!r} do not match: images of "
-                             f"shape {x.shape}, "
-                             f"labels of shape {y.shape} (expected (N, H, W) and (N,))")
+            raise ValueError(
+                f"{label} {split} files in {str(d)!r} do not match: images of "
+                f"shape {x.shape}, "
+                f"labels of shape {y.shape} (expected (N, H, W) and (N,))"
+            )
         if y.size and y.max() > 9:
-            raise ValueError(f"{label} {split} labels in {str(paths[split + '_labels'])!r} must "
-                             f"be 0..9, found {int(y.max())}")
+            raise ValueError(
+                f"{label} {split} labels in {str(paths[split + '_labels'])!r} must "
+                f"be 0..9, found {int(y.max())}"
+            )
     f = lambda a: a.astype(np.float64)[:, None] / 255.0  # noqa: E731
-    return (f(arrays["train_images"]), arrays["train_labels"], f(arrays["test_images"]),
-            arrays["test_labels"])
+    return (
+        f(arrays["train_images"]),
+        arrays["train_labels"],
+        f(arrays["test_images"]),
+        arrays["test_labels"],
+    )
 
 
 # ------------------------------------------------------------------------------------- CIFAR-10
@@ -303,8 +338,9 @@ _CIFAR_TEST = ["test_batch"]
 
 def _np_reconstruct(cls, shape, typecode):
     if cls is not np.ndarray:
-        raise pickle.UnpicklingError(f"array reconstruction of {cls!r} refused (only "
-                                     "numpy.ndarray)")
+        raise pickle.UnpicklingError(
+            f"array reconstruction of {cls!r} refused (only numpy.ndarray)"
+        )
     return np.ndarray.__new__(np.ndarray, shape, typecode)
 
 
@@ -328,6 +364,13 @@ def _np_frombuffer(buf, dtype, shape, order="C"):
     return np.frombuffer(bytes(buf), dtype=dt).reshape(shape, order=order).copy()
 
 
+def _np_scalar(dtype, data=None):
+    # numpy scalars (e.g. np.int64 labels) pickle as scalar(dtype, raw bytes)
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("only numeric numpy scalars are allowed")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that admits only the containers and numpy pieces a CIFAR-10 batch needs.
 
@@ -338,21 +381,26 @@ class _CifarUnpickler(pickle.Unpickler):
     in a crafted file, raises before it can be called.
     """
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-                ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-                ("numpy", "ndarray"): np.ndarray,
-                ("numpy", "dtype"): _np_dtype,
-                ("numpy._core.numeric", "_frombuffer"): _np_frombuffer,
-                ("numpy.core.numeric", "_frombuffer"): _np_frombuffer,
-                ("_codecs", "encode"): _latin1_bytes}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _np_dtype,
+        ("numpy._core.numeric", "_frombuffer"): _np_frombuffer,
+        ("numpy.core.numeric", "_frombuffer"): _np_frombuffer,
+        ("numpy._core.multiarray", "scalar"): _np_scalar,
+        ("numpy.core.multiarray", "scalar"): _np_scalar,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
 
     def find_class(self, module, name):
         """Return an admitted global, refuse every other one."""
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 "
-                                         "batch") from None
+            raise pickle.UnpicklingError(
+                f"global {module}.{name} is not allowed in a CIFAR-10 batch"
+            ) from None
 
 
 def read_cifar_batch(path):
@@ -370,12 +418,14 @@ def read_cifar_batch(path):
         raw = path.read_bytes()
         obj = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a malformed file
-        raise ValueError(f"cannot read CIFAR-10 batch {str(path)!r}: {type(exc).__name__}: "
-                         f"{exc}") from None
+        raise ValueError(
+            f"cannot read CIFAR-10 batch {str(path)!r}: {type(exc).__name__}: {exc}"
+        ) from None
     where = f"CIFAR-10 batch {str(path)!r}"
     if not isinstance(obj, dict):
-        raise ValueError(f"{where} holds a {type(obj).__name__}, expected a dict with keys "
-                         "b'data' and b'labels'")
+        raise ValueError(
+            f"{where} holds a {type(obj).__name__}, expected a dict with keys b'data' and b'labels'"
+        )
     data = obj.get(b"data", obj.get("data"))
     labels = obj.get(b"labels", obj.get("labels"))
     if data is None or labels is None:
@@ -386,22 +436,30 @@ def read_cifar_batch(path):
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{where}: 'data'/'labels' are not arrays ({exc})") from None
     if data.dtype.kind not in "uif" or labels.dtype.kind not in "ui":
-        raise ValueError(f"{where}: 'data' must be numeric and 'labels' integers, got dtypes "
-                         f"{data.dtype} and {labels.dtype}")
+        raise ValueError(
+            f"{where}: 'data' must be numeric and 'labels' integers, got dtypes "
+            f"{data.dtype} and {labels.dtype}"
+        )
     if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
-        raise ValueError(f"{where} is malformed: 'data' of shape {data.shape} and 'labels' of "
-                         f"shape {labels.shape} (expected (N, 3072) and (N,))")
+        raise ValueError(
+            f"{where} is malformed: 'data' of shape {data.shape} and 'labels' of "
+            f"shape {labels.shape} (expected (N, 3072) and (N,))"
+        )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{where}: 'labels' must be 0..9, found values from {int(labels.min())} "
-                         f"to {int(labels.max())}")
+        raise ValueError(
+            f"{where}: 'labels' must be 0..9, found values from {int(labels.min())} "
+            f"to {int(labels.max())}"
+        )
     if data.dtype.kind == "f":
         bad = ~np.isfinite(data)
         if bad.any():
-            raise ValueError(f"{where}: 'data' holds {int(bad.sum())} non-finite pixel values "
-                             "(NaN or inf)")
+            raise ValueError(
+                f"{where}: 'data' holds {int(bad.sum())} non-finite pixel values (NaN or inf)"
+            )
     if data.size and (data.min() < 0 or data.max() > 255):
-        raise ValueError(f"{where}: 'data' pixel values must be in 0..255, found "
-                         f"{data.min()} to {data.max()}")
+        raise ValueError(
+            f"{where}: 'data' pixel values must be in 0..255, found {data.min()} to {data.max()}"
+        )
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -412,7 +470,8 @@ def _cifar10(d):
         raise FileNotFoundError(
             f"CIFAR-10 batches missing in {str(base)!r}: {', '.join(missing)}. Expected the python "
             "version of CIFAR-10 (data_batch_1..5 and test_batch, as in cifar-10-python.tar.gz), "
-            "either directly in --data-dir or in --data-dir/cifar-10-batches-py")
+            "either directly in --data-dir or in --data-dir/cifar-10-batches-py"
+        )
     tr = [read_cifar_batch(base / n) for n in _CIFAR_TRAIN]
     te = read_cifar_batch(base / "test_batch")
     xtr = np.concatenate([a for a, _ in tr]).astype(np.float64) / 255.0

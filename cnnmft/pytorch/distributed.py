@@ -16,8 +16,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["DistInfo", "setup", "wrap", "mean_scalar", "broadcast_object", "config_parser",
-           "config_from_namespace", "main"]
+__all__ = [
+    "DistInfo",
+    "setup",
+    "wrap",
+    "mean_scalar",
+    "broadcast_object",
+    "config_parser",
+    "config_from_namespace",
+    "main",
+]
 
 
 @dataclass(frozen=True)
@@ -135,17 +143,21 @@ def config_parser(prog="torchrun -m cnnmft.pytorch.distributed"):
 
     from cnnmft.pytorch.config import TrainConfig
 
-    p = argparse.ArgumentParser(prog=prog, argument_default=argparse.SUPPRESS,
-                                description="cnnmft train, data-parallel under torchrun")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        argument_default=argparse.SUPPRESS,
+        description="cnnmft train, data-parallel under torchrun",
+    )
+    aliases = {"num_threads": ["--threads"], "out_dir": ["--out"]}  # as in `cnnmft train`
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")] + aliases.get(f.name, [])
         text = f"{f.metadata['help']} (default {f.default!r})".replace("%", "%%")
         if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+            p.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         elif f.name in ("stem_strides", "grad_norm_layers"):
-            p.add_argument(flag, type=int, nargs="*", help=text)
+            p.add_argument(*flags, dest=f.name, type=int, nargs="*", help=text)
         else:
-            p.add_argument(flag, type=_parse_value, help=text)
+            p.add_argument(*flags, dest=f.name, type=_parse_value, help=text)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -171,8 +183,10 @@ def main(argv=None) -> int:
     try:
         res = train(config_from_namespace(args), progress=not getattr(args, "quiet", False))
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{res.message}: test acc {res.test_accuracy:.4f} ({res.dataset}), final loss "
-                  f"{res.final_loss:.4g}")
+            print(
+                f"{res.message}: test acc {res.test_accuracy:.4f} ({res.dataset}), final loss "
+                f"{res.final_loss:.4g}"
+            )
         return 0 if res.success else 3
     finally:
         if dist.is_available() and dist.is_initialized():

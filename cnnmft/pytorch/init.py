@@ -117,12 +117,17 @@ def delta_orthogonal_(weight, sigma_w2=1.0, *, generator=None, semi_orthogonal=F
     True
     """
     w = _resolve(weight, "delta_orthogonal_")
-    return _copy(w, _orth.delta_orthogonal(tuple(w.shape), sigma_w2, _seed(generator),
-                                           semi_orthogonal=semi_orthogonal))
+    return _copy(
+        w,
+        _orth.delta_orthogonal(
+            tuple(w.shape), sigma_w2, _seed(generator), semi_orthogonal=semi_orthogonal
+        ),
+    )
 
 
-def block_orthogonal_(weight, sigma_w2=1.0, *, generator=None, rank="random",
-                      semi_orthogonal=False):
+def block_orthogonal_(
+    weight, sigma_w2=1.0, *, generator=None, rank="random", semi_orthogonal=False
+):
     r"""Fill a conv weight in place with a block-orthogonal kernel (Algorithm 1).
 
     Exact isometry times :math:`\sigma_w` under **circular** padding (use
@@ -138,12 +143,17 @@ def block_orthogonal_(weight, sigma_w2=1.0, *, generator=None, rank="random",
     8.0
     """
     w = _resolve(weight, "block_orthogonal_")
-    return _copy(w, _orth.block_orthogonal(tuple(w.shape), sigma_w2, _seed(generator),
-                                           rank=rank, semi_orthogonal=semi_orthogonal))
+    return _copy(
+        w,
+        _orth.block_orthogonal(
+            tuple(w.shape), sigma_w2, _seed(generator), rank=rank, semi_orthogonal=semi_orthogonal
+        ),
+    )
 
 
-def tunable_orthogonal_(weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="random",
-                        semi_orthogonal=False):
+def tunable_orthogonal_(
+    weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="random", semi_orthogonal=False
+):
     r"""Fill a conv weight in place with a kernel of the tunable orthogonal family.
 
     ``t = 0`` is Delta-orthogonal, ``t = 1/2`` the binomial profile of Algorithm 1; every member
@@ -151,8 +161,17 @@ def tunable_orthogonal_(weight, sigma_w2=1.0, t=0.25, *, generator=None, rank="r
     :func:`cnnmft.orthogonal.tunable_orthogonal`; other arguments as :func:`delta_orthogonal_`.
     """
     w = _resolve(weight, "tunable_orthogonal_")
-    return _copy(w, _orth.tunable_orthogonal(tuple(w.shape), sigma_w2, t, _seed(generator),
-                                             rank=rank, semi_orthogonal=semi_orthogonal))
+    return _copy(
+        w,
+        _orth.tunable_orthogonal(
+            tuple(w.shape),
+            sigma_w2,
+            t,
+            _seed(generator),
+            rank=rank,
+            semi_orthogonal=semi_orthogonal,
+        ),
+    )
 
 
 def gaussian_(weight, sigma_w2=1.0, v="uniform", *, t=None, generator=None):

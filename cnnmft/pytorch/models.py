@@ -73,8 +73,10 @@ def critical_variances(act="tanh", q_star=None, depth=None):
     cp = cnnmft.critical_point(act, q_star)
     sw, sb = float(cp.sigma_w2), float(cp.sigma_b2)
     if int(cp.status) < 0 or not (math.isfinite(sw) and math.isfinite(sb)):
-        raise ValueError(f"the critical line of {act!r} has no point with q* = {q_star!r} "
-                         f"(status {int(cp.status)}); give `sigma_w2` and `sigma_b2` explicitly")
+        raise ValueError(
+            f"the critical line of {act!r} has no point with q* = {q_star!r} "
+            f"(status {int(cp.status)}); give `sigma_w2` and `sigma_b2` explicitly"
+        )
     return sw, sb
 
 
@@ -82,6 +84,7 @@ def _pad_amounts(k):
     # the demo's circular padding: pad before = k // 2, after = k - 1 - k // 2
     before, after = k // 2, k - 1 - k // 2
     return (before, after, before, after)
+
 
 _aten = torch.ops.aten
 
@@ -152,7 +155,8 @@ class _FusedConvBlock(torch.autograd.Function):
                 gh = _aten.tanh_backward(g, xs[j + 1])
                 xp = xs[j].reshape(B, C, H * W).index_select(2, pidx).reshape(B, C, hp, wp)
                 gxp, gw, gb = _aten.convolution_backward(
-                    gh, xp, weight[i], [C], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+                    gh, xp, weight[i], [C], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask
+                )
                 if want_w:
                     g_w[i], g_b[i] = gw, gb
                 g = g.new_zeros(B, C, H * W).index_add_(2, pidx, gxp.reshape(B, C, -1))
@@ -192,7 +196,7 @@ class _DenseBlock(torch.autograd.Function):
         xf = x.reshape(B, C * H * W)
         step = 256
         for s in range(0, weight.shape[0], step):
-            m, bf = _DenseBlock._matrices(weight[s:s + step], bias[s:s + step], e, H * W)
+            m, bf = _DenseBlock._matrices(weight[s : s + step], bias[s : s + step], e, H * W)
             for i in range(m.shape[0]):
                 xf = torch.tanh(torch.addmm(bf[i], xf, m[i].t()))
         return xf.reshape(B, C, H, W)
@@ -205,7 +209,7 @@ class _DenseBlock(torch.autograd.Function):
         xf = x.reshape(B, C * P)
         saved = []
         for s in range(0, L, seg):
-            m, bf = _DenseBlock._matrices(weight[s:s + seg], bias[s:s + seg], e, P)
+            m, bf = _DenseBlock._matrices(weight[s : s + seg], bias[s : s + seg], e, P)
             saved.append(xf)
             for i in range(m.shape[0]):
                 xf = torch.tanh(torch.addmm(bf[i], xf, m[i].t()))
@@ -228,7 +232,7 @@ class _DenseBlock(torch.autograd.Function):
             S = e_ - s
             m, bf = _DenseBlock._matrices(weight[s:e_], bias[s:e_], e, P)
             if ctx.keep_all:
-                xs = saved[s:e_ + 1]
+                xs = saved[s : e_ + 1]
             else:
                 xs = [saved[s // seg]]
                 for i in range(S):
@@ -288,8 +292,17 @@ class DeepConvBlock(nn.Module):
     bias : Parameter, shape (depth, c)
     """
 
-    def __init__(self, depth, channels, kernel_size=3, *, act="tanh", padding="circular",
-                 checkpoint_segments="auto", impl="auto"):
+    def __init__(
+        self,
+        depth,
+        channels,
+        kernel_size=3,
+        *,
+        act="tanh",
+        padding="circular",
+        checkpoint_segments="auto",
+        impl="auto",
+    ):
         super().__init__()
         self.depth = V.as_int(depth, "depth", low=0)
         self.impl = V.as_choice(impl, "impl", ("auto", "autograd", "fused", "dense"))
@@ -306,14 +319,18 @@ class DeepConvBlock(nn.Module):
         self._phi = ACTIVATIONS[self.act]
         self._pad = _pad_amounts(k)
         if self.impl in ("fused", "dense") and (self.act != "tanh" or self.padding != "circular"):
-            raise ValueError(f"`impl` = {impl!r} needs act='tanh' and padding='circular' (got "
-                             f"act={self.act!r}, padding={self.padding!r}); use 'autograd'")
+            raise ValueError(
+                f"`impl` = {impl!r} needs act='tanh' and padding='circular' (got "
+                f"act={self.act!r}, padding={self.padding!r}); use 'autograd'"
+            )
 
     def extra_repr(self):
         """Return the settings shown by ``repr``."""
-        return (f"depth={self.depth}, channels={self.channels}, kernel_size={self.kernel_size}, "
-                f"act={self.act!r}, padding={self.padding!r}, "
-                f"checkpoint_segments={self.checkpoint_segments!r}, impl={self.impl!r}")
+        return (
+            f"depth={self.depth}, channels={self.channels}, kernel_size={self.kernel_size}, "
+            f"act={self.act!r}, padding={self.padding!r}, "
+            f"checkpoint_segments={self.checkpoint_segments!r}, impl={self.impl!r}"
+        )
 
     def n_segments(self):
         """Return the number of checkpointed segments used while training (0: none)."""
@@ -360,8 +377,9 @@ class DeepConvBlock(nn.Module):
         size = math.ceil(self.depth / n_seg)
         for a in range(0, stop, size):
             b = min(a + size, stop)
-            x = _checkpoint(self._run, x, a, b, self.weight[a:b], self.bias[a:b],
-                            use_reentrant=False)
+            x = _checkpoint(
+                self._run, x, a, b, self.weight[a:b], self.bias[a:b], use_reentrant=False
+            )
         return x
 
     @torch.no_grad()
@@ -455,10 +473,28 @@ class VanillaCNN(nn.Module):
     1.0389
     """
 
-    def __init__(self, depth, channels=16, *, in_channels=1, num_classes=10, kernel_size=3,
-                 init="delta_orthogonal", sigma_w2=None, sigma_b2=None, q_star=None,
-                 v="uniform", t=None, act="tanh", padding="circular", stem_strides=(1, 2, 2),
-                 checkpoint_segments="auto", impl="auto", readout_scale=1.0, generator=None):
+    def __init__(
+        self,
+        depth,
+        channels=16,
+        *,
+        in_channels=1,
+        num_classes=10,
+        kernel_size=3,
+        init="delta_orthogonal",
+        sigma_w2=None,
+        sigma_b2=None,
+        q_star=None,
+        v="uniform",
+        t=None,
+        act="tanh",
+        padding="circular",
+        stem_strides=(1, 2, 2),
+        checkpoint_segments="auto",
+        impl="auto",
+        readout_scale=1.0,
+        generator=None,
+    ):
         super().__init__()
         depth = V.as_int(depth, "depth", low=0)
         channels = V.as_int(channels, "channels", low=1)
@@ -468,8 +504,10 @@ class VanillaCNN(nn.Module):
         act = V.as_choice(act, "act", tuple(ACTIVATIONS))
         stem_strides = tuple(V.as_int(s, "stem_strides", low=1) for s in stem_strides)
         if not stem_strides and in_channels != channels:
-            raise ValueError(f"`stem_strides` is empty but `in_channels` ({in_channels}) != "
-                             f"`channels` ({channels}); give at least one stem convolution")
+            raise ValueError(
+                f"`stem_strides` is empty but `in_channels` ({in_channels}) != "
+                f"`channels` ({channels}); give at least one stem convolution"
+            )
         self.sigma_w2, self.sigma_b2 = self._variances(act, depth, sigma_w2, sigma_b2, q_star)
         self.v, self.t = v, t
         self.act = act
@@ -477,16 +515,24 @@ class VanillaCNN(nn.Module):
         if readout_scale == "1/sqrt(q*)":
             q = q_star if q_star is not None else 1.0 / max(depth, 1)
             readout_scale = 1.0 / math.sqrt(q)
-        self.readout_scale = float(V.as_float_array(readout_scale, "readout_scale", low=0.0,
-                                                    low_open=True))
+        self.readout_scale = float(
+            V.as_float_array(readout_scale, "readout_scale", low=0.0, low_open=True)
+        )
 
         self.stem = nn.ModuleList()
         c_prev = in_channels
         for s in stem_strides:
             self.stem.append(nn.Conv2d(c_prev, channels, 3, stride=s, padding=1))
             c_prev = channels
-        self.block = DeepConvBlock(depth, channels, kernel_size, act=act, padding=padding,
-                                   checkpoint_segments=checkpoint_segments, impl=impl)
+        self.block = DeepConvBlock(
+            depth,
+            channels,
+            kernel_size,
+            act=act,
+            padding=padding,
+            checkpoint_segments=checkpoint_segments,
+            impl=impl,
+        )
         self.readout = nn.Linear(channels, num_classes)
         self._phi = ACTIVATIONS[act]
         self.reset_parameters(generator=generator)
@@ -500,9 +546,11 @@ class VanillaCNN(nn.Module):
             sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
             return sw, sb
         if sigma_w2 is not None:
-            raise ValueError(f"`sigma_w2` = {sigma_w2!r} was given without `sigma_b2`; give both, "
-                             "or only `sigma_b2` (critical sigma_w2), or neither (critical point "
-                             "with q* = 1/depth)")
+            raise ValueError(
+                f"`sigma_w2` = {sigma_w2!r} was given without `sigma_b2`; give both, "
+                "or only `sigma_b2` (critical sigma_w2), or neither (critical point "
+                "with q* = 1/depth)"
+            )
         if sigma_b2 is not None:
             sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
             res = cnnmft.critical_sigma_w2(act, sb)
@@ -531,14 +579,16 @@ class VanillaCNN(nn.Module):
             elif self.init == "block_orthogonal":
                 I.block_orthogonal_(w[layer], sw, generator=generator)
             elif self.init == "tunable_orthogonal":
-                I.tunable_orthogonal_(w[layer], sw, 0.25 if self.t is None else self.t,
-                                      generator=generator)
+                I.tunable_orthogonal_(
+                    w[layer], sw, 0.25 if self.t is None else self.t, generator=generator
+                )
             else:
                 v = self.v if isinstance(self.v, str) else np.asarray(self.v, dtype=np.float64)
                 I.gaussian_(w[layer], sw, v, t=self.t, generator=generator)
         self.block.bias.normal_(0.0, 1.0, generator=generator).mul_(sb_std)
         self.readout.weight.normal_(0.0, 1.0, generator=generator).mul_(
-            1.0 / math.sqrt(self.channels))
+            1.0 / math.sqrt(self.channels)
+        )
         self.readout.bias.zero_()
 
     def features(self, x):

@@ -22,111 +22,34 @@ gets ``Status.AT_CHANCE``; both also warn (:class:`RuntimeWarning`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from cnnmft.pytorch import checkpoint as C
 from cnnmft.pytorch.config import MODEL_FIELDS, TrainConfig, lr_for_depth
-from cnnmft.results import ResultMixin, Status
+from cnnmft.pytorch.train_io import TrainResult, plot_training, write_outputs
+from cnnmft.results import Status
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_model", "plot_training",
-           "lr_for_depth", "default_stem_strides", "weight_movement"]
-
-
-@dataclass(frozen=True, eq=False)
-class TrainResult(ResultMixin):
-    """Outcome of :func:`train`.
-
-    Attributes
-    ----------
-    config : str
-        The :class:`TrainConfig` as JSON (``lr`` resolved).
-    dataset : str
-        What the data is ("fashion-mnist", "digits", "mnist", "cifar10", ...).
-    sigma_w2, sigma_b2 : float
-        Variances actually used (the critical point when the config left them None).
-    loss : ndarray, shape (n_steps,)
-        Training loss at each completed step (finite values only).
-    lr : ndarray, shape (n_steps,)
-        Learning rate used at each step.
-    grad_norm_layers : ndarray of int, shape (k,)
-        1-based deep-block layers whose gradient norm is logged.
-    grad_norms : ndarray, shape (n_steps, k)
-        Kernel-gradient norms of those layers at each step (NaN when the block is frozen).
-    init_grad_norms : ndarray, shape (depth,)
-        Kernel-gradient norm of every deep layer at the first step (at initialisation).
-    weight_movement : ndarray, shape (depth,)
-        ``||W_l(end) - W_l(0)||_F / ||W_l(0)||_F`` for every deep layer l.
-    eval_step : ndarray of int, shape (n_eval,)
-        Steps at which accuracies were measured (0 = before training).
-    train_acc, test_acc, test_loss : ndarray, shape (n_eval,)
-        Accuracies (in [0, 1]) and test loss at those steps.
-    train_accuracy, test_accuracy : float
-        Final accuracies (last evaluation).
-    n_test : int
-        Test examples behind `test_accuracy`.
-    final_loss : float
-        Last finite training loss (NaN if no step ran).
-    steps_done : int
-        Completed optimisation steps.
-    status : int
-        :class:`~cnnmft.results.Status`: OK, NONFINITE (the loss diverged), AT_CHANCE (the final
-        test accuracy is within three standard errors of chance) or INTERRUPTED.
-    message : str
-        Human-readable summary (why the run stopped).
-    wall_time : float
-        Seconds spent in this call (excluding earlier runs that were resumed).
-    step_time : float
-        Median seconds per optimisation step in this call.
-    n_params : int
-        Trainable parameters.
-    """
-
-    config: str
-    dataset: str
-    sigma_w2: float
-    sigma_b2: float
-    loss: np.ndarray
-    lr: np.ndarray
-    grad_norm_layers: np.ndarray
-    grad_norms: np.ndarray
-    init_grad_norms: np.ndarray
-    weight_movement: np.ndarray
-    eval_step: np.ndarray
-    train_acc: np.ndarray
-    test_acc: np.ndarray
-    test_loss: np.ndarray
-    train_accuracy: float
-    test_accuracy: float
-    n_test: int
-    final_loss: float
-    steps_done: int
-    status: int
-    message: str
-    wall_time: float
-    step_time: float
-    n_params: int
-
-    @property
-    def success(self) -> bool:
-        """True if the run finished and learned (status OK)."""
-        return int(self.status) == int(Status.OK)
-
-    @property
-    def settings(self) -> dict:
-        """The config as a dict."""
-        return json.loads(self.config)
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "build_model",
+    "plot_training",
+    "lr_for_depth",
+    "default_stem_strides",
+    "weight_movement",
+]
 
 
 # ------------------------------------------------------------------------------------- helpers
+
 
 def _torch():
     import torch
@@ -166,12 +89,26 @@ def build_model(config: TrainConfig, data=None, generator=None):
     strides = config.stem_strides
     if strides is None:
         strides = default_stem_strides(config.dataset)
-    return VanillaCNN(config.depth, config.channels, in_channels=in_ch, num_classes=10,
-                      kernel_size=config.kernel_size, init=config.init, sigma_w2=config.sigma_w2,
-                      sigma_b2=config.sigma_b2, q_star=config.q_star, v=config.v, t=config.t,
-                      act=config.act, padding=config.padding, stem_strides=strides,
-                      checkpoint_segments=config.checkpoint_segments, impl=config.impl,
-                      readout_scale=config.readout_scale, generator=generator)
+    return VanillaCNN(
+        config.depth,
+        config.channels,
+        in_channels=in_ch,
+        num_classes=10,
+        kernel_size=config.kernel_size,
+        init=config.init,
+        sigma_w2=config.sigma_w2,
+        sigma_b2=config.sigma_b2,
+        q_star=config.q_star,
+        v=config.v,
+        t=config.t,
+        act=config.act,
+        padding=config.padding,
+        stem_strides=strides,
+        checkpoint_segments=config.checkpoint_segments,
+        impl=config.impl,
+        readout_scale=config.readout_scale,
+        generator=generator,
+    )
 
 
 def weight_movement(w_end, w_start) -> np.ndarray:
@@ -230,17 +167,18 @@ def _param_groups(config, model):
     scale = config.deep_lr_scale
     if scale == "1/depth":
         scale = 1.0 / max(model.depth, 1)
-    return [{"params": rest, "lr": config.lr},
-            {"params": deep, "lr": config.lr * float(scale)}]
+    return [{"params": rest, "lr": config.lr}, {"params": deep, "lr": config.lr * float(scale)}]
 
 
 def _make_optimizer(config, params):
     torch = _torch()
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, betas=(config.momentum, 0.999),
-                            weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(
+        params, lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay
+    )
 
 
 class _Batches:
@@ -262,7 +200,7 @@ class _Batches:
                 self.perm = torch.randperm(self.n, generator=self.gen)
                 self.pos = 0
             take = min(need, self.n - self.pos)
-            out.append(self.perm[self.pos:self.pos + take])
+            out.append(self.perm[self.pos : self.pos + take])
             self.pos += take
             need -= take
         return torch.cat(out)
@@ -284,28 +222,20 @@ def _accuracy(model, x, y, batch=512):
     correct, loss_sum = 0, 0.0
     with torch.no_grad():
         for a in range(0, len(y), batch):
-            logits = model(x[a:a + batch])
-            loss_sum += float(F.cross_entropy(logits, y[a:a + batch], reduction="sum"))
-            correct += int((logits.argmax(1) == y[a:a + batch]).sum())
+            logits = model(x[a : a + batch])
+            loss_sum += float(F.cross_entropy(logits, y[a : a + batch], reduction="sum"))
+            correct += int((logits.argmax(1) == y[a : a + batch]).sum())
     model.train(was)
     n = max(len(y), 1)
     return correct / n, loss_sum / n
 
 
-def _write_csv(path, header, rows):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------------------- train
 
-def train(config: TrainConfig | None = None, progress=True, callback=None,
-          **overrides) -> TrainResult:
+
+def train(
+    config: TrainConfig | None = None, progress=True, callback=None, **overrides
+) -> TrainResult:
     r"""Train a vanilla CNN as described by `config` and return its history.
 
     The loss is the softmax cross-entropy of :class:`~cnnmft.pytorch.models.VanillaCNN`'s logits.
@@ -389,23 +319,31 @@ class _Run:
             torch.backends.cudnn.allow_tf32 = config.tf32
         self.main = self.dist.rank == 0
         if self.dist.active and config.batch_size % self.dist.world_size:
-            raise ValueError(f"`batch_size` = {config.batch_size} must be divisible by the "
-                             f"number of processes ({self.dist.world_size})")
+            raise ValueError(
+                f"`batch_size` = {config.batch_size} must be divisible by the "
+                f"number of processes ({self.dist.world_size})"
+            )
         dtype = getattr(torch, config.dtype)
-        self.data = load_dataset(config.dataset, config.data_dir,
-                                 test_fraction=config.test_fraction, seed=config.seed,
-                                 max_train=config.max_train, max_test=config.max_test)
+        self.data = load_dataset(
+            config.dataset,
+            config.data_dir,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+            max_train=config.max_train,
+            max_test=config.max_test,
+        )
         dev = self.device
         self.xtr = torch.as_tensor(self.data.x_train, dtype=dtype, device=dev)
         self.ytr = torch.as_tensor(self.data.y_train, device=dev)
         self.xte = torch.as_tensor(self.data.x_test, dtype=dtype, device=dev)
         self.yte = torch.as_tensor(self.data.y_test, device=dev)
         ev = torch.randperm(len(self.ytr), generator=torch.Generator().manual_seed(config.seed))
-        ev = ev[:config.eval_samples].sort().values.to(dev)
+        ev = ev[: config.eval_samples].sort().values.to(dev)
         self.xev, self.yev = self.xtr[ev], self.ytr[ev]
 
-        self.model = build_model(config, self.data,
-                                 generator=torch.Generator().manual_seed(config.seed))
+        self.model = build_model(
+            config, self.data, generator=torch.Generator().manual_seed(config.seed)
+        )
         self.model.to(device=dev, dtype=dtype)
         depth = self.model.depth
         layers = config.grad_norm_layers
@@ -426,10 +364,16 @@ class _Run:
     # -- checkpoint ---------------------------------------------------------------------------
     def state(self):
         torch = _torch()
-        return {"config": self.config.to_dict(), "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "batches": self.batches.state_dict(), "torch_rng": torch.get_rng_state(),
-                "history": self.hist, "step": self.step}
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "batches": self.batches.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.hist,
+            "step": self.step,
+        }
 
     def resume(self):
         """Load the last good checkpoint (rank 0) and share it with every rank."""
@@ -443,9 +387,14 @@ class _Run:
             except C.CheckpointError as exc:
                 error = str(exc)
         # rank 0 decides (state, file or error) and every rank follows the same decision
-        shared = D.broadcast_object({"state": found[0] if found else None,
-                                     "where": str(found[1]) if found else None,
-                                     "error": error}, self.dist)
+        shared = D.broadcast_object(
+            {
+                "state": found[0] if found else None,
+                "where": str(found[1]) if found else None,
+                "error": error,
+            },
+            self.dist,
+        )
         if shared["error"]:
             raise C.CheckpointError(shared["error"])
         state, where = shared["state"], shared["where"]
@@ -454,9 +403,12 @@ class _Run:
         old = state["config"]
         bad = [k for k in MODEL_FIELDS if _norm(old.get(k)) != _norm(getattr(self.config, k))]
         if bad:
-            raise ValueError(f"checkpoint {where!r} belongs to another run: fields "
-                             + ", ".join(f"{k} ({old.get(k)!r} there, "
-                                         f"{getattr(self.config, k)!r} here)" for k in bad))
+            raise ValueError(
+                f"checkpoint {where!r} belongs to another run: fields "
+                + ", ".join(
+                    f"{k} ({old.get(k)!r} there, {getattr(self.config, k)!r} here)" for k in bad
+                )
+            )
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -478,7 +430,7 @@ class _Run:
 
         idx = self.batches.next()
         if self.dist.active:
-            idx = idx[self.dist.rank::self.dist.world_size]
+            idx = idx[self.dist.rank :: self.dist.world_size]
         idx = idx.to(self.device)
         loss = F.cross_entropy(self.net(self.xtr[idx]), self.ytr[idx])
         value = D.mean_scalar(loss.detach(), self.dist)
@@ -515,8 +467,14 @@ def _train(config, progress, callback):
     if progress and run.main and run.step < config.steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=run.step, desc=f"train depth={config.depth}",
-                   unit="step", dynamic_ncols=True, leave=True)
+        bar = tqdm(
+            total=config.steps,
+            initial=run.step,
+            desc=f"train depth={config.depth}",
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+        )
     status, message, step_times = Status.OK, "", []
     run.model.train()
     try:
@@ -526,14 +484,17 @@ def _train(config, progress, callback):
             if value is None:
                 last = run.hist["loss"][-1] if run.hist["loss"] else "none"
                 status = Status.NONFINITE
-                message = (f"diverged: stopped at step {run.step}, the training loss became "
-                           f"non-finite (last finite loss {last}); lower the learning rate or "
-                           "check the initialisation")
+                message = (
+                    f"diverged: stopped at step {run.step}, the training loss became "
+                    f"non-finite (last finite loss {last}); lower the learning rate or "
+                    "check the initialisation"
+                )
                 break
             step_times.append(time.perf_counter() - t0)
             metrics = {"loss": value}
-            if (config.eval_every and run.step % config.eval_every == 0) \
-                    or run.step == config.steps:
+            if (
+                config.eval_every and run.step % config.eval_every == 0
+            ) or run.step == config.steps:
                 metrics["train_acc"], metrics["test_acc"] = run.evaluate()
             if config.checkpoint_every and run.step % config.checkpoint_every == 0:
                 run.save()
@@ -559,7 +520,7 @@ def _train(config, progress, callback):
     if res.message and int(res.status) != int(Status.OK) and run.main:
         warnings.warn(res.message, RuntimeWarning, stacklevel=3)
     if run.out is not None and run.main:
-        _write_outputs(res, run.out, plots=config.plots)
+        write_outputs(res, run.out, plots=config.plots)
     return res
 
 
@@ -568,9 +529,11 @@ def _chance_check(acc, n_test, num_classes):
     p0 = 1.0 / num_classes
     se = math.sqrt(p0 * (1 - p0) / max(n_test, 1))
     if acc <= p0 + 3 * se:
-        return (f"ended at chance: test accuracy {acc:.4f} on {n_test} images (chance {p0:.2f}, "
-                f"three standard errors {3 * se:.3f}); the network did not learn: check the "
-                "learning rate (docs/training.md, 'Learning rate') and the number of steps")
+        return (
+            f"ended at chance: test accuracy {acc:.4f} on {n_test} images (chance {p0:.2f}, "
+            f"three standard errors {3 * se:.3f}); the network did not learn: check the "
+            "learning rate (docs/training.md, 'Learning rate') and the number of steps"
+        )
     return ""
 
 
@@ -589,19 +552,27 @@ def _result(run, status, message, step_times, t_start):
     moved = weight_movement(model.block.weight.detach().cpu(), init.block.weight.detach())
     k = len(run.layers)
     return TrainResult(
-        config=json.dumps(config.to_dict()), dataset=run.data.name,
-        sigma_w2=float(model.sigma_w2), sigma_b2=float(model.sigma_b2),
+        config=json.dumps(config.to_dict()),
+        dataset=run.data.name,
+        sigma_w2=float(model.sigma_w2),
+        sigma_b2=float(model.sigma_b2),
         loss=np.asarray(hist["loss"], dtype=np.float64),
         lr=np.asarray(hist["lr"], dtype=np.float64),
         grad_norm_layers=np.asarray(run.layers, dtype=np.int64),
         grad_norms=np.asarray(hist["gn"], dtype=np.float64).reshape(-1, k),
         init_grad_norms=np.asarray(hist["init_gn"] or [], dtype=np.float64),
         weight_movement=moved,
-        eval_step=ev[:, 0].astype(np.int64), train_acc=ev[:, 1], test_acc=ev[:, 2],
-        test_loss=ev[:, 3], train_accuracy=float(ev[-1, 1]), test_accuracy=test_acc,
+        eval_step=ev[:, 0].astype(np.int64),
+        train_acc=ev[:, 1],
+        test_acc=ev[:, 2],
+        test_loss=ev[:, 3],
+        train_accuracy=float(ev[-1, 1]),
+        test_accuracy=test_acc,
         n_test=int(len(run.yte)),
         final_loss=float(hist["loss"][-1]) if hist["loss"] else float("nan"),
-        steps_done=int(run.step), status=int(status), message=message,
+        steps_done=int(run.step),
+        status=int(status),
+        message=message,
         wall_time=time.perf_counter() - t_start,
         step_time=float(np.median(step_times)) if step_times else float("nan"),
         n_params=int(sum(p.numel() for p in model.parameters())),
@@ -612,78 +583,3 @@ def _norm(x):
     if isinstance(x, (list, tuple)):
         return [_norm(y) for y in x]
     return x
-
-
-def _write_outputs(res: TrainResult, out: Path, plots=True):
-    layers = [int(i) for i in res.grad_norm_layers]
-    rows = [[i + 1, repr(float(res.loss[i])), repr(float(res.lr[i]))]
-            + [repr(float(g)) for g in res.grad_norms[i]] for i in range(len(res.loss))]
-    _write_csv(out / "steps.csv", ["step", "loss", "lr"] + [f"grad_norm_layer_{i}" for i in layers],
-               rows)
-    _write_csv(out / "eval.csv", ["step", "train_acc", "test_acc", "test_loss"],
-               [[int(s), repr(float(a)), repr(float(b)), repr(float(c))]
-                for s, a, b, c in zip(res.eval_step, res.train_acc, res.test_acc, res.test_loss)])
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(res.settings, indent=1))
-    os.replace(tmp, out / "config.json")
-    res.save(out / "result.json")
-    if plots:
-        plot_training([res], path=out / "training.png")
-
-
-def plot_training(results, labels=None, path=None, title=None):
-    """Figure of training loss, test accuracy and gradient norm per layer at initialisation.
-
-    Parameters
-    ----------
-    results : list of TrainResult
-    labels : list of str, optional
-        Legend labels (default: depth and init from each config).
-    path : str or Path, optional
-        Save the figure here (PNG) and close it.
-    title : str, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure or Path
-        The figure, or the path when `path` is given (its numbers go beside it, ``.npz``).
-    """
-    from matplotlib.figure import Figure
-
-    if labels is None:
-        labels = [f"{r.settings['init']}, depth {r.settings['depth']}" for r in results]
-    fig = Figure(figsize=(14, 3.8))
-    ax = fig.subplots(1, 3)
-    for r, lab in zip(results, labels):
-        if len(r.loss):
-            ax[0].plot(np.arange(1, len(r.loss) + 1), r.loss, lw=0.8, label=lab)
-        ax[1].plot(r.eval_step, r.test_acc, "o-", ms=3, label=lab + " (test)")
-        ax[1].plot(r.eval_step, r.train_acc, "--", lw=0.8, color=ax[1].lines[-1].get_color())
-        if len(r.init_grad_norms):
-            ax[2].semilogy(np.arange(1, len(r.init_grad_norms) + 1), r.init_grad_norms, lw=0.8,
-                           label=lab)
-    ax[0].set(xlabel="step", ylabel="training loss", yscale="log")
-    ax[1].set(xlabel="step", ylabel="accuracy (solid test, dashed train)", ylim=(0, 1.02))
-    ax[1].axhline(0.1, color="grey", lw=0.6, ls=":")
-    ax[2].set(xlabel="deep layer l", ylabel="||dL/dW_l|| at initialisation")
-    for a in ax:
-        a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        np.savez(Path(path).with_suffix(".npz"), **_curves(results))
-        fig.savefig(path, dpi=110)
-        return Path(path)
-    return fig
-
-
-def _curves(results):
-    out = {}
-    for i, r in enumerate(results):
-        out[f"run{i}_loss"] = r.loss
-        out[f"run{i}_eval_step"] = r.eval_step
-        out[f"run{i}_test_acc"] = r.test_acc
-        out[f"run{i}_train_acc"] = r.train_acc
-        out[f"run{i}_init_grad_norms"] = r.init_grad_norms
-    return out

@@ -25,8 +25,13 @@ SMALL = dict(channels=4, batch_size=16, eval_every=0, max_train=200, max_test=60
 
 
 def _state():
-    return {"w": torch.arange(6.0).reshape(2, 3), "step": 3, "hist": {"loss": [1.5, 1.25]},
-            "name": "x", "gen": torch.Generator().manual_seed(1).get_state()}
+    return {
+        "w": torch.arange(6.0).reshape(2, 3),
+        "step": 3,
+        "hist": {"loss": [1.5, 1.25]},
+        "name": "x",
+        "gen": torch.Generator().manual_seed(1).get_state(),
+    }
 
 
 def test_roundtrip_and_weights_only(tmp_path):
@@ -122,16 +127,18 @@ def _final_state(out):
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_resumes_bit_identical(tmp_path):
-    settings = dict(depth=6, steps=150, checkpoint_every=1, seed=3, resume=True,
-                    num_threads=1, **SMALL)
+    settings = dict(
+        depth=6, steps=150, checkpoint_every=1, seed=3, resume=True, num_threads=1, **SMALL
+    )
     ref = train(TrainConfig(out_dir=str(tmp_path / "ref"), **settings), progress=False)
     out = tmp_path / "killed"
     rng = np.random.default_rng(0)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     kills = 0
     for _attempt in range(30):
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD,
-                                 json.dumps(dict(out_dir=str(out), **settings))], env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(dict(out_dir=str(out), **settings))], env=env
+        )
         time.sleep(float(rng.uniform(2.0, 5.0)))  # imports take ~2 s, 150 steps ~2-4 s
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

@@ -71,15 +71,20 @@ def test_read_idx_roundtrip(tmp_path, gz):
     np.testing.assert_array_equal(read_idx(_idx(tmp_path / name, a, gz=gz)), a)
 
 
-@pytest.mark.parametrize("make, field", [
-    (lambda p: p.write_bytes(b"\x00\x00"), "magic number"),
-    (lambda p: p.write_bytes(b"\x01\x00\x08\x01" + bytes(8)), "magic number"),
-    (lambda p: p.write_bytes(b"\x00\x00\x0d\x01" + bytes(8)), "element type"),
-    (lambda p: p.write_bytes(b"\x00\x00\x08\x09" + bytes(8)), "number of dimensions"),
-    (lambda p: p.write_bytes(b"\x00\x00\x08\x03" + bytes(6)), "dimension sizes"),
-    (lambda p: p.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 10) + bytes(3)),
-     "dimension sizes"),
-])
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda p: p.write_bytes(b"\x00\x00"), "magic number"),
+        (lambda p: p.write_bytes(b"\x01\x00\x08\x01" + bytes(8)), "magic number"),
+        (lambda p: p.write_bytes(b"\x00\x00\x0d\x01" + bytes(8)), "element type"),
+        (lambda p: p.write_bytes(b"\x00\x00\x08\x09" + bytes(8)), "number of dimensions"),
+        (lambda p: p.write_bytes(b"\x00\x00\x08\x03" + bytes(6)), "dimension sizes"),
+        (
+            lambda p: p.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 10) + bytes(3)),
+            "dimension sizes",
+        ),
+    ],
+)
 def test_malformed_idx_header_names_file_and_field(tmp_path, make, field):
     p = tmp_path / "bad-idx1-ubyte"
     make(p)
@@ -99,11 +104,12 @@ def _cifar(d, data=None, labels=None, n=4):
     d.mkdir(exist_ok=True)
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": b"x",
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8) if data is None
-                 else data,
-                 b"labels": list(rng.integers(0, 10, n)) if labels is None else labels,
-                 b"filenames": [b"f"] * n}
+        batch = {
+            b"batch_label": b"x",
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8) if data is None else data,
+            b"labels": list(rng.integers(0, 10, n)) if labels is None else labels,
+            b"filenames": [b"f"] * n,
+        }
         with open(d / name, "wb") as fh:
             pickle.dump(batch, fh, protocol=2)
     return d
@@ -123,6 +129,13 @@ def test_cifar_reader_protocols(tmp_path, proto):
     x, y = read_cifar_batch(p)
     np.testing.assert_array_equal(x.reshape(2, -1), data)
     np.testing.assert_array_equal(y, [3, 9])
+    # labels stored as numpy integer scalars
+    p.write_bytes(pickle.dumps({b"data": data, b"labels": list(np.array([4, 7]))}, protocol=proto))
+    np.testing.assert_array_equal(read_cifar_batch(p)[1], [4, 7])
+
+
+class _SubArray(np.ndarray):
+    """An ndarray subclass: its pickle names a class outside numpy, which must be refused."""
 
 
 class _Evil:
@@ -139,18 +152,19 @@ def test_malicious_cifar_pickle_refused_and_code_not_run(tmp_path, kind):
     if kind == "os.system":
         payload = pickle.dumps({b"data": _Evil(marker), b"labels": [0]}, protocol=2)
     elif kind == "eval":
+
         class E:
             def __reduce__(self):
                 return (eval, (f"open({str(marker)!r}, 'w')",))
+
         payload = pickle.dumps({b"data": E(), b"labels": [0]})
     elif kind == "object-array":
         arr = np.array([_Evil(marker)], dtype=object)
         payload = pickle.dumps({b"data": arr, b"labels": [0]})
     else:
-        class Sub(np.ndarray):
-            pass
-        payload = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8).view(Sub),
-                                b"labels": [0]})
+        payload = pickle.dumps(
+            {b"data": np.zeros((1, 3072), np.uint8).view(_SubArray), b"labels": [0]}
+        )
     p = tmp_path / "data_batch_1"
     p.write_bytes(payload)
     with pytest.raises(ValueError, match="data_batch_1"):
@@ -158,13 +172,16 @@ def test_malicious_cifar_pickle_refused_and_code_not_run(tmp_path, kind):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("labels, data, match", [
-    ([0, 1, 10, 2], None, "0..9"),
-    ([0, -1, 2, 3], None, "0..9"),
-    (None, np.full((4, 3072), np.nan), "non-finite"),
-    (None, np.full((4, 3072), 300.0), "0..255"),
-    (None, np.zeros((4, 100), np.uint8), "3072"),
-])
+@pytest.mark.parametrize(
+    "labels, data, match",
+    [
+        ([0, 1, 10, 2], None, "0..9"),
+        ([0, -1, 2, 3], None, "0..9"),
+        (None, np.full((4, 3072), np.nan), "non-finite"),
+        (None, np.full((4, 3072), 300.0), "0..255"),
+        (None, np.zeros((4, 100), np.uint8), "3072"),
+    ],
+)
 def test_cifar_bad_labels_and_pixels_refused(tmp_path, labels, data, match):
     d = _cifar(tmp_path / "c", data=data, labels=labels)
     with pytest.raises(ValueError, match=match):

@@ -33,8 +33,9 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("shape", [(12, 5, 4), (9, 9, 3, 3), (8, 3, 2, 5), (6, 4, 3, 3, 3),
-                                   (7, 2, 2, 2, 2)])
+@pytest.mark.parametrize(
+    "shape", [(12, 5, 4), (9, 9, 3, 3), (8, 3, 2, 5), (6, 4, 3, 3, 3), (7, 2, 2, 2, 2)]
+)
 @pytest.mark.parametrize("init", ["block", "tunable", "delta"])
 def test_isometry_through_torch_circular_convolution(shape, init):
     # float64 weight; c_in < c_out cases catch a transposed layout
@@ -49,7 +50,8 @@ def test_isometry_through_torch_circular_convolution(shape, init):
     x = torch.randn((3, shape[1]) + (6, 5, 7)[:d], dtype=torch.float64, generator=gen(2))
     y = circular_conv(x, w)
     ratio = torch.linalg.vector_norm(y.flatten(1), dim=1) / torch.linalg.vector_norm(
-        x.flatten(1), dim=1)
+        x.flatten(1), dim=1
+    )
     np.testing.assert_allclose(ratio.numpy(), np.sqrt(2.0), rtol=1e-12)
 
 
@@ -123,8 +125,9 @@ def test_delta_layout_is_c_out_c_in():
 
 
 def test_gaussian_init_variance():
-    w = gaussian_(torch.empty(128, 64, 3, dtype=torch.float64), 1.5, [0.25, 0.5, 0.25],
-                  generator=gen(10))
+    w = gaussian_(
+        torch.empty(128, 64, 3, dtype=torch.float64), 1.5, [0.25, 0.5, 0.25], generator=gen(10)
+    )
     n = 128 * 64
     for j, v in enumerate([0.25, 0.5, 0.25]):
         stat = float((w[:, :, j] ** 2).sum()) / (1.5 * v / 64)
@@ -135,8 +138,9 @@ def test_gaussian_init_variance():
 
 def test_semi_orthogonal_through_torch():
     # c_in > c_out: co-isometry; conv(adjoint(y)) = sigma_w2 y, checked with torch's own ops
-    w = block_orthogonal_(torch.empty(4, 10, 3, 3, dtype=torch.float64), 1.5, generator=gen(2),
-                          semi_orthogonal=True)
+    w = block_orthogonal_(
+        torch.empty(4, 10, 3, 3, dtype=torch.float64), 1.5, generator=gen(2), semi_orthogonal=True
+    )
     y = torch.randn(2, 4, 6, 6, dtype=torch.float64, generator=gen(3))
     # adjoint of circular cross-correlation: transposed channels, reversed taps, mirrored pads
     wt = torch.flip(w.transpose(0, 1), dims=(2, 3))
@@ -165,8 +169,7 @@ def test_clear_import_error_without_torch():
         "import sys; sys.modules['torch'] = None\n"
         "try:\n    import cnnmft.pytorch\nexcept ImportError as e:\n    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install cnnmft[torch]" in out.stdout, out.stdout + out.stderr
 
 

@@ -46,8 +46,13 @@ def test_critical_point_fixed_point_property():
     pdf = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
 
     def qmap(q):
-        return sw * integrate.quad(lambda z: pdf(z) * math.tanh(math.sqrt(q) * z) ** 2,
-                                   -12, 12, epsabs=1e-14)[0] + sb
+        return (
+            sw
+            * integrate.quad(
+                lambda z: pdf(z) * math.tanh(math.sqrt(q) * z) ** 2, -12, 12, epsabs=1e-14
+            )[0]
+            + sb
+        )
 
     q_star = optimize.brentq(lambda q: qmap(q) - q, 0.03, 0.2, xtol=1e-14)
     assert q_star == pytest.approx(1 / 16, rel=1e-7)
@@ -81,11 +86,12 @@ def test_delta_orthogonal_deep_kernels_are_scaled_orthogonal_centre_taps():
 
 def test_gaussian_kernels_have_the_requested_variance():
     c, depth = 32, 40
-    net = VanillaCNN(depth, c, init="gaussian", stem_strides=(1,), sigma_w2=2.0, sigma_b2=0.0,
-                     generator=_gen(2))
+    net = VanillaCNN(
+        depth, c, init="gaussian", stem_strides=(1,), sigma_w2=2.0, sigma_b2=0.0, generator=_gen(2)
+    )
     w = net.block.weight.detach().double()
     n = w.numel()
-    var = float((w ** 2).mean())
+    var = float((w**2).mean())
     target = 2.0 / (9 * c)  # uniform v: Var = sigma_w2 / (k^2 c_in)
     # standard error of a mean of squares of normals: target * sqrt(2 / n)
     assert abs(var - target) < 5 * target * math.sqrt(2 / n)
@@ -145,8 +151,9 @@ def test_fused_gradcheck_small():
     with torch.no_grad():
         block.weight.normal_(0, 0.5)
     x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: block.__class__.forward(block, x), (
-        x, block.weight, block.bias))
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: block.__class__.forward(block, x), (x, block.weight, block.bias)
+    )
 
 
 def test_zero_padding_differs_from_circular_and_matches_conv2d():
@@ -165,16 +172,34 @@ def test_zero_padding_differs_from_circular_and_matches_conv2d():
 def test_delta_orthogonal_linear_network_is_an_exact_isometry():
     # with act='linear' and Delta-orthogonal kernels (sigma_w2 = 1, sigma_b2 = 0) every deep layer
     # is an orthogonal map: the norm of any input is preserved through 500 layers
-    net = VanillaCNN(200, 8, act="linear", stem_strides=(1,), sigma_w2=1.0, sigma_b2=0.0,
-                     impl="autograd", generator=_gen(7)).double()
+    net = VanillaCNN(
+        200,
+        8,
+        act="linear",
+        stem_strides=(1,),
+        sigma_w2=1.0,
+        sigma_b2=0.0,
+        impl="autograd",
+        generator=_gen(7),
+    ).double()
     x = torch.randn(3, 8, 4, 4, dtype=torch.float64)
     with torch.no_grad():
         y = net.block(x)
     # the kernels were drawn in float32 (orthogonal to ~6e-8 per layer): 200 layers drift ~1e-6
-    torch.testing.assert_close(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1),
-                               rtol=2e-5, atol=0)
-    gauss = VanillaCNN(200, 8, act="linear", init="gaussian", stem_strides=(1,), sigma_w2=1.0,
-                       sigma_b2=0.0, impl="autograd", generator=_gen(7)).double()
+    torch.testing.assert_close(
+        y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=2e-5, atol=0
+    )
+    gauss = VanillaCNN(
+        200,
+        8,
+        act="linear",
+        init="gaussian",
+        stem_strides=(1,),
+        sigma_w2=1.0,
+        sigma_b2=0.0,
+        impl="autograd",
+        generator=_gen(7),
+    ).double()
     with torch.no_grad():
         ratio = gauss.block(x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
     assert float((ratio.log().abs()).max()) > 0.1  # Gaussian products are far from isometric
@@ -232,13 +257,24 @@ def test_cuda_matches_cpu(impl):
 def test_orthogonal_kernel_families_give_isometric_circular_blocks(init):
     # Algorithm-1 and tunable kernels are orthogonal operators under circular padding for any
     # map size (THEORY.md §3-4): a linear deep block with sigma_w2 = 1 preserves every norm
-    net = VanillaCNN(40, 8, act="linear", init=init, t=0.2, stem_strides=(1,), sigma_w2=1.0,
-                     sigma_b2=0.0, impl="autograd", generator=_gen(13)).double()
+    net = VanillaCNN(
+        40,
+        8,
+        act="linear",
+        init=init,
+        t=0.2,
+        stem_strides=(1,),
+        sigma_w2=1.0,
+        sigma_b2=0.0,
+        impl="autograd",
+        generator=_gen(13),
+    ).double()
     w = net.block.weight.detach()
     assert float((w[:, :, :, 0, 0] ** 2).sum()) > 1e-3  # off-centre taps are used
     x = torch.randn(3, 8, 5, 4, dtype=torch.float64, generator=_gen(14))
     with torch.no_grad():
         y = net.block(x)
     # float32-drawn kernels: ~1e-7 per layer
-    torch.testing.assert_close(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1),
-                               rtol=2e-5, atol=0)
+    torch.testing.assert_close(
+        y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=2e-5, atol=0
+    )

@@ -18,35 +18,83 @@ from cnnmft.results import Status  # noqa: E402
 # tiny runs on 60 test images are not meant to learn: the at-chance warning is expected there
 pytestmark = pytest.mark.filterwarnings("ignore:ended at chance:RuntimeWarning")
 
-SMALL = dict(channels=4, stem_strides=(1, 2, 2), batch_size=16, max_train=64, max_test=60,
-             eval_every=0, num_threads=1, plots=False)
+SMALL = dict(
+    channels=4,
+    stem_strides=(1, 2, 2),
+    batch_size=16,
+    max_train=64,
+    max_test=60,
+    eval_every=0,
+    num_threads=1,
+    plots=False,
+)
 
 
 def test_depth_1000_delta_orthogonal_gradients_flat_and_loss_falls():
     # CI-sized 10,000-layer check (issue 7 §4): full-batch steps on 64 digits, depth 1,000
-    res = train(TrainConfig(depth=1000, channels=8, stem_strides=(1, 2, 2), batch_size=64,
-                            max_train=64, max_test=60, optimizer="adam", lr=2e-4, steps=6,
-                            eval_every=0, num_threads=1, plots=False), progress=False)
+    res = train(
+        TrainConfig(
+            depth=1000,
+            channels=8,
+            stem_strides=(1, 2, 2),
+            batch_size=64,
+            max_train=64,
+            max_test=60,
+            optimizer="adam",
+            lr=2e-4,
+            steps=6,
+            eval_every=0,
+            num_threads=1,
+            plots=False,
+        ),
+        progress=False,
+    )
     g = res.init_grad_norms
     assert g.shape == (1000,) and np.all(np.isfinite(g)) and np.all(g > 0)
-    assert 0.1 <= g[0] / g[-1] <= 10.0          # dynamical isometry: no vanishing/exploding
-    assert res.loss[-1] < res.loss[0]           # full batch, so the decrease is not noise
+    assert 0.1 <= g[0] / g[-1] <= 10.0  # dynamical isometry: no vanishing/exploding
+    assert res.loss[-1] < res.loss[0]  # full batch, so the decrease is not noise
     # six steps: the loss falls, the accuracy may still be at chance (and then says so)
     assert res.status in (Status.OK, Status.AT_CHANCE)
 
 
 def test_depth_1000_gaussian_gradients_vanish():
-    res = train(TrainConfig(depth=1000, channels=8, init="gaussian", stem_strides=(1, 2, 2),
-                            batch_size=64, max_train=64, max_test=60, steps=1, eval_every=0,
-                            num_threads=1, plots=False), progress=False)
+    res = train(
+        TrainConfig(
+            depth=1000,
+            channels=8,
+            init="gaussian",
+            stem_strides=(1, 2, 2),
+            batch_size=64,
+            max_train=64,
+            max_test=60,
+            steps=1,
+            eval_every=0,
+            num_threads=1,
+            plots=False,
+        ),
+        progress=False,
+    )
     g = res.init_grad_norms
     assert g[0] / g[-1] < 1e-3
 
 
 def test_training_learns_digits_above_chance():
-    res = train(TrainConfig(depth=3, channels=16, stem_strides=(1, 2), batch_size=32,
-                            optimizer="adam", lr=3e-3, steps=60, eval_every=30, max_test=200,
-                            num_threads=1, plots=False), progress=False)
+    res = train(
+        TrainConfig(
+            depth=3,
+            channels=16,
+            stem_strides=(1, 2),
+            batch_size=32,
+            optimizer="adam",
+            lr=3e-3,
+            steps=60,
+            eval_every=30,
+            max_test=200,
+            num_threads=1,
+            plots=False,
+        ),
+        progress=False,
+    )
     # chance is 0.1; a 3-layer CNN reaches > 0.5 within 60 Adam steps on the 8x8 digits
     assert res.test_accuracy > 0.5
     assert list(res.eval_step) == [0, 30, 60]
@@ -55,8 +103,9 @@ def test_training_learns_digits_above_chance():
 
 
 def test_outputs_checkpoint_and_resume_continue_the_same_run(tmp_path):
-    cfg = TrainConfig(depth=5, steps=8, checkpoint_every=2, out_dir=str(tmp_path / "a"),
-                      dtype="float64", **SMALL)
+    cfg = TrainConfig(
+        depth=5, steps=8, checkpoint_every=2, out_dir=str(tmp_path / "a"), dtype="float64", **SMALL
+    )
     full = train(cfg, progress=False)
     for name in ("steps.csv", "eval.csv", "result.json", "checkpoint.pt"):
         assert (tmp_path / "a" / name).is_file()
@@ -65,11 +114,23 @@ def test_outputs_checkpoint_and_resume_continue_the_same_run(tmp_path):
     np.testing.assert_array_equal(again.loss, full.loss)
     # interrupted after 3 steps, then resumed to 8: identical losses and parameters
     b = tmp_path / "b"
-    first = train(TrainConfig(depth=5, steps=3, checkpoint_every=1, out_dir=str(b),
-                              dtype="float64", **SMALL), progress=False)
+    first = train(
+        TrainConfig(depth=5, steps=3, checkpoint_every=1, out_dir=str(b), dtype="float64", **SMALL),
+        progress=False,
+    )
     assert first.steps_done == 3
-    resumed = train(TrainConfig(depth=5, steps=8, checkpoint_every=2, out_dir=str(b),
-                                dtype="float64", resume=True, **SMALL), progress=False)
+    resumed = train(
+        TrainConfig(
+            depth=5,
+            steps=8,
+            checkpoint_every=2,
+            out_dir=str(b),
+            dtype="float64",
+            resume=True,
+            **SMALL,
+        ),
+        progress=False,
+    )
     assert resumed.steps_done == 8
     np.testing.assert_array_equal(resumed.loss, full.loss)
     sa = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
@@ -81,18 +142,35 @@ def test_outputs_checkpoint_and_resume_continue_the_same_run(tmp_path):
 
 
 def test_resume_refuses_another_run(tmp_path):
-    train(TrainConfig(depth=3, steps=2, checkpoint_every=1, out_dir=str(tmp_path), **SMALL),
-          progress=False)
+    train(
+        TrainConfig(depth=3, steps=2, checkpoint_every=1, out_dir=str(tmp_path), **SMALL),
+        progress=False,
+    )
     with pytest.raises(ValueError, match="depth"):
-        train(TrainConfig(depth=4, steps=3, out_dir=str(tmp_path), resume=True, **SMALL),
-              progress=False)
+        train(
+            TrainConfig(depth=4, steps=3, out_dir=str(tmp_path), resume=True, **SMALL),
+            progress=False,
+        )
 
 
 def test_non_finite_loss_stops_cleanly(tmp_path):
     with pytest.warns(RuntimeWarning, match="diverged"):
-        res = train(TrainConfig(depth=3, steps=50, optimizer="sgd", lr=1e12, momentum=0.0,
-                                init="gaussian", sigma_w2=1.0, sigma_b2=0.0, act="linear",
-                                out_dir=str(tmp_path), **SMALL), progress=False)
+        res = train(
+            TrainConfig(
+                depth=3,
+                steps=50,
+                optimizer="sgd",
+                lr=1e12,
+                momentum=0.0,
+                init="gaussian",
+                sigma_w2=1.0,
+                sigma_b2=0.0,
+                act="linear",
+                out_dir=str(tmp_path),
+                **SMALL,
+            ),
+            progress=False,
+        )
     assert res.status == Status.NONFINITE and not res.success
     assert "non-finite" in res.message or "nan" in res.message.lower() or "inf" in res.message
     assert res.steps_done < 50
@@ -103,8 +181,12 @@ def test_non_finite_loss_stops_cleanly(tmp_path):
 
 
 def test_schedules_and_float64():
-    res = train(TrainConfig(depth=2, steps=10, schedule="cosine", warmup_steps=2, lr=0.1,
-                            dtype="float64", **SMALL), progress=False)
+    res = train(
+        TrainConfig(
+            depth=2, steps=10, schedule="cosine", warmup_steps=2, lr=0.1, dtype="float64", **SMALL
+        ),
+        progress=False,
+    )
     lr = res.lr
     np.testing.assert_allclose(lr[:2], [0.05, 0.1])
     # cosine from step 2 to 10: 0.1 * (1 + cos(pi * (s - 2) / 8)) / 2
@@ -127,6 +209,7 @@ def test_config_validation_names_the_field():
 
 # ------------------------------------------------------------------------------------ datasets
 
+
 def test_digits_split_is_stratified_and_standardised():
     d = load_dataset("digits", test_fraction=0.2, seed=0)
     assert d.x_train.shape[1:] == (1, 8, 8) and d.x_train.dtype == np.float32
@@ -140,7 +223,8 @@ def test_digits_split_is_stratified_and_standardised():
 
 def _write_idx(path, array, magic_type=0x08, gz=False):
     head = struct.pack(">HBB", 0, magic_type, array.ndim) + struct.pack(
-        ">" + "I" * array.ndim, *array.shape)
+        ">" + "I" * array.ndim, *array.shape
+    )
     data = head + array.astype(np.uint8).tobytes()
     if gz:
         with gzip.open(path, "wb") as fh:
@@ -192,8 +276,13 @@ def test_cifar10_batches(tmp_path):
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(base / name, "wb") as fh:
-            pickle.dump({b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
-                         b"labels": list(rng.integers(0, 10, 4))}, fh)
+            pickle.dump(
+                {
+                    b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                    b"labels": list(rng.integers(0, 10, 4)),
+                },
+                fh,
+            )
     d = load_dataset("cifar10", tmp_path)
     assert d.x_train.shape == (20, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32)
     with open(base / "test_batch", "wb") as fh:
@@ -239,8 +328,9 @@ def test_gpu_paper_scale_smoke_on_cpu(tmp_path):
     bench = Path(__file__).resolve().parents[2] / "benchmarks"
     sys.path.insert(0, str(bench))
     try:
-        spec = importlib.util.spec_from_file_location("gpu_paper_scale",
-                                                      bench / "gpu_paper_scale.py")
+        spec = importlib.util.spec_from_file_location(
+            "gpu_paper_scale", bench / "gpu_paper_scale.py"
+        )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
@@ -248,8 +338,11 @@ def test_gpu_paper_scale_smoke_on_cpu(tmp_path):
         sys.path.remove(str(bench))
     numbers = json.loads((tmp_path / "numbers.json").read_text())
     assert numbers["impl"] in ("autograd", "fused")
-    assert set(numbers["phases"]["training"]) == {"delta_depth12_seed0", "frozen_depth12_seed0",
-                                                  "gaussian_depth12_seed0"}
+    assert set(numbers["phases"]["training"]) == {
+        "delta_depth12_seed0",
+        "frozen_depth12_seed0",
+        "gaussian_depth12_seed0",
+    }
     assert (tmp_path / "gpu_paper_scale.png").is_file()
 
 
@@ -258,9 +351,30 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
     from cnnmft.cli import main
 
     out = tmp_path / "cli"
-    args = ["train", "--depth", "3", "--channels", "4", "--stem-strides", "1", "2",
-            "--batch-size", "16", "--max-train", "64", "--max-test", "40", "--eval-every", "0",
-            "--threads", "1", "--quiet", "--no-plots", "--out", str(out)]
+    args = [
+        "train",
+        "--depth",
+        "3",
+        "--channels",
+        "4",
+        "--stem-strides",
+        "1",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-train",
+        "64",
+        "--max-test",
+        "40",
+        "--eval-every",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+        "--no-plots",
+        "--out",
+        str(out),
+    ]
     # 2-4 steps end at chance: exit code 3 and the status say so (not "finished")
     assert main(args + ["--steps", "2", "--checkpoint-every", "1"]) in (0, 3)
     code = main(args + ["--steps", "4", "--resume"])
@@ -269,8 +383,37 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
     assert (code, res.status) in ((0, Status.OK), (3, Status.AT_CHANCE))
     assert "train acc" in capsys.readouterr().out
     # a diverging run exits with code 3 (non-finite loss), not with a traceback
-    bad = ["train", "--depth", "2", "--channels", "4", "--stem-strides", "1", "--act", "linear",
-           "--init", "gaussian", "--sigma-w2", "1", "--sigma-b2", "0", "--lr", "1e12",
-           "--momentum", "0", "--steps", "50", "--max-train", "64", "--max-test", "20",
-           "--eval-every", "0", "--quiet", "--no-plots", "--threads", "1"]
+    bad = [
+        "train",
+        "--depth",
+        "2",
+        "--channels",
+        "4",
+        "--stem-strides",
+        "1",
+        "--act",
+        "linear",
+        "--init",
+        "gaussian",
+        "--sigma-w2",
+        "1",
+        "--sigma-b2",
+        "0",
+        "--lr",
+        "1e12",
+        "--momentum",
+        "0",
+        "--steps",
+        "50",
+        "--max-train",
+        "64",
+        "--max-test",
+        "20",
+        "--eval-every",
+        "0",
+        "--quiet",
+        "--no-plots",
+        "--threads",
+        "1",
+    ]
     assert main(bad) == 3
