@@ -44,7 +44,7 @@ import numpy as np
 
 from cnnmft import _validation as V
 from cnnmft import orthogonal
-from cnnmft._util import progress_callback
+from cnnmft._util import blas_threads, progress_callback
 from cnnmft.activations import get_activation
 from cnnmft.fourier import kernel_offsets, kernel_profile
 from cnnmft.results import ResultMixin, Status
@@ -94,21 +94,10 @@ def _shift_into(dst, src, shift):
 # GEMMs below this many flops run on one BLAS thread: on a loaded machine a multi-threaded
 # BLAS spends far longer synchronising its threads than computing a small product.
 _SMALL_GEMM_FLOPS = 5e8
-_CONTROLLER = []
 
 
 def _blas_threads(flops):
-    if flops >= _SMALL_GEMM_FLOPS:
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        except Exception:  # threadpoolctl missing or unable to inspect the BLAS
-            _CONTROLLER.append(None)
-    ctl = _CONTROLLER[0]
-    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1, user_api="blas")
+    return contextlib.nullcontext() if flops >= _SMALL_GEMM_FLOPS else blas_threads(1)
 
 
 class _Conv:
