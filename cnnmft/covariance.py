@@ -55,6 +55,7 @@ import numpy as np
 from cnnmft._covariance_engine import Engine, Evaluator, Grid
 from cnnmft._covariance_series import mehler_coefficients  # noqa: F401 (public helper)
 from cnnmft._kernels import _act
+from cnnmft._network_engine import needs_dense, padded_covariance
 from cnnmft._util import blas_threads, progress_callback
 from cnnmft._validation import as_choice, as_float_array, as_int
 from cnnmft.activations import get_activation
@@ -193,7 +194,8 @@ def _select_method(a, method):
 
 
 def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, method="auto",
-                         ti_tol=1e-13, progress=None, chunk_seconds=0.2):
+                         ti_tol=1e-13, progress=None, chunk_seconds=0.2, padding="circular",
+                         stride=1):
     r"""Propagate the pre-activation covariance of a CNN through `depth` layers.
 
     .. math::
@@ -238,6 +240,14 @@ def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, m
         Target duration of one compiled chunk of layers in the full-grid common-variance regime
         (interrupts and progress are seen between chunks). It sets only how the work is cut:
         regime switches are checked after every layer, so the result does not depend on it.
+    padding : str or list of str
+        "circular" (the theory's), "zero" (``torch.nn.Conv2d(padding=k // 2)``), "valid" or
+        "same_tf" (TensorFlow "SAME"), or one per layer. Anything but circular stride-1 layers
+        runs the dense engine of :mod:`cnnmft.network` (``method``, ``ti_tol``,
+        ``chunk_seconds`` and ``progress`` do not apply; ``method`` is reported as "dense").
+    stride : int, tuple or list
+        Stride of every layer (an int or one per spatial axis), or a list of one per layer.
+        The requested `layers` must share one grid.
 
     Returns
     -------
@@ -273,6 +283,9 @@ def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, m
     >>> res.cov.shape
     (1, 8, 8, 8, 8)
     """
+    if needs_dense(padding, stride):  # zero/valid/TF-SAME padding or strides (cnnmft.network)
+        return CovarianceResult(**padded_covariance(x, act, sigma_w2, sigma_b2, v, depth,
+                                                    layers=layers, padding=padding, stride=stride))
     t0 = time.perf_counter()
     a = get_activation(act)
     sw2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))

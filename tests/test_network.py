@@ -309,3 +309,21 @@ def test_pair_expectations_extreme_variances(scale, rng):
         got = pair_expectations("tanh", S, order)
         ref = R.expect_matrix("tanh", S, order)
         assert np.max(np.abs(got - ref)) <= 1e-12 * max(1.0, np.max(np.abs(ref))), order
+
+
+def test_propagate_covariance_padding_and_stride_keywords(rng):
+    x = rng.normal(size=(2, 7, 7, 3))
+    v = variance_profile("binomial", 3)
+    res = propagate_covariance(x, "tanh", 1.5, 0.05, v, 3, padding="zero", layers=[1, 2, 3])
+    net = conv_stack("tanh", 1.5, 0.05, v, 3, padding="zero")
+    ref = propagate_network(x, net)
+    assert res.method == "dense" and res.cov.shape == (3, 2, 2, 7, 7, 7, 7)
+    np.testing.assert_array_equal(res.cov[2], ref.cov["4"])
+    assert res.cov[2][0, 0, 0, 0, 0, 0] < res.cov[2][0, 0, 3, 3, 3, 3]   # border variance
+    st = propagate_covariance(x[0], "erf", 1.5, 0.05, v, 2, padding="same_tf", stride=[2, 1])
+    assert st.cov.shape == (1, 4, 4, 4, 4)
+    # circular stride 1 keeps the circular engine
+    circ = propagate_covariance(x[0], "erf", 1.5, 0.05, v, 2)
+    assert circ.method != "dense"
+    with pytest.raises(ValueError, match="padding"):
+        propagate_covariance(x, "tanh", 1.5, 0.05, v, 2, padding="reflect")
