@@ -8,11 +8,11 @@ Examples::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from cnnmft._util import write_table
 from cnnmft.commands._common import Output, add_common, need_memory
 from cnnmft.fourier import mode_depth_scales, variance_profile
 
@@ -93,13 +93,4 @@ def run(args) -> int:
 
 
 def _write(path, names, table):
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix == ".csv":
-        np.savetxt(p, table, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
-    elif p.suffix == ".json":
-        p.write_text(json.dumps({n: table[:, i].tolist() for i, n in enumerate(names)}, indent=1))
-    elif p.suffix == ".npz":
-        np.savez(p, **{n: table[:, i] for i, n in enumerate(names)})
-    else:
-        raise ValueError(f"--out must end in .csv, .json or .npz, got {path!r}")
+    write_table(path, {n: table[:, i] for i, n in enumerate(names)})  # .csv, .json or .npz
