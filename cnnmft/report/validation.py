@@ -6,14 +6,13 @@ CSV, Markdown and HTML, and one overlay figure per check with its numbers.
 
 from __future__ import annotations
 
-import csv
 import html
 from pathlib import Path
 
 import numpy as np
 
 from cnnmft import __version__, plotting
-from cnnmft._util import atomic_write_text
+from cnnmft._util import atomic_write_text, write_table
 from cnnmft.checks import CHECKS, Verdict, run_checks
 from cnnmft.report.style import PAGE, figure_style
 
@@ -129,10 +128,7 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
     outdir = Path(outdir)
     (outdir / "figures").mkdir(parents=True, exist_ok=True)
     rows = result.table()
-    with open(outdir / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
-        w.writeheader()
-        w.writerows(rows)
+    write_table(outdir / "table.csv", rows or {"name": []})
     atomic_write_text(outdir / "table.md", result.markdown() + "\n")
     figs = []
     if figures:
