@@ -8,13 +8,12 @@ Examples::
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from cnnmft import plotting
+from cnnmft._util import write_table
 from cnnmft.commands._common import Output, add_common, check_range
 from cnnmft.meanfield import critical_point
 from cnnmft.results import Status
@@ -96,17 +95,11 @@ def run(args) -> int:
 
 
 def _write(path, s):
-    path.parent.mkdir(parents=True, exist_ok=True)
     cols = dict(lam=s.lam, density=s.density, cdf=s.cdf, sv=s.sv, sv_density=s.sv_density)
     if path.suffix == ".csv":
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(list(cols))
-            for row in zip(*cols.values()):
-                w.writerow([repr(float(x)) for x in row])
+        write_table(path, cols)
     elif path.suffix == ".json":
-        d = {k: np.asarray(v).tolist() for k, v in cols.items()}
-        d.update(m1=s.m1, variance=s.variance, lambda_max=s.lambda_max, status=s.status)
-        path.write_text(json.dumps(d))
+        scalars = dict(m1=s.m1, variance=s.variance, lambda_max=s.lambda_max, status=s.status)
+        write_table(path, {**cols, **scalars})
     else:
         s.save(path)
