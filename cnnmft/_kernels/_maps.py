@@ -73,8 +73,13 @@ def q_converged(q, qn, g, dg, noise, lo, hi, tol):
     A residual at the rounding level of a map that is numerically the identity (dg ~ 0, no
     bracket) says nothing about a root: q^l may still grow without bound (relu-like maps at
     sigma_w2 = 2 with a tiny bias), so the search goes on."""
-    if abs(qn - q) <= tol * q or (hi < math.inf and hi - lo <= tol * hi):
+    if hi < math.inf and hi - lo <= tol * hi:
         return True
+    if abs(qn - q) <= tol * q:
+        # a tiny step is only trusted with a residual to match: at a stable root |dg| <= 1, so
+        # |g| <= |qn - q|; a larger residual means the slope dg is not reliable (e.g. chi_q of
+        # a bounded activation at q ~ 1e40, a difference of two terms 1e20 times larger)
+        return abs(g) <= max(noise, 2.0 * tol * q)
     return abs(g) <= noise and (hi < math.inf or dg < -1e-6)
 
 
@@ -172,6 +177,12 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0, b2=math.in
             return math.inf, INFINITE, it, 0.0
         if q_converged(q, qn, g, dg, noise, lo, hi, tol):
             return (qn if abs(qn - q) <= 1e-13 * q else q), OK, it, abs(g) / max(q, 1e-300)
+        if abs(qn - q) <= tol * q:
+            # Newton stalled on an unreliable slope: one step of the map itself, q + g, which
+            # contracts at a stable fixed point
+            qn = q + g
+            if not (qn > lo and qn < hi):
+                qn = 0.5 * (lo + hi) if hi < math.inf else 4.0 * max(q, lo)
         q = qn
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
 
