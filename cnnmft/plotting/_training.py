@@ -38,9 +38,23 @@ def train_result(r: Any, ax: Any = None) -> Any:
 
 
 def training(
-    results: Sequence[Any], labels: Sequence[str] | None = None, title: str | None = None
+    results: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    *,
+    fig: Any = None,
 ) -> Any:
     """Training loss, accuracy and initial gradient norm per layer for several runs.
+
+    Parameters
+    ----------
+    results : sequence of TrainResult
+    labels : sequence of str, optional
+        Legend labels (default: init and depth from each run's settings).
+    title : str, optional
+    fig : matplotlib.figure.Figure, optional
+        An empty figure to draw into (e.g. a ``matplotlib.figure.Figure`` made without pyplot,
+        as a training job that only writes files does); default: a new pyplot figure.
 
     Returns
     -------
@@ -55,11 +69,13 @@ def training(
     >>> len(training([r], labels=["depth 2"]).axes)
     3
     """
-    import matplotlib.pyplot as plt
+    if fig is None:
+        import matplotlib.pyplot as plt
 
+        fig = plt.figure(figsize=(14, 3.8))
     if labels is None:
         labels = [f"{r.settings['init']}, depth {r.settings['depth']}" for r in results]
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
+    ax = fig.subplots(1, 3)
     for r, lab in zip(results, labels):
         if len(r.loss):
             ax[0].plot(np.arange(1, len(r.loss) + 1), r.loss, lw=0.8, label=lab)

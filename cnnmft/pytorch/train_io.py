@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cnnmft import plotting
+from cnnmft._util import atomic_write, atomic_write_text
 from cnnmft.results import ResultMixin, Status
 
 __all__ = ["TrainResult", "plot_training", "write_outputs"]
@@ -106,13 +107,10 @@ class TrainResult(ResultMixin):
 
 
 def _write_csv(path, header, rows):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_outputs(res, out: Path, plots=True):
@@ -134,9 +132,7 @@ def write_outputs(res, out: Path, plots=True):
             for s, a, b, c in zip(res.eval_step, res.train_acc, res.test_acc, res.test_loss)
         ],
     )
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(res.settings, indent=1))
-    os.replace(tmp, out / "config.json")
+    atomic_write_text(out / "config.json", json.dumps(res.settings, indent=1))
     res.save(out / "result.json")
     if plots:
         plot_training([res], path=out / "training.png")
@@ -161,28 +157,7 @@ def plot_training(results, labels=None, path=None, title=None):
     """
     from matplotlib.figure import Figure
 
-    if labels is None:
-        labels = [f"{r.settings['init']}, depth {r.settings['depth']}" for r in results]
-    fig = Figure(figsize=(14, 3.8))
-    ax = fig.subplots(1, 3)
-    for r, lab in zip(results, labels):
-        if len(r.loss):
-            ax[0].plot(np.arange(1, len(r.loss) + 1), r.loss, lw=0.8, label=lab)
-        ax[1].plot(r.eval_step, r.test_acc, "o-", ms=3, label=lab + " (test)")
-        ax[1].plot(r.eval_step, r.train_acc, "--", lw=0.8, color=ax[1].lines[-1].get_color())
-        if len(r.init_grad_norms):
-            ax[2].semilogy(
-                np.arange(1, len(r.init_grad_norms) + 1), r.init_grad_norms, lw=0.8, label=lab
-            )
-    ax[0].set(xlabel="step", ylabel="training loss", yscale="log")
-    ax[1].set(xlabel="step", ylabel="accuracy (solid test, dashed train)", ylim=(0, 1.02))
-    ax[1].axhline(0.1, color="grey", lw=0.6, ls=":")
-    ax[2].set(xlabel="deep layer l", ylabel="||dL/dW_l|| at initialisation")
-    for a in ax:
-        a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    fig = plotting.training(results, labels, title, fig=Figure(figsize=(14, 3.8)))
     if path is not None:
         np.savez(Path(path).with_suffix(".npz"), **_curves(results))
         fig.savefig(path, dpi=110)
