@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnmft._network_expect import pair_expectations
 from cnnmft._network_layers import Act, Conv, Dense, GlobalAvgPool, resolve
+from cnnmft._util import progress_callback
 from cnnmft._validation import as_choice, as_int
 from cnnmft.activations import get_activation
 from cnnmft.fourier import variance_profile
@@ -132,7 +133,7 @@ def _block_diag_sum(A, B, P):
 
 
 def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
-                      backward=True):
+                      backward=True, progress=None):
     r"""Exact infinite-width covariances, NTK and gradient statistics of a layer list.
 
     Parameters
@@ -152,6 +153,9 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
         Which layers' per-layer matrices are kept in ``cov``, ``ntk`` and ``grad``.
     backward : bool
         Run the backward recursion (gradient statistics; NaN when False).
+    progress : None, bool or callable
+        tqdm bar over the layers (True), none (False), or ``callback(done, n_layers)``; None
+        shows a bar for long runs.
 
     Returns
     -------
@@ -184,7 +188,14 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
     d = None if x is None else np.ndim(x) - 2
     K, B, spatial = _input_moment(x, None if gram is None else (gram, spatial_shape), d)
     layers = resolve(network, spatial)
-    fwd = _forward(layers, K, B)
+    work = len(layers) * float(K.shape[0]) ** 2
+    cb, bar = progress_callback(progress, len(layers), default=work > 5e8,
+                                desc="network layers", unit="layer")
+    try:
+        fwd = _forward(layers, K, B, cb)
+    finally:
+        if bar is not None:
+            bar.close()
     shapes = [spatial] + [_out_shape(r, s) for r, s in zip(layers, _in_shapes(layers, spatial))]
     status = Status.OK if all(np.isfinite(f["out"]).all() for f in fwd) else Status.NONFINITE
     has_readout = layers[-1].__class__.__name__ == "Linear" and layers[-1].kind == "dense"
@@ -258,7 +269,7 @@ def _kept(layers, store):
     return list(range(L))
 
 
-def _forward(layers, K, B):
+def _forward(layers, K, B, cb=None):
     """Per layer: its input moment, output moment, tangent kernel and (act) E[phi' phi']."""
     out = []
     theta = np.zeros_like(K)
@@ -274,6 +285,8 @@ def _forward(layers, K, B):
             theta = e1 * theta
             out.append({"in": K, "out": e0, "theta": theta, "dphi2": e1})
             K, gauss = e0, False
+            if cb is not None:
+                cb(pos + 1, len(layers))
             continue
         S = r.forward(K, B)
         if r.kind == "pool":
@@ -283,6 +296,8 @@ def _forward(layers, K, B):
             gauss = True
         out.append({"in": K, "out": S, "theta": theta})
         K = S
+        if cb is not None:
+            cb(pos + 1, len(layers))
     return out
 
 
