@@ -374,3 +374,17 @@ def test_trainability_config_file_and_typed_flags(tmp_path, monkeypatch):
     conf.write_text("stepz = 1\n")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
         cmd._apply_config(args)
+
+
+def test_impossible_sweep_is_refused_before_any_worker(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("distributed")
+    out = tmp_path / "sweep"
+    assert main(["trainability", "--depths", "100000000", "--sigma-w2", "1", "2", "--lrs",
+                 "0.01", "--channels", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    # 1e8 layers x (4*4*9 + 4) float32 parameters x 2 members x (weights, gradients, momentum)
+    assert f"at least {format_bytes(1e8 * (4 * 4 * 9 + 4) * 2 * 4 * 3)} of memory" in err
+    assert not out.exists()
+    assert main(["trainability", "--depths", "0", "--out", str(out)]) == 2
+    assert "--depths must be in [1, inf]; got 0" in capsys.readouterr().err

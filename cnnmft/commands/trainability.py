@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from cnnmft.commands import _config as cfg
-from cnnmft.commands._common import Output, add_common, check_range, workers_ignore_sigint
+from cnnmft.commands._common import (
+    Output,
+    add_common,
+    check_range,
+    need_memory,
+    workers_ignore_sigint,
+)
 from cnnmft.sweeps import dask_client
 
 
@@ -100,6 +106,18 @@ def _apply_config(args):
     return values
 
 
+def _precheck_memory(args, experiments):
+    """Refuse a sweep whose deepest ensemble could not fit, before any worker starts."""
+    channels = args.channels or experiments.TRAINABILITY_DEFAULTS.get("channels", 8)
+    deepest = max(args.depths or experiments.DEFAULT_DEPTHS)
+    members = (len(args.sigma_w2 or experiments.DEFAULT_SIGMA_W2)
+               * len(args.lrs or experiments.DEFAULT_LRS))
+    # one ensemble trains every (sigma_w2, lr) member: float32 weights, gradients, momentum
+    params = float(deepest) * (channels * channels * 9 + channels) * members
+    need_memory(params * 4 * 3, f"--depths {deepest} with {members} ensemble members of width "
+                f"{channels} ({params:.3g} parameters)")
+
+
 @contextlib.contextmanager
 def _scheduler(args, out):
     """The scheduler to use: a local cluster whose workers ignore Ctrl-C, or the given one."""
@@ -127,6 +145,8 @@ def run(args) -> int:
     for depth in (args.depths or ()):
         check_range(depth, "--depths", 1)
     check_range(args.depth, "--depth", 1)
+    if args.study == "phase":
+        _precheck_memory(args, experiments)
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     store = args.store or str(outdir / "cells")
