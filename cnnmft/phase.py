@@ -94,33 +94,6 @@ class PhaseDiagram(ResultMixin):
                 f"[{self.sigma_b2.min():g}, {self.sigma_b2.max():g}]; chaotic fraction "
                 f"{chaotic:.3f}; status {status_counts(self.status)}")
 
-    def plot(self, quantity="xi_c", ax=None, *, log=True):
-        """Draw `quantity` as an image over the grid with the critical line; returns the axes."""
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
-
-        if quantity not in QUANTITIES:
-            raise ValueError(f"`quantity` must be one of {QUANTITIES}, got {quantity!r}")
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5.5, 4.2))
-        z = np.asarray(getattr(self, quantity), dtype=float).T
-        finite = np.isfinite(z) & (z > 0)
-        norm = None
-        if log and finite.any():
-            norm = LogNorm(vmin=max(z[finite].min(), 1e-3), vmax=z[finite].max())
-        im = ax.pcolormesh(self.sigma_w2, self.sigma_b2, np.where(np.isfinite(z), z, np.nan),
-                           shading="auto", norm=norm, cmap="viridis")
-        plt.colorbar(im, ax=ax, label=quantity)
-        ok = np.isfinite(self.critical_sigma_w2)
-        ax.plot(self.critical_sigma_w2[ok], self.sigma_b2[ok], "w--", lw=1.5,
-                label=r"critical line $\chi_1 = 1$")
-        ax.set_xlim(self.sigma_w2.min(), self.sigma_w2.max())
-        ax.set_xlabel(r"$\sigma_w^2$")
-        ax.set_ylabel(r"$\sigma_b^2$")
-        ax.set_title(f"{self.activation}: {quantity}")
-        ax.legend(loc="upper left", fontsize=8)
-        return ax
-
 
 def _tables(code, q_lo, q_hi):
     t0 = float(np.log(q_lo))

@@ -53,7 +53,7 @@ def run(args) -> int:
     matplotlib.use("Agg")  # the command line chooses the backend, never the library
     import matplotlib.pyplot as plt
 
-    ax = pd.plot(args.quantity)
+    ax = pd.plot(quantity=args.quantity)
     ax.figure.savefig(args.out + ".png", dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
     out.note(f"figure: {args.out}.png")

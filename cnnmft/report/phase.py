@@ -19,7 +19,7 @@ def build(ctx):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     for ax, act in zip(axes, ["tanh", "erf", "relu"]):
         pd = phase_diagram(act, sw, sb)
-        pd.plot("xi_c", ax=ax)
+        pd.plot(ax=ax, quantity="xi_c")
         ax.set_title(f"{act}: correlation depth scale $\\xi_c$")
         parts.append(ctx.numbers(f"phase_{act}", pd.to_dict()))
         bar.update()
