@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from cnnmft import _threads
-from cnnmft._util import atomic_write_text
+from cnnmft._util import atomic_write_text, progress_bar
 from cnnmft._validation import as_int
 from cnnmft.results import Status
 
@@ -491,9 +491,7 @@ def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler
     n_total, n_done = len(unique), len(unique) - len(todo)
     bar = None
     if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_total, initial=n_done, desc="cells", unit="cell", smoothing=0.1)
+        bar = progress_bar(n_total, initial=n_done, desc="cells", unit="cell", smoothing=0.1)
     callback = progress if callable(progress) else None
     try:
         if todo:
