@@ -94,7 +94,7 @@ def q_map(act, q, sigma_w2, sigma_b2):
 
     Examples
     --------
-    >>> float(q_map("relu", 1.0, 2.0, 0.5))
+    >>> round(float(q_map("relu", 1.0, 2.0, 0.5)), 12)
     1.5
     """
     a, sw, sb = _prep(act, sigma_w2, sigma_b2)
