@@ -91,8 +91,10 @@ def lr_for_depth(depth: int, constant: float = LR_DEPTH_CONSTANT) -> float:
 
     Examples
     --------
-    >>> lr_for_depth(10), lr_for_depth(10_000)
-    (0.03, 3e-05)
+    >>> lr_for_depth(10), lr_for_depth(100)
+    (0.03, 0.003)
+    >>> round(lr_for_depth(10_000), 12)
+    3e-05
     """
     depth = V.as_int(depth, "depth", low=0)
     c = float(V.as_float_array(constant, "constant", low=0.0, low_open=True))
