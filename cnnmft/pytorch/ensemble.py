@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnmft import _validation as V
+from cnnmft._util import progress_bar
 from cnnmft.pytorch.models import ACTIVATIONS, VanillaCNN, _pad_amounts
 from cnnmft.results import Status
 
@@ -379,9 +380,7 @@ def train_ensemble(models, x_train, y_train, *, lr, steps, batch_size=64, moment
         stopped = [-1] * G
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps, desc=f"ensemble of {G}, depth {model.depth}", unit="step")
+            bar = progress_bar(steps, desc=f"ensemble of {G}, depth {model.depth}", unit="step")
         t0 = time.perf_counter()
         for step in range(steps):
             xb, yb = x_train[idx[step]], y_train[idx[step]]  # (B?) -> (G, B, ...)

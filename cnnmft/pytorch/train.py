@@ -33,7 +33,10 @@ import numpy as np
 
 from cnnmft._util import progress_bar
 from cnnmft.pytorch import checkpoint as C
+from cnnmft.pytorch import distributed as D
 from cnnmft.pytorch.config import MODEL_FIELDS, TrainConfig, lr_for_depth
+from cnnmft.pytorch.data import load_dataset
+from cnnmft.pytorch.models import VanillaCNN
 from cnnmft.pytorch.train_io import TrainResult, plot_training, write_outputs
 from cnnmft.results import Status
 
@@ -84,8 +87,6 @@ def default_stem_strides(dataset: str) -> tuple:
 
 def build_model(config: TrainConfig, data=None, generator=None):
     """Build the :class:`VanillaCNN` that `config` describes (input channels from `data`)."""
-    from cnnmft.pytorch.models import VanillaCNN
-
     in_ch = data.in_channels if data is not None else (1 if config.dataset != "cifar10" else 3)
     strides = config.stem_strides
     if strides is None:
@@ -309,9 +310,6 @@ class _Run:
 
     def __init__(self, config):
         torch = _torch()
-        from cnnmft.pytorch import distributed as D
-        from cnnmft.pytorch.data import load_dataset
-
         self.config = config
         self.dist = D.setup(config.device)
         self.device = self.dist.device if self.dist.active else _resolve_device(config.device)
@@ -378,8 +376,6 @@ class _Run:
 
     def resume(self):
         """Load the last good checkpoint (rank 0) and share it with every rank."""
-        from cnnmft.pytorch import distributed as D
-
         torch = _torch()
         found, error = None, None
         if self.main and self.ckpt is not None:
@@ -426,8 +422,6 @@ class _Run:
     def train_step(self):
         """One optimisation step; returns the (process-averaged) loss, or None if non-finite."""
         import torch.nn.functional as F
-
-        from cnnmft.pytorch import distributed as D
 
         idx = self.batches.next()
         if self.dist.active:
