@@ -70,13 +70,17 @@ def child(name: str, quick: bool, repeat: int, cold: bool, extras: bool, baselin
         return out
     run = case.make(quick)
     result = run()                                            # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = run()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     times.sort()
+    # CPU seconds of the process (all its threads) in the best run: on a loaded machine the
+    # wall time measures the share the scheduler gave, the CPU time the work done
     out.update(warm_s=times[0], warm_median_s=times[len(times) // 2], repeats=repeat,
+               warm_cpu_s=min(cpu),
                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     if extras:
         import tracemalloc
@@ -254,7 +258,8 @@ def _line(r) -> str:
     acc = r.get("accuracy", {})
     return (f"{r['case']:22s} k={r['busy']} load {r['loadavg_before'][0]:4.1f}->"
             f"{r['loadavg_after'][0]:4.1f}  first {r['first_s']:7.3f} s  warm {r['warm_s']:8.4f} s"
-            f" (median {r['warm_median_s']:.4f})  rss {r['maxrss_mb']:6.0f} MB"
+            f" (median {r['warm_median_s']:.4f}, cpu {r.get('warm_cpu_s', float('nan')):.4f})"
+            f"  rss {r['maxrss_mb']:6.0f} MB"
             + (f"  err {acc['error']:.1e}" if "error" in acc else "")
             + (f"  baseline x{b['ratio']:.1f}" if "ratio" in b else "")
             + (f"  NT x{peer['ratio']:.1f}" if "ratio" in peer else ""))
@@ -276,13 +281,13 @@ def markdown(meta: dict, rows: list[dict]) -> str:
            "jobs share it: compare each row's load average; `k` is the number of busy "
            "processes the suite itself added.", "",
            "| case | k | load avg before -> after | first call s | cold first call s | "
-           "warm s (best) | median s | slowdown vs k=0 | RSS MB | traced MB | error "
-           "(reference) | baseline / peer | ratio | goals |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "warm s (best) | median s | CPU s (best) | slowdown vs k=0 | RSS MB | traced MB | "
+           "error (reference) | baseline / peer | ratio | goals |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "warm_s" not in r:
             out.append(f"| {r['case']} | {r['busy']} | | | | FAILED: {r.get('error', '')} "
-                       "| | | | | | | | |")
+                       "| | | | | | | | | |")
             continue
         acc = r.get("accuracy") or {}
         ref = f"{acc['error']:.1e} ({acc['reference']})" if "error" in acc else ""
@@ -303,7 +308,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         lb, la = r["loadavg_before"][0], r["loadavg_after"][0]
         out.append(f"| {r['case']} | {r['busy']} | {lb:.1f} -> {la:.1f} | {_fmt(r['first_s'])} "
                    f"| {_fmt(r.get('cold_s'))} | {_fmt(r['warm_s'], '.4g')} | "
-                   f"{_fmt(r['warm_median_s'], '.4g')} | {_fmt(r.get('slowdown_vs_k0'), '.2f')} "
+                   f"{_fmt(r['warm_median_s'], '.4g')} | {_fmt(r.get('warm_cpu_s'), '.4g')} | "
+                   f"{_fmt(r.get('slowdown_vs_k0'), '.2f')} "
                    f"| {r['maxrss_mb']:.0f} | {_fmt(r.get('tracemalloc_mb'), '.1f')} | {ref} | "
                    f"{'; '.join(comps)} | {'; '.join(ratios)} | {goals} |")
     out += ["", "Titles: " + "; ".join(f"`{c}`: {t}" for c, t in
