@@ -48,7 +48,7 @@ __all__ = ["Verdict", "CheckResult", "ValidationResult", "CHECKS", "run_check", 
 
 ALPHA = 1e-3
 
-# tanh reference points (THEORY.md section 7): ordered near-critical, chaotic, critical
+# tanh reference points (docs/theory.md section 7): ordered near-critical, chaotic, critical
 ORDERED = (1.5, 0.05)
 CHAOTIC = (2.5, 0.05)
 CRITICAL = (1.05, 2.01e-5)
@@ -389,7 +389,7 @@ def check_covariance_uniform(quick=True, rng=0, propagate=None):
 
 
 def check_covariance_binomial(quick=True, rng=0, propagate=None):
-    """Spatial covariance, binomial v, block-orthogonal kernels (THEORY.md 2.7).
+    """Spatial covariance, binomial v, block-orthogonal kernels (docs/theory.md 2.7).
 
     Quick mode uses Gaussian kernels: drawing Algorithm-1 kernels would dominate its run time.
     """

@@ -6,7 +6,7 @@ In the mean-field limit the covariance map of the CNN is ``Sigma^{l+1} = A * C(S
 ``A`` averages every pixel pair along the diagonal with the weights ``v``. ``A`` is diagonal in the
 spatial Fourier basis of the circular grid, with eigenvalues ``lam_f`` (the DFT of ``v``), so
 every Fourier mode ``f`` of a deviation from the fixed point decays with its own depth scale
-``xi_{c,f} = -1 / log(chi_c |lam_f|)`` (THEORY.md section 2.4).
+``xi_{c,f} = -1 / log(chi_c |lam_f|)`` (docs/theory.md section 2.4).
 
 Offset convention
 -----------------
@@ -100,7 +100,7 @@ def variance_profile(kind, kernel_size=None, *, ndim=2, t=None, normalize=True):
           is the identity).
         * ``"binomial"``: :math:`v_\beta = \prod_a \binom{k-1}{\beta_a} / 2^{k-1}`, the tap-energy
           profile of the block-orthogonal kernels of Algorithm 1 ([1]_, Section 4.2).
-        * ``"tunable"``: the exactly-orthogonal family of THEORY.md section 4.3 with parameter
+        * ``"tunable"``: the exactly-orthogonal family of docs/theory.md section 4.3 with parameter
           ``t`` in ``[0, 1/2]``: ``k - 1`` two-tap blocks ``(rho, 1 - rho)`` convolved, with rank
           fractions ``rho`` alternating ``1 - t, t, 1 - t, ...``. For ``k = 3`` the 1D profile is
           ``(t(1-t), (1-t)^2 + t^2, t(1-t))``. ``t = 0`` is ``"delta"``, ``t = 1/2`` is
@@ -435,7 +435,7 @@ def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1
 
     The linearised ``C`` is block-triangular (variances feed the covariances, not the reverse),
     and ``A`` is diagonal in the Fourier basis of each displacement, so ([1]_, Section 2.4;
-    THEORY.md section 2.4) the spectrum is
+    docs/theory.md section 2.4) the spectrum is
 
     * ``chi_q * lam_f`` for every mode ``f`` of the variances (displacement 0 of each input);
     * ``chi_c * lam_f`` for every ``f`` and every pair of displacements ``{delta, -delta}``

@@ -325,7 +325,7 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_ortho
     The expected tap-energy profile is binomial,
     :math:`\mathbb{E}\,\|K_\beta\|_F^2 / (\sigma_w^2 c_{in}) = \prod_a \binom{k_a-1}{\beta_a}
     / 2^{k_a-1}` (``cnnmft.fourier.variance_profile("binomial", k)``), so in the mean field
-    these kernels behave like Gaussian kernels with that ``v`` (THEORY.md section 2.7).
+    these kernels behave like Gaussian kernels with that ``v`` (docs/theory.md section 2.7).
 
     Parameters
     ----------
@@ -394,7 +394,7 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
     r"""Exactly orthogonal kernel with a tap-energy profile from delta (t=0) to binomial (t=1/2).
 
     The construction of :func:`block_orthogonal` with projections of chosen rank fraction
-    (THEORY.md section 4.3): along an axis of size ``k`` there are ``k - 1`` factors
+    (docs/theory.md section 4.3): along an axis of size ``k`` there are ``k - 1`` factors
     :math:`P_b + (I - P_b) z` whose rank fractions alternate
     :math:`\rho_b = 1 - t, t, 1 - t, \dots`. A factor puts the energy :math:`\rho_b` on its tap 0
     and :math:`1 - \rho_b` on its tap 1, and cross terms vanish exactly (:math:`P (I - P) = 0`),
@@ -485,7 +485,7 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
 
     Not an isometry: at every frequency the symbol has i.i.d. entries of variance
     :math:`\sigma_w^2 / c_{in}` whatever ``v`` is, so the operator's squared singular values
-    follow the Marchenko-Pastur law (THEORY.md section 3).
+    follow the Marchenko-Pastur law (docs/theory.md section 3).
 
     Parameters
     ----------

@@ -1,9 +1,9 @@
 """Variance profiles, mode eigenvalues, per-mode depth scales, linearised spectrum (issue 3).
 
 Oracles: closed forms (Dirichlet kernel, cos^2, the t-family formula), the [D] tables of
-THEORY.md section 2.4 and section 4.3, the fully-connected depth scales of cnnmft.fixed_point, and a
-finite-difference Jacobian of the covariance map computed here with an independent
-Gauss-Hermite implementation of the map.
+docs/theory.md section 2.4 and section 4.3, the fully-connected depth scales of
+cnnmft.fixed_point, and a finite-difference Jacobian of the covariance map computed here with an
+independent Gauss-Hermite implementation of the map.
 """
 
 import numpy as np

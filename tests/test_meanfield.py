@@ -1,4 +1,4 @@
-"""Fully-connected mean field: closed forms, mpmath references, THEORY.md §7 tables, invariants."""
+"""Fully-connected mean field: closed forms, mpmath references, docs/theory.md §7, invariants."""
 
 import math
 
@@ -80,7 +80,7 @@ def test_hard_tanh_closed_form():
         assert float(fp.chi_q) == pytest.approx(sw * dV, rel=1e-8)
 
 
-# ---- tanh: THEORY.md §7 tables ([D] values, compared at their printed precision) -----------
+# ---- tanh: docs/theory.md §7 tables ([D] values, compared at their printed precision) -----------
 
 TABLE_72 = [  # sigma_w2, q*, c*, chi_1, chi_c, chi_q, xi_q, xi_c
     (1.00, 0.19359, 1, 0.75903, 0.75903, 0.56428, 1.748, 3.63),

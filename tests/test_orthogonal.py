@@ -256,7 +256,7 @@ def test_tunable_profile_matches_variance_profile():
     rng = np.random.default_rng(11)
     mean, se = _mc_profile(lambda i: tunable_orthogonal((20, 20, 3, 3), 1.0, 0.1, rng), 150)
     _assert_profile(mean, se, fourier.variance_profile("tunable", (3, 3), t=0.1))
-    # THEORY.md 4.3 [D]: centre (1-t)^2+t^2 squared = 0.6724 at t = 0.1
+    # docs/theory.md 4.3 [D]: centre (1-t)^2+t^2 squared = 0.6724 at t = 0.1
     assert abs(mean[1, 1] - 0.6724) < 0.02
     mean, se = _mc_profile(lambda i: block_orthogonal((20, 20, 3, 3), 1.0, rng), 100)
     _assert_profile(mean, se, fourier.variance_profile("binomial", (3, 3)))

@@ -2,7 +2,7 @@
 
 Oracles, strongest first: closed forms (Marchenko-Pastur, Fuss-Catalan, products of free
 projections), moments from scipy adaptive quadrature of phi'^2, the exact identity
-``CDF = 1 - Im Phi / pi`` against quadrature of the density, the derived values of THEORY.md
+``CDF = 1 - Im Phi / pi`` against quadrature of the density, the derived values of docs/theory.md
 Secs. 6.4 / 6.6 / 7.3, and exact finite-width Jacobians built here with numpy (fully connected
 and circular 1D CNNs with Delta-orthogonal, block-orthogonal and Gaussian kernels).
 """
@@ -223,7 +223,7 @@ def test_normalised_when_scale_overflows():
 
 
 # ------------------------------------------------------------------------------------------
-# THEORY.md 6.4 / 7.3 values (derived [D], checked there against Monte Carlo)
+# docs/theory.md 6.4 / 7.3 values (derived [D], checked there against Monte Carlo)
 
 @pytest.mark.parametrize("L,var_o,lmax_o,var_g,lmax_g", [
     (16, 0.06829, 1.4748, 16.07, 45.03),

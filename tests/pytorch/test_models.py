@@ -220,7 +220,7 @@ def test_bad_arguments_raise_with_names():
 
 def test_critical_sigma_w2_when_only_sigma_b2_given():
     net = VanillaCNN(3, 4, sigma_b2=0.05, stem_strides=(1,), generator=_gen())
-    assert net.sigma_w2 == pytest.approx(1.760955, abs=2e-6)  # THEORY.md §7.1 [D]
+    assert net.sigma_w2 == pytest.approx(1.760955, abs=2e-6)  # docs/theory.md §7.1 [D]
 
 
 def test_grad_norms_per_layer():
@@ -256,7 +256,7 @@ def test_cuda_matches_cpu(impl):
 @pytest.mark.parametrize("init", ["block_orthogonal", "tunable_orthogonal"])
 def test_orthogonal_kernel_families_give_isometric_circular_blocks(init):
     # Algorithm-1 and tunable kernels are orthogonal operators under circular padding for any
-    # map size (THEORY.md §3-4): a linear deep block with sigma_w2 = 1 preserves every norm
+    # map size (docs/theory.md §3-4): a linear deep block with sigma_w2 = 1 preserves every norm
     net = VanillaCNN(
         40,
         8,
