@@ -71,6 +71,23 @@ def test_every_theory_citation_resolves():
     assert not bad, bad
 
 
+def test_nothing_cites_a_file_outside_the_repository():
+    outside = (
+        "THEORY" + ".md",
+        "DESIGN" + ".md",
+        "LAYOUT" + ".md",
+        "ANCHORS" + ".md",
+        "STYLE" + ".md",
+        "shared/" + "docs",
+    )
+    bad = []
+    for path in list(_sources()) + [ROOT / "README.md"]:
+        if path.exists():
+            text = path.read_text(errors="replace")
+            bad += [f"{path.relative_to(ROOT)}: {name}" for name in outside if name in text]
+    assert not bad, bad
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="needs the docs extra")
 def test_site_builds_strict(tmp_path):
