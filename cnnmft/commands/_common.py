@@ -22,7 +22,6 @@ import enum
 import json
 import logging
 import math
-import os
 import re
 import signal
 import sys
@@ -31,6 +30,7 @@ import threading
 import numpy as np
 
 from cnnmft._util import atomic_write_text, set_quiet
+from cnnmft._validation import available_memory as memory_available
 from cnnmft.results import Status
 
 __all__ = ["add_common", "Output", "flag_names", "translate", "need_memory", "memory_available",
@@ -167,21 +167,6 @@ def check_range(value, flag: str, low=None, high=None):
 
 
 # ------------------------------------------------------------------------- memory before work
-
-def memory_available() -> int:
-    """Bytes of memory this process can expect to use (MemAvailable, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 2 ** 63 - 1
-
 
 def format_bytes(n: float) -> str:
     """Human size: ``format_bytes(3.2e12) == '3.2 TB'``."""
