@@ -13,9 +13,10 @@
   thread that calls them, Dask worker threads included, at the cost of one dictionary lookup.
 * :func:`worker_env` and :func:`dask_worker_plugin` give worker processes one thread each
   (numba, BLAS, torch), so ``k`` workers on ``k`` cores do not start ``k * k`` threads.
-* The numba threading layer: where numba would pick GNU OpenMP, whose idle threads spin on a
-  busy CPU, the parallel kernels use numba's ``workqueue`` layer unless the user chose a layer
-  (``NUMBA_THREADING_LAYER``); chosen before numba starts its pool, never at import
+* The numba threading layer: numba tries TBB, then GNU OpenMP, whose idle threads spin on a busy
+  CPU; the policy puts ``workqueue`` before OpenMP unless the user chose a layer
+  (``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``, or numba's config in code),
+  just before the first cnnmft parallel kernel starts numba's pool, never at import
   (docs/performance.md has the measurements).
 
 BLAS limits go through :func:`cnnmft._util.blas_threads` (threadpoolctl); torch is touched only
@@ -31,6 +32,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+
+from numba.np.ufunc import parallel as _numba_parallel
 
 from cnnmft._util import blas_threads
 
@@ -52,8 +55,8 @@ ENV_VAR = "CNNMFT_NUM_THREADS"
 _POOL_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-# threading layer used where numba's own default would be GNU OpenMP (see the module docstring)
-_LAYER = "workqueue"
+# numba's threading layers in the order tried: workqueue before GNU OpenMP (module docstring)
+_LAYER_PRIORITY = ("tbb", "workqueue", "omp")
 
 _STATE = {"n": None, "blas": None, "pools": None, "torch0": None, "layer_done": False}
 _LOCAL = threading.local()   # .stack: limit_threads overrides; .n: count applied to numba here
@@ -258,25 +261,12 @@ def _numba_ready():
 
 
 def _choose_layer(numba) -> None:
-    """Pick ``workqueue`` where numba would otherwise start GNU OpenMP (spinning idle threads)."""
-    from numba.np.ufunc import parallel
-
-    if parallel._is_initialized or "NUMBA_THREADING_LAYER" in os.environ:
+    """Prefer ``workqueue`` to GNU OpenMP (spinning idle threads); TBB stays first if present."""
+    if _numba_parallel._is_initialized or numba.config.THREADING_LAYER != "default":
+        return                                  # started already, or chosen by the user
+    if {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
         return
-    if numba.config.THREADING_LAYER != "default":       # set by the user in code
-        return
-    if importable_tbb():
-        return
-    numba.config.THREADING_LAYER = _LAYER
-
-
-def importable_tbb() -> bool:
-    """True when numba's TBB threading layer can be loaded (numba would choose it first)."""
-    try:
-        from numba.np.ufunc import tbbpool  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
+    numba.config.THREADING_LAYER_PRIORITY = list(_LAYER_PRIORITY)
 
 
 def _set_numba(n: int) -> None:
