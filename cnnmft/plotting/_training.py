@@ -206,7 +206,16 @@ def trainability(
 
 
 def modewise(study: Any, *, axes: Any = None) -> Any:
-    """Three panels: loss curves, accuracy against ``t``, predicted mode depth scales.
+    """Three panels: loss curves, test accuracy against ``t``, predicted mode depth scales.
+
+    Parameters
+    ----------
+    study : ModewiseStudy
+        ``loss`` of shape ``(kinds, t, steps)`` recorded every ``loss_every`` steps,
+        ``test_accuracy`` of shape ``(kinds, t, seeds)`` (NaN for runs that did not finish), the
+        fitted slopes ``slope_test_accuracy`` and ``slope_se`` per kind, ``xi_slowest`` and
+        ``surviving_fraction`` per ``t``.
+    axes : sequence of three matplotlib Axes, optional
 
     Returns
     -------
@@ -217,10 +226,9 @@ def modewise(study: Any, *, axes: Any = None) -> Any:
     >>> import numpy as np
     >>> from types import SimpleNamespace
     >>> study = SimpleNamespace(kinds=np.array(["orthogonal"]), t=np.array([0.0, 0.5]), depth=8,
-    ...                         sigma_w2=1.05, loss=np.ones((1, 2, 5)),
-    ...                         test_accuracy=np.array([[0.9, 0.8]]),
-    ...                         test_accuracy_se=np.array([[0.01, 0.02]]),
-    ...                         train_accuracy=np.array([[0.95, 0.9]]),
+    ...                         sigma_w2=1.05, loss=np.ones((1, 2, 5)), loss_every=10,
+    ...                         test_accuracy=np.array([[[0.9, 0.8], [0.8, 0.7]]]),
+    ...                         slope_test_accuracy=np.array([-0.2]), slope_se=np.array([0.1]),
     ...                         xi_slowest=np.array([np.inf, 6.3]),
     ...                         surviving_fraction=np.array([1.0, 0.0]))
     >>> len(modewise(study).axes)
@@ -235,42 +243,43 @@ def modewise(study: Any, *, axes: Any = None) -> Any:
     ax0, ax1, ax2 = axes
     cmap = plt.get_cmap("viridis")
     styles = {"orthogonal": "-", "gaussian": "--"}
+    steps = np.arange(study.loss.shape[-1]) * study.loss_every
     for ik, kind in enumerate(study.kinds):
+        ls = styles.get(str(kind), ":")
         for it, tt in enumerate(study.t):
             ax0.plot(
+                steps,
                 study.loss[ik, it],
-                styles.get(str(kind), ":"),
+                ls,
                 color=cmap(tt / 0.5 * 0.9),
-                lw=1.2,
-                label=f"{kind}, t={tt:g}" if ik == 0 or it in (0, len(study.t) - 1) else None,
+                lw=1.1,
+                label=f"{kind}, t={tt:g}" if it in (0, len(study.t) - 1) else None,
             )
+        acc = np.asarray(study.test_accuracy[ik], dtype=float)
+        n = np.isfinite(acc).sum(axis=1)
+        mean = np.array([np.mean(r[np.isfinite(r)]) if k else np.nan for r, k in zip(acc, n)])
+        se = np.array([np.nanstd(r, ddof=1) / np.sqrt(k) if k > 1 else np.nan
+                       for r, k in zip(acc, n)])  # fmt: skip
         ax1.errorbar(
             study.t,
-            study.test_accuracy[ik],
-            yerr=study.test_accuracy_se[ik],
-            fmt="o" + styles.get(str(kind), ":"),
+            mean,
+            yerr=se,
+            fmt="o" + ls,
             capsize=3,
-            label=f"{kind}: test",
+            label=f"{kind} (slope {study.slope_test_accuracy[ik]:+.3f} "
+            f"$\\pm$ {study.slope_se[ik]:.3f})",
         )
-        ax1.plot(
-            study.t,
-            study.train_accuracy[ik],
-            "x" + styles.get(str(kind), ":"),
-            alpha=0.6,
-            label=f"{kind}: train",
-        )
-    ax0.set_xlabel("step")
-    ax0.set_ylabel("training loss")
-    ax0.set_title(f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})")
-    ax0.legend(fontsize="x-small", ncol=2)
-    ax1.set_xlabel("t  (0 = delta, 0.5 = binomial)")
-    ax1.set_ylabel("accuracy")
-    ax1.legend(fontsize="small")
+    ax0.set(
+        xlabel="step",
+        ylabel="training loss",
+        title=f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})",
+    )
+    ax0.legend(fontsize="x-small")
+    ax1.set(xlabel="t  (0 delta, 0.5 uniform-like)", ylabel="test accuracy (mean $\\pm$ s.e.)")
+    ax1.legend(fontsize="x-small")
     ax2.plot(study.t, study.xi_slowest, "o-", label=r"$\xi_c$ of slowest non-zero mode")
     ax2.axhline(study.depth, color="k", ls=":", label=f"depth {study.depth}")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("t")
-    ax2.set_ylabel("predicted depth scale")
+    ax2.set(xlabel="t", ylabel="predicted depth scale", yscale="log")
     ax2b = ax2.twinx()
     ax2b.plot(
         study.t,

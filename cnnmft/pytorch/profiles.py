@@ -265,52 +265,7 @@ def _study_result(records, act, depth, sigma_w2, sigma_b2, t, kinds, seeds, fixe
         config=json.dumps(dict(fixed, lr=lr), sort_keys=True))
 
 
-def plot_modewise(study: ModewiseStudy, *, axes=None):
-    """Three panels: loss curves, test accuracy against ``t``, predicted mode depth scales.
-
-    Returns the Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    else:
-        fig = axes[0].figure
-    ax0, ax1, ax2 = axes
-    cmap = plt.get_cmap("viridis")
-    styles = {"orthogonal": "-", "gaussian": "--"}
-    steps = np.arange(study.loss.shape[-1]) * study.loss_every
-    for ik, kind in enumerate(study.kinds):
-        ls = styles.get(str(kind), ":")
-        for it, tt in enumerate(study.t):
-            ax0.plot(steps, study.loss[ik, it], ls, color=cmap(tt / 0.5 * 0.9), lw=1.1,
-                     label=f"{kind}, t={tt:g}" if it in (0, len(study.t) - 1) else None)
-        n = np.isfinite(study.test_accuracy[ik]).sum(axis=1)
-        mean = np.array([np.mean(r[np.isfinite(r)]) if k else np.nan
-                         for r, k in zip(study.test_accuracy[ik], n)])
-        se = np.array([np.nanstd(r, ddof=1) / math.sqrt(k) if k > 1 else np.nan
-                       for r, k in zip(study.test_accuracy[ik], n)])
-        ax1.errorbar(study.t, mean, yerr=se, fmt="o" + ls, capsize=3,
-                     label=f"{kind} (slope {study.slope_test_accuracy[ik]:+.3f} "
-                           f"$\\pm$ {study.slope_se[ik]:.3f})")
-    ax0.set(xlabel="step", ylabel="training loss",
-            title=f"depth {study.depth}, critical ($\\sigma_w^2$={study.sigma_w2:.4g})")
-    ax0.legend(fontsize="x-small")
-    ax1.set(xlabel="t  (0 delta, 0.5 uniform-like)", ylabel="test accuracy (mean $\\pm$ s.e.)")
-    ax1.legend(fontsize="x-small")
-    ax2.plot(study.t, study.xi_slowest, "o-", label=r"$\xi_c$ of slowest non-zero mode")
-    ax2.axhline(study.depth, color="k", ls=":", label=f"depth {study.depth}")
-    ax2.set(xlabel="t", ylabel="predicted depth scale", yscale="log")
-    ax2b = ax2.twinx()
-    ax2b.plot(study.t, study.surviving_fraction, "s--", color="C3",
-              label=r"modes with $\xi_{c,f} \geq$ depth")
-    ax2b.set_ylabel("fraction of non-zero modes surviving", color="C3")
-    ax2b.set_ylim(-0.02, 1.02)
-    h1, l1 = ax2.get_legend_handles_labels()
-    h2, l2 = ax2b.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, fontsize="x-small")
-    fig.tight_layout()
-    return fig
+plot_modewise = plotting.modewise  # the figure lives with the others in cnnmft.plotting
 
 
 def _plot_axes(result, ax=None, **kwargs):
