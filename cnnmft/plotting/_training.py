@@ -98,12 +98,11 @@ def training(
     return fig
 
 
-def _edges(c, log=False):
+def _log_edges(c):
+    """Cell edges of a grid: the midpoints, and half a step beyond each end."""
     c = np.asarray(c, dtype=float)
     if len(c) == 1:
-        return np.array([c[0] * 0.8, c[0] * 1.25]) if log else np.array([c[0] - 0.5, c[0] + 0.5])
-    if log:
-        return np.exp(_edges(np.log(c)))
+        return np.array([c[0] * 0.8, c[0] * 1.25])
     mid = 0.5 * (c[1:] + c[:-1])
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
@@ -111,97 +110,90 @@ def _edges(c, log=False):
 def trainability(
     sweep: Any,
     *,
-    which: str = "train_accuracy",
     ax: Any = None,
     curve: tuple[Any, Any] | None = None,
     critical_sigma_w2: float | None = None,
-    logy: bool | None = None,
 ) -> Any:
-    """Heatmap of accuracy over ``(sigma_w2, depth)`` with the predicted trainable depth.
+    """Heat map of the fraction of seeds trained over ``(sigma_w2, depth)`` with the theory.
 
     Parameters
     ----------
     sweep : TrainabilitySweep
-    which : {"train_accuracy", "test_accuracy"}
+        ``trained`` and ``valid`` of shape ``(seeds, depth, sigma_w2)``, ``predicted_depth``
+        (``factor * xi_c`` at the grid's ``sigma_w2``), ``factor``, ``k_fit`` and the agreement
+        scores ``agreement``, ``agreement_depth_rule``, ``agreement_sigma_rule``.
     ax : matplotlib Axes, optional
     curve : (x, y), optional
-        The theory curve ``factor * xi_c`` on a fine ``sigma_w2`` grid (computed by the
-        caller); default: the sweep's own ``predicted_depth`` at its grid points.
+        ``factor * xi_c`` on a fine ``sigma_w2`` grid (computed by the caller with the mean
+        field); default: the sweep's ``predicted_depth`` at its grid points.
     critical_sigma_w2 : float, optional
         Drawn as a dotted vertical line when inside the grid.
-    logy : bool, optional
-        Logarithmic depth axis (default: when the depths span more than a factor 8).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Cells that count as trained are marked with dots.
+        Depth on a log axis; grey cells have no result.
 
     Examples
     --------
     >>> import numpy as np
     >>> from types import SimpleNamespace
-    >>> acc = np.array([[0.9, 0.8], [0.2, 0.85]])  # (depth, sigma_w2)
+    >>> trained = np.array([[[True, True], [False, True]]])  # (seed, depth, sigma_w2)
     >>> sweep = SimpleNamespace(sigma_w2=np.array([1.5, 2.0]), depth=np.array([10, 100]),
-    ...                         train_accuracy=acc, predicted_depth=np.array([95.0, 151.0]),
-    ...                         trained=acc > 0.5, threshold=0.5, factor=6.0, act="tanh",
-    ...                         sigma_b2=0.05, agreement=0.75)
-    >>> trainability(sweep).axes[0].get_ylabel()
-    'depth'
+    ...                         trained=trained, valid=np.ones_like(trained),
+    ...                         predicted_depth=np.array([95.0, 151.0]), factor=6.0,
+    ...                         k_fit=5.0, act="tanh", sigma_b2=0.05, agreement=0.75,
+    ...                         agreement_depth_rule=0.5, agreement_sigma_rule=0.5)
+    >>> trainability(sweep, critical_sigma_w2=1.76).axes[0].get_ylabel()
+    'depth L'
     """
     import matplotlib.patheffects as pe
 
-    if which not in ("train_accuracy", "test_accuracy"):
-        raise ValueError(f"`which` must be 'train_accuracy' or 'test_accuracy', got {which!r}")
-    ax = _axes(ax, (6.4, 4.6))
+    ax = _axes(ax, (6.6, 4.8))
     fig = ax.figure
     x = np.asarray(sweep.sigma_w2, dtype=float)
     y = np.asarray(sweep.depth, dtype=float)
-    z = np.asarray(getattr(sweep, which), dtype=float)
-    if logy is None:
-        logy = y.max() / y.min() > 8
-    xe, ye = _edges(x), _edges(y, logy)
+    valid = np.asarray(sweep.valid, dtype=bool)
+    n_valid = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hits = (np.asarray(sweep.trained, dtype=bool) & valid).sum(axis=0)
+        frac = np.where(n_valid > 0, hits / n_valid, np.nan)
+    xe = _log_edges(x)
     xe[0] = max(xe[0], 0.5 * x[0])  # sigma_w2 > 0
-    if not logy:
-        ye[0] = max(ye[0], 0.5 * y[0])
-    mesh = ax.pcolormesh(
-        xe, ye, np.ma.masked_invalid(z), cmap="viridis", vmin=0.0, vmax=1.0, shading="flat"
-    )
-    fig.colorbar(mesh, ax=ax, label=which.replace("_", " ") + " (grey: not run)")
+    ye = np.exp(_log_edges(np.log(y))) if len(y) > 1 else np.array([y[0] * 0.8, y[0] * 1.25])
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(frac), cmap="viridis", vmin=0, vmax=1,
+                         shading="flat")  # fmt: skip
+    fig.colorbar(mesh, ax=ax, label="fraction of seeds trained (grey: no result)")
     ax.set_facecolor("0.85")
     xs, ys = curve if curve is not None else (x, sweep.predicted_depth)
     ys = np.asarray(ys, dtype=float)
-    ax.plot(
-        xs,
-        np.where(np.isfinite(ys), ys, 1e9),
-        color="tab:red",
-        lw=2.2,
-        path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
-        label=f"{sweep.factor:g} $\\xi_c$ (theory)",
-    )
+    big = 10 * ye[-1]
+    halo = [pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()]
+    ax.plot(xs, np.where(np.isfinite(ys), ys, big), color="tab:red", lw=2.2, path_effects=halo,
+            label=f"{sweep.factor:g} $\\xi_c$ (theory)")  # fmt: skip
+    k_fit = float(getattr(sweep, "k_fit", np.nan))
+    if np.isfinite(k_fit):
+        kc = ys / sweep.factor * k_fit
+        ax.plot(xs, np.where(np.isfinite(kc), kc, big), color="tab:orange", lw=1.6, ls="--",
+                label=f"fitted {k_fit:.2g} $\\xi_c$")  # fmt: skip
     if critical_sigma_w2 is not None and xe[0] < critical_sigma_w2 < xe[-1]:
-        ax.axvline(
-            critical_sigma_w2,
-            color="w",
-            ls=":",
-            lw=1.4,
-            path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
-            label=f"critical $\\sigma_w^2$={critical_sigma_w2:.3g}",
-        )
-    ii, jj = np.nonzero(np.asarray(sweep.trained))
-    ax.scatter(
-        x[jj], y[ii], s=9, c="k", marker="o", label=f"trained (acc $\\geq$ {sweep.threshold:g})"
-    )
+        ax.axvline(critical_sigma_w2, color="w", ls=":", lw=1.4,
+                   path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
+                   label=f"critical $\\sigma_w^2$={critical_sigma_w2:.3g}")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(int(d)) for d in y])
+    ax.minorticks_off()
     ax.set_ylim(ye[0], ye[-1])
     ax.set_xlim(xe[0], xe[-1])
-    if logy:
-        ax.set_yscale("log")
     ax.set_xlabel(r"$\sigma_w^2$")
-    ax.set_ylabel("depth")
-    ax.set_title(
-        f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement {float(sweep.agreement):.2f}"
-    )
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize="small")
+    ax.set_ylabel("depth L")
+    ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
+                 f"{sweep.factor:g}$\\xi_c$ {sweep.agreement:.2f}, depth rule "
+                 f"{sweep.agreement_depth_rule:.2f}, $\\sigma_w^2$ rule "
+                 f"{sweep.agreement_sigma_rule:.2f}", fontsize="medium")  # fmt: skip
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small",
+              frameon=False)  # fmt: skip
     return fig
 
 
