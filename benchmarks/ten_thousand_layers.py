@@ -331,12 +331,19 @@ def summarise(args, results, linear, logistic, t_begin):
     checks = {}
     deep = max(args.depths)
     d, f, g = (table.get(f"{k}_depth{deep}") for k in KINDS)
-    spread = max([v["test_acc_range"] for v in table.values() if v["seeds"] > 1] or [0.0])
+    ranges = [v["test_acc_range"] for v in table.values() if v["seeds"] > 1]
     if d and f:
         gap = d["test_acc_mean"] - f["test_acc_mean"]
         checks["deep_trained_minus_frozen"] = gap
-        checks["largest_seed_range_any_depth"] = spread
-        checks["trained_beats_frozen_by_more_than_seed_spread"] = bool(gap > spread)
+        # one standard error of the difference of two accuracies on n_test images
+        se = float(np.sqrt(0.5 / d["n_test"]))
+        checks["standard_error_of_the_gap"] = se
+        checks["largest_seed_range_any_depth"] = max(ranges) if ranges else None
+        # with one seed there is no spread to compare with: the flag is then left undecided
+        checks["trained_beats_frozen_by_more_than_seed_spread"] = (
+            bool(gap > max(ranges)) if ranges else None
+        )
+        checks["trained_beats_frozen_by_more_than_3_standard_errors"] = bool(gap > 3 * se)
     if g:
         se = 3 * np.sqrt(0.09 / g["n_test"])
         checks["gaussian_deep_test_acc"] = g["test_acc_mean"]
