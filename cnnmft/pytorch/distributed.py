@@ -2,8 +2,8 @@
 
 Launch one training over several processes (CPU: the gloo backend; CUDA: NCCL, one GPU each)::
 
-    torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 1000 --steps 200
-    # the same as `cnnmft train ...`, with the same options
+    torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 10 --steps 200
+    # one flag per TrainConfig field, as in `cnnmft train`
 
 :func:`cnnmft.pytorch.train.train` detects torchrun's environment (``WORLD_SIZE`` > 1): every
 process draws the same global batch from the same seeded generator and keeps the slice
@@ -13,8 +13,12 @@ would make with the whole batch. Only rank 0 prints and writes files.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 from dataclasses import dataclass
+
+from cnnmft.pytorch.config import TrainConfig
 
 __all__ = [
     "DistInfo",
@@ -138,11 +142,6 @@ def config_parser(prog="torchrun -m cnnmft.pytorch.distributed"):
     several values; every flag's help is the field's ``metadata["help"]``. The result of
     ``parse_args`` holds only the flags given (:func:`config_from_namespace`).
     """
-    import argparse
-    import dataclasses
-
-    from cnnmft.pytorch.config import TrainConfig
-
     p = argparse.ArgumentParser(
         prog=prog,
         argument_default=argparse.SUPPRESS,
@@ -164,8 +163,6 @@ def config_parser(prog="torchrun -m cnnmft.pytorch.distributed"):
 
 def config_from_namespace(ns):
     """:class:`TrainConfig` from the namespace of :func:`config_parser` (defaults elsewhere)."""
-    from cnnmft.pytorch.config import TrainConfig
-
     given = {k: v for k, v in vars(ns).items() if k != "quiet"}
     for k in ("stem_strides", "grad_norm_layers"):
         if given.get(k) is not None:
@@ -177,6 +174,7 @@ def main(argv=None) -> int:
     """Entry point for ``torchrun -m cnnmft.pytorch.distributed <TrainConfig flags>``."""
     import torch.distributed as dist
 
+    # train imports this module: importing it here, when a run starts, avoids the cycle
     from cnnmft.pytorch.train import train
 
     args = config_parser().parse_args(argv)

@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+import cnnmft
 from cnnmft import _validation as V
+from cnnmft.pytorch import init as I
 
 __all__ = ["VanillaCNN", "DeepConvBlock", "critical_variances", "INIT_KINDS", "ACTIVATIONS"]
 
@@ -46,7 +48,8 @@ def critical_variances(act="tanh", q_star=None, depth=None):
     act : str
         Activation name.
     q_star : float, optional
-        Length fixed point; default ``1 / depth`` (the rule of the authors' demo, THEORY.md §5.1).
+        Length fixed point; default ``1 / depth`` (the rule of the authors' demo,
+        docs/theory.md §5.1).
     depth : int, optional
         Depth of the deep block, used when `q_star` is None.
 
@@ -64,8 +67,6 @@ def critical_variances(act="tanh", q_star=None, depth=None):
     ----------
     .. [1] Xiao et al. 2018, §2.6 and §5 (q* = 1/L).
     """
-    import cnnmft
-
     if q_star is None:
         if depth is None:
             raise ValueError("`q_star` or `depth` is needed to choose the critical point")
@@ -262,7 +263,7 @@ class DeepConvBlock(nn.Module):
         Channels ``c`` (in = out).
     kernel_size : int
         Spatial size ``k`` (odd recommended: an even ``k`` with a Delta kernel shifts by one pixel
-        per layer under circular padding, THEORY.md §8.3).
+        per layer under circular padding, docs/theory.md §8.3).
     act : str
         Activation name (see :data:`ACTIVATIONS`).
     padding : {"circular", "zeros"}
@@ -397,7 +398,7 @@ class VanillaCNN(nn.Module):
         h^{l+1} = W^{l+1} \star \phi(h^l) + b^{l+1},\qquad
         W^{l}\ \text{from the chosen initializer at}\ \sigma_w^2,\quad b^l \sim N(0, \sigma_b^2)
 
-    Architecture (THEORY.md §5.1-5.2):
+    Architecture (docs/theory.md §5.1-5.2):
 
     * stem: one convolution per entry of `stem_strides` (3x3, zero "SAME" padding, the first maps
       ``in_channels -> channels``), each followed by phi; Gaussian kernels with uniform v at
@@ -539,8 +540,6 @@ class VanillaCNN(nn.Module):
 
     @staticmethod
     def _variances(act, depth, sigma_w2, sigma_b2, q_star):
-        import cnnmft
-
         if sigma_w2 is not None and sigma_b2 is not None:
             sw = float(V.as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
             sb = float(V.as_float_array(sigma_b2, "sigma_b2", low=0.0))
@@ -565,8 +564,6 @@ class VanillaCNN(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator=None):
         """Draw all weights again (stem, deep block, readout) from `generator`."""
-        from cnnmft.pytorch import init as I
-
         sw, sb = self.sigma_w2, self.sigma_b2
         sb_std = math.sqrt(sb)
         for conv in self.stem:
