@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -124,8 +125,33 @@ def on_config(config):
     return config
 
 
+_REPO_LINK = re.compile(r"\]\(\.\./((?:benchmarks|notebooks|examples)/[^)\s]+)\)")
+
+
+def _repo_files(files, config) -> None:
+    """Copy the repository files a guide page links to (``../benchmarks/...``) into the site.
+
+    A guide page may show a figure or table kept with the benchmarks; on GitHub the relative link
+    works as written, in the site the file is served under ``repo/`` (see :func:`on_page_markdown`).
+    """
+    root = HERE.parent.parent
+    for md in HERE.parent.glob("*.md"):
+        for rel in _REPO_LINK.findall(md.read_text()):
+            src = root / rel
+            if src.is_file() and files.get_file_from_path(f"repo/{rel}") is None:
+                files.append(File.generated(config, f"repo/{rel}", abs_src_path=str(src)))
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Point links to repository files (``../benchmarks/...``) at their copies in the site."""
+    if "/" in page.file.src_uri:
+        return markdown  # only the top-level guide pages link into the repository
+    return _REPO_LINK.sub(lambda m: f"](repo/{m.group(1)})", markdown)
+
+
 def on_files(files, config):
     """Run the examples and add their pages, figures and numbers to the site."""
+    _repo_files(files, config)
     tmp = Path(tempfile.mkdtemp(prefix="cnnmft-gallery-"))
     jobs = [(script, tmp / script.stem) for script in _scripts()]
     for _, out in jobs:
