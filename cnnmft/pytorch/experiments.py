@@ -416,6 +416,7 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
     .. [1] Xiao et al., ICML 2018, arXiv:1806.05393, Figure 2.
     .. [2] Schoenholz et al., ICLR 2017, arXiv:1611.01232.
     """
+    # over 80 lines with its numpydoc docstring; the body (argument checks, cells, run) is ~40
     sigma_w2 = np.atleast_1d(as_float_array(DEFAULT_SIGMA_W2 if sigma_w2 is None else sigma_w2,
                                             "sigma_w2", low=0.0, low_open=True))
     depth = np.array([as_int(d, "depth", low=1) for d in
