@@ -474,6 +474,13 @@ def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler
     records (:meth:`CellStore.check`) are renamed ``*.corrupt``, logged on the ``cnnmft.sweeps``
     logger and recomputed. Ctrl-C cancels the remaining futures and keeps what is stored.
     Duplicated cells run once.
+
+    Examples
+    --------
+    >>> recs = run_cells(lambda p: {"y": p["x"] ** 2}, [{"x": 1}, {"x": 2}],
+    ...                  "store")  # doctest: +SKIP
+    >>> [r["result"]["y"] for r in recs]  # doctest: +SKIP
+    [1, 4]
     """
     n_workers = as_int(n_workers, "n_workers", low=1)
     threads_per_worker = as_int(threads_per_worker, "threads_per_worker", low=1)

@@ -103,6 +103,12 @@ def load_cell_data(params: dict):
 
     Kept in a per-process cache (one entry per dataset and subset sizes), so a worker that runs
     many cells reads the files once.
+
+    Examples
+    --------
+    >>> x_tr, y_tr, x_te, y_te = load_cell_data({"dataset": "digits"})  # doctest: +SKIP
+    >>> tuple(x_tr.shape[1:])  # doctest: +SKIP
+    (1, 8, 8)
     """
     key = tuple(str(params.get(k)) for k in ("dataset", "data_dir", "max_test", "max_train"))
     if key in _DATA_CACHE:
@@ -150,6 +156,14 @@ def ensemble_cell(params: dict, shared=None) -> dict:
     "seconds_per_step", "loss_every"}`` with per member ``test_accuracy``, ``final_loss`` (mean
     training loss over the last tenth of the steps), ``loss`` (every ``loss_every``-th step),
     ``status``, ``stopped_at`` (and ``train_accuracy`` with ``eval_train``).
+
+    Examples
+    --------
+    >>> out = ensemble_cell(dict(TRAINABILITY_DEFAULTS, dataset="digits", stem_strides=[1, 2],
+    ...                          depth=2, steps=5, act="tanh", sigma_b2=0.05, seed=0,
+    ...                          members=[{"sigma_w2": 1.76, "lr": 0.02}]))  # doctest: +SKIP
+    >>> out["members"][0]["status"]  # doctest: +SKIP
+    'OK'
     """
     x_tr, y_tr, x_te, y_te = shared if shared is not None else load_cell_data(params)
     nets = _build_members(params, x_tr)
@@ -415,6 +429,12 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
     ----------
     .. [1] Xiao et al., ICML 2018, arXiv:1806.05393, Figure 2.
     .. [2] Schoenholz et al., ICLR 2017, arXiv:1611.01232.
+
+    Examples
+    --------
+    >>> sweep = trainability_sweep([0.8, 1.76, 4.0], [2, 16], dataset="digits",
+    ...                            stem_strides=[1, 2], steps=30, store="cells")  # doctest: +SKIP
+    >>> print(sweep.summary())  # doctest: +SKIP
     """
     # over 80 lines with its numpydoc docstring; the body (argument checks, cells, run) is ~40
     sigma_w2 = np.atleast_1d(as_float_array(DEFAULT_SIGMA_W2 if sigma_w2 is None else sigma_w2,
@@ -510,6 +530,10 @@ def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
     Drawn: the fraction of seeds whose best run beat chance (colour; grey where no result),
     ``factor * xi_c`` and the fitted ``k xi_c`` curves, and the critical ``sigma_w2``. Returns the
     Figure.
+
+    Examples
+    --------
+    >>> fig = plot_trainability(TrainabilitySweep.load("trainability_sweep.npz"))  # doctest: +SKIP
     """
     import matplotlib.patheffects as pe
     import matplotlib.pyplot as plt
