@@ -41,15 +41,17 @@ import numpy as np
 
 from cnnmft import _threads
 from cnnmft._covariance_series import (
+    _KMAX,
     _CoefSource,
     _exact_coefficients,
     _Series,
     _term_table,
+    series_covers,
     series_fixed_point,
     series_q_map,
     tabulate_iterates,
 )
-from cnnmft._kernels import _cov
+from cnnmft._kernels import _act, _cov
 from cnnmft.fourier import kernel_offsets, mode_eigenvalues
 from cnnmft.meanfield import q_map
 from cnnmft.results import Status
@@ -241,13 +243,25 @@ class Evaluator:
         return max(a, 0.0), b
 
     def _pixel_series(self, uq):
+        """The Hermite series at the variances `uq`, or None where it would be too long."""
         src = self._src
         if src is None or not src.covers(uq) or uq[-1] < 0.8 * src.qhi:
             # (re)build for the interval that holds every later variance; rebuilding when the
             # variances have shrunk keeps the number of series terms small
             lo, hi = self._q_hull(float(uq[0]), float(uq[-1]))
+            if not series_covers(1.001 * hi):
+                return None
             src = self._src = _CoefSource(self.a, 0.999 * lo, 1.001 * hi + 1e-300)
         return _Series(src(uq), self.odd)
+
+    def _leave_series(self, qmax):
+        """Switch for good to the direct quadrature: the variances are too large for the series."""
+        if self.a.code >= _act.N_BUILTIN:
+            raise ValueError(
+                f"variances up to {qmax:.6g} are too large for the Hermite series of the custom "
+                f"activation {self.a.name!r} (at most {_KMAX} terms) and the direct quadrature "
+                "supports built-in activations only; use smaller `sigma_w2`/`sigma_b2` or inputs")
+        self.method = "direct"
 
     def apply_c(self, g, S, T, qpix, nb=1):
         """T = C(S) on grid `g` with the variances `qpix` (shape (B*N,)), in `nb` row blocks."""
@@ -259,6 +273,9 @@ class Evaluator:
         else:
             uq, inv = np.unique(qpix, return_inverse=True)
             ser = self._pixel_series(uq)
+            if ser is None:
+                self._leave_series(float(uq[-1]))
+                return self.apply_c(g, S, T, qpix, nb)
             coef = np.ascontiguousarray(ser.coef[inv.ravel()])
             nterm = _term_table(ser.coef, ser.step)
             args = (*geo, coef, nterm, ser.k0, ser.step, qpix, self.sw2, self.sb2)
@@ -277,6 +294,8 @@ class Evaluator:
             return None
         lo, hi = float(q.min()), float(q.max())
         if not (lo > 0.0 and hi - lo <= _COMMON_TOL * hi):
+            return None
+        if not series_covers(1.001 * hi):
             return None
         fp = self._fp
         if fp is None or abs(hi - fp[0]) > 1e-6 * fp[0]:

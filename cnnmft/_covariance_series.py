@@ -84,6 +84,11 @@ def mehler_coefficients(act, q, *, kmax=None):
     qmax = float(q.max()) if q.size else 0.0
     if kmax is None:
         kmax = _k_needed(qmax)
+        if kmax > _KMAX:
+            raise ValueError(
+                f"`q` up to {qmax:.6g} would need {kmax} Hermite terms (at most {_KMAX} by "
+                f"default, i.e. variances up to {(_KMAX - 30) / 200:.4g}); pass `kmax` or use "
+                "the direct bivariate quadrature (`method='direct'`) for such variances")
     tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
     bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
     z, wt, Hw = _mehler_rule(bucket, kmax)
@@ -110,8 +115,16 @@ def _cheb_interp_matrix(nodes, t):
     return w
 
 
+_KMAX = 4096  # the longest Hermite series used; larger variances need the direct quadrature
+
+
 def _k_needed(qmax):
     return 32 * int(math.ceil((200.0 * qmax + 30) / 32))
+
+
+def series_covers(qmax):
+    """True if variances up to `qmax` can be served by a Hermite series of at most _KMAX terms."""
+    return _k_needed(qmax) <= _KMAX
 
 
 def _converged(coef, kmax):
@@ -164,16 +177,16 @@ def _term_table(coef, step, nbins=128, tol=1e-17):
 def _exact_coefficients(act, q):
     """Mehler coefficients at the variances `q`, with enough terms (raises if not convergent)."""
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))
-    kmax = _k_needed(float(q.max()))
+    kmax = min(_KMAX, _k_needed(float(q.max())))
     while True:
         coef = mehler_coefficients(act, q, kmax=kmax)[0]
         if _converged(coef, kmax):
             return coef
-        if kmax >= 4096:
+        if kmax >= _KMAX:
             raise FloatingPointError(
                 f"the Hermite series of {act.name!r} did not converge for variances up to "
                 f"{float(q.max()):.3g}; use method='direct'")
-        kmax = min(4096, 2 * kmax)
+        kmax = min(_KMAX, 2 * kmax)
 
 
 class _CoefSource:

@@ -390,3 +390,29 @@ def test_covariance_map_refuses_invalid_covariances():
     # rounding-level asymmetry and a singular (rank-one) covariance are accepted
     r = rng.normal(size=6)
     covariance_map(np.outer(r, r) * (1 + 1e-15 * np.triu(np.ones((6, 6)))), "erf", 1.5, 0.05, v)
+
+
+@pytest.mark.slow
+def test_variances_beyond_the_series_range_use_the_direct_quadrature():
+    # tanh at sigma_w2 = 200: q ~ 130, whose Hermite series would need ~26,000 terms (the
+    # series is capped at 4096); the engine switches to the direct bivariate quadrature
+    x = np.random.default_rng(7).standard_normal((8, 3))
+    v = variance_profile("uniform", 3, ndim=1)
+    err, res, _ = _compare(x, "tanh", 200.0, 0.05, v, 3)
+    assert res.method == "direct"
+    assert err <= TOL
+
+
+def test_huge_variances_of_smooth_activations_answer_promptly():
+    # softplus at sigma_w2 = 1e6 used to build a Hermite table of 2e8 terms (minutes, then
+    # MemoryError); now the variances are served by the direct quadrature
+    x = np.random.default_rng(8).standard_normal((4, 4, 3))
+    res = propagate_covariance(x, "softplus", 1e6, 0.05, variance_profile("uniform", 3), 4)
+    assert res.status == Status.OK and res.method == "direct"
+    q = np.einsum("ijij->ij", res.cov[-1])
+    assert np.all(np.isfinite(q)) and np.all(q > 0)
+
+
+def test_mehler_coefficients_refuse_a_series_too_long_to_build():
+    with pytest.raises(ValueError, match="`q` up to 1e\\+06 would need"):
+        covmod.mehler_coefficients("tanh", [1e6])
