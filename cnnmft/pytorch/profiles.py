@@ -192,6 +192,12 @@ def modewise_study(t=(0.0, 0.05, 0.15, 0.3, 0.5), *, depth=32, kinds=("orthogona
     References
     ----------
     .. [1] Xiao et al., ICML 2018, arXiv:1806.05393, Sections 2.4 and 5.
+
+    Examples
+    --------
+    >>> study = modewise_study([0.0, 0.5], depth=8, dataset="digits", stem_strides=[1, 2],
+    ...                        steps=30, store="modes")  # doctest: +SKIP
+    >>> study.slope_test_accuracy, study.slope_se  # doctest: +SKIP
     """
     t = np.atleast_1d(as_float_array(t, "t", low=0.0, high=0.5))
     depth = as_int(depth, "depth", low=1)
