@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnmft import _checks_base as _checks
 from cnnmft.network import (
     Act,
     AvgPool,
@@ -112,7 +113,3 @@ NETWORK_CHECKS = {
     "network_ntk": check_network_ntk,
 }
 """Registry: name -> ``f(quick, rng) -> CheckResult`` (for :data:`cnnmft.checks.CHECKS`)."""
-
-# Imported last, used at call time: cnnmft.checks may import this module to register
-# NETWORK_CHECKS, and either module can then be imported first.
-import cnnmft.checks as _checks  # noqa: E402

@@ -58,6 +58,7 @@ _EXACT = {
     "checks": "checks",
     "validate": "checks",
     "_network_checks": "checks",
+    "_checks_base": "checks",
     "sweeps": "experiments",
     "pytorch": "experiments",
     "cli": "cli",
