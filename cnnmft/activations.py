@@ -70,7 +70,9 @@ class Activation:
     def _eval(self, which, x):
         if self.code < _act.N_BUILTIN:
             return _act.evaluate_array(self.code, which, x)
-        fn = self._py[which] if self._py[which] is not None else _fd(self._py[0], which)
+        fn = self._py[which]
+        if fn is None:
+            fn = _act.finite_difference(self._py[0], which)
         f = np.vectorize(fn, otypes=[np.float64])
         return f(np.asarray(x, dtype=np.float64))
 
@@ -139,19 +141,6 @@ def get_activation(name) -> Activation:
         raise ValueError(f"`act` must be one of {available_activations()}; got {name!r}. "
                          "Register your own with cnnmft.register_activation().")
     return _REGISTRY[key]
-
-
-def _fd(f, order):
-    h = 1e-3 if order == 1 else 2e-3
-
-    def d1(x):
-        return (-f(x + 2 * h) + 8 * f(x + h) - 8 * f(x - h) + f(x - 2 * h)) / (12 * h)
-
-    def d2(x):
-        return (-f(x + 2 * h) + 16 * f(x + h) - 30 * f(x) + 16 * f(x - h) - f(x - 2 * h)) / (
-            12 * h * h)
-
-    return d1 if order == 1 else d2
 
 
 def register_activation(name, phi, dphi=None, d2phi=None, *, kinks=(), steep=True, odd=False,

@@ -41,6 +41,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator, svds
 
 from cnnmft import _validation as V
 from cnnmft import orthogonal
@@ -917,8 +918,6 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
             m1s.append(a1)
             m2s.append(a2)
             vars_.append(a2.mean() - a1.mean() ** 2)
-            from scipy.sparse.linalg import LinearOperator, svds
-
             shp = (1,) + spatial_shape + (c,)
             op = LinearOperator(
                 (N, N), dtype=np.float64,

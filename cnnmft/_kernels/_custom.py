@@ -48,11 +48,8 @@ def _as_jit(f):
 
 
 def _fd_jit(f, order):
-    """Fourth-order central differences of a jitted scalar function (the formulas of
-    cnnmft.activations._fd, compiled)."""
-    from cnnmft.activations import _fd
-
-    return numba.njit(_fd(f, order))
+    """Fourth-order central differences of a jitted scalar function, compiled."""
+    return numba.njit(_act.finite_difference(f, order))
 
 
 @functools.lru_cache(maxsize=None)
