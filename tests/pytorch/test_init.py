@@ -165,8 +165,16 @@ def test_errors():
 
 
 def test_clear_import_error_without_torch():
+    # torch made unimportable by a finder that refuses it (a None entry in sys.modules would
+    # also break scipy, which probes sys.modules['torch'] for array types)
     code = (
-        "import sys; sys.modules['torch'] = None\n"
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import cnnmft\n"
         "try:\n    import cnnmft.pytorch\nexcept ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
