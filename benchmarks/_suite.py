@@ -69,7 +69,7 @@ def child(name: str, quick: bool, repeat: int, cold: bool, extras: bool, baselin
     if cold:
         return out
     run = case.make(quick)
-    result = run()                                            # warm-up
+    result = run()  # warm-up
     times, cpu = [], []
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
@@ -79,15 +79,19 @@ def child(name: str, quick: bool, repeat: int, cold: bool, extras: bool, baselin
     times.sort()
     # CPU seconds of the process (all its threads) in the best run: on a loaded machine the
     # wall time measures the share the scheduler gave, the CPU time the work done
-    out.update(warm_s=times[0], warm_median_s=times[len(times) // 2], repeats=repeat,
-               warm_cpu_s=min(cpu),
-               maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    out.update(
+        warm_s=times[0],
+        warm_median_s=times[len(times) // 2],
+        repeats=repeat,
+        warm_cpu_s=min(cpu),
+        maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    )
     if extras:
         import tracemalloc
 
         tracemalloc.start()
         run()
-        out["tracemalloc_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
+        out["tracemalloc_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         if case.check is not None:
             out["accuracy"] = case.check(result, quick)
@@ -138,8 +142,14 @@ def busy(k: int):
 
 def _run_child(args: list[str], env=None, timeout=1800) -> tuple[dict, str]:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     wall = time.perf_counter() - t
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode != 0 or not lines:
@@ -155,8 +165,7 @@ def nt_python(explicit: str | None) -> str | None:
     cand = explicit or NT_PYTHON
     if not cand or not Path(cand).exists():
         return None
-    p = subprocess.run([cand, "-c", "import neural_tangents, jax"], capture_output=True,
-                       text=True)
+    p = subprocess.run([cand, "-c", "import neural_tangents, jax"], capture_output=True, text=True)
     return cand if p.returncode == 0 else None
 
 
@@ -166,17 +175,28 @@ def run_peer(py: str, peer: str, quick: bool, ours_final) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "nt.npz")
-        p = subprocess.run([py, str(ROOT / "benchmarks" / "_suite_peer_nt.py"), peer, "128",
-                            "3" if quick else "5", npz], capture_output=True, text=True,
-                           timeout=3600)
+        p = subprocess.run(
+            [
+                py,
+                str(ROOT / "benchmarks" / "_suite_peer_nt.py"),
+                peer,
+                "128",
+                "3" if quick else "5",
+                npz,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if p.returncode != 0 or not lines:
             return {"error": (p.stderr or "failed").strip().splitlines()[-1]}
         out = json.loads(lines[-1])
         if ours_final is not None:
             k = np.load(npz)["cov"]
-            out["max_diff_vs_cnnmft"] = float(np.max(np.abs(k.reshape(ours_final.shape)
-                                                            - ours_final)))
+            out["max_diff_vs_cnnmft"] = float(
+                np.max(np.abs(k.reshape(ours_final.shape) - ours_final))
+            )
     return out
 
 
@@ -207,9 +227,17 @@ def run_case(case, args, loads, nt) -> list[dict]:
                 if "s" in r["peer"] and "warm_s" in r:
                     r["peer"]["ratio"] = r["peer"]["s"] / r["warm_s"]
             after = _loadavg()
-        rows.append({"case": case.name, "title": case.title, "busy": k, "loadavg_before": before,
-                     "loadavg_after": after, "started": time.strftime("%H:%M:%S",
-                                                                      time.gmtime(t0)), **r})
+        rows.append(
+            {
+                "case": case.name,
+                "title": case.title,
+                "busy": k,
+                "loadavg_before": before,
+                "loadavg_after": after,
+                "started": time.strftime("%H:%M:%S", time.gmtime(t0)),
+                **r,
+            }
+        )
         print(_line(rows[-1]), flush=True)
     if args.cold and (not args.quick or case.name in ("fixed_point", "cov_tanh_8x8")):
         with tempfile.TemporaryDirectory() as cache:
@@ -218,10 +246,14 @@ def run_case(case, args, loads, nt) -> list[dict]:
             r, err = _run_child(["--child", case.name, "--cold"], env=env, timeout=args.timeout)
             rows[0]["cold_s"] = r.get("first_s")
             rows[0]["cold_loadavg"] = [before, _loadavg()]
-            rows[0]["cold_message"] = next((ln for ln in err.splitlines()
-                                            if COMPILE_MESSAGE in ln), None)
-            print(f"  {case.name}: cold first call {r.get('first_s', float('nan')):.2f} s "
-                  f"(load {before[0]:.1f}); message: {rows[0]['cold_message']!r}", flush=True)
+            rows[0]["cold_message"] = next(
+                (ln for ln in err.splitlines() if COMPILE_MESSAGE in ln), None
+            )
+            print(
+                f"  {case.name}: cold first call {r.get('first_s', float('nan')):.2f} s "
+                f"(load {before[0]:.1f}); message: {rows[0]['cold_message']!r}",
+                flush=True,
+            )
     base = next((r for r in rows if r["busy"] == loads[0] and "warm_s" in r), None)
     for r in rows:
         if base is not None and "warm_s" in r:
@@ -243,8 +275,7 @@ def _goals(case, r) -> dict:
         g[f"error <= {case.goals['error']:g}"] = acc["error"] <= case.goals["error"]
     peer = r.get("peer") or {}
     if "vs_peer" in case.goals and "ratio" in peer:
-        g[f">= {case.goals['vs_peer']:g}x neural-tangents"] = peer["ratio"] >= case.goals[
-            "vs_peer"]
+        g[f">= {case.goals['vs_peer']:g}x neural-tangents"] = peer["ratio"] >= case.goals["vs_peer"]
     if r.get("cold_s") is not None:
         g["first call after install <= 5 s"] = r["cold_s"] <= 5.0
     return g
@@ -256,13 +287,15 @@ def _line(r) -> str:
     b = r.get("baseline", {})
     peer = r.get("peer", {})
     acc = r.get("accuracy", {})
-    return (f"{r['case']:22s} k={r['busy']} load {r['loadavg_before'][0]:4.1f}->"
-            f"{r['loadavg_after'][0]:4.1f}  first {r['first_s']:7.3f} s  warm {r['warm_s']:8.4f} s"
-            f" (median {r['warm_median_s']:.4f}, cpu {r.get('warm_cpu_s', float('nan')):.4f})"
-            f"  rss {r['maxrss_mb']:6.0f} MB"
-            + (f"  err {acc['error']:.1e}" if "error" in acc else "")
-            + (f"  baseline x{b['ratio']:.1f}" if "ratio" in b else "")
-            + (f"  NT x{peer['ratio']:.1f}" if "ratio" in peer else ""))
+    return (
+        f"{r['case']:22s} k={r['busy']} load {r['loadavg_before'][0]:4.1f}->"
+        f"{r['loadavg_after'][0]:4.1f}  first {r['first_s']:7.3f} s  warm {r['warm_s']:8.4f} s"
+        f" (median {r['warm_median_s']:.4f}, cpu {r.get('warm_cpu_s', float('nan')):.4f})"
+        f"  rss {r['maxrss_mb']:6.0f} MB"
+        + (f"  err {acc['error']:.1e}" if "error" in acc else "")
+        + (f"  baseline x{b['ratio']:.1f}" if "ratio" in b else "")
+        + (f"  NT x{peer['ratio']:.1f}" if "ratio" in peer else "")
+    )
 
 
 def _fmt(x, spec=".3g"):
@@ -271,23 +304,29 @@ def _fmt(x, spec=".3g"):
 
 def markdown(meta: dict, rows: list[dict]) -> str:
     """The results as a markdown table (plus the machine and load notes)."""
-    out = [f"# Benchmark suite ({'quick' if meta['quick'] else 'full'} run)", "",
-           f"Run {meta['started']} to {meta['finished']} UTC on {meta['machine']}; "
-           f"{meta['cpus']} CPUs usable; thread policy {meta['threads']} threads; numba "
-           f"threading layer {meta['layer']}.",
-           "",
-           f"Load averages (1 min) seen: {meta['loadavg_start']} at start, "
-           f"{meta['loadavg_end']} at the end. **k = 0 is not an idle machine** when other "
-           "jobs share it: compare each row's load average; `k` is the number of busy "
-           "processes the suite itself added.", "",
-           "| case | k | load avg before -> after | first call s | cold first call s | "
-           "warm s (best) | median s | CPU s (best) | slowdown vs k=0 | RSS MB | traced MB | "
-           "error (reference) | baseline / peer | ratio | goals |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"# Benchmark suite ({'quick' if meta['quick'] else 'full'} run)",
+        "",
+        f"Run {meta['started']} to {meta['finished']} UTC on {meta['machine']}; "
+        f"{meta['cpus']} CPUs usable; thread policy {meta['threads']} threads; numba "
+        f"threading layer {meta['layer']}.",
+        "",
+        f"Load averages (1 min) seen: {meta['loadavg_start']} at start, "
+        f"{meta['loadavg_end']} at the end. **k = 0 is not an idle machine** when other "
+        "jobs share it: compare each row's load average; `k` is the number of busy "
+        "processes the suite itself added.",
+        "",
+        "| case | k | load avg before -> after | first call s | cold first call s | "
+        "warm s (best) | median s | CPU s (best) | slowdown vs k=0 | RSS MB | traced MB | "
+        "error (reference) | baseline / peer | ratio | goals |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "warm_s" not in r:
-            out.append(f"| {r['case']} | {r['busy']} | | | | FAILED: {r.get('error', '')} "
-                       "| | | | | | | | | |")
+            out.append(
+                f"| {r['case']} | {r['busy']} | | | | FAILED: {r.get('error', '')} "
+                "| | | | | | | | | |"
+            )
             continue
         acc = r.get("accuracy") or {}
         ref = f"{acc['error']:.1e} ({acc['reference']})" if "error" in acc else ""
@@ -303,17 +342,22 @@ def markdown(meta: dict, rows: list[dict]) -> str:
             ratios.append(f"{p['ratio']:.3g}x NT")
         elif p:
             comps.append(f"neural-tangents failed: {p.get('error', '')}")
-        goals = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r.get("goals",
-                                                                               {}).items())
+        goals = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r.get("goals", {}).items())
         lb, la = r["loadavg_before"][0], r["loadavg_after"][0]
-        out.append(f"| {r['case']} | {r['busy']} | {lb:.1f} -> {la:.1f} | {_fmt(r['first_s'])} "
-                   f"| {_fmt(r.get('cold_s'))} | {_fmt(r['warm_s'], '.4g')} | "
-                   f"{_fmt(r['warm_median_s'], '.4g')} | {_fmt(r.get('warm_cpu_s'), '.4g')} | "
-                   f"{_fmt(r.get('slowdown_vs_k0'), '.2f')} "
-                   f"| {r['maxrss_mb']:.0f} | {_fmt(r.get('tracemalloc_mb'), '.1f')} | {ref} | "
-                   f"{'; '.join(comps)} | {'; '.join(ratios)} | {goals} |")
-    out += ["", "Titles: " + "; ".join(f"`{c}`: {t}" for c, t in
-                                       dict((r["case"], r["title"]) for r in rows).items()), ""]
+        out.append(
+            f"| {r['case']} | {r['busy']} | {lb:.1f} -> {la:.1f} | {_fmt(r['first_s'])} "
+            f"| {_fmt(r.get('cold_s'))} | {_fmt(r['warm_s'], '.4g')} | "
+            f"{_fmt(r['warm_median_s'], '.4g')} | {_fmt(r.get('warm_cpu_s'), '.4g')} | "
+            f"{_fmt(r.get('slowdown_vs_k0'), '.2f')} "
+            f"| {r['maxrss_mb']:.0f} | {_fmt(r.get('tracemalloc_mb'), '.1f')} | {ref} | "
+            f"{'; '.join(comps)} | {'; '.join(ratios)} | {goals} |"
+        )
+    out += [
+        "",
+        "Titles: "
+        + "; ".join(f"`{c}`: {t}" for c, t in dict((r["case"], r["title"]) for r in rows).items()),
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -326,11 +370,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
     p.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], default=None)
-    p.add_argument("--loads", nargs="+", type=int, default=None,
-                   help="numbers of busy processes (default: 0 and the usable CPUs)")
+    p.add_argument(
+        "--loads",
+        nargs="+",
+        type=int,
+        default=None,
+        help="numbers of busy processes (default: 0 and the usable CPUs)",
+    )
     p.add_argument("--repeat", type=int, default=None, help="warm repeats (default 5, quick 3)")
-    p.add_argument("--no-cold", dest="cold", action="store_false",
-                   help="skip the empty-cache first calls")
+    p.add_argument(
+        "--no-cold", dest="cold", action="store_false", help="skip the empty-cache first calls"
+    )
     p.add_argument("--nt-python", default=None, help="interpreter with neural-tangents")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--out", default=None, help="output stem (default results/suite[_quick])")
@@ -343,14 +393,24 @@ def main(argv=None) -> int:
     nt = nt_python(args.nt_python)
     by_name = {c.name: c for c in CASES}
     cases = CASES if args.cases is None else [by_name[n] for n in args.cases]
-    meta = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} logical CPUs)",
-            "cpus": cpus, "threads": threads.get_num_threads(), "loads": loads,
-            "loadavg_start": _loadavg(), "python": sys.version.split()[0],
-            "neural_tangents": nt, "layer": _layer_name()}
-    print(f"suite: {len(cases)} cases, loads {loads}, {cpus} usable CPUs, load average "
-          f"{meta['loadavg_start']}, neural-tangents: {nt or 'not available'}", flush=True)
+    meta = {
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} logical CPUs)",
+        "cpus": cpus,
+        "threads": threads.get_num_threads(),
+        "loads": loads,
+        "loadavg_start": _loadavg(),
+        "python": sys.version.split()[0],
+        "neural_tangents": nt,
+        "layer": _layer_name(),
+    }
+    print(
+        f"suite: {len(cases)} cases, loads {loads}, {cpus} usable CPUs, load average "
+        f"{meta['loadavg_start']}, neural-tangents: {nt or 'not available'}",
+        flush=True,
+    )
     stem = Path(args.out) if args.out else RESULTS / ("suite_quick" if args.quick else "suite")
     stem.parent.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -366,8 +426,10 @@ def main(argv=None) -> int:
 
 
 def _layer_name() -> str:
-    code = ("import numpy as np, cnnmft, numba; from cnnmft._kernels._jit import pjit; "
-            "f = pjit(lambda x: x.sum(), cache=False); f(np.ones(2)); "
-            "print(numba.threading_layer())")
+    code = (
+        "import numpy as np, cnnmft, numba; from cnnmft._kernels._jit import pjit; "
+        "f = pjit(lambda x: x.sum(), cache=False); f(np.ones(2)); "
+        "print(numba.threading_layer())"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     return p.stdout.strip() or "unknown"

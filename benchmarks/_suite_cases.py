@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-SW_CRIT, SB_CRIT = 1.760955, 0.05          # tanh, near the critical line (bench_covariance)
+SW_CRIT, SB_CRIT = 1.760955, 0.05  # tanh, near the critical line (bench_covariance)
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Case:
     check: Callable[[Any, bool], dict] | None = None
     baseline: Callable[[bool], dict] | None = None
     goals: dict = field(default_factory=dict)
-    peer: str | None = None                 # key of the neural-tangents peer result, if any
+    peer: str | None = None  # key of the neural-tangents peer result, if any
 
 
 # ------------------------------------------------------------------------------------------------
@@ -50,12 +50,15 @@ def mp_q_chi(act: str, sw: float, sb: float, dps: int = 30) -> tuple[float, floa
 
     mp.mp.dps = dps
     phi = {"tanh": mp.tanh, "erf": mp.erf}[act]
-    dphi = {"tanh": lambda u: mp.sech(u) ** 2,
-            "erf": lambda u: 2 / mp.sqrt(mp.pi) * mp.exp(-u * u)}[act]
+    dphi = {
+        "tanh": lambda u: mp.sech(u) ** 2,
+        "erf": lambda u: 2 / mp.sqrt(mp.pi) * mp.exp(-u * u),
+    }[act]
 
     def gauss(f):
         return mp.quad(lambda z: f(z) * mp.exp(-z * z / 2), [-mp.inf, 0, mp.inf]) / mp.sqrt(
-            2 * mp.pi)
+            2 * mp.pi
+        )
 
     def g(q):
         return sw * gauss(lambda z: phi(mp.sqrt(q) * z) ** 2) + sb - q
@@ -92,8 +95,7 @@ def gh_pair(phi, q1, q2, s, nodes=None, chunk_points: int = 4_000_000) -> np.nda
     larger variance (grouped, so the cost follows the variances).
     """
     q1, q2, s = (np.ravel(np.asarray(a, dtype=float)) for a in (q1, q2, s))
-    n_each = (np.full(s.size, int(nodes)) if nodes is not None
-              else gh_nodes(np.maximum(q1, q2)))
+    n_each = np.full(s.size, int(nodes)) if nodes is not None else gh_nodes(np.maximum(q1, q2))
     rho = np.clip(s / np.sqrt(q1 * q2), -1.0, 1.0)
     out = np.empty(s.size)
     for n in np.unique(n_each):
@@ -102,11 +104,12 @@ def gh_pair(phi, q1, q2, s, nodes=None, chunk_points: int = 4_000_000) -> np.nda
         idx = np.flatnonzero(n_each == n)
         step = max(1, chunk_points // (n * n))
         for lo in range(0, idx.size, step):
-            sl = idx[lo:lo + step]
+            sl = idx[lo : lo + step]
             u1 = np.sqrt(q1[sl])[:, None, None] * z[None, :, None]
-            u2 = np.sqrt(q2[sl])[:, None, None] * (rho[sl, None, None] * z[None, :, None]
-                                                   + np.sqrt(1.0 - rho[sl] ** 2)[:, None, None]
-                                                   * z[None, None, :])
+            u2 = np.sqrt(q2[sl])[:, None, None] * (
+                rho[sl, None, None] * z[None, :, None]
+                + np.sqrt(1.0 - rho[sl] ** 2)[:, None, None] * z[None, None, :]
+            )
             out[sl] = np.sum(W * phi(u1) * phi(u2), axis=(1, 2))
     return out
 
@@ -148,8 +151,9 @@ def fft_singular_values(kernel: np.ndarray, grid) -> np.ndarray:
     padded = np.zeros((c_out, c_in, n1, n2))
     padded[:, :, :k1, :k2] = kernel
     spec = np.fft.fft2(padded, axes=(2, 3))
-    return np.concatenate([np.linalg.svd(spec[:, :, a, b], compute_uv=False)
-                           for a in range(n1) for b in range(n2)])
+    return np.concatenate(
+        [np.linalg.svd(spec[:, :, a, b], compute_uv=False) for a in range(n1) for b in range(n2)]
+    )
 
 
 def _inputs_8x8(batch: int | None = None) -> np.ndarray:
@@ -200,8 +204,11 @@ def baseline_fixed_point(quick):
     for a, b in zip(sw[:m], sb[:m]):
         scipy_baseline(float(a), float(b))
     per = (time.perf_counter() - t) / m
-    return {"name": "scipy quad + brentq (q*, chi_1 only), per point x points", "s": per,
-            "scale": sw.size}
+    return {
+        "name": "scipy quad + brentq (q*, chi_1 only), per point x points",
+        "s": per,
+        "scale": sw.size,
+    }
 
 
 def _pd_grid(quick):
@@ -263,6 +270,7 @@ def make_cov(act, batch=None, sw=SW_CRIT, sb=SB_CRIT, depth=128):
 
         x, v = _inputs_8x8(batch), _uniform3()
         return lambda: propagate_covariance(x, act, sw, sb, v, depth, progress=False)
+
     return make
 
 
@@ -270,16 +278,19 @@ def _all_layers(act, batch=None):
     """Every layer of the 8x8 x 128 case (for the accuracy checks; not timed)."""
     from cnnmft import propagate_covariance
 
-    return propagate_covariance(_inputs_8x8(batch), act, SW_CRIT, SB_CRIT, _uniform3(), 128,
-                                layers="all", progress=False)
+    return propagate_covariance(
+        _inputs_8x8(batch), act, SW_CRIT, SB_CRIT, _uniform3(), 128, layers="all", progress=False
+    )
 
 
 def first_cov(act, batch=None):
     def first():
         from cnnmft import propagate_covariance
 
-        propagate_covariance(_inputs_8x8(batch), act, SW_CRIT, SB_CRIT, _uniform3(), 2,
-                             progress=False)
+        propagate_covariance(
+            _inputs_8x8(batch), act, SW_CRIT, SB_CRIT, _uniform3(), 2, progress=False
+        )
+
     return first
 
 
@@ -288,7 +299,7 @@ def check_cov_tanh(res, quick):
     x, v = _inputs_8x8(), _uniform3()
     K = SW_CRIT * conv_sum(gram(x), v, 8, 8) + SB_CRIT
     res_all = _all_layers("tanh")
-    final = float(np.max(np.abs(res_all.cov[-1] - res.cov[-1])))     # the timed call's layer
+    final = float(np.max(np.abs(res_all.cov[-1] - res.cov[-1])))  # the timed call's layer
     cov = res_all.cov.reshape(res_all.cov.shape[0], 64, 64)
     err = float(np.max(np.abs(cov[1] - K)))
     nref = 2 if quick else 4
@@ -297,9 +308,12 @@ def check_cov_tanh(res, quick):
         err = max(err, float(np.max(np.abs(cov[layer] - K))))
     step = reference_layer(cov[-2], np.tanh, SW_CRIT, SB_CRIT, v, 8, 8)
     err = max(err, float(np.max(np.abs(cov[-1] - step))), final)
-    return {"error": err, "reference": f"Gauss-Hermite map (n >= 160 q nodes per axis): layers "
-                                       f"1-{nref} propagated, final layer one step from the "
-                                       "previous"}
+    return {
+        "error": err,
+        "reference": f"Gauss-Hermite map (n >= 160 q nodes per axis): layers "
+        f"1-{nref} propagated, final layer one step from the "
+        "previous",
+    }
 
 
 def _blocks(M: np.ndarray, v: np.ndarray, batch: int) -> np.ndarray:
@@ -320,7 +334,7 @@ def check_cov_erf(res, quick, batch=None):
     K = SW_CRIT * _blocks(gram(x), v, B) + SB_CRIT
     timed = res
     res = _all_layers("erf", batch)
-    err = float(np.max(np.abs(res.cov[-1] - timed.cov[-1])))      # the timed call's layer
+    err = float(np.max(np.abs(res.cov[-1] - timed.cov[-1])))  # the timed call's layer
     depth = res.cov.shape[0] - 1
     for layer in range(1, depth + 1):
         got = res.cov[layer]
@@ -338,8 +352,11 @@ def baseline_cov_numpy(quick):
     x, v = _inputs_8x8(), _uniform3()
     t = time.perf_counter()
     baseline_layers(x, v, 128)
-    return {"name": "numpy Gauss-Hermite 20^2 per-layer baseline (bench_covariance)",
-            "s": time.perf_counter() - t, "scale": 1}
+    return {
+        "name": "numpy Gauss-Hermite 20^2 per-layer baseline (bench_covariance)",
+        "s": time.perf_counter() - t,
+        "scale": 1,
+    }
 
 
 def _big_x():
@@ -353,8 +370,10 @@ def make_cov_big(kind):
         v = _delta3() if kind == "delta" else _uniform3()
         depth = 1000 if quick else 10000
         x = _big_x()
-        return lambda: propagate_covariance(x, "tanh", SW_CRIT, SB_CRIT, v, depth,
-                                            layers=[1, 2, depth], progress=False)
+        return lambda: propagate_covariance(
+            x, "tanh", SW_CRIT, SB_CRIT, v, depth, layers=[1, 2, depth], progress=False
+        )
+
     return make
 
 
@@ -364,6 +383,7 @@ def first_cov_big(kind):
 
         v = _delta3() if kind == "delta" else _uniform3()
         propagate_covariance(_big_x()[:8, :8], "tanh", SW_CRIT, SB_CRIT, v, 2, progress=False)
+
     return first
 
 
@@ -389,9 +409,13 @@ def check_cov_big(kind):
         ref2 = SW_CRIT * ref2 + SB_CRIT
         err2 = float(np.max(np.abs(cov[1][a, b] - ref2)))
         errq = float(np.max(np.abs(np.diag(cov[-1]) - q_star)))
-        return {"error": max(err1, err2), "final_variance_vs_mpmath_q_star": errq,
-                "reference": "layer 1 exact, layer 2 at 40 entries by Gauss-Hermite (n >= 160 q); "
-                             "final variances vs mpmath q*"}
+        return {
+            "error": max(err1, err2),
+            "final_variance_vs_mpmath_q_star": errq,
+            "reference": "layer 1 exact, layer 2 at 40 entries by Gauss-Hermite (n >= 160 q); "
+            "final variances vs mpmath q*",
+        }
+
     return check
 
 
@@ -411,8 +435,7 @@ def make_spectrum(quick):
     from cnnmft import jacobian_spectrum
 
     depth = 1000 if quick else 10000
-    return lambda: jacobian_spectrum("tanh", SPEC_SW, SPEC_SB, depth, "orthogonal",
-                                     n_points=2000)
+    return lambda: jacobian_spectrum("tanh", SPEC_SW, SPEC_SB, depth, "orthogonal", n_points=2000)
 
 
 def first_spectrum():
@@ -426,14 +449,18 @@ def check_spectrum(s, quick):
 
     q, _ = mp_q_chi("tanh", SPEC_SW, SPEC_SB)
     mp.mp.dps = 30
-    mu1 = mp.quad(lambda z: mp.sech(mp.sqrt(q) * z) ** 4 * mp.exp(-z * z / 2),
-                  [-mp.inf, 0, mp.inf]) / mp.sqrt(2 * mp.pi)
+    mu1 = mp.quad(
+        lambda z: mp.sech(mp.sqrt(q) * z) ** 4 * mp.exp(-z * z / 2), [-mp.inf, 0, mp.inf]
+    ) / mp.sqrt(2 * mp.pi)
     log_m1 = float(s.depth * mp.log(SPEC_SW * mu1))
     mean = float(np.sum(s.quad_weights * s.lam * s.density) + np.sum(s.atom_mass * s.atom_lam))
     scale = 1.0 if s.normalized else math.exp(log_m1)
-    return {"error": abs(mean / scale - 1.0), "mass_minus_1": float(s.mass - 1.0),
-            "log_m1_vs_mpmath": abs(float(s.log_m1) - log_m1),
-            "reference": "first moment of the density vs (sw E[phi'^2])^L by mpmath (rel.)"}
+    return {
+        "error": abs(mean / scale - 1.0),
+        "mass_minus_1": float(s.mass - 1.0),
+        "log_m1_vs_mpmath": abs(float(s.log_m1) - log_m1),
+        "reference": "first moment of the density vs (sw E[phi'^2])^L by mpmath (rel.)",
+    }
 
 
 def baseline_spectrum(quick):
@@ -441,10 +468,15 @@ def baseline_spectrum(quick):
 
     q, _ = mp_q_chi("tanh", SPEC_SW, SPEC_SB)
     depth = 1000 if quick else 10000
-    per_layer, t_svd = mc_per_layer(256, 8 if quick else 16, "orthogonal", q, SPEC_SW, SPEC_SB,
-                                    np.random.default_rng(0))
-    return {"name": "dense Monte Carlo Jacobian, width 256, per layer x depth + SVD "
-                    "(one draw of 256 eigenvalues)", "s": per_layer * depth + t_svd, "scale": 1}
+    per_layer, t_svd = mc_per_layer(
+        256, 8 if quick else 16, "orthogonal", q, SPEC_SW, SPEC_SB, np.random.default_rng(0)
+    )
+    return {
+        "name": "dense Monte Carlo Jacobian, width 256, per layer x depth + SVD "
+        "(one draw of 256 eigenvalues)",
+        "s": per_layer * depth + t_svd,
+        "scale": 1,
+    }
 
 
 def _orth_size(quick):
@@ -469,8 +501,10 @@ def first_orthogonal():
 def check_orthogonal(kern, quick):
     c, k = _orth_size(quick)
     sv = fft_singular_values(kern, (k + 1, k + 1))
-    return {"error": float(np.max(np.abs(sv - 1.0))),
-            "reference": f"numpy FFT + SVD on a {k + 1}x{k + 1} grid (all singular values = 1)"}
+    return {
+        "error": float(np.max(np.abs(sv - 1.0))),
+        "reference": f"numpy FFT + SVD on a {k + 1}x{k + 1} grid (all singular values = 1)",
+    }
 
 
 def baseline_orthogonal(quick):
@@ -479,8 +513,11 @@ def baseline_orthogonal(quick):
     c, k = _orth_size(quick)
     t = time.perf_counter()
     naive_block_orthogonal_2d(c, c, k, np.random.default_rng(0))
-    return {"name": "naive per-tap construction (bench_orthogonal)",
-            "s": time.perf_counter() - t, "scale": 1}
+    return {
+        "name": "naive per-tap construction (bench_orthogonal)",
+        "s": time.perf_counter() - t,
+        "scale": 1,
+    }
 
 
 def _sv_kernel(quick):
@@ -511,11 +548,15 @@ def check_conv_sv(sv, quick):
         from cnnmft import conv_singular_values
 
         got = np.sort(np.ravel(conv_singular_values(kern, (6, 6))))
-        return {"error": float(np.max(np.abs(got - ref))),
-                "reference": "SVD of the dense circular-convolution matrix on a 6x6 grid"}
+        return {
+            "error": float(np.max(np.abs(got - ref))),
+            "reference": "SVD of the dense circular-convolution matrix on a 6x6 grid",
+        }
     ref = np.sort(fft_singular_values(kern, (16, 16)))
-    return {"error": float(np.max(np.abs(np.sort(np.ravel(sv)) - ref))),
-            "reference": "numpy FFT + dense SVD per frequency on the 16x16 grid"}
+    return {
+        "error": float(np.max(np.abs(np.sort(np.ravel(sv)) - ref))),
+        "reference": "numpy FFT + dense SVD per frequency on the 16x16 grid",
+    }
 
 
 def _dense_conv_sv(kern, n):
@@ -559,8 +600,10 @@ def check_circular_conv(out, quick):
     from benchmarks.bench_conv import per_tap_gemm
 
     x, w = _conv_inputs(quick)
-    return {"error": float(np.max(np.abs(out - per_tap_gemm(x, w)))),
-            "reference": "per-tap np.roll + matmul (bench_conv)"}
+    return {
+        "error": float(np.max(np.abs(out - per_tap_gemm(x, w)))),
+        "reference": "per-tap np.roll + matmul (bench_conv)",
+    }
 
 
 def baseline_circular_conv(quick):
@@ -569,8 +612,11 @@ def baseline_circular_conv(quick):
     x, w = _conv_inputs(quick)
     t = time.perf_counter()
     per_tap_loop(x, w)
-    return {"name": "per-tap np.roll + einsum loop (bench_conv)", "s": time.perf_counter() - t,
-            "scale": 1}
+    return {
+        "name": "per-tap np.roll + einsum loop (bench_conv)",
+        "s": time.perf_counter() - t,
+        "scale": 1,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -578,35 +624,105 @@ def baseline_circular_conv(quick):
 # ------------------------------------------------------------------------------------------------
 
 CASES = [
-    Case("fixed_point", "fixed_point tanh, 20,000 points (quick 2,000)", make_fixed_point,
-         first_fixed_point, check_fixed_point, baseline_fixed_point),
-    Case("phase_diagram", "phase_diagram tanh 1000x1000 (quick 200x200)", make_phase_diagram,
-         first_phase_diagram, check_phase_diagram, baseline_phase_diagram,
-         goals={"warm_s": 10.0}),
-    Case("cov_tanh_8x8", "covariance 8x8 x 128 layers, tanh", make_cov("tanh"),
-         first_cov("tanh"), check_cov_tanh, baseline_cov_numpy,
-         goals={"warm_s": 0.05, "error": 1e-12, "vs_peer": 300.0}, peer="tanh"),
-    Case("cov_erf_8x8", "covariance 8x8 x 128 layers, erf", make_cov("erf"), first_cov("erf"),
-         check_cov_erf, None, goals={"vs_peer": 10.0, "error": 1e-12}, peer="erf"),
-    Case("cov_erf_8x8_batch4", "covariance 8x8 x 128 layers, erf, batch of 4",
-         make_cov("erf", batch=4), first_cov("erf", batch=4),
-         lambda r, q: check_cov_erf(r, q, batch=4), None, goals={"vs_peer": 10.0},
-         peer="erf_batch4"),
-    Case("cov_delta_32x32", "covariance 32x32 x 10,000 layers, delta v (quick 1,000)",
-         make_cov_big("delta"), first_cov_big("delta"), check_cov_big("delta"), None,
-         goals={"warm_s": 5.0}),
-    Case("cov_uniform_32x32", "covariance 32x32 x 10,000 layers, uniform v (quick 1,000)",
-         make_cov_big("uniform"), first_cov_big("uniform"), check_cov_big("uniform"), None,
-         goals={"warm_s": 5.0}),
-    Case("jacobian_spectrum", "Jacobian spectrum tanh, depth 10,000, orthogonal, 2,000 points",
-         make_spectrum, first_spectrum, check_spectrum, baseline_spectrum,
-         goals={"warm_s": 0.5}),
-    Case("orthogonal_kernel", "block_orthogonal 3x3, c=512 (quick 64)", make_orthogonal,
-         first_orthogonal, check_orthogonal, baseline_orthogonal, goals={"warm_s": 0.5}),
-    Case("conv_singular_values", "conv_singular_values c=128 on 16x16 (quick 32)",
-         make_conv_sv, first_conv_sv, check_conv_sv, baseline_conv_sv),
-    Case("circular_conv", "circular_conv c=128, batch 16, 16x16, 3x3 (quick 64, 8, 8x8)",
-         make_circular_conv, first_circular_conv, check_circular_conv, baseline_circular_conv),
+    Case(
+        "fixed_point",
+        "fixed_point tanh, 20,000 points (quick 2,000)",
+        make_fixed_point,
+        first_fixed_point,
+        check_fixed_point,
+        baseline_fixed_point,
+    ),
+    Case(
+        "phase_diagram",
+        "phase_diagram tanh 1000x1000 (quick 200x200)",
+        make_phase_diagram,
+        first_phase_diagram,
+        check_phase_diagram,
+        baseline_phase_diagram,
+        goals={"warm_s": 10.0},
+    ),
+    Case(
+        "cov_tanh_8x8",
+        "covariance 8x8 x 128 layers, tanh",
+        make_cov("tanh"),
+        first_cov("tanh"),
+        check_cov_tanh,
+        baseline_cov_numpy,
+        goals={"warm_s": 0.05, "error": 1e-12, "vs_peer": 300.0},
+        peer="tanh",
+    ),
+    Case(
+        "cov_erf_8x8",
+        "covariance 8x8 x 128 layers, erf",
+        make_cov("erf"),
+        first_cov("erf"),
+        check_cov_erf,
+        None,
+        goals={"vs_peer": 10.0, "error": 1e-12},
+        peer="erf",
+    ),
+    Case(
+        "cov_erf_8x8_batch4",
+        "covariance 8x8 x 128 layers, erf, batch of 4",
+        make_cov("erf", batch=4),
+        first_cov("erf", batch=4),
+        lambda r, q: check_cov_erf(r, q, batch=4),
+        None,
+        goals={"vs_peer": 10.0},
+        peer="erf_batch4",
+    ),
+    Case(
+        "cov_delta_32x32",
+        "covariance 32x32 x 10,000 layers, delta v (quick 1,000)",
+        make_cov_big("delta"),
+        first_cov_big("delta"),
+        check_cov_big("delta"),
+        None,
+        goals={"warm_s": 5.0},
+    ),
+    Case(
+        "cov_uniform_32x32",
+        "covariance 32x32 x 10,000 layers, uniform v (quick 1,000)",
+        make_cov_big("uniform"),
+        first_cov_big("uniform"),
+        check_cov_big("uniform"),
+        None,
+        goals={"warm_s": 5.0},
+    ),
+    Case(
+        "jacobian_spectrum",
+        "Jacobian spectrum tanh, depth 10,000, orthogonal, 2,000 points",
+        make_spectrum,
+        first_spectrum,
+        check_spectrum,
+        baseline_spectrum,
+        goals={"warm_s": 0.5},
+    ),
+    Case(
+        "orthogonal_kernel",
+        "block_orthogonal 3x3, c=512 (quick 64)",
+        make_orthogonal,
+        first_orthogonal,
+        check_orthogonal,
+        baseline_orthogonal,
+        goals={"warm_s": 0.5},
+    ),
+    Case(
+        "conv_singular_values",
+        "conv_singular_values c=128 on 16x16 (quick 32)",
+        make_conv_sv,
+        first_conv_sv,
+        check_conv_sv,
+        baseline_conv_sv,
+    ),
+    Case(
+        "circular_conv",
+        "circular_conv c=128, batch 16, 16x16, 3x3 (quick 64, 8, 8x8)",
+        make_circular_conv,
+        first_circular_conv,
+        check_circular_conv,
+        baseline_circular_conv,
+    ),
 ]
 
 BY_NAME = {c.name: c for c in CASES}

@@ -28,7 +28,7 @@ def main():
     from neural_tangents import stax
 
     def conv():
-        return stax.Conv(1, (3, 3), padding="CIRCULAR", W_std=SW ** 0.5, b_std=SB ** 0.5)
+        return stax.Conv(1, (3, 3), padding="CIRCULAR", W_std=SW**0.5, b_std=SB**0.5)
 
     def act():
         if case.startswith("erf"):
@@ -54,9 +54,17 @@ def main():
     # neural-tangents orders full spatial covariances (N1, N2, H, H, W, W); cnnmft's order is
     # (N1, N2, H, W, H, W)
     np.savez(out, cov=k.transpose(0, 1, 2, 4, 3, 5))
-    print(json.dumps({"name": f"neural-tangents {_version()} (jax {jax.__version__}, x64)",
-                      "first_s": first, "s": min(times), "median_s": float(np.median(times)),
-                      "shape": list(k.shape)}))
+    print(
+        json.dumps(
+            {
+                "name": f"neural-tangents {_version()} (jax {jax.__version__}, x64)",
+                "first_s": first,
+                "s": min(times),
+                "median_s": float(np.median(times)),
+                "shape": list(k.shape),
+            }
+        )
+    )
 
 
 def _version():

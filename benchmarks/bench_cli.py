@@ -26,10 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "cnnmft" / "cli.py"
-STANDALONE = ("import importlib.util, sys; "
-              f"spec = importlib.util.spec_from_file_location('cnnmft_cli_alone', r'{CLI}'); "
-              "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-              "sys.exit(m.main(['--help']))")
+STANDALONE = (
+    "import importlib.util, sys; "
+    f"spec = importlib.util.spec_from_file_location('cnnmft_cli_alone', r'{CLI}'); "
+    "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+    "sys.exit(m.main(['--help']))"
+)
 
 
 def _time(cmd, repeat):

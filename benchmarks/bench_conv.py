@@ -69,8 +69,10 @@ def main():
     configs = [(128, 16, 16, 3), (256, 8, 16, 3)] if not args.quick else [(128, 8, 16, 3)]
     repeat = 3 if args.quick else 5
     print("note: timings on a shared, contended machine; ratios are measured back to back")
-    print(f"{'c':>5} {'batch':>5} {'grid':>6} {'k':>2} | {'matmul GF/s':>11} {'cnnmft GF/s':>11} "
-          f"{'loop GF/s':>9} {'tapGEMM GF/s':>12} | {'cnnmft/matmul':>13} {'cnnmft/loop':>11}")
+    print(
+        f"{'c':>5} {'batch':>5} {'grid':>6} {'k':>2} | {'matmul GF/s':>11} {'cnnmft GF/s':>11} "
+        f"{'loop GF/s':>9} {'tapGEMM GF/s':>12} | {'cnnmft/matmul':>13} {'cnnmft/loop':>11}"
+    )
     ok = True
     for c, batch, n, k in configs:
         x = rng.standard_normal((batch, n, n, c))
@@ -87,9 +89,11 @@ def main():
         assert err < 1e-9, err
         r_mm, r_loop = t_mm / t_cn, t_loop / t_cn
         ok &= r_mm >= 0.4 and r_loop >= 10
-        print(f"{c:5d} {batch:5d} {n:3d}x{n:<2d} {k:2d} | {flops / t_mm / 1e9:11.2f} "
-              f"{flops / t_cn / 1e9:11.2f} {flops / t_loop / 1e9:9.2f} {flops / t_tg / 1e9:12.2f}"
-              f" | {r_mm:13.2f} {r_loop:11.1f}")
+        print(
+            f"{c:5d} {batch:5d} {n:3d}x{n:<2d} {k:2d} | {flops / t_mm / 1e9:11.2f} "
+            f"{flops / t_cn / 1e9:11.2f} {flops / t_loop / 1e9:9.2f} {flops / t_tg / 1e9:12.2f}"
+            f" | {r_mm:13.2f} {r_loop:11.1f}"
+        )
     print("targets (cnnmft >= 0.40 x matmul, >= 10 x per-tap loop):", "met" if ok else "NOT met")
 
 

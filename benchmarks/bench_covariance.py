@@ -72,9 +72,10 @@ def baseline_layers(x, v, depth, nodes=20, every=False):
         for lo in range(0, s.size, 512):
             sl = slice(lo, lo + 512)
             u1 = np.sqrt(q1[sl])[:, None, None] * z[None, :, None]
-            u2 = np.sqrt(q2[sl])[:, None, None] * (rho[sl, None, None] * z[None, :, None]
-                                                   + np.sqrt(1 - rho[sl] ** 2)[:, None, None]
-                                                   * z[None, None, :])
+            u2 = np.sqrt(q2[sl])[:, None, None] * (
+                rho[sl, None, None] * z[None, :, None]
+                + np.sqrt(1 - rho[sl] ** 2)[:, None, None] * z[None, None, :]
+            )
             C[sl] = np.sum(W * np.tanh(u1) * np.tanh(u2), axis=(1, 2))
         M = np.empty((N, N))
         M[iu] = SW * C + SB
@@ -116,26 +117,37 @@ def case_small():
     # accuracy on the first layers against the adaptive bivariate quadrature of every entry
     # (method="direct": cnnmft's quadrature engine, not the Mehler series used by default)
     nref = 4
-    ref = propagate_covariance(x, "tanh", SW, SB, v, nref, layers="all", method="direct",
-                               progress=False).cov[1:].reshape(nref, 64, 64)
-    ours = res.cov[1:nref + 1].reshape(nref, 64, 64)
+    ref = (
+        propagate_covariance(
+            x, "tanh", SW, SB, v, nref, layers="all", method="direct", progress=False
+        )
+        .cov[1:]
+        .reshape(nref, 64, 64)
+    )
+    ours = res.cov[1 : nref + 1].reshape(nref, 64, 64)
     err_ours = float(np.max(np.abs(ours - ref)))
     b20 = baseline_layers(x, v, nref, nodes=20, every=True)
     err_base = max(float(np.max(np.abs(b20[i] - ref[i]))) for i in range(nref))
     final_diff = float(np.max(np.abs(res.cov[-1].reshape(64, 64) - base[0])))
     # every layer against the run without the linear / translation-invariant shortcuts
-    full = propagate_covariance(x, "tanh", SW, SB, v, 128, layers="all", ti_tol=0.0,
-                                progress=False)
+    full = propagate_covariance(x, "tanh", SW, SB, v, 128, layers="all", ti_tol=0.0, progress=False)
     err_full = float(np.max(np.abs(full.cov - res.cov)))
-    return {"case": "8x8, 128 layers", "cnnmft_s_min": min(times), "cnnmft_s_median":
-            float(np.median(times)), "cnnmft_all_129_layers_returned_s": min(times_all),
-            "first_call_s": first, "baseline_numpy_gh20_s": tb,
-            "speedup": tb / min(times), "max_err_cnnmft_first4": err_ours,
-            "max_err_baseline_first4": err_base,
-            "max_err_vs_no_shortcuts_all_layers": err_full,
-            "final_layer_cnnmft_vs_baseline": final_diff,
-            "common_layer": res.common_layer, "ti_layer": res.ti_layer,
-            "maxrss_mb": _maxrss_mb()}
+    return {
+        "case": "8x8, 128 layers",
+        "cnnmft_s_min": min(times),
+        "cnnmft_s_median": float(np.median(times)),
+        "cnnmft_all_129_layers_returned_s": min(times_all),
+        "first_call_s": first,
+        "baseline_numpy_gh20_s": tb,
+        "speedup": tb / min(times),
+        "max_err_cnnmft_first4": err_ours,
+        "max_err_baseline_first4": err_base,
+        "max_err_vs_no_shortcuts_all_layers": err_full,
+        "final_layer_cnnmft_vs_baseline": final_diff,
+        "common_layer": res.common_layer,
+        "ti_layer": res.ti_layer,
+        "maxrss_mb": _maxrss_mb(),
+    }
 
 
 def _deep_errors(res, act, sw2, sb2):
@@ -165,8 +177,9 @@ def case_big(kind, sw2=SW):
     runs, cpu = [], []
     for _ in range(3):
         t, c0 = time.perf_counter(), time.process_time()
-        res = propagate_covariance(x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000],
-                                   progress=False)
+        res = propagate_covariance(
+            x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000], progress=False
+        )
         runs.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c0)
     el = min(runs)
@@ -179,13 +192,21 @@ def case_big(kind, sw2=SW):
     d = np.diag(c)
     qs, cs, err_q, err_c = _deep_errors(res, "tanh", sw2, SB)
     phase = "critical" if sw2 == SW else f"chaotic sigma_w2={sw2:g}"
-    out = {"case": f"{kind} v, 32x32, 10000 layers, {phase}", "cnnmft_s": el,
-           "cpu_s_of_fastest": cpu[int(np.argmin(runs))], "cnnmft_s_first_of_3": runs[0],
-           "first_call_s": first, "tracemalloc_peak_mb": peak / 2 ** 20,
-           "maxrss_mb": _maxrss_mb(), "common_layer": res.common_layer,
-           "linear_layer": res.linear_layer, "ti_layer": res.ti_layer,
-           "max_rel_err_diag_vs_qstar": err_q, "final_mean_corr": float(
-               (c / np.sqrt(np.outer(d, d))).mean()), "status": res.status}
+    out = {
+        "case": f"{kind} v, 32x32, 10000 layers, {phase}",
+        "cnnmft_s": el,
+        "cpu_s_of_fastest": cpu[int(np.argmin(runs))],
+        "cnnmft_s_first_of_3": runs[0],
+        "first_call_s": first,
+        "tracemalloc_peak_mb": peak / 2**20,
+        "maxrss_mb": _maxrss_mb(),
+        "common_layer": res.common_layer,
+        "linear_layer": res.linear_layer,
+        "ti_layer": res.ti_layer,
+        "max_rel_err_diag_vs_qstar": err_q,
+        "final_mean_corr": float((c / np.sqrt(np.outer(d, d))).mean()),
+        "status": res.status,
+    }
     if sw2 != SW:  # chaotic: the off-diagonal entries reach q* c* (at criticality 1 - c ~ 1/l)
         out["max_rel_err_offdiag_vs_qstar_cstar"] = err_c
     return out
@@ -197,9 +218,11 @@ def case_deep_chaotic():
 
     rng = np.random.default_rng(0)
     out = {"case": "deep chaotic (tanh 3.0/0.05), 10000 layers"}
-    for name, x, v in (("1d16", rng.normal(size=(16, 3)), variance_profile("uniform", 3, ndim=1)),
-                       ("2d8x8", rng.normal(size=(8, 8, 3)), variance_profile("uniform", 3)),
-                       ("2d8x8_delta", rng.normal(size=(8, 8, 3)), variance_profile("delta", 3))):
+    for name, x, v in (
+        ("1d16", rng.normal(size=(16, 3)), variance_profile("uniform", 3, ndim=1)),
+        ("2d8x8", rng.normal(size=(8, 8, 3)), variance_profile("uniform", 3)),
+        ("2d8x8_delta", rng.normal(size=(8, 8, 3)), variance_profile("delta", 3)),
+    ):
         propagate_covariance(x, "tanh", 3.0, SB, v, 300, progress=False)  # warm
         for depth in (128, 1000, 10000):
             t = time.perf_counter()
@@ -226,28 +249,41 @@ def main():
         load = os.getloadavg()
     except OSError:  # pragma: no cover
         load = (float("nan"),) * 3
-    print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs: timings are inflated by "
-          "contention on a shared machine")
-    goals = {"small": "<= 0.05 s warm", "uniform": "<= 5 s", "delta": "<= 5 s",
-             "uniform_chaotic": "<= 5 s", "delta_chaotic": "<= 5 s",
-             "deep_chaotic": "<= 1e-9 from q*, q* c*"}
+    print(
+        f"load average {load[0]:.1f} on {os.cpu_count()} CPUs: timings are inflated by "
+        "contention on a shared machine"
+    )
+    goals = {
+        "small": "<= 0.05 s warm",
+        "uniform": "<= 5 s",
+        "delta": "<= 5 s",
+        "uniform_chaotic": "<= 5 s",
+        "delta_chaotic": "<= 5 s",
+        "deep_chaotic": "<= 1e-9 from q*, q* c*",
+    }
     for c in cases:
-        p = subprocess.run([sys.executable, __file__, "--case", c], capture_output=True,
-                           text=True)
+        p = subprocess.run([sys.executable, __file__, "--case", c], capture_output=True, text=True)
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if not line:
             print(p.stdout, p.stderr)
             continue
         r = json.loads(line[0][7:])
-        print(f"\n== {r.pop('case')} (goal {goals[c]}; load average after it "
-              f"{os.getloadavg()[0]:.1f})")
+        print(
+            f"\n== {r.pop('case')} (goal {goals[c]}; load average after it "
+            f"{os.getloadavg()[0]:.1f})"
+        )
         for k, val in r.items():
             print(f"  {k:34s} {val:.4g}" if isinstance(val, float) else f"  {k:34s} {val}")
 
 
-CASES = {"small": case_small, "uniform": lambda: case_big("uniform"),
-         "delta": lambda: case_big("delta"), "uniform_chaotic": lambda: case_big("uniform", 3.0),
-         "delta_chaotic": lambda: case_big("delta", 3.0), "deep_chaotic": case_deep_chaotic}
+CASES = {
+    "small": case_small,
+    "uniform": lambda: case_big("uniform"),
+    "delta": lambda: case_big("delta"),
+    "uniform_chaotic": lambda: case_big("uniform", 3.0),
+    "delta_chaotic": lambda: case_big("delta", 3.0),
+    "deep_chaotic": case_deep_chaotic,
+}
 
 
 if __name__ == "__main__":

@@ -81,8 +81,13 @@ print(json.dumps({"step_s": times_sorted[len(times_sorted) // 2], "first_step_s"
 def run_child(cfg, timeout):
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -106,11 +111,13 @@ def plot(rows, impls, channels, batch, out):
         d = np.array([r["depth"] for r in rs], dtype=float)
         ax[0].loglog(d, [r["step_s"] for r in rs], "o-", label=impl)
         ax[1].loglog(d, [max(r["peak_extra_mb"], 0.1) for r in rs], "o-", label=impl)
-        ax[2].loglog(d, [max(r["peak_extra_mb"] - r["param_mb"], 0.1) for r in rs], "o-",
-                     label=impl)
+        ax[2].loglog(
+            d, [max(r["peak_extra_mb"] - r["param_mb"], 0.1) for r in rs], "o-", label=impl
+        )
     rs = [r for r in rows if r["impl"] == impls[0] and "bare_s" in r]
-    ax[0].loglog([r["depth"] for r in rs], [r["bare_s"] for r in rs], "k--",
-                 label="bare convolutions")
+    ax[0].loglog(
+        [r["depth"] for r in rs], [r["bare_s"] for r in rs], "k--", label="bare convolutions"
+    )
     fused = [r for r in rows if r["impl"] == "fused" and "step_s" in r]
     if fused:
         d = np.array([r["depth"] for r in fused], dtype=float)
@@ -121,8 +128,7 @@ def plot(rows, impls, channels, batch, out):
     ax[2].set(xlabel="depth", ylabel="peak extra memory minus gradients (MB)")
     for a in ax:
         a.legend(fontsize=8)
-    fig.suptitle(f"VanillaCNN step cost, c={channels}, 4x4 maps, batch {batch} "
-                 "(shared 2-core CPU)")
+    fig.suptitle(f"VanillaCNN step cost, c={channels}, 4x4 maps, batch {batch} (shared 2-core CPU)")
     fig.tight_layout()
     fig.savefig(out / "bench_depth.png", dpi=110)
 
@@ -135,8 +141,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--impls", nargs="+", default=["autograd", "autograd-nockpt", "fused", "dense"])
-    p.add_argument("--nockpt-max-depth", type=int, default=3000,
-                   help="skip the no-checkpointing runs above this depth")
+    p.add_argument(
+        "--nockpt-max-depth",
+        type=int,
+        default=3000,
+        help="skip the no-checkpointing runs above this depth",
+    )
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--replot", action="store_true", help="redraw from OUT/bench_depth.json")
@@ -155,10 +165,15 @@ def main(argv=None):
             nockpt = impl.endswith("-nockpt")
             if nockpt and depth > args.nockpt_max_depth:
                 continue
-            cfg = {"depth": depth, "channels": args.channels, "batch": args.batch,
-                   "steps": args.steps, "threads": args.threads,
-                   "impl": impl.replace("-nockpt", ""),
-                   "segments": "none" if nockpt else "auto"}
+            cfg = {
+                "depth": depth,
+                "channels": args.channels,
+                "batch": args.batch,
+                "steps": args.steps,
+                "threads": args.threads,
+                "impl": impl.replace("-nockpt", ""),
+                "segments": "none" if nockpt else "auto",
+            }
             r = run_child(cfg, args.timeout)
             row = {"depth": depth, "impl": impl, **r}
             if "error" not in r:
@@ -166,22 +181,38 @@ def main(argv=None):
                 row["per_layer_us"] = 1e6 * r["step_s"] / depth
                 # gradients take one copy of the parameters; the rest is activations
                 row["activation_mb"] = r["peak_extra_mb"] - r["param_mb"]
-                print(f"depth {depth:6d} {impl:16s} step {r['step_s']:8.3f} s "
-                      f"({row['per_layer_us']:7.1f} us/layer)  bare conv {r['bare_s']:8.3f} s  "
-                      f"ratio {row['step_over_bare']:5.2f}  peak +{r['peak_extra_mb']:8.1f} MB",
-                      flush=True)
+                print(
+                    f"depth {depth:6d} {impl:16s} step {r['step_s']:8.3f} s "
+                    f"({row['per_layer_us']:7.1f} us/layer)  bare conv {r['bare_s']:8.3f} s  "
+                    f"ratio {row['step_over_bare']:5.2f}  peak +{r['peak_extra_mb']:8.1f} MB",
+                    flush=True,
+                )
             else:
                 print(f"depth {depth:6d} {impl:16s} error: {r['error']}", flush=True)
             rows.append(row)
 
-    meta = {"channels": args.channels, "batch": args.batch, "spatial": "4x4",
-            "threads": args.threads,
-            "cpu_count": os.cpu_count(),
-            "note": "2-core machine shared with other jobs while measured: absolute times are "
-                    "inflated by contention; ratios measured in the same process are fairer"}
+    meta = {
+        "channels": args.channels,
+        "batch": args.batch,
+        "spatial": "4x4",
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "note": "2-core machine shared with other jobs while measured: absolute times are "
+        "inflated by contention; ratios measured in the same process are fairer",
+    }
     (out / "bench_depth.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    keys = ["depth", "impl", "step_s", "bare_s", "step_over_bare", "per_layer_us",
-            "peak_extra_mb", "param_mb", "activation_mb", "impl_resolved"]
+    keys = [
+        "depth",
+        "impl",
+        "step_s",
+        "bare_s",
+        "step_over_bare",
+        "per_layer_us",
+        "peak_extra_mb",
+        "param_mb",
+        "activation_mb",
+        "impl_resolved",
+    ]
     with open(out / "bench_depth.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(keys)

@@ -34,9 +34,20 @@ HERE = Path(__file__).resolve().parent
 
 def _nets(depth, members, channels):
     sws = np.linspace(0.8, 4.0, members)
-    return [VanillaCNN(depth, channels, init="gaussian", sigma_w2=float(s), sigma_b2=0.05,
-                       stem_strides=(1, 2, 2), impl="autograd", checkpoint_segments=None,
-                       generator=torch.Generator().manual_seed(0)) for s in sws]
+    return [
+        VanillaCNN(
+            depth,
+            channels,
+            init="gaussian",
+            sigma_w2=float(s),
+            sigma_b2=0.05,
+            stem_strides=(1, 2, 2),
+            impl="autograd",
+            checkpoint_segments=None,
+            generator=torch.Generator().manual_seed(0),
+        )
+        for s in sws
+    ]
 
 
 def one_depth(depth, members, channels, steps, batch):
@@ -44,8 +55,9 @@ def one_depth(depth, members, channels, steps, batch):
     x = torch.randn(512, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (512,), generator=g)
     lrs = [0.01 if i % 2 else 0.04 for i in range(members)]
-    out = train_ensemble(_nets(depth, members, channels), x, y, lr=lrs, steps=steps,
-                         batch_size=batch)
+    out = train_ensemble(
+        _nets(depth, members, channels), x, y, lr=lrs, steps=steps, batch_size=batch
+    )
     t_ens = out["seconds_per_step"]
     idx = member_batches(len(y), batch, [0] * members, steps)
     t0 = time.perf_counter()
@@ -61,9 +73,17 @@ def one_depth(depth, members, channels, steps, batch):
         last.append(loss.item())
     t_one = (time.perf_counter() - t0) / steps
     err = float(np.max(np.abs(np.array(last) - out["loss"][-1])))
-    return {"depth": depth, "members": members, "channels": channels, "batch": batch,
-            "steps": steps, "ensemble_s_per_step": t_ens, "one_by_one_s_per_step": t_one,
-            "speedup": t_one / t_ens, "max_final_loss_difference": err}
+    return {
+        "depth": depth,
+        "members": members,
+        "channels": channels,
+        "batch": batch,
+        "steps": steps,
+        "ensemble_s_per_step": t_ens,
+        "one_by_one_s_per_step": t_one,
+        "speedup": t_one / t_ens,
+        "max_final_loss_difference": err,
+    }
 
 
 def main(argv=None):
@@ -81,17 +101,28 @@ def main(argv=None):
     for d in args.depths:
         r = one_depth(d, args.members, args.channels, args.steps, args.batch)
         rows.append(r)
-        print(f"depth {d:4d}, {args.members} members: ensemble {r['ensemble_s_per_step']:.3f} "
-              f"s/step, one by one {r['one_by_one_s_per_step']:.3f} s/step, speed-up "
-              f"{r['speedup']:.2f}x (final losses agree to {r['max_final_loss_difference']:.1e})",
-              flush=True)
+        print(
+            f"depth {d:4d}, {args.members} members: ensemble {r['ensemble_s_per_step']:.3f} "
+            f"s/step, one by one {r['one_by_one_s_per_step']:.3f} s/step, speed-up "
+            f"{r['speedup']:.2f}x (final losses agree to {r['max_final_loss_difference']:.1e})",
+            flush=True,
+        )
     load1 = os.getloadavg()
     print(f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at end (2-core machine)")
     if args.save:
         (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "bench_ensemble.json").write_text(json.dumps(
-            {"rows": rows, "load_average_start": load0, "load_average_end": load1,
-             "cpus": os.cpu_count(), "torch_threads": 1}, indent=1))
+        (HERE / "results" / "bench_ensemble.json").write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "load_average_start": load0,
+                    "load_average_end": load1,
+                    "cpus": os.cpu_count(),
+                    "torch_threads": 1,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,7 @@ def scipy_baseline(sw, sb):
 
     g = lambda q: sw * V(q) + sb - q  # noqa: E731
     q = brentq(g, 1e-12, sw + sb + 1) if sb > 0 or sw > 1 else 0.0
-    chi1 = sw * quad(lambda z: (1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2 * pdf(z), -np.inf,
-                     np.inf)[0]
+    chi1 = sw * quad(lambda z: (1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2 * pdf(z), -np.inf, np.inf)[0]
     return q, chi1
 
 
@@ -45,10 +44,12 @@ def fresh_process_times(cache_dir=None):
     env = dict(os.environ)
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
-    code = ("import time; t0 = time.perf_counter(); import cnnmft; t1 = time.perf_counter(); "
-            "cnnmft.fixed_point('tanh', [1.5, 2.5], 0.05); t2 = time.perf_counter(); "
-            "cnnmft.phase_diagram('tanh', [1.0, 2.0], [0.05], critical_line=False); "
-            "t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2)")
+    code = (
+        "import time; t0 = time.perf_counter(); import cnnmft; t1 = time.perf_counter(); "
+        "cnnmft.fixed_point('tanh', [1.5, 2.5], 0.05); t2 = time.perf_counter(); "
+        "cnnmft.phase_diagram('tanh', [1.0, 2.0], [0.05], critical_line=False); "
+        "t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     return [float(x) for x in out.stdout.split()]
 
@@ -59,16 +60,22 @@ def main():
     p.add_argument("--baseline-points", type=int, default=100)
     args = p.parse_args()
     load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} "
-          "(timings are inflated when other work shares the cores)")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} "
+        "(timings are inflated when other work shares the cores)"
+    )
 
     with tempfile.TemporaryDirectory() as cold:
         imp, first, first_grid = fresh_process_times(cold)
-        print(f"cold numba cache: import {imp:.2f} s, first fixed_point {first:.2f} s, "
-              f"first phase_diagram {first_grid:.2f} s (compile)")
+        print(
+            f"cold numba cache: import {imp:.2f} s, first fixed_point {first:.2f} s, "
+            f"first phase_diagram {first_grid:.2f} s (compile)"
+        )
     imp, first, first_grid = fresh_process_times()
-    print(f"warm numba cache: import {imp:.2f} s, first fixed_point {first:.2f} s, "
-          f"first phase_diagram {first_grid:.2f} s")
+    print(
+        f"warm numba cache: import {imp:.2f} s, first fixed_point {first:.2f} s, "
+        f"first phase_diagram {first_grid:.2f} s"
+    )
 
     import cnnmft
 
@@ -85,8 +92,10 @@ def main():
     t_fp = (time.perf_counter() - t0) / len(sw)
     err = max(abs(fp.q_star[i] - base[i][0]) / max(base[i][0], 1e-300) for i in range(len(sw)))
     print(f"scipy quad+brentq (q*, chi_1 only): {t_base * 1e3:.2f} ms/point")
-    print(f"cnnmft fixed_point (7 quantities, 1 thread, no warm start): {t_fp * 1e3:.2f} ms/point"
-          f"  -> {t_base / t_fp:.1f}x; max rel. difference of q* vs baseline {err:.1e}")
+    print(
+        f"cnnmft fixed_point (7 quantities, 1 thread, no warm start): {t_fp * 1e3:.2f} ms/point"
+        f"  -> {t_base / t_fp:.1f}x; max rel. difference of q* vs baseline {err:.1e}"
+    )
 
     n = args.n
     swg = np.linspace(0.1, 10, n)
@@ -94,10 +103,14 @@ def main():
     t0 = time.perf_counter()
     pd = cnnmft.phase_diagram("tanh", swg, sbg)
     t_grid = time.perf_counter() - t0
-    print(f"cnnmft phase_diagram tanh {n}x{n}: {t_grid:.1f} s ({t_grid / n / n * 1e6:.1f} us/point,"
-          f" {cnnmft.results.status_counts(pd.status)})")
-    print(f"  scipy baseline extrapolated to the same grid: {t_base * n * n:.0f} s -> ratio "
-          f"{t_base * n * n / t_grid:.1f}x (goal: the grid in <= 10 s)")
+    print(
+        f"cnnmft phase_diagram tanh {n}x{n}: {t_grid:.1f} s ({t_grid / n / n * 1e6:.1f} us/point,"
+        f" {cnnmft.results.status_counts(pd.status)})"
+    )
+    print(
+        f"  scipy baseline extrapolated to the same grid: {t_base * n * n:.0f} s -> ratio "
+        f"{t_base * n * n / t_grid:.1f}x (goal: the grid in <= 10 s)"
+    )
 
 
 if __name__ == "__main__":

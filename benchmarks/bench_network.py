@@ -37,7 +37,7 @@ import _network_reference as REF  # noqa: E402
 SW2, SB2, SW2_OUT, SB2_OUT = 1.7, 0.1, 1.0, 0.05
 STRIDES = (1, 2, 1)
 
-PEER = r'''
+PEER = r"""
 import json, sys, time
 import jax
 jax.config.update("jax_enable_x64", True)
@@ -67,7 +67,7 @@ np.asarray(k[0])
 again = time.perf_counter() - t
 print(json.dumps({"nngp": nngp.tolist(), "ntk": ntk.tolist(), "seconds_first": first,
                   "seconds": again}))
-'''
+"""
 
 
 def _ours(x, act, strides=STRIDES):
@@ -78,7 +78,7 @@ def _ours(x, act, strides=STRIDES):
         net.append(Conv(3, s, "same_tf", SW2, SB2, "uniform"))
     net += [Act(act), GlobalAvgPool(), Dense(SW2_OUT, SB2_OUT)]
     t = time.perf_counter()
-    r = propagate_network(x, net, store="last", backward=False)   # NNGP and NTK, as the peer
+    r = propagate_network(x, net, store="last", backward=False)  # NNGP and NTK, as the peer
     return r.nngp, r.ntk_out, time.perf_counter() - t
 
 
@@ -97,11 +97,24 @@ def _reference(x, act, strides=STRIDES):
 def _peer(python, x, act, strides=STRIDES, deg=25):
     if not Path(python).exists():
         return None, f"no peer interpreter at {python}"
-    cfg = {"x": x.tolist(), "act": act, "strides": list(strides), "sw2": SW2, "sb2": SB2,
-           "sw2_out": SW2_OUT, "sb2_out": SB2_OUT, "deg": deg}
+    cfg = {
+        "x": x.tolist(),
+        "act": act,
+        "strides": list(strides),
+        "sw2": SW2,
+        "sb2": SB2,
+        "sw2_out": SW2_OUT,
+        "sb2_out": SB2_OUT,
+        "deg": deg,
+    }
     try:
-        out = subprocess.run([python, "-c", PEER], input=json.dumps(cfg), capture_output=True,
-                             text=True, timeout=1800)
+        out = subprocess.run(
+            [python, "-c", PEER],
+            input=json.dumps(cfg),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"peer failed: {exc}"
     if out.returncode != 0:
@@ -124,15 +137,25 @@ def main(argv=None):
     x = rng.normal(size=(2, a.size, a.size, 3))
     rows, note = [], ""
     for act in ("erf", "relu", "tanh"):
-        _ours(x[:, :4, :4], act)                    # warm up (numba cache loads)
+        _ours(x[:, :4, :4], act)  # warm up (numba cache loads)
         on, ot, o_s = _ours(x, act)
         rn, rt, r_s = _reference(x, act)
-        row = {"act": act, "size": a.size, "ours_err_nngp": _err(on, rn),
-               "ours_err_ntk": _err(ot, rt), "ours_seconds": o_s, "reference_seconds": r_s}
+        row = {
+            "act": act,
+            "size": a.size,
+            "ours_err_nngp": _err(on, rn),
+            "ours_err_ntk": _err(ot, rt),
+            "ours_seconds": o_s,
+            "reference_seconds": r_s,
+        }
         peer, note = _peer(a.peer_python, x, act)
         if peer is not None:
-            row.update(peer_err_nngp=_err(peer["nngp"], rn), peer_err_ntk=_err(peer["ntk"], rt),
-                       peer_seconds=peer["seconds"], peer_seconds_first=peer["seconds_first"])
+            row.update(
+                peer_err_nngp=_err(peer["nngp"], rn),
+                peer_err_ntk=_err(peer["ntk"], rt),
+                peer_seconds=peer["seconds"],
+                peer_seconds_first=peer["seconds_first"],
+            )
         rows.append(row)
         print(row, flush=True)
     speed = []
@@ -142,14 +165,21 @@ def main(argv=None):
         row = {"act": act, "size": a.big, "ours_seconds": o_s}
         peer, note = _peer(a.peer_python, xb, act)
         if peer is not None:
-            row.update(peer_seconds=peer["seconds"], peer_seconds_first=peer["seconds_first"],
-                       speed_ratio=peer["seconds"] / o_s)
+            row.update(
+                peer_seconds=peer["seconds"],
+                peer_seconds_first=peer["seconds_first"],
+                speed_ratio=peer["seconds"] / o_s,
+            )
         speed.append(row)
         print(row, flush=True)
-    res = {"accuracy": rows, "speed": speed, "peer_note": note,
-           "load_average": os.getloadavg(),
-           "stack": f"SAME conv strides {STRIDES}, 3x3 uniform v, ({SW2}, {SB2}), GAP, "
-                    f"Dense({SW2_OUT}, {SB2_OUT}), 2 inputs"}
+    res = {
+        "accuracy": rows,
+        "speed": speed,
+        "peer_note": note,
+        "load_average": os.getloadavg(),
+        "stack": f"SAME conv strides {STRIDES}, 3x3 uniform v, ({SW2}, {SB2}), GAP, "
+        f"Dense({SW2_OUT}, {SB2_OUT}), 2 inputs",
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     if note:

@@ -44,8 +44,12 @@ def naive_block_orthogonal_2d(c_out, c_in, k, rng):
     total = {(0, 0): eye}
     for _ in range(k - 1):
         p, q = projection(c_out), projection(c_out)
-        block = {(0, 0): p @ q, (0, 1): p @ (eye - q), (1, 0): (eye - p) @ q,
-                 (1, 1): (eye - p) @ (eye - q)}
+        block = {
+            (0, 0): p @ q,
+            (0, 1): p @ (eye - q),
+            (1, 0): (eye - p) @ q,
+            (1, 1): (eye - p) @ (eye - q),
+        }
         size = 1 + max(i for i, _ in total)
         new = {}
         for i in range(size + 1):
@@ -85,8 +89,12 @@ def peak_mb(fn):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="BLAS threads (default 1: on a loaded machine more threads thrash)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads (default 1: on a loaded machine more threads thrash)",
+    )
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -100,9 +108,11 @@ def run(args):
     print("note: wall timings on a shared machine are inflated by contention; with one BLAS")
     print("      thread the CPU time (process_time) is close to the wall time of an idle machine.")
     print("      Best of 3 for cnnmft, one run of the naive baseline. Singular values on 8x8.\n")
-    print(f"{'case':>14} {'wall s':>7} {'cpu s':>7} {'target':>7} {'naive wall':>11} "
-          f"{'naive cpu':>10} {'speed-up(cpu)':>14} {'peak MB':>8} {'max|s-1|':>9} "
-          f"{'naive':>8}")
+    print(
+        f"{'case':>14} {'wall s':>7} {'cpu s':>7} {'target':>7} {'naive wall':>11} "
+        f"{'naive cpu':>10} {'speed-up(cpu)':>14} {'peak MB':>8} {'max|s-1|':>9} "
+        f"{'naive':>8}"
+    )
     for c, k, target in cases:
         rng = np.random.default_rng(0)
         t_ours, cpu_ours, kern = timed(lambda: block_orthogonal((c, c, k, k), 1.0, rng), 3)
@@ -112,16 +122,20 @@ def run(args):
         err_ref = np.abs(conv_singular_values(ref, grid) - 1).max()
         mem = peak_mb(lambda: block_orthogonal((c, c, k, k), 1.0, rng))
         flag = "ok" if min(t_ours, cpu_ours) <= target else "SLOW"
-        print(f"{f'2D k={k} c={c}':>14} {t_ours:7.3f} {cpu_ours:7.3f} {target:7.2f} "
-              f"{t_naive:11.3f} {cpu_naive:10.3f} {cpu_naive / cpu_ours:13.1f}x {mem:8.1f} "
-              f"{err:9.1e} {err_ref:8.1e}  {flag}")
+        print(
+            f"{f'2D k={k} c={c}':>14} {t_ours:7.3f} {cpu_ours:7.3f} {target:7.2f} "
+            f"{t_naive:11.3f} {cpu_naive:10.3f} {cpu_naive / cpu_ours:13.1f}x {mem:8.1f} "
+            f"{err:9.1e} {err_ref:8.1e}  {flag}"
+        )
     # other generators, for scale
     c = 64 if args.quick else 512
     t_delta, _, _ = timed(lambda: delta_orthogonal((c, c, 3, 3), 1.0, 0), 3)
     kern = block_orthogonal((c // 4, c // 4, 3, 3), 1.0, 0)
     t_sv, _, _ = timed(lambda: conv_singular_values(kern, (16, 16)), 3)
-    print(f"\ndelta_orthogonal 3x3 c={c}: {t_delta:.3f} s; "
-          f"conv_singular_values c={c // 4} on 16x16: {t_sv:.3f} s")
+    print(
+        f"\ndelta_orthogonal 3x3 c={c}: {t_delta:.3f} s; "
+        f"conv_singular_values c={c // 4} on 16x16: {t_sv:.3f} s"
+    )
 
 
 if __name__ == "__main__":

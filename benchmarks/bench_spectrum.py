@@ -71,8 +71,9 @@ def main():
     from cnnmft import fixed_point
 
     q = float(np.ravel(fixed_point("tanh", sw, sb).q_star)[0])
-    print(f"import cnnmft: {t_import:.2f} s; q* = {q:.6f}; depth {args.depth}, "
-          f"{args.points} points")
+    print(
+        f"import cnnmft: {t_import:.2f} s; q* = {q:.6f}; depth {args.depth}, {args.points} points"
+    )
     print("NOTE: shared, loaded machine -- absolute times are inflated; ratios are same-run.\n")
     rng = np.random.default_rng(0)
     for weights in ("orthogonal", "gaussian"):
@@ -87,19 +88,27 @@ def main():
         t_theory = statistics.median(warm)
         per_layer, t_svd = mc_per_layer(args.width, args.layers, weights, q, sw, sb, rng)
         t_mc = per_layer * args.depth + t_svd
-        print(f"[{weights}] theory: first call {first:.3f} s, warm median {t_theory:.3f} s "
-              f"(status {s.status}, mass-1 {s.mass - 1:.1e}, lambda_max {s.lambda_max:.4g}, "
-              f"variance {s.variance:.4g})")
-        print(f"[{weights}] Monte Carlo, width {args.width}: {per_layer * 1e3:.2f} ms/layer "
-              f"(measured over {args.layers} layers) + SVD {t_svd:.3f} s -> depth "
-              f"{args.depth}: {t_mc:.1f} s extrapolated, for ONE draw of {args.width} "
-              f"eigenvalues")
-        print(f"[{weights}] speed-up theory vs Monte Carlo: {t_mc / t_theory:.0f}x; "
-              f"target <= 0.5 s for the theory: {'met' if t_theory <= 0.5 else 'NOT met'}\n")
+        print(
+            f"[{weights}] theory: first call {first:.3f} s, warm median {t_theory:.3f} s "
+            f"(status {s.status}, mass-1 {s.mass - 1:.1e}, lambda_max {s.lambda_max:.4g}, "
+            f"variance {s.variance:.4g})"
+        )
+        print(
+            f"[{weights}] Monte Carlo, width {args.width}: {per_layer * 1e3:.2f} ms/layer "
+            f"(measured over {args.layers} layers) + SVD {t_svd:.3f} s -> depth "
+            f"{args.depth}: {t_mc:.1f} s extrapolated, for ONE draw of {args.width} "
+            f"eigenvalues"
+        )
+        print(
+            f"[{weights}] speed-up theory vs Monte Carlo: {t_mc / t_theory:.0f}x; "
+            f"target <= 0.5 s for the theory: {'met' if t_theory <= 0.5 else 'NOT met'}\n"
+        )
         # per-layer cost grows like width^3: at width 1000 it is ~ (1000/width)^3 larger
         big = per_layer * (1000 / args.width) ** 3
-        print(f"[{weights}] (width 1000 would cost ~{big * 1e3:.0f} ms/layer, "
-              f"~{big * args.depth / 60:.0f} min for depth {args.depth})\n")
+        print(
+            f"[{weights}] (width 1000 would cost ~{big * 1e3:.0f} ms/layer, "
+            f"~{big * args.depth / 60:.0f} min for depth {args.depth})\n"
+        )
 
 
 if __name__ == "__main__":

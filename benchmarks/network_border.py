@@ -23,8 +23,11 @@ import numpy as np
 from cnnmft import variance_profile
 from cnnmft.network import border_effects
 
-POINTS = {"ordered (1.5, 0.05)": (1.5, 0.05), "critical (1.760955, 0.05)": (1.760955, 0.05),
-          "chaotic (2.5, 0.05)": (2.5, 0.05)}
+POINTS = {
+    "ordered (1.5, 0.05)": (1.5, 0.05),
+    "critical (1.760955, 0.05)": (1.760955, 0.05),
+    "chaotic (2.5, 0.05)": (2.5, 0.05),
+}
 
 
 def run(sizes, depth):
@@ -33,11 +36,21 @@ def run(sizes, depth):
     for name, (sw, sb) in POINTS.items():
         t = time.perf_counter()
         b = border_effects("tanh", sw, sb, v, sizes, depth=depth, progress=True)
-        out[name] = {"sigma_w2": sw, "sigma_b2": sb, "seconds": time.perf_counter() - t,
-                     **{k: (val.tolist() if isinstance(val, np.ndarray) else
-                            {kk: np.asarray(vv).tolist() for kk, vv in val.items()}
-                            if isinstance(val, dict) else val)
-                        for k, val in b.to_dict().items()}}
+        out[name] = {
+            "sigma_w2": sw,
+            "sigma_b2": sb,
+            "seconds": time.perf_counter() - t,
+            **{
+                k: (
+                    val.tolist()
+                    if isinstance(val, np.ndarray)
+                    else {kk: np.asarray(vv).tolist() for kk, vv in val.items()}
+                    if isinstance(val, dict)
+                    else val
+                )
+                for k, val in b.to_dict().items()
+            },
+        }
     return out
 
 
@@ -54,18 +67,35 @@ def plot(res, path):
         ax[1].axhline(r["chi_1"], color=line.get_color(), ls="--", lw=0.8)
         deficit = 1.0 - np.array(r["gain_grad"]) / r["chi_1"]
         ax[2].plot(sizes, deficit, "o-", color=line.get_color(), label=f"{name}: gradient")
-        ax[2].plot(sizes, 1.0 - np.array(r["gain_c"]) / r["chi_c"], "s:",
-                   color=line.get_color(), label=f"{name}: correlation")
+        ax[2].plot(
+            sizes,
+            1.0 - np.array(r["gain_c"]) / r["chi_c"],
+            "s:",
+            color=line.get_color(),
+            label=f"{name}: correlation",
+        )
         mid = str(sizes[len(sizes) // 2])
-        ax[3].plot(np.clip(r["grad_sv"][mid], 1e-6, None), color=line.get_color(),
-                   label=f"{name} zero, n={mid}")
+        ax[3].plot(
+            np.clip(r["grad_sv"][mid], 1e-6, None),
+            color=line.get_color(),
+            label=f"{name} zero, n={mid}",
+        )
         ax[3].plot(r["grad_sv_circular"][mid], color=line.get_color(), ls="--")
     ax[0].set(xlabel="column (central row)", ylabel="q / q*", title="fixed point near the border")
     ax[1].set(xlabel="map size n", ylabel="spectral radius", title="backward gain (dashed: chi_1)")
-    ax[2].set(xlabel="map size n", ylabel="1 - gain / chi", xscale="log", yscale="log",
-              title="shortfall of the gains below circular")
-    ax[3].set(xlabel="rank", ylabel="singular value (clipped at 1e-6)", yscale="log",
-              title="per-pixel Jacobian gains (dashed: chi_1|lam_f|)")
+    ax[2].set(
+        xlabel="map size n",
+        ylabel="1 - gain / chi",
+        xscale="log",
+        yscale="log",
+        title="shortfall of the gains below circular",
+    )
+    ax[3].set(
+        xlabel="rank",
+        ylabel="singular value (clipped at 1e-6)",
+        yscale="log",
+        title="per-pixel Jacobian gains (dashed: chi_1|lam_f|)",
+    )
     for a in ax:
         a.legend(fontsize=6)
     fig.tight_layout()

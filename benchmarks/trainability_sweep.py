@@ -36,40 +36,59 @@ def _summary(res, wall, store, args, load0):
 
     recs = CellStore(store).records().values()
     cell_s = [r["elapsed_s"] or 0.0 for r in recs]
-    per_step = {str(r["params"]["depth"]) + "/" + str(r["params"]["seed"]):
-                r["result"]["seconds_per_step"] for r in recs if r["result"]}
+    per_step = {
+        str(r["params"]["depth"]) + "/" + str(r["params"]["seed"]): r["result"]["seconds_per_step"]
+        for r in recs
+        if r["result"]
+    }
     t, v = res.trained, res.valid
     pred = np.broadcast_to(res.depth[:, None] <= res.predicted_depth[None, :], t.shape)
     return {
-        "grid": {"sigma_w2": res.sigma_w2.tolist(), "depth": res.depth.tolist(),
-                 "lrs": res.lrs.tolist(), "seeds": res.seeds.tolist(),
-                 "sigma_b2": res.sigma_b2, "act": res.act},
+        "grid": {
+            "sigma_w2": res.sigma_w2.tolist(),
+            "depth": res.depth.tolist(),
+            "lrs": res.lrs.tolist(),
+            "seeds": res.seeds.tolist(),
+            "sigma_b2": res.sigma_b2,
+            "act": res.act,
+        },
         "training": json.loads(res.config),
-        "trained_definition": (f"test accuracy (at the learning rate with the lowest final "
-                               f"training loss) > {res.threshold:.4f} = chance 0.1 + "
-                               f"{res.k_se:g} binomial standard errors on the test set"),
-        "predicted_depth_6xi_c": [None if not np.isfinite(x) else float(x)
-                                  for x in res.predicted_depth],
-        "cells_with_result": int(v.sum()), "cells_total": int(v.size),
+        "trained_definition": (
+            f"test accuracy (at the learning rate with the lowest final "
+            f"training loss) > {res.threshold:.4f} = chance 0.1 + "
+            f"{res.k_se:g} binomial standard errors on the test set"
+        ),
+        "predicted_depth_6xi_c": [
+            None if not np.isfinite(x) else float(x) for x in res.predicted_depth
+        ],
+        "cells_with_result": int(v.sum()),
+        "cells_total": int(v.size),
         "run_status_counts": status_counts(res.status),
         "agreement_6xi_c": res.agreement,
-        "agreement_best_depth_rule": res.agreement_depth_rule, "best_depth_D": res.best_depth,
+        "agreement_best_depth_rule": res.agreement_depth_rule,
+        "best_depth_D": res.best_depth,
         "agreement_best_sigma_w2_rule": res.agreement_sigma_rule,
-        "k_fit": res.k_fit, "k_fit_per_seed": res.k_fit_per_seed.tolist(),
+        "k_fit": res.k_fit,
+        "k_fit_per_seed": res.k_fit_per_seed.tolist(),
         "agreement_k_fit": res.agreement_k_fit,
-        "confusion_6xi_c": {"trained_and_predicted": int((t & pred & v).sum()),
-                            "neither": int((~t & ~pred & v).sum()),
-                            "trained_beyond_bound": int((t & ~pred & v).sum()),
-                            "predicted_not_trained": int((~t & pred & v).sum())},
-        "fraction_trained_by_depth": {str(int(d)): float(t[:, i][v[:, i]].mean())
-                                      if v[:, i].any() else None
-                                      for i, d in enumerate(res.depth)},
+        "confusion_6xi_c": {
+            "trained_and_predicted": int((t & pred & v).sum()),
+            "neither": int((~t & ~pred & v).sum()),
+            "trained_beyond_bound": int((t & ~pred & v).sum()),
+            "predicted_not_trained": int((~t & pred & v).sum()),
+        },
+        "fraction_trained_by_depth": {
+            str(int(d)): float(t[:, i][v[:, i]].mean()) if v[:, i].any() else None
+            for i, d in enumerate(res.depth)
+        },
         "diverged_runs": int((res.status == int(Status.NONFINITE)).sum()),
-        "wall_seconds_this_call": wall, "sum_task_seconds": float(np.sum(cell_s)),
+        "wall_seconds_this_call": wall,
+        "sum_task_seconds": float(np.sum(cell_s)),
         "seconds_per_step_by_depth_seed": per_step,
         "workers": args.workers,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
-        "load_average_at_start": load0, "load_average_at_end": list(os.getloadavg()),
+        "load_average_at_start": load0,
+        "load_average_at_end": list(os.getloadavg()),
         "note": args.note,
     }
 
@@ -80,30 +99,52 @@ def _modes(args):
     out = Path(args.out)
     load0 = list(os.getloadavg())
     t0 = time.perf_counter()
-    study = profiles.modewise_study((0.0, 0.1, 0.25, 0.5), depth=args.modes_depth, seeds=(0, 1),
-                                    steps=args.modes_steps,
-                                    store=args.store or "/tmp/cnnmft-modewise",
-                                    n_workers=args.workers)
+    study = profiles.modewise_study(
+        (0.0, 0.1, 0.25, 0.5),
+        depth=args.modes_depth,
+        seeds=(0, 1),
+        steps=args.modes_steps,
+        store=args.store or "/tmp/cnnmft-modewise",
+        n_workers=args.workers,
+    )
     wall = time.perf_counter() - t0
     study.save(out / "modewise_study.npz")
     study.save(out / "modewise_study.json")
-    profiles.plot_modewise(study).savefig(out / "modewise_study.png", dpi=120,
-                                          bbox_inches="tight")
-    rows = [{"kind": str(k), "t": float(t),
-             "test_accuracy_per_seed": study.test_accuracy[ik, it].tolist(),
-             "train_accuracy_per_seed": study.train_accuracy[ik, it].tolist(),
-             "mean_train_loss_per_seed": study.loss_auc[ik, it].tolist(),
-             "xi_slowest_mode": float(study.xi_slowest[it]),
-             "surviving_mode_fraction": float(study.surviving_fraction[it])}
-            for ik, k in enumerate(study.kinds) for it, t in enumerate(study.t)]
-    (out / "modewise_study_summary.json").write_text(json.dumps(
-        {"depth": study.depth, "sigma_w2": study.sigma_w2, "sigma_b2": study.sigma_b2,
-         "spatial_shape": study.spatial_shape.tolist(), "training": json.loads(study.config),
-         "slope_test_accuracy_in_t": dict(zip(study.kinds.tolist(),
-                                              study.slope_test_accuracy.tolist())),
-         "slope_se": dict(zip(study.kinds.tolist(), study.slope_se.tolist())),
-         "rows": rows, "wall_seconds": wall, "load_average_at_start": load0,
-         "load_average_at_end": list(os.getloadavg()), "note": args.note}, indent=1))
+    profiles.plot_modewise(study).savefig(out / "modewise_study.png", dpi=120, bbox_inches="tight")
+    rows = [
+        {
+            "kind": str(k),
+            "t": float(t),
+            "test_accuracy_per_seed": study.test_accuracy[ik, it].tolist(),
+            "train_accuracy_per_seed": study.train_accuracy[ik, it].tolist(),
+            "mean_train_loss_per_seed": study.loss_auc[ik, it].tolist(),
+            "xi_slowest_mode": float(study.xi_slowest[it]),
+            "surviving_mode_fraction": float(study.surviving_fraction[it]),
+        }
+        for ik, k in enumerate(study.kinds)
+        for it, t in enumerate(study.t)
+    ]
+    (out / "modewise_study_summary.json").write_text(
+        json.dumps(
+            {
+                "depth": study.depth,
+                "sigma_w2": study.sigma_w2,
+                "sigma_b2": study.sigma_b2,
+                "spatial_shape": study.spatial_shape.tolist(),
+                "training": json.loads(study.config),
+                "slope_test_accuracy_in_t": dict(
+                    zip(study.kinds.tolist(), study.slope_test_accuracy.tolist())
+                ),
+                "slope_se": dict(zip(study.kinds.tolist(), study.slope_se.tolist())),
+                "rows": rows,
+                "wall_seconds": wall,
+                "load_average_at_start": load0,
+                "load_average_at_end": list(os.getloadavg()),
+                "note": args.note,
+            },
+            indent=1,
+        )
+    )
     for r in rows:
         print(r)
     print(f"slopes {study.slope_test_accuracy} +- {study.slope_se}; wall {wall:.0f} s")
@@ -118,14 +159,21 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--store", default=None, help="cell store (default /tmp/cnnmft-trainability"
-                                                  "[-gpu])")
+    ap.add_argument(
+        "--store", default=None, help="cell store (default /tmp/cnnmft-trainability[-gpu])"
+    )
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--gpu", action="store_true", help="the GPU profile (E.GPU_PROFILE)")
-    ap.add_argument("--assemble", action="store_true",
-                    help="do not train: build the result from the store as it is")
-    ap.add_argument("--modes", action="store_true",
-                    help="run the variance-profile study instead (modewise_study.* files)")
+    ap.add_argument(
+        "--assemble",
+        action="store_true",
+        help="do not train: build the result from the store as it is",
+    )
+    ap.add_argument(
+        "--modes",
+        action="store_true",
+        help="run the variance-profile study instead (modewise_study.* files)",
+    )
     ap.add_argument("--modes-depth", type=int, default=16)
     ap.add_argument("--modes-steps", type=int, default=200)
     ap.add_argument("--note", default="")
@@ -140,11 +188,11 @@ def main(argv=None):
     kw = {}
     if args.gpu:
         p = E.GPU_PROFILE
-        kw = dict(sigma_w2=p["sigma_w2"], depth=p["depth"], lrs=p["lrs"], seeds=p["seeds"],
-                  **p["train"])
+        kw = dict(
+            sigma_w2=p["sigma_w2"], depth=p["depth"], lrs=p["lrs"], seeds=p["seeds"], **p["train"]
+        )
     t0 = time.perf_counter()
-    res = E.trainability_sweep(store=store, n_workers=args.workers, compute=not args.assemble,
-                               **kw)
+    res = E.trainability_sweep(store=store, n_workers=args.workers, compute=not args.assemble, **kw)
     wall = time.perf_counter() - t0
     res.save(out / f"{name}.npz")
     res.save(out / f"{name}.json")
@@ -152,8 +200,10 @@ def main(argv=None):
     summary = _summary(res, wall, store, args, load0)
     (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=1))
     print(res.summary())
-    print(f"wall {wall:.0f} s, sum of task times {summary['sum_task_seconds']:.0f} s, load "
-          f"{load0} -> {summary['load_average_at_end']}")
+    print(
+        f"wall {wall:.0f} s, sum of task times {summary['sum_task_seconds']:.0f} s, load "
+        f"{load0} -> {summary['load_average_at_end']}"
+    )
 
 
 if __name__ == "__main__":

@@ -120,10 +120,19 @@ class CheckResult:
 
     def row(self) -> dict:
         """Return the table row (without the curves)."""
-        return {"name": self.name, "group": self.group, "status": self.status.value,
-                "z": self.z, "z_crit": self.z_crit, "n_compared": self.n_compared,
-                "ks": self.ks, "ks_crit": self.ks_crit, "seconds": round(self.seconds, 2),
-                "description": self.description, "note": self.note}
+        return {
+            "name": self.name,
+            "group": self.group,
+            "status": self.status.value,
+            "z": self.z,
+            "z_crit": self.z_crit,
+            "n_compared": self.n_compared,
+            "ks": self.ks,
+            "ks_crit": self.ks_crit,
+            "seconds": round(self.seconds, 2),
+            "description": self.description,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -160,8 +169,10 @@ class ValidationResult:
         head = "| check | group | status | max abs z | z crit | KS | KS crit | s | note |"
         lines = [head, "|" + "---|" * 9]
         for c in self.checks:
-            lines.append(f"| {c.name} | {c.group} | {c.status} | {c.z:.2f} | {c.z_crit:.2f} | "
-                         f"{c.ks:.3f} | {c.ks_crit:.3f} | {c.seconds:.1f} | {c.note} |")
+            lines.append(
+                f"| {c.name} | {c.group} | {c.status} | {c.z:.2f} | {c.z_crit:.2f} | "
+                f"{c.ks:.3f} | {c.ks_crit:.3f} | {c.seconds:.1f} | {c.note} |"
+            )
         return "\n".join(lines)
 
 

@@ -116,8 +116,9 @@ class Grid:
             offs.append(np.zeros(len(idx[0]), dtype=np.int64))
         self.taps = np.ascontiguousarray(v[idx], dtype=np.float64)
         self.o1, self.o2, self.o3 = (np.ascontiguousarray(o, dtype=np.int64) for o in offs)
-        self.identity_a = bool(self.taps.size == 1 and self.o1[0] == 0 and self.o2[0] == 0
-                               and self.o3[0] == 0)
+        self.identity_a = bool(
+            self.taps.size == 1 and self.o1[0] == 0 and self.o2[0] == 0 and self.o3[0] == 0
+        )
         # displacements
         allidx = np.arange(self.N)
         comps = np.stack(np.unravel_index(allidx, n3), axis=1)  # (N, 3)
@@ -154,8 +155,9 @@ class Grid:
         """State S (N, ncol) from a full (B*N, B*N) matrix."""
         alpha = np.arange(self.N)[:, None]
         col = np.arange(self.ncol)[None, :]
-        beta = self.partner(np.broadcast_to(alpha, (self.N, self.ncol)),
-                            np.broadcast_to(col, (self.N, self.ncol)))
+        beta = self.partner(
+            np.broadcast_to(alpha, (self.N, self.ncol)), np.broadcast_to(col, (self.N, self.ncol))
+        )
         rows = self.cola[col] * self.N + alpha
         return np.ascontiguousarray(K[rows, self.colb[col] * self.N + beta])
 
@@ -260,7 +262,8 @@ class Evaluator:
             raise ValueError(
                 f"variances up to {qmax:.6g} are too large for the Hermite series of the custom "
                 f"activation {self.a.name!r} (at most {_KMAX} terms) and the direct quadrature "
-                "supports built-in activations only; use smaller `sigma_w2`/`sigma_b2` or inputs")
+                "supports built-in activations only; use smaller `sigma_w2`/`sigma_b2` or inputs"
+            )
         self.method = "direct"
 
     def apply_c(self, g, S, T, qpix, nb=1):
@@ -311,7 +314,6 @@ class Evaluator:
         if self._common is None or self._common.qs != qs:
             self._common = Common(self.a, qs, fp[1], self.odd)
         return self._common
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,8 +413,8 @@ class CommonRegime:
         nb = eng.pace_common.pick(self.S.size * com.a2.size)
         if nb == 1:
             done, self.spread, st = _cov.run_common(
-                self.S, self.T, n, *gargs, g.taps, g.o1, g.o2, g.o3, g.n1, g.n2, g.n3,
-                stop_spread)
+                self.S, self.T, n, *gargs, g.taps, g.o1, g.o2, g.o3, g.n1, g.n2, g.n3, stop_spread
+            )
         else:
             done, st = 0, _cov.OK
             while done < n:
@@ -475,14 +477,22 @@ class LinearRegime:
     def full(self, eng):
         g = eng.g
         k = eng.layer - self.l0
-        dev = np.fft.ifftn(self.D * (self.lam ** k)[..., None], axes=(0, 1, 2)).real
+        dev = np.fft.ifftn(self.D * (self.lam**k)[..., None], axes=(0, 1, 2)).real
         return self.m[None, :] + dev.reshape(g.N, g.ncol) * self.G[None, :]
 
     def run(self, eng, stop, depth, layers):
         n = min(stop - eng.layer, 4096)
-        done, self.flag, st = _cov.run_linear(self.m, self.G, n, *self.com.args(eng.sw2, eng.sb2),
-                                              self.dmax, self.pw, self.mag, self.ti_bound,
-                                              self.grow_bound)
+        done, self.flag, st = _cov.run_linear(
+            self.m,
+            self.G,
+            n,
+            *self.com.args(eng.sw2, eng.sb2),
+            self.dmax,
+            self.pw,
+            self.mag,
+            self.ti_bound,
+            self.grow_bound,
+        )
         eng.layer += done
         eng.qmean.extend([np.full(eng.g.B, self.com.qs)] * done)
         return Status.OK if st == _cov.OK else Status.NONFINITE
@@ -564,8 +574,9 @@ class DeltaRegime:
         g = eng.g
         snaps = np.unique(np.concatenate([layers[layers > eng.layer], [depth]])).astype(np.int64)
         rel = np.ascontiguousarray(snaps - eng.layer)
-        res = tabulate_iterates(self.S.ravel(), int(rel[-1]), rel,
-                                *self.com.args(eng.sw2, eng.sb2), tab_min=eng.tab_min)
+        res = tabulate_iterates(
+            self.S.ravel(), int(rel[-1]), rel, *self.com.args(eng.sw2, eng.sb2), tab_min=eng.tab_min
+        )
         eng.qmean.extend([np.full(g.B, self.com.qs)] * (depth - eng.layer))
         for j, L in enumerate(snaps[:-1]):
             eng.layer = int(L)
@@ -586,8 +597,9 @@ class DeltaRegime:
 class Engine:
     """Runs the layers: holds the grid, the evaluator, the current regime and the records."""
 
-    def __init__(self, a, sw2, sb2, grid, method, v, *, ti_tol, lin_tol, tab_min,
-                 chunk_seconds=0.2):
+    def __init__(
+        self, a, sw2, sb2, grid, method, v, *, ti_tol, lin_tol, tab_min, chunk_seconds=0.2
+    ):
         self.g, self.sw2, self.sb2, self.v = grid, sw2, sb2, v
         self.ev = Evaluator(a, sw2, sb2, method)
         self.ti_tol = ti_tol

@@ -88,7 +88,8 @@ def mehler_coefficients(act, q, *, kmax=None):
             raise ValueError(
                 f"`q` up to {qmax:.6g} would need {kmax} Hermite terms (at most {_KMAX} by "
                 f"default, i.e. variances up to {(_KMAX - 30) / 200:.4g}); pass `kmax` or use "
-                "the direct bivariate quadrature (`method='direct'`) for such variances")
+                "the direct bivariate quadrature (`method='direct'`) for such variances"
+            )
     tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
     bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
     z, wt, Hw = _mehler_rule(bucket, kmax)
@@ -145,10 +146,10 @@ class _Series:
         kneed = min(kmax, max(kneed, 1))
         if odd:
             self.k0, self.step = 1, 2
-            self.coef = np.ascontiguousarray(coef[:, 1:kneed + 1:2])
+            self.coef = np.ascontiguousarray(coef[:, 1 : kneed + 1 : 2])
         else:
             self.k0, self.step = 0, 1
-            self.coef = np.ascontiguousarray(coef[:, :kneed + 1])
+            self.coef = np.ascontiguousarray(coef[:, : kneed + 1])
         if self.coef.shape[1] == 0:
             self.coef = np.zeros((coef.shape[0], 1))
 
@@ -185,7 +186,8 @@ def _exact_coefficients(act, q):
         if kmax >= _KMAX:
             raise FloatingPointError(
                 f"the Hermite series of {act.name!r} did not converge for variances up to "
-                f"{float(q.max()):.3g}; use method='direct'")
+                f"{float(q.max()):.3g}; use method='direct'"
+            )
         kmax = min(_KMAX, 2 * kmax)
 
 
@@ -276,8 +278,22 @@ def _panel_rule(deg, checks):
 _CHECKS = np.array([-0.987, -0.93, -0.61, -0.17, 0.29, 0.71, 0.955, 0.991])
 
 
-def tabulate_iterates(vals, nlayers, snaps, a2, k0, step, qs, sw2, sb2, *, tab_min=4096,
-                      tol=1e-12, deg=20, max_rounds=8):
+def tabulate_iterates(
+    vals,
+    nlayers,
+    snaps,
+    a2,
+    k0,
+    step,
+    qs,
+    sw2,
+    sb2,
+    *,
+    tab_min=4096,
+    tol=1e-12,
+    deg=20,
+    max_rounds=8,
+):
     """Values of the iterated one-entry map after ``snaps[j]`` layers, for every entry of `vals`.
 
     The map is :func:`cnnmft._kernels._cov.g_common` at the fixed variance `qs`. Entries at
@@ -332,9 +348,15 @@ def _tabulate_sorted(vals, nlayers, snaps, args, tol, deg, max_rounds):
         pa = np.array(panels)
         mid = 0.5 * (pa[:, 0] + pa[:, 1])
         half = 0.5 * (pa[:, 1] - pa[:, 0])
-        pts = np.ascontiguousarray(np.concatenate(
-            [mid[:, None] + half[:, None] * xc[None], mid[:, None] + half[:, None] * _CHECKS[None]],
-            axis=1))
+        pts = np.ascontiguousarray(
+            np.concatenate(
+                [
+                    mid[:, None] + half[:, None] * xc[None],
+                    mid[:, None] + half[:, None] * _CHECKS[None],
+                ],
+                axis=1,
+            )
+        )
         fn = np.empty((snaps.size, pa.shape[0], deg))
         err = np.empty(pa.shape[0])
         _cov.iterate_panels(pts, deg, W, nlayers, *args, snaps, fn, err)

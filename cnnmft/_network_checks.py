@@ -23,8 +23,12 @@ from cnnmft.network import (
     simulate_network,
 )
 
-__all__ = ["NETWORK_CHECKS", "check_network_forward", "check_network_gradients",
-           "check_network_ntk"]
+__all__ = [
+    "NETWORK_CHECKS",
+    "check_network_forward",
+    "check_network_gradients",
+    "check_network_ntk",
+]
 
 
 def _sizes(quick):
@@ -44,20 +48,28 @@ def _verdict(res, theory, mean, se, dof):
 
 def _flat(c, B):
     d = (c.ndim - 2) // 2
-    P = int(np.prod(c.shape[2:2 + d]))
+    P = int(np.prod(c.shape[2 : 2 + d]))
     return c.reshape(B, B, P, P).transpose(0, 2, 1, 3).reshape(B * P, B * P)
 
 
 def check_network_forward(quick=True, rng=0):
     """Zero padding, strides, pooling: per-layer covariances (borders included) and the NNGP."""
-    net = [Conv(3, 2, "zero", 1.6, 0.1), Act("tanh"), AvgPool(2),
-           Conv(3, 1, "zero", 1.4, 0.05, "binomial"), Act("tanh"), GlobalAvgPool(),
-           Dense(1.0, 0.1)]
+    net = [
+        Conv(3, 2, "zero", 1.6, 0.1),
+        Act("tanh"),
+        AvgPool(2),
+        Conv(3, 1, "zero", 1.4, 0.05, "binomial"),
+        Act("tanh"),
+        GlobalAvgPool(),
+        Dense(1.0, 0.1),
+    ]
     res = _checks.CheckResult(
-        "network_forward", "network",
+        "network_forward",
+        "network",
         "tanh 2D 8x8, zero-padded stride-2 conv, 2x2 average pool, zero-padded conv, global "
         "average pool, readout: every pixel-pair covariance and the NNGP kernel vs "
-        "propagate_network")
+        "propagate_network",
+    )
     s = _sizes(quick)
     x = _inputs(rng, (8, 8))
     th = propagate_network(x, net)
@@ -65,40 +77,62 @@ def check_network_forward(quick=True, rng=0):
     theory = [th.nngp.ravel()] + [_flat(th.cov[k], 2).ravel() for k in sim.cov]
     mean = [sim.nngp.ravel()] + [sim.cov[k].ravel() for k in sim.cov]
     se = [sim.nngp_stderr.ravel()] + [sim.cov_stderr[k].ravel() for k in sim.cov]
-    return _verdict(res, np.concatenate(theory), np.concatenate(mean), np.concatenate(se),
-                    s["draws"] - 1)
+    return _verdict(
+        res, np.concatenate(theory), np.concatenate(mean), np.concatenate(se), s["draws"] - 1
+    )
 
 
 def check_network_gradients(quick=True, rng=0):
     """Backward recursion: E||df/dW||^2, E||df/db||^2 and E||df/dh||^2 of every layer."""
-    net = [Conv(3, 1, "zero", 2.0, 0.0), Act("relu"), Conv(3, 2, "zero", 2.0, 0.0),
-           Act("relu"), Conv(3, 1, "zero", 2.0, 0.0), Act("relu"), GlobalAvgPool(),
-           Dense(1.0, 0.0)]
+    net = [
+        Conv(3, 1, "zero", 2.0, 0.0),
+        Act("relu"),
+        Conv(3, 2, "zero", 2.0, 0.0),
+        Act("relu"),
+        Conv(3, 1, "zero", 2.0, 0.0),
+        Act("relu"),
+        GlobalAvgPool(),
+        Dense(1.0, 0.0),
+    ]
     res = _checks.CheckResult(
-        "network_gradients", "network",
+        "network_gradients",
+        "network",
         "relu 2D 9x9 at the He point, zero padding, a stride-2 layer, global average pool and "
         "readout: per-layer squared gradient norms (weights, biases, pre-activations) vs the "
-        "backward mean-field recursion")
+        "backward mean-field recursion",
+    )
     s = _sizes(quick)
     x = _inputs(rng, (9, 9), B=1)
     th = propagate_network(x, net)
     sim = simulate_network(x, net, s["width"], n_draws=s["draws"], n_readout=4, rng=rng)
-    pairs = [(th.weight_grad2, sim.weight_grad2, sim.weight_grad2_stderr),
-             (th.bias_grad2, sim.bias_grad2, sim.bias_grad2_stderr),
-             (th.preact_grad2, sim.preact_grad2, sim.preact_grad2_stderr)]
-    return _verdict(res, *(np.concatenate([np.ravel(p[i]) for p in pairs]) for i in range(3)),
-                    s["draws"] - 1)
+    pairs = [
+        (th.weight_grad2, sim.weight_grad2, sim.weight_grad2_stderr),
+        (th.bias_grad2, sim.bias_grad2, sim.bias_grad2_stderr),
+        (th.preact_grad2, sim.preact_grad2, sim.preact_grad2_stderr),
+    ]
+    return _verdict(
+        res, *(np.concatenate([np.ravel(p[i]) for p in pairs]) for i in range(3)), s["draws"] - 1
+    )
 
 
 def check_network_ntk(quick=True, rng=0):
     """Neural tangent kernel of a mixed-padding erf CNN against the empirical NTK."""
-    net = [Conv(3, 2, "same_tf", 1.7, 0.05), Act("erf"), Conv(3, 1, "circular", 1.3, 0.1),
-           Act("erf"), Conv(3, 1, "valid", 1.5, 0.0), Act("erf"), GlobalAvgPool(),
-           Dense(1.2, 0.05)]
+    net = [
+        Conv(3, 2, "same_tf", 1.7, 0.05),
+        Act("erf"),
+        Conv(3, 1, "circular", 1.3, 0.1),
+        Act("erf"),
+        Conv(3, 1, "valid", 1.5, 0.0),
+        Act("erf"),
+        GlobalAvgPool(),
+        Dense(1.2, 0.05),
+    ]
     res = _checks.CheckResult(
-        "network_ntk", "network",
+        "network_ntk",
+        "network",
         "erf 2D 8x8, TF-SAME stride 2, circular and valid convolutions, global average pool, "
-        "readout: NTK (NTK parametrisation) of 3 inputs vs the empirical NTK of finite networks")
+        "readout: NTK (NTK parametrisation) of 3 inputs vs the empirical NTK of finite networks",
+    )
     s = _sizes(quick)
     x = _inputs(rng, (8, 8), B=3)
     th = propagate_network(x, net)

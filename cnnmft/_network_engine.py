@@ -15,8 +15,7 @@ from cnnmft.activations import get_activation
 from cnnmft.fourier import variance_profile
 from cnnmft.results import Result, Status
 
-__all__ = ["NetworkResult", "propagate_network", "conv_stack", "padded_covariance",
-           "needs_dense"]
+__all__ = ["NetworkResult", "propagate_network", "conv_stack", "padded_covariance", "needs_dense"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -86,13 +85,17 @@ class NetworkResult(Result):
 
 def _input_moment(x, gram, d):
     if (x is None) == (gram is None):
-        raise TypeError("give exactly one of `x` (inputs, shape (B, *spatial, c_in)) and `gram` "
-                        "(with `spatial_shape`)")
+        raise TypeError(
+            "give exactly one of `x` (inputs, shape (B, *spatial, c_in)) and `gram` "
+            "(with `spatial_shape`)"
+        )
     if x is not None:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim < 3 or x.ndim > 5:
-            raise ValueError(f"`x` must have shape (B, *spatial, c_in) with 1 to 3 spatial axes; "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"`x` must have shape (B, *spatial, c_in) with 1 to 3 spatial axes; "
+                f"got shape {x.shape}"
+            )
         if not np.isfinite(x).all():
             raise ValueError("`x` must be finite")
         B, spatial = x.shape[0], x.shape[1:-1]
@@ -132,8 +135,9 @@ def _block_diag_sum(A, B, P):
     return A4.sum(axis=(1, 3)), np.einsum("apbp->ab", A4)
 
 
-def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
-                      backward=True, progress=None):
+def propagate_network(
+    x, network, *, gram=None, spatial_shape=None, store="all", backward=True, progress=None
+):
     r"""Exact infinite-width covariances, NTK and gradient statistics of a layer list.
 
     Parameters
@@ -189,8 +193,9 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
     K, B, spatial = _input_moment(x, None if gram is None else (gram, spatial_shape), d)
     layers = resolve(network, spatial)
     work = len(layers) * float(K.shape[0]) ** 2
-    cb, bar = progress_callback(progress, len(layers), default=work > 5e8,
-                                desc="network layers", unit="layer")
+    cb, bar = progress_callback(
+        progress, len(layers), default=work > 5e8, desc="network layers", unit="layer"
+    )
     try:
         fwd = _forward(layers, K, B, cb)
     finally:
@@ -214,10 +219,17 @@ def propagate_network(x, network, *, gram=None, spatial_shape=None, store="all",
     ntk_out = fwd[-1]["theta"] if int(np.prod(shapes[-1])) == 1 else np.full((B, B), np.nan)
     return NetworkResult(
         kinds=[r[0] if isinstance(r, tuple) else r.kind for r in layers],
-        shapes=np.array(shapes, dtype=np.int64), cov=cov, ntk=ntk, grad=grad,
-        nngp=np.array(nngp).reshape(B, B), ntk_out=np.array(ntk_out).reshape(B, B),
-        linear=np.array(lin, dtype=np.int64), **st, status=int(status),
-        elapsed=time.perf_counter() - t0)
+        shapes=np.array(shapes, dtype=np.int64),
+        cov=cov,
+        ntk=ntk,
+        grad=grad,
+        nngp=np.array(nngp).reshape(B, B),
+        ntk_out=np.array(ntk_out).reshape(B, B),
+        linear=np.array(lin, dtype=np.int64),
+        **st,
+        status=int(status),
+        elapsed=time.perf_counter() - t0,
+    )
 
 
 def _layer_stats(layers, lin, fwd, grads, shapes, B):
@@ -244,8 +256,15 @@ def _layer_stats(layers, lin, fwd, grads, shapes, B):
             continue
         bg[j] = np.diag(tot)
         wg[j] = np.diag(r.tap_products(G, fwd[i]["in"], B).sum(axis=0))
-    return dict(q=q, corr=corr, corr_spatial=corr_sp, weight_grad2=wg, bias_grad2=bg,
-                preact_grad2=hg, ntk_contrib=contrib)
+    return dict(
+        q=q,
+        corr=corr,
+        corr_spatial=corr_sp,
+        weight_grad2=wg,
+        bias_grad2=bg,
+        preact_grad2=hg,
+        ntk_contrib=contrib,
+    )
 
 
 def _in_shapes(layers, spatial):
@@ -277,8 +296,10 @@ def _forward(layers, K, B, cb=None):
     for pos, r in enumerate(layers):
         if isinstance(r, tuple):
             if not gauss:
-                raise ValueError(f"`network[{pos}]` is an activation whose input is not a "
-                                 "Gaussian pre-activation (put a Conv or Dense before it)")
+                raise ValueError(
+                    f"`network[{pos}]` is an activation whose input is not a "
+                    "Gaussian pre-activation (put a Conv or Dense before it)"
+                )
             a = r[1]
             e0 = pair_expectations(a, K, 0)
             e1 = pair_expectations(a, K, 1)
@@ -315,8 +336,9 @@ def _backward(layers, fwd, B):
     return grads
 
 
-def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="zero",
-               stride=1, readout=None):
+def conv_stack(
+    act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="zero", stride=1, readout=None
+):
     r"""The layer list of a plain CNN: ``depth`` convolutions, each but the last followed by phi.
 
     Layer ``l`` is ``Conv(k, stride[l], padding[l], sigma_w2, sigma_b2, v)``. ``padding``: one
@@ -344,8 +366,10 @@ def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="
     pads = [padding] * depth if isinstance(padding, str) else list(padding)
     strides = list(stride) if isinstance(stride, list) else [stride] * depth
     if len(pads) != depth or len(strides) != depth:
-        raise ValueError(f"`padding` and `stride` must be one value or {depth} values (one per "
-                         f"layer); got {padding!r}, {stride!r}")
+        raise ValueError(
+            f"`padding` and `stride` must be one value or {depth} values (one per "
+            f"layer); got {padding!r}, {stride!r}"
+        )
     name = act if isinstance(act, str) else act.name
     net = []
     for layer in range(depth):
@@ -359,9 +383,9 @@ def conv_stack(act, sigma_w2, sigma_b2, v, depth, *, kernel_size=None, padding="
     return net
 
 
-
-def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padding="zero",
-                      stride=1):
+def padded_covariance(
+    x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padding="zero", stride=1
+):
     """Fields of a ``CovarianceResult`` for zero/valid/TF-SAME padding and strides.
 
     The ``padding=``/``stride=`` path of :func:`cnnmft.covariance.propagate_covariance`: the
@@ -387,8 +411,10 @@ def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padd
     batched = x.ndim == vv.ndim + 2
     xb = x if batched else x[None]
     if xb.ndim != vv.ndim + 2:
-        raise ValueError(f"`x` must have shape (*spatial, c_in) or (B, *spatial, c_in) with "
-                         f"{vv.ndim} spatial axes (the rank of `v`); got shape {x.shape}")
+        raise ValueError(
+            f"`x` must have shape (*spatial, c_in) or (B, *spatial, c_in) with "
+            f"{vv.ndim} spatial axes (the rank of `v`); got shape {x.shape}"
+        )
     if layers is None:
         want = [depth]
     elif isinstance(layers, str) and layers == "all":
@@ -401,8 +427,7 @@ def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padd
     X = xb.reshape(B * int(np.prod(spatial)), xb.shape[-1])
     K0 = X @ X.T / xb.shape[-1]
     covs, shapes = {0: K0}, {0: spatial}
-    qmean = [np.einsum("apap->a", K0.reshape(B, -1, B, K0.shape[0] // B))
-             / (K0.shape[0] // B)]
+    qmean = [np.einsum("apap->a", K0.reshape(B, -1, B, K0.shape[0] // B)) / (K0.shape[0] // B)]
     status = Status.OK
     if depth >= 1:
         net = conv_stack(a, sigma_w2, sigma_b2, vv, depth, padding=padding, stride=stride)
@@ -413,19 +438,34 @@ def padded_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, padd
             shapes[j + 1] = tuple(int(n) for n in r.shapes[i + 1])
             qmean.append(r.q[j])
     if len({shapes[i] for i in want}) > 1:
-        raise ValueError(f"`layers` {want} have different grids {[shapes[i] for i in want]} "
-                         "(strides shrink the map); ask for layers of one grid, or use "
-                         "cnnmft.network.propagate_network")
+        raise ValueError(
+            f"`layers` {want} have different grids {[shapes[i] for i in want]} "
+            "(strides shrink the map); ask for layers of one grid, or use "
+            "cnnmft.network.propagate_network"
+        )
     out = []
     for i in want:
         c = covs[i] if i else _to_layout(K0, B, spatial)
         out.append(c if batched else c[0, 0])
     cov = np.stack(out) if out else np.empty((0,))
-    return dict(cov=np.ascontiguousarray(cov), layers=np.array(want, dtype=np.int64),
-                q_mean=np.array(qmean), activation=a.name, sigma_w2=float(sigma_w2),
-                sigma_b2=float(sigma_b2), v=vv, depth=depth, completed=depth,
-                status=int(status), interrupted=False, method="dense", common_layer=-1,
-                ti_layer=-1, elapsed=time.perf_counter() - t0, linear_layer=-1)
+    return dict(
+        cov=np.ascontiguousarray(cov),
+        layers=np.array(want, dtype=np.int64),
+        q_mean=np.array(qmean),
+        activation=a.name,
+        sigma_w2=float(sigma_w2),
+        sigma_b2=float(sigma_b2),
+        v=vv,
+        depth=depth,
+        completed=depth,
+        status=int(status),
+        interrupted=False,
+        method="dense",
+        common_layer=-1,
+        ti_layer=-1,
+        elapsed=time.perf_counter() - t0,
+        linear_layer=-1,
+    )
 
 
 def needs_dense(padding, stride):

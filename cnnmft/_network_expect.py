@@ -93,7 +93,7 @@ def _coefficients(a, uq, order):
     c2 = np.max(coef * coef, axis=0)
     rev = np.cumsum(c2[::-1])[::-1]
     keep = int(np.count_nonzero(rev > 1e-18 * max(1.0, float(diag.max())))) + 1
-    return coef[:, :min(keep, coef.shape[1])], diag
+    return coef[:, : min(keep, coef.shape[1])], diag
 
 
 def _mehler(a, S, order):

@@ -34,8 +34,10 @@ PADDINGS = ("circular", "zero", "valid", "same_tf")
 def _ksize(kernel_size, ndim):
     if isinstance(kernel_size, (tuple, list)):
         if len(kernel_size) != ndim:
-            raise ValueError(f"`kernel_size` {tuple(kernel_size)!r} must have {ndim} entries, one "
-                             f"per spatial axis")
+            raise ValueError(
+                f"`kernel_size` {tuple(kernel_size)!r} must have {ndim} entries, one "
+                f"per spatial axis"
+            )
         return tuple(as_int(k, "kernel_size", low=1) for k in kernel_size)
     return (as_int(kernel_size, "kernel_size", low=1),) * ndim
 
@@ -127,8 +129,10 @@ def axis_geometry(n, k, s, padding):
         before = 0
         n_out = (n - k) // s + 1
     if n_out < 1:
-        raise ValueError(f"a kernel of size {k} with padding {padding!r} and stride {s} does not "
-                         f"fit the map of size {n} (no output position)")
+        raise ValueError(
+            f"a kernel of size {k} with padding {padding!r} and stride {s} does not "
+            f"fit the map of size {n} (no output position)"
+        )
     off = kernel_offsets(k) + ((k - 1) // 2 - before)
     idx = s * np.arange(n_out)[:, None] + off[None, :]
     if padding == "circular":
@@ -206,8 +210,10 @@ class Linear:
 def resolve(network, spatial):
     """Check the layer list and resolve every layer's geometry from the input grid ``spatial``."""
     if not isinstance(network, (list, tuple)) or not network:
-        raise TypeError("`network` must be a non-empty list of layers (Conv, Act, AvgPool, "
-                        f"GlobalAvgPool, Dense); got {network!r}")
+        raise TypeError(
+            "`network` must be a non-empty list of layers (Conv, Act, AvgPool, "
+            f"GlobalAvgPool, Dense); got {network!r}"
+        )
     d = len(spatial)
     shape = tuple(spatial)
     out = []
@@ -233,8 +239,10 @@ def resolve(network, spatial):
             out.append(Linear("dense", shape, (1,) * d, mats, np.full(P, sw / P), sb, layer))
             shape = (1,) * d
         else:
-            raise TypeError(f"`network[{pos}]` must be a Conv, Act, AvgPool, GlobalAvgPool or "
-                            f"Dense layer; got {layer!r}")
+            raise TypeError(
+                f"`network[{pos}]` must be a Conv, Act, AvgPool, GlobalAvgPool or "
+                f"Dense layer; got {layer!r}"
+            )
     return out
 
 

@@ -154,17 +154,17 @@ def _backward(layers, geo, params, tape, B):
         Ws, b, c_in = params[i]
         cols = tape[i]
         hg.append((delta.reshape(B, -1) ** 2).sum(axis=1))
-        db = delta.sum(axis=1)                       # (B, c_out)
+        db = delta.sum(axis=1)  # (B, c_out)
         ntk += r.bias * db @ db.T
-        bg.append((db ** 2).sum(axis=1))
+        bg.append((db**2).sum(axis=1))
         w2 = np.zeros(B)
         new = np.zeros((B, int(np.prod(r.in_shape)), c_in))
         for (idx, m, E), Wt, wvar, col in zip(geo[i], Ws, r.weights, cols):
             dW = np.einsum("bpo,bpi->boi", delta, col)
             flat = dW.reshape(B, -1)
             ntk += (wvar / c_in) * flat @ flat.T
-            w2 += (flat ** 2).sum(axis=1) / c_in
-            back = delta @ Wt                      # (B, P_out, c_in)
+            w2 += (flat**2).sum(axis=1) / c_in
+            back = delta @ Wt  # (B, P_out, c_in)
             for bb in range(B):
                 new[bb] += E.T @ back[bb]
         wg.append(w2)
@@ -192,8 +192,9 @@ def _draws(layers, geo, x, width, n_readout, rng, n_draws, cb, acc):
 def _mean_se(samples):
     s = np.asarray(samples)
     n = s.shape[0]
-    return s.mean(axis=0), (s.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(
-        s.shape[1:], np.nan))
+    return s.mean(axis=0), (
+        s.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(s.shape[1:], np.nan)
+    )
 
 
 def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None, progress=None):
@@ -241,8 +242,9 @@ def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None, pr
     covs, nngps, ntks, wgs, bgs, hgs = {}, [], [], [], [], []
     cb, bar = progress_callback(progress, n_draws, desc="network draws", unit="draw")
     try:
-        _draws(layers, geo, x, width, n_readout, rng, n_draws, cb,
-               (covs, nngps, ntks, wgs, bgs, hgs))
+        _draws(
+            layers, geo, x, width, n_readout, rng, n_draws, cb, (covs, nngps, ntks, wgs, bgs, hgs)
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -257,7 +259,19 @@ def simulate_network(x, network, width, *, n_draws=8, n_readout=64, rng=None, pr
     ok = all(np.isfinite(a).all() for a in (nm, tm, wm))
     return NetworkSimulation(
         linear=np.array([i for i, r in enumerate(layers) if not isinstance(r, tuple)]),
-        cov=cov, cov_stderr=cov_se, nngp=nm, nngp_stderr=ns, ntk=tm, ntk_stderr=ts,
-        weight_grad2=wm, weight_grad2_stderr=ws, bias_grad2=bm, bias_grad2_stderr=bs,
-        preact_grad2=hm, preact_grad2_stderr=hs, n_draws=n_draws, width=width,
-        status=int(Status.OK if ok else Status.NONFINITE))
+        cov=cov,
+        cov_stderr=cov_se,
+        nngp=nm,
+        nngp_stderr=ns,
+        ntk=tm,
+        ntk_stderr=ts,
+        weight_grad2=wm,
+        weight_grad2_stderr=ws,
+        bias_grad2=bm,
+        bias_grad2_stderr=bs,
+        preact_grad2=hm,
+        preact_grad2_stderr=hs,
+        n_draws=n_draws,
+        width=width,
+        status=int(Status.OK if ok else Status.NONFINITE),
+    )

@@ -30,8 +30,15 @@ from cnnmft.fourier import mode_eigenvalues, variance_profile
 from cnnmft.meanfield import critical_point, critical_sigma_w2, fixed_point, trainable_depth
 from cnnmft.results import Result
 
-__all__ = ["BackwardModeDepthScales", "backward_mode_depth_scales", "Prediction", "predict",
-           "vanilla_network", "BorderEffects", "border_effects"]
+__all__ = [
+    "BackwardModeDepthScales",
+    "backward_mode_depth_scales",
+    "Prediction",
+    "predict",
+    "vanilla_network",
+    "BorderEffects",
+    "border_effects",
+]
 
 
 def _xi(x):
@@ -108,37 +115,71 @@ def backward_mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape):
         chib = chi1
     mag = np.abs(lam)
     return BackwardModeDepthScales(
-        lam=lam, q_star=q, c_star=c, chi_1=chi1, chi_c_back=chib, gain_diag=chi1 * mag,
-        gain_off=chib * mag, xi_grad=_xi(chi1 * mag), xi_grad_off=_xi(chib * mag))
+        lam=lam,
+        q_star=q,
+        c_star=c,
+        chi_1=chi1,
+        chi_c_back=chib,
+        gain_diag=chi1 * mag,
+        gain_off=chib * mag,
+        xi_grad=_xi(chi1 * mag),
+        xi_grad_off=_xi(chib * mag),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # VanillaCNN
 
 
-_CONFIG_KEYS = ("depth", "channels", "in_channels", "kernel_size", "init", "sigma_w2", "sigma_b2",
-                "q_star", "v", "t", "act", "padding", "stem_strides", "readout_scale")
+_CONFIG_KEYS = (
+    "depth",
+    "channels",
+    "in_channels",
+    "kernel_size",
+    "init",
+    "sigma_w2",
+    "sigma_b2",
+    "q_star",
+    "v",
+    "t",
+    "act",
+    "padding",
+    "stem_strides",
+    "readout_scale",
+)
 
 
 def _config(model):
     """A plain dict of the architecture of a VanillaCNN or of a config dict."""
     if isinstance(model, dict):
         cfg = dict(model)
-        unknown = set(cfg) - set(_CONFIG_KEYS) - {"num_classes", "checkpoint_segments", "impl",
-                                                  "generator"}
+        unknown = (
+            set(cfg)
+            - set(_CONFIG_KEYS)
+            - {"num_classes", "checkpoint_segments", "impl", "generator"}
+        )
         if unknown:
-            raise ValueError(f"`model` config has unknown keys {sorted(unknown)}; known: "
-                             f"{list(_CONFIG_KEYS)}")
+            raise ValueError(
+                f"`model` config has unknown keys {sorted(unknown)}; known: {list(_CONFIG_KEYS)}"
+            )
         if "depth" not in cfg:
             raise ValueError("`model` config needs at least 'depth'")
     elif hasattr(model, "block") and hasattr(model, "stem"):
-        cfg = {"depth": model.depth, "channels": model.channels,
-               "in_channels": model.stem[0].in_channels if len(model.stem) else model.channels,
-               "kernel_size": model.block.kernel_size, "init": model.init,
-               "sigma_w2": model.sigma_w2, "sigma_b2": model.sigma_b2, "v": model.v, "t": model.t,
-               "act": model.act, "padding": model.block.padding,
-               "stem_strides": tuple(int(c.stride[0]) for c in model.stem),
-               "readout_scale": model.readout_scale}
+        cfg = {
+            "depth": model.depth,
+            "channels": model.channels,
+            "in_channels": model.stem[0].in_channels if len(model.stem) else model.channels,
+            "kernel_size": model.block.kernel_size,
+            "init": model.init,
+            "sigma_w2": model.sigma_w2,
+            "sigma_b2": model.sigma_b2,
+            "v": model.v,
+            "t": model.t,
+            "act": model.act,
+            "padding": model.block.padding,
+            "stem_strides": tuple(int(c.stride[0]) for c in model.stem),
+            "readout_scale": model.readout_scale,
+        }
     else:
         raise TypeError(f"`model` must be a VanillaCNN or a dict of its arguments; got {model!r}")
     cfg.setdefault("channels", 16)
@@ -198,8 +239,10 @@ def vanilla_network(model):
     k = int(cfg["kernel_size"])
     pad = {"circular": "circular", "zeros": "zero"}[cfg["padding"]]
     if pad == "zero" and k % 2 == 0:
-        raise ValueError(f"zero padding of the deep block with an even kernel size {k} pads "
-                         "asymmetrically; only odd sizes are supported here")
+        raise ValueError(
+            f"zero padding of the deep block with an even kernel size {k} pads "
+            "asymmetrically; only odd sizes are supported here"
+        )
     net = []
     for s in cfg["stem_strides"]:
         net += [Conv(3, int(s), "zero", sw, sb, "uniform"), Act(act)]
@@ -270,10 +313,11 @@ def _prediction_input(x, cfg, input_shape, n_inputs):
     x = np.asarray(x, dtype=np.float64)
     cin = int(cfg["in_channels"])
     if x.ndim == 4 and x.shape[1] == cin and x.shape[-1] != cin:
-        x = np.moveaxis(x, 1, -1)          # torch layout (B, C, H, W)
+        x = np.moveaxis(x, 1, -1)  # torch layout (B, C, H, W)
     if x.ndim != 4 or x.shape[-1] != cin:
-        raise ValueError(f"`x` must have shape (B, H, W, {cin}) (or torch's (B, {cin}, H, W)); "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"`x` must have shape (B, H, W, {cin}) (or torch's (B, {cin}, H, W)); got {x.shape}"
+        )
     return x, None, x.shape[1:3]
 
 
@@ -322,18 +366,31 @@ def predict(model, x=None, *, input_shape=(8, 8), n_inputs=2):
     depth, n_stem = int(cfg["depth"]), len(cfg["stem_strides"])
     gain = np.nan
     if depth >= 2:
-        g = r.preact_grad2[n_stem:n_stem + depth, 0]
+        g = r.preact_grad2[n_stem : n_stem + depth, 0]
         gain = float((g[0] / g[-1]) ** (1.0 / (depth - 1)))
     return Prediction(
-        config={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
-                if not isinstance(v, np.ndarray)},
-        kinds=r.kinds, linear=r.linear, q=r.q, c=r.corr, c_spatial=r.corr_spatial,
+        config={
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in cfg.items()
+            if not isinstance(v, np.ndarray)
+        },
+        kinds=r.kinds,
+        linear=r.linear,
+        q=r.q,
+        c=r.corr,
+        c_spatial=r.corr_spatial,
         weight_grad2=r.weight_grad2 * np.array(cins, dtype=np.float64)[:, None],
-        bias_grad2=r.bias_grad2, preact_grad2=r.preact_grad2, nngp=r.nngp, ntk=r.ntk_out,
-        q_star=float(np.asarray(fp.q_star)), chi_1=float(np.asarray(fp.chi_1)),
+        bias_grad2=r.bias_grad2,
+        preact_grad2=r.preact_grad2,
+        nngp=r.nngp,
+        ntk=r.ntk_out,
+        q_star=float(np.asarray(fp.q_star)),
+        chi_1=float(np.asarray(fp.chi_1)),
         xi_c=float(np.asarray(fp.xi_c)),
         trainable_depth=float(trainable_depth(cfg["act"], cfg["sigma_w2"], cfg["sigma_b2"])),
-        grad_gain=gain, xi_grad=float(_xi(gain)) if np.isfinite(gain) else np.nan)
+        grad_gain=gain,
+        xi_grad=float(_xi(gain)) if np.isfinite(gain) else np.nan,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,32 +467,42 @@ def _dvar(act, q):
 
 def _size_effects(act, sw, sb, v, n, d, depth, fp):
     shape = (n,) * d
-    P = n ** d
+    P = n**d
     net = [Conv(v.shape, 1, "zero", sw, sb, v)]
     for _ in range(depth - 1):
         net += [Act(act), Conv(v.shape, 1, "zero", sw, sb, v)]
-    r = propagate_network(None, net, gram=_fixed_gram(act, fp, 2, P), spatial_shape=shape,
-                          store="last")
+    r = propagate_network(
+        None, net, gram=_fixed_gram(act, fp, 2, P), spatial_shape=shape, store="last"
+    )
     M = r.cov[str(len(net) - 1)].reshape(2, 2, P, P).transpose(0, 2, 1, 3).reshape(2 * P, 2 * P)
     qs = float(np.asarray(fp.q_star))
     qa = np.diag(M)[:P].copy()
     cross = np.diag(M[:P, P:]).copy()
     lin = resolve([net[0]], shape)[0]
-    A = sum(w * E.toarray() for w, E in zip(lin.weights, lin.mats))   # (P, P), sigma_w2 v_t
+    A = sum(w * E.toarray() for w, E in zip(lin.weights, lin.mats))  # (P, P), sigma_w2 v_t
     e1 = gaussian.expect(act, qa, (1, 1))
     dvar = np.array([_dvar(act, q) for q in qa])
     ec = gaussian.expect2(act, qa, qa, np.clip(cross / qa, -1.0, 1.0), (1, 1))
     Mb = e1[:, None] * A.T
-    rad = [float(np.max(np.abs(np.linalg.eigvals(Mx))))
-           for Mx in (A * dvar[None, :], A * ec[None, :], Mb)]
+    rad = [
+        float(np.max(np.abs(np.linalg.eigvals(Mx))))
+        for Mx in (A * dvar[None, :], A * ec[None, :], Mb)
+    ]
     dev = qa.reshape(shape) / qs - 1.0
     row = np.abs(dev[(n // 2,) * (d - 1)]) if d > 1 else np.abs(dev)
     inside = np.nonzero(row[: (n + 1) // 2] <= 1e-3)[0]
     pen = int(inside[0]) if inside.size else (n + 1) // 2
-    return dict(q_dev_max=float(np.max(np.abs(dev))), q_dev_center=float(dev[(n // 2,) * d]),
-                q_corner=float(qa[0] / qs), penetration=pen, gain_q=rad[0], gain_c=rad[1],
-                gain_grad=rad[2], grad_sv=np.linalg.svd(Mb, compute_uv=False),
-                q_map=qa.reshape(shape) / qs)
+    return dict(
+        q_dev_max=float(np.max(np.abs(dev))),
+        q_dev_center=float(dev[(n // 2,) * d]),
+        q_corner=float(qa[0] / qs),
+        penetration=pen,
+        gain_q=rad[0],
+        gain_c=rad[1],
+        gain_grad=rad[2],
+        grad_sv=np.linalg.svd(Mb, compute_uv=False),
+        q_map=qa.reshape(shape) / qs,
+    )
 
 
 def border_effects(act, sigma_w2, sigma_b2, v, sizes, *, depth=40, progress=None):
@@ -491,14 +558,30 @@ def border_effects(act, sigma_w2, sigma_b2, v, sizes, *, depth=40, progress=None
             bar.close()
     lam = {n: np.abs(mode_eigenvalues(v, (n,) * v.ndim)).ravel() for n in sizes}
     chi1 = float(np.asarray(fp.chi_1))
-    col = {k: np.array([r[k] for r in rows]) for k in
-           ("q_dev_max", "q_dev_center", "q_corner", "penetration", "gain_q", "gain_c",
-            "gain_grad")}
+    col = {
+        k: np.array([r[k] for r in rows])
+        for k in (
+            "q_dev_max",
+            "q_dev_center",
+            "q_corner",
+            "penetration",
+            "gain_q",
+            "gain_c",
+            "gain_grad",
+        )
+    }
     return BorderEffects(
-        sizes=np.array(sizes), q_star=float(np.asarray(fp.q_star)),
-        c_star=float(np.asarray(fp.c_star)), chi_q=float(np.asarray(fp.chi_q)),
-        chi_c=float(np.asarray(fp.chi_c)), chi_1=chi1, **col, xi_c=_xi(col["gain_c"]),
+        sizes=np.array(sizes),
+        q_star=float(np.asarray(fp.q_star)),
+        c_star=float(np.asarray(fp.c_star)),
+        chi_q=float(np.asarray(fp.chi_q)),
+        chi_c=float(np.asarray(fp.chi_c)),
+        chi_1=chi1,
+        **col,
+        xi_c=_xi(col["gain_c"]),
         xi_grad=_xi(col["gain_grad"]),
         grad_sv={str(n): r["grad_sv"] for n, r in zip(sizes, rows)},
         grad_sv_circular={str(n): np.sort(chi1 * lam[n])[::-1] for n in sizes},
-        q_map={str(n): r["q_map"] for n, r in zip(sizes, rows)}, depth=depth)
+        q_map={str(n): r["q_map"] for n, r in zip(sizes, rows)},
+        depth=depth,
+    )

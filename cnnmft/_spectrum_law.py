@@ -29,6 +29,7 @@ DISCRETE = {_act.LINEAR, _act.RELU, _act.HARD_TANH}
 # ---------------------------------------------------------------------------------------------
 # the law of D^2 = phi'(sqrt(q) z)^2 as a panel rule
 
+
 @dataclass(frozen=True)
 class Law:
     code: int
@@ -55,9 +56,17 @@ class Law:
         return _k if self.km is None else self.km
 
     def args(self):
-        return (self.code, self.sq, self.pa, self.pb, self.dn, self.en, self.dpn, self.wn,
-                self.wscale)
-
+        return (
+            self.code,
+            self.sq,
+            self.pa,
+            self.pb,
+            self.dn,
+            self.en,
+            self.dpn,
+            self.wn,
+            self.wscale,
+        )
 
 
 def _dvals(act, sq, z):
@@ -81,8 +90,24 @@ def discrete_law(act, q):
     wn[0] = p
     wn[1] = 1.0 - p
     mu1 = p
-    return Law(act.code, math.sqrt(q), np.zeros(1), np.zeros(1), dn, dn - mu1, np.zeros(n), wn,
-                1.0, mu1, p, 0.0 if p < 1 else 1.0, 1.0, True, p, vard=p * (1.0 - p))
+    return Law(
+        act.code,
+        math.sqrt(q),
+        np.zeros(1),
+        np.zeros(1),
+        dn,
+        dn - mu1,
+        np.zeros(n),
+        wn,
+        1.0,
+        mu1,
+        p,
+        0.0 if p < 1 else 1.0,
+        1.0,
+        True,
+        p,
+        vard=p * (1.0 - p),
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,8 +125,9 @@ def make_law(act, q):
         return discrete_law(act, q)
     sq = math.sqrt(q)
     probe = np.linspace(0.05, ZMAX, 37)
-    even = bool(np.allclose(_dvals(act, sq, probe)[0], _dvals(act, sq, -probe)[0],
-                            rtol=1e-13, atol=1e-300))
+    even = bool(
+        np.allclose(_dvals(act, sq, probe)[0], _dvals(act, sq, -probe)[0], rtol=1e-13, atol=1e-300)
+    )
     lo = 0.0 if even else -ZMAX
     width = min(1.0, 0.5 / sq) if (act.steep and sq > 0) else 1.0
     edges = {lo, ZMAX}
@@ -137,8 +163,12 @@ def make_law(act, q):
     i = int(np.argmax(dn))
     if dpn[i] != 0.0:
         j = i // _k.NGL
-        r = minimize_scalar(lambda t: -_dvals(act, sq, t)[0], bounds=(pa[j], pb[j]),
-                            method="bounded", options={"xatol": 1e-12})
+        r = minimize_scalar(
+            lambda t: -_dvals(act, sq, t)[0],
+            bounds=(pa[j], pb[j]),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         dmax = max(dmax, -float(r.fun))
     dmin = min(float(dn.min()), float(_dvals(act, sq, e)[0].min()))
     i = int(np.argmin(dn))
@@ -147,8 +177,12 @@ def make_law(act, q):
         # that no refined node of the sums falls below dmin (the lower-edge search runs there)
         j = i // _k.NGL
         lo_j, hi_j = pa[max(j - 1, 0)], pb[min(j + 1, pb.size - 1)]
-        r = minimize_scalar(lambda t: _dvals(act, sq, t)[0], bounds=(lo_j, hi_j),
-                            method="bounded", options={"xatol": 1e-14})
+        r = minimize_scalar(
+            lambda t: _dvals(act, sq, t)[0],
+            bounds=(lo_j, hi_j),
+            method="bounded",
+            options={"xatol": 1e-14},
+        )
         dmin = max(min(dmin, float(r.fun)), 0.0)
     # below deff the law of d has mass < 1e-16 (|z| > 8.3): its spectral effect is negligible,
     # so the real branch of the spectral equation extends up to deff for edge searches
@@ -157,9 +191,26 @@ def make_law(act, q):
     code, km = act.code, None
     if act.code >= _act.N_BUILTIN:
         code, km = 0, _custom_kernels(act)
-    return Law(code, sq, np.ascontiguousarray(pa), np.ascontiguousarray(pb), dn, en, dpn,
-                wn, fold / total, mu1, mu2, dmin, dmax, False, float("nan"), max(deff, dmin), km,
-                float(np.sum(wn * en * en)))
+    return Law(
+        code,
+        sq,
+        np.ascontiguousarray(pa),
+        np.ascontiguousarray(pb),
+        dn,
+        en,
+        dpn,
+        wn,
+        fold / total,
+        mu1,
+        mu2,
+        dmin,
+        dmax,
+        False,
+        float("nan"),
+        max(deff, dmin),
+        km,
+        float(np.sum(wn * en * en)),
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -266,8 +317,10 @@ def upper_edge(law, kind, L):
     h = 1e-6 * abs(xstar - dmax)
     if law.discrete and 0.0 < law.p < 1.0:
         h = min(h, 1e-6 * abs(xstar - (1.0 - law.p)))
-    fpp = (_real_f(law, kind, L, np.array([xstar + h]))[1][0]
-           - _real_f(law, kind, L, np.array([xstar - h]))[1][0]) / (2 * h)
+    fpp = (
+        _real_f(law, kind, L, np.array([xstar + h]))[1][0]
+        - _real_f(law, kind, L, np.array([xstar - h]))[1][0]
+    ) / (2 * h)
     return xstar, fstar, fpp
 
 
@@ -307,8 +360,9 @@ def first_guess(law, kind, L, lam0, xstar, fstar, fpp, tol, maxiter):
         ms = np.zeros(1, dtype=np.complex128)
         cd = np.zeros(1)
         st = np.zeros(1, dtype=np.int64)
-        law.k.solve_grid(one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st,
-                      0.0)
+        law.k.solve_grid(
+            one, c, kind, float(L), law.mu1, *law.args(), tol, maxiter, xs, ms, cd, st, 0.0
+        )
         if st[0] == Status.OK:
             return xs[0]
     return cands[0]
@@ -337,8 +391,21 @@ def depth_one(law, n_points, user, scale):
             cdf[i] = 0.0 if g <= lo else 1.0
             continue
         x = complex(g * law.mu1, 1e-11 * g * law.mu1)
-        flag = law.k.sums(x, law.code, law.sq, law.mu1, law.pa, law.pb, law.dn, law.en, law.dpn,
-                       law.wn, law.wscale, acc, True)
+        flag = law.k.sums(
+            x,
+            law.code,
+            law.sq,
+            law.mu1,
+            law.pa,
+            law.pb,
+            law.dn,
+            law.en,
+            law.dpn,
+            law.wn,
+            law.wscale,
+            acc,
+            True,
+        )
         m = acc[1]
         dens[i] = max(-m.imag / (math.pi * g), 0.0)
         cdf[i] = 1.0 - acc[6].imag / math.pi

@@ -43,6 +43,7 @@ def unsort(order, *sorted_arrays):
         outs.append(out)
     return outs
 
+
 def fixed_q(act, sigma_w2, sigma_b2):
     fp = fixed_point(act, sigma_w2, sigma_b2)
     return np.asarray(fp.q_star, dtype=float), np.asarray(fp.status)
@@ -107,18 +108,18 @@ def setup(act, weights, sigma_w2, sigma_b2, depth, n_points, lam, grid, q_star, 
     a = get_activation(act)
     weights = as_choice(weights, "weights", WEIGHTS)
     if any(np.asarray(x, dtype=object).ndim for x in (sigma_w2, sigma_b2)):
-        raise ValueError("`sigma_w2` and `sigma_b2` must be scalars for jacobian_spectrum "
-                         "(use jacobian_moments to broadcast)")
+        raise ValueError(
+            "`sigma_w2` and `sigma_b2` must be scalars for jacobian_spectrum "
+            "(use jacobian_moments to broadcast)"
+        )
     sw = as_float(sigma_w2, "sigma_w2", low=0.0, low_open=True)
     sb = as_float(sigma_b2, "sigma_b2", low=0.0)
     L = as_int(depth, "depth", low=1, high=10**6)
     n_points = as_int(n_points, "n_points", low=8, high=10**6)
     maxiter = as_int(maxiter, "maxiter", low=1, high=10000)
     grid_kind = as_choice(grid, "grid", ("auto", "linear", "log"))
-    q = _q_for(a, sw, sb) if q_star is None else as_float(q_star, "q_star",
-                                                                      low=0.0)
-    tol = 1e-13 * (L + 10) if tol is None else as_float(tol, "tol", low=0.0,
-                                                                       low_open=True)
+    q = _q_for(a, sw, sb) if q_star is None else as_float(q_star, "q_star", low=0.0)
+    tol = 1e-13 * (L + 10) if tol is None else as_float(tol, "tol", low=0.0, low_open=True)
     user = None if lam is None else as_float_array(lam, "lam", low=0.0).ravel()
     p = _Problem(a, weights, sw, sb, q, L, n_points, grid_kind, tol, maxiter, user)
     _law_and_moments(p)
@@ -133,9 +134,11 @@ def _q_for(a, sw, sb):
     if a.code in (_act.LINEAR, _act.RELU) and not (qst >= 0 and math.isfinite(q)):
         return 1.0  # the law of phi'^2 does not depend on q*
     if qst < 0 or not math.isfinite(q):
-        raise ValueError(f"the fixed point q* of (`sigma_w2`, `sigma_b2`) = ({sw}, {sb}) for "
-                         f"{a.name} is not finite (status {Status(qst).name}); pass `q_star` "
-                         "explicitly")
+        raise ValueError(
+            f"the fixed point q* of (`sigma_w2`, `sigma_b2`) = ({sw}, {sb}) for "
+            f"{a.name} is not finite (status {Status(qst).name}); pass `q_star` "
+            "explicitly"
+        )
     return q
 
 
@@ -186,15 +189,15 @@ def atoms_only(p):
     cdf = np.array([p.atom_mass[p.atom_lam <= g].sum() for g in grid])
     zeros = np.zeros_like(grid)
     pst = np.full(grid.shape, int(Status.ZERO), dtype=np.int64)
-    return _Part(grid, zeros, cdf, zeros.copy(), pst, lmax, float(p.atom_lam.min()),
-                 float(p.atom_mass.sum()))
+    return _Part(
+        grid, zeros, cdf, zeros.copy(), pst, lmax, float(p.atom_lam.min()), float(p.atom_mass.sum())
+    )
 
 
 def depth_one_part(p):
     """Step 4b: orthogonal weights, L = 1 (the law of sigma_w2 D^2 itself)."""
     grid, dens, cdf, qw, pst, lmax, lam_min = depth_one(p.law, p.n_points, p.user, p.scale)
-    mass = (float(np.sum(qw * dens)) + float(p.atom_mass.sum()) if p.user is None
-            else float("nan"))
+    mass = float(np.sum(qw * dens)) + float(p.atom_mass.sum()) if p.user is None else float("nan")
     part = _Part(grid, dens, cdf, qw, pst, lmax, lam_min, mass)
     if p.user is None and abs(mass - 1.0) > 1e-3:
         part.status = Status.INACCURATE  # the grid does not resolve the law (reported as is)
@@ -243,7 +246,7 @@ def continuation(p):
         # continuous mass on the grid + mass below the grid (exact CDF) + atoms above it
         mass = float(np.sum(qw * dens)) + below_mass + float(am[al > lower_end].sum())
     part = _Part(grid, dens, cdf, qw, pst, lmax, lam_min, mass)
-    part.status = _branch_status(part, cdf_s[inside[:cdf_s.size]], p.user is None)
+    part.status = _branch_status(part, cdf_s[inside[: cdf_s.size]], p.user is None)
     return part
 
 
@@ -257,8 +260,21 @@ def _solve_inside(p, gi, edge):
     if gi.size:
         law = p.law
         x0 = first_guess(law, p.kind, p.L, gi[0], *edge, p.tol, p.maxiter)
-        nd = law.k.solve_grid(np.log(gi), x0, p.kind, float(p.L), p.mu1, *law.args(), p.tol,
-                              p.maxiter, xs, ms, cd, st, _TAIL)
+        nd = law.k.solve_grid(
+            np.log(gi),
+            x0,
+            p.kind,
+            float(p.L),
+            p.mu1,
+            *law.args(),
+            p.tol,
+            p.maxiter,
+            xs,
+            ms,
+            cd,
+            st,
+            _TAIL,
+        )
         if nd < gi.size:
             # below: a soft tail with density < _TAIL x its maximum, reported as 0 (status
             # ZERO); its mass, the exact CDF where the continuation stopped, is added to `mass`
@@ -302,23 +318,66 @@ def assemble(p, part):
     sv = np.sqrt(lam_out)
     with np.errstate(invalid="ignore"):
         sv_d = 2.0 * sv * dens_out
-    return dict(activation=p.a.name, weights=p.weights, sigma_w2=p.sw, sigma_b2=p.sb,
-                    q_star=p.q, depth=p.L, mu1=p.mu1, mu2=p.mu2, lam=lam_out, density=dens_out,
-                    cdf=part.cdf, quad_weights=part.qw * f, sv=sv, sv_density=sv_d, m1=f,
-                    m2=(1.0 + p.spread) * f * f, variance=p.spread * f * f, spread=p.spread,
-                    lambda_max=lmax * f, lambda_min=part.lam_min * f,
-                    atom_lam=p.atom_lam * f, atom_mass=p.atom_mass, mass=part.mass,
-                    log_m1=p.log_m1, normalized=not p.scale_ok,
-                    point_status=part.pst.astype(np.int64), status=int(status))
+    return dict(
+        activation=p.a.name,
+        weights=p.weights,
+        sigma_w2=p.sw,
+        sigma_b2=p.sb,
+        q_star=p.q,
+        depth=p.L,
+        mu1=p.mu1,
+        mu2=p.mu2,
+        lam=lam_out,
+        density=dens_out,
+        cdf=part.cdf,
+        quad_weights=part.qw * f,
+        sv=sv,
+        sv_density=sv_d,
+        m1=f,
+        m2=(1.0 + p.spread) * f * f,
+        variance=p.spread * f * f,
+        spread=p.spread,
+        lambda_max=lmax * f,
+        lambda_min=part.lam_min * f,
+        atom_lam=p.atom_lam * f,
+        atom_mass=p.atom_mass,
+        mass=part.mass,
+        log_m1=p.log_m1,
+        normalized=not p.scale_ok,
+        point_status=part.pst.astype(np.int64),
+        status=int(status),
+    )
 
 
 def fail(p, status):
     """The fields of a failed spectrum: moments only, empty arrays."""
     e = np.zeros(0)
-    return dict(activation=p.a.name, weights=p.weights, sigma_w2=p.sw, sigma_b2=p.sb,
-                    q_star=p.q, depth=p.L, mu1=p.law.mu1, mu2=p.law.mu2, lam=e, density=e,
-                    cdf=e, quad_weights=e, sv=e, sv_density=e, m1=math.nan, m2=math.nan,
-                    variance=math.nan, spread=p.spread, lambda_max=math.nan,
-                    lambda_min=math.nan, atom_lam=e, atom_mass=e, mass=math.nan,
-                    log_m1=p.log_m1, normalized=True,
-                    point_status=np.zeros(0, dtype=np.int64), status=int(status))
+    return dict(
+        activation=p.a.name,
+        weights=p.weights,
+        sigma_w2=p.sw,
+        sigma_b2=p.sb,
+        q_star=p.q,
+        depth=p.L,
+        mu1=p.law.mu1,
+        mu2=p.law.mu2,
+        lam=e,
+        density=e,
+        cdf=e,
+        quad_weights=e,
+        sv=e,
+        sv_density=e,
+        m1=math.nan,
+        m2=math.nan,
+        variance=math.nan,
+        spread=p.spread,
+        lambda_max=math.nan,
+        lambda_min=math.nan,
+        atom_lam=e,
+        atom_mass=e,
+        mass=math.nan,
+        log_m1=p.log_m1,
+        normalized=True,
+        point_status=np.zeros(0, dtype=np.int64),
+        status=int(status),
+    )

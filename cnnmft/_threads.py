@@ -52,14 +52,21 @@ __all__ = [
 ENV_VAR = "CNNMFT_NUM_THREADS"
 
 # environment variables read by the thread pools of numba, OpenMP, the BLAS flavours and numexpr
-_POOL_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-              "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_POOL_VARS = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 # numba's threading layers in the order tried: workqueue before GNU OpenMP (module docstring)
 _LAYER_PRIORITY = ("tbb", "workqueue", "omp")
 
 _STATE = {"n": None, "blas": None, "pools": None, "torch0": None, "layer_done": False}
-_LOCAL = threading.local()   # .stack: limit_threads overrides; .n: count applied to numba here
+_LOCAL = threading.local()  # .stack: limit_threads overrides; .n: count applied to numba here
 _LOCK = threading.Lock()
 _POOL_LOCK = threading.Lock()
 
@@ -102,12 +109,13 @@ def parse_num_threads(value, name: str = "n") -> int:
         except ValueError:
             n = None
         if n is None or n < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1 (number of threads), "
-                             f"got {value!r}")
+            raise ValueError(f"`{name}` must be an integer >= 1 (number of threads), got {value!r}")
         return n
     if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"`{name}` must be an integer >= 1 (number of threads) or None, "
-                        f"got {value!r} of type {type(value).__name__}")
+        raise TypeError(
+            f"`{name}` must be an integer >= 1 (number of threads) or None, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
     n = int(value.__index__())
     if n < 1:
         raise ValueError(f"`{name}` must be an integer >= 1 (number of threads), got {n!r}")
@@ -121,12 +129,15 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cgroup")
         with open(proc, encoding="ascii") as fh:
             for line in fh:
                 parts = line.strip().split(":", 2)
-                if len(parts) == 3 and parts[0] == "0":      # cgroup v2 unified hierarchy
+                if len(parts) == 3 and parts[0] == "0":  # cgroup v2 unified hierarchy
                     candidates.append((root + parts[2].rstrip("/"), "v2"))
     except OSError:
         pass
-    candidates += [(root, "v2"), (os.path.join(root, "cpu"), "v1"),
-                   (os.path.join(root, "cpu,cpuacct"), "v1")]
+    candidates += [
+        (root, "v2"),
+        (os.path.join(root, "cpu"), "v1"),
+        (os.path.join(root, "cpu,cpuacct"), "v1"),
+    ]
     for folder, kind in candidates:
         try:
             if kind == "v2":
@@ -161,7 +172,7 @@ def available_cpus() -> int:
     """
     try:
         n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):       # not Linux
+    except (AttributeError, OSError):  # not Linux
         n = os.cpu_count() or 1
     quota = _cgroup_quota()
     if quota is not None:
@@ -189,7 +200,7 @@ def load_aware(cpus: int, load: float, own: float) -> int:
 
 
 _AUTO = {"t": -math.inf, "n": 1, "sample": None}
-_AUTO_EVERY = 2.0          # seconds between two looks at the load average
+_AUTO_EVERY = 2.0  # seconds between two looks at the load average
 _T0 = (time.monotonic(), time.process_time())
 
 
@@ -204,7 +215,7 @@ def _auto() -> int:
         own = (cpu - cpu_prev) / max(now - t_prev, 1e-3)
         try:
             load = os.getloadavg()[0]
-        except (AttributeError, OSError):      # no load average on this platform
+        except (AttributeError, OSError):  # no load average on this platform
             load = 0.0
         _AUTO["n"] = load_aware(available_cpus(), load, own)
         _AUTO["t"], _AUTO["sample"] = now, (now, cpu)
@@ -263,7 +274,7 @@ def _numba_ready():
 def _choose_layer(numba) -> None:
     """Prefer ``workqueue`` to GNU OpenMP (spinning idle threads); TBB stays first if present."""
     if _numba_parallel._is_initialized or numba.config.THREADING_LAYER != "default":
-        return                                  # started already, or chosen by the user
+        return  # started already, or chosen by the user
     if {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
         return
     numba.config.THREADING_LAYER_PRIORITY = list(_LAYER_PRIORITY)
@@ -317,7 +328,7 @@ def _apply() -> None:
     lookup and a clock read.
     """
     if getattr(_LOCAL, "stack", None):
-        return                                   # limit_threads already set this thread
+        return  # limit_threads already set this thread
     explicit = _explicit()
     n = _auto() if explicit is None else explicit
     if getattr(_LOCAL, "n", None) == n:
@@ -393,8 +404,9 @@ def limit_threads(n: int) -> Iterator[int]:
     numba = _numba_ready()
     old_numba = numba.get_num_threads() if numba is not None else None
     torch = sys.modules.get("torch")
-    old_torch = torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") \
-        else None
+    old_torch = (
+        torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+    )
     stack = getattr(_LOCAL, "stack", None)
     if stack is None:
         stack = _LOCAL.stack = []
@@ -438,8 +450,13 @@ def worker_env(n: int = 1) -> dict[str, str]:
 
 def _setup_worker(n: int) -> None:
     """Inside a running worker process: the environment for later imports, then the policy."""
-    os.environ.update({k: v for k, v in worker_env(n).items() if k != "NUMBA_NUM_THREADS"
-                       or "numba" not in sys.modules})
+    os.environ.update(
+        {
+            k: v
+            for k, v in worker_env(n).items()
+            if k != "NUMBA_NUM_THREADS" or "numba" not in sys.modules
+        }
+    )
     set_num_threads(n)
 
 

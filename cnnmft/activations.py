@@ -96,8 +96,15 @@ _builtin("linear", _act.LINEAR, steep=False, odd=True, closed_form="full")
 _builtin("tanh", _act.TANH, odd=True, bounded=True)
 _builtin("erf", _act.ERF, odd=True, bounded=True, closed_form="full")
 _builtin("relu", _act.RELU, kinks=(0.0,), steep=False, closed_form="full")
-_builtin("hard_tanh", _act.HARD_TANH, kinks=(-1.0, 1.0), steep=False, odd=True, bounded=True,
-         closed_form="1d")
+_builtin(
+    "hard_tanh",
+    _act.HARD_TANH,
+    kinks=(-1.0, 1.0),
+    steep=False,
+    odd=True,
+    bounded=True,
+    closed_form="1d",
+)
 _builtin("sigmoid", _act.SIGMOID, bounded=True)
 _builtin("softplus", _act.SOFTPLUS)
 _builtin("gelu", _act.GELU)
@@ -138,13 +145,25 @@ def get_activation(name) -> Activation:
         raise TypeError(f"`act` must be an activation name or an Activation, got {name!r}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _REGISTRY:
-        raise ValueError(f"`act` must be one of {available_activations()}; got {name!r}. "
-                         "Register your own with cnnmft.register_activation().")
+        raise ValueError(
+            f"`act` must be one of {available_activations()}; got {name!r}. "
+            "Register your own with cnnmft.register_activation()."
+        )
     return _REGISTRY[key]
 
 
-def register_activation(name, phi, dphi=None, d2phi=None, *, kinks=(), steep=True, odd=False,
-                        bounded=False, overwrite=False) -> Activation:
+def register_activation(
+    name,
+    phi,
+    dphi=None,
+    d2phi=None,
+    *,
+    kinks=(),
+    steep=True,
+    odd=False,
+    bounded=False,
+    overwrite=False,
+) -> Activation:
     """Register a custom activation from scalar Python callables.
 
     Parameters
@@ -178,8 +197,10 @@ def register_activation(name, phi, dphi=None, d2phi=None, *, kinks=(), steep=Tru
     key = name.lower()
     existing = _REGISTRY.get(key)
     if existing is not None and (existing.code < _act.N_BUILTIN or not overwrite):
-        raise ValueError(f"`name` {name!r} is already registered; pass overwrite=True to replace "
-                         "a custom activation (built-ins cannot be replaced)")
+        raise ValueError(
+            f"`name` {name!r} is already registered; pass overwrite=True to replace "
+            "a custom activation (built-ins cannot be replaced)"
+        )
     for nm, f in (("phi", phi), ("dphi", dphi), ("d2phi", d2phi)):
         if f is not None and not callable(f):
             raise TypeError(f"`{nm}` must be callable, got {f!r}")
@@ -187,7 +208,15 @@ def register_activation(name, phi, dphi=None, d2phi=None, *, kinks=(), steep=Tru
     if not all(math.isfinite(k) for k in kinks) or len(kinks) > 2:
         raise ValueError(f"`kinks` must hold at most two finite numbers, got {kinks!r}")
     code = 100 + sum(1 for a in _REGISTRY.values() if a.code >= 100)
-    act = Activation(name=key, code=code, kinks=kinks, steep=bool(steep), odd=bool(odd),
-                     bounded=bool(bounded), closed_form="none", _py=(phi, dphi, d2phi))
+    act = Activation(
+        name=key,
+        code=code,
+        kinks=kinks,
+        steep=bool(steep),
+        odd=bool(odd),
+        bounded=bool(bounded),
+        closed_form="none",
+        _py=(phi, dphi, d2phi),
+    )
     _REGISTRY[key] = act
     return act

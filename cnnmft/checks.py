@@ -49,8 +49,15 @@ from cnnmft._checks_base import (
 from cnnmft._network_checks import NETWORK_CHECKS
 from cnnmft.fourier import variance_profile
 
-__all__ = ["Verdict", "CheckResult", "ValidationResult", "CHECKS", "run_check", "run_checks",
-           "z_threshold"]
+__all__ = [
+    "Verdict",
+    "CheckResult",
+    "ValidationResult",
+    "CHECKS",
+    "run_check",
+    "run_checks",
+    "z_threshold",
+]
 
 
 # tanh reference points (docs/theory.md section 7): ordered near-critical, chaotic, critical
@@ -63,8 +70,12 @@ class _Missing(Exception):
     pass
 
 
-_THEORY = {"meanfield": meanfield, "covariance": covariance, "fourier": fourier,
-           "spectrum": spectrum}
+_THEORY = {
+    "meanfield": meanfield,
+    "covariance": covariance,
+    "fourier": fourier,
+    "spectrum": spectrum,
+}
 
 
 def _theory(module, name):
@@ -78,8 +89,10 @@ def _theory(module, name):
 def _fp(act, sw, sb):
     fixed_point = _theory("meanfield", "fixed_point")
     fp = fixed_point(act, np.atleast_1d(float(sw)), np.atleast_1d(float(sb)))
-    return {k: float(np.asarray(getattr(fp, k)).ravel()[0])
-            for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")}
+    return {
+        k: float(np.asarray(getattr(fp, k)).ravel()[0])
+        for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")
+    }
 
 
 def _fixed_point_gram(q_in, c_in, batch, P):
@@ -114,9 +127,12 @@ def _sizes(quick, family="fixed_point"):
 
 def check_fixed_point(quick=True, rng=0, *, theory_override=None):
     """q* (ordered tanh) and c* (chaotic tanh): inputs placed at the fixed point stay there."""
-    res = CheckResult("fixed_point", "fixed point",
-                      "tanh 2D 6x6 CNN, uniform 3x3 Gaussian kernels: q^l at (1.5, 0.05) and "
-                      "c^l at (2.5, 0.05) stay at the theory fixed point q*, c*")
+    res = CheckResult(
+        "fixed_point",
+        "fixed point",
+        "tanh 2D 6x6 CNN, uniform 3x3 Gaussian kernels: q^l at (1.5, 0.05) and "
+        "c^l at (2.5, 0.05) stay at the theory fixed point q*, c*",
+    )
     s = _sizes(quick)
     depth = 6 if quick else 12
     th, mcv, se, curves = [], [], [], {}
@@ -144,16 +160,24 @@ def check_fixed_point(quick=True, rng=0, *, theory_override=None):
             mcv.append(sim.c[:, 0, 1])
             se.append(sim.c_stderr[:, 0, 1])
     res.curves = curves
-    res.status = Verdict.PASS if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
-                                   np.concatenate(se), dof=s["draws"] - 1) else Verdict.FAIL
+    res.status = (
+        Verdict.PASS
+        if _zcheck(
+            res, np.concatenate(th), np.concatenate(mcv), np.concatenate(se), dof=s["draws"] - 1
+        )
+        else Verdict.FAIL
+    )
     return res
 
 
 def check_trajectories(quick=True, rng=0, *, theory_override=None):
     """q^l and c^l from inputs away from the fixed point follow the iterated q- and c-maps."""
-    res = CheckResult("trajectories", "trajectory",
-                      "tanh FC (width c, 1 position), q^1 = 2.0 and c^1 = 0.2: q^l, c^l vs the "
-                      "iterated q_map / c_map at (1.5, 0.05) and (2.5, 0.05)")
+    res = CheckResult(
+        "trajectories",
+        "trajectory",
+        "tanh FC (width c, 1 position), q^1 = 2.0 and c^1 = 0.2: q^l, c^l vs the "
+        "iterated q_map / c_map at (1.5, 0.05) and (2.5, 0.05)",
+    )
     if theory_override is None:
         q_map = _theory("meanfield", "q_map")
         c_map = _theory("meanfield", "c_map")
@@ -169,25 +193,39 @@ def check_trajectories(quick=True, rng=0, *, theory_override=None):
         c_in = (q1 * c1 - sb) / (q1 - sb)
         g = np.array([[q_in, q_in * c_in], [q_in * c_in, q_in]])
         x = mc.gaussian_inputs(g, (1,), width, rng=rng)
-        sim = mc.simulate(x, "tanh", sw, sb, depth, width=width, kernel_size=1,
-                          n_draws=s["draws"], rng=rng)
+        sim = mc.simulate(
+            x, "tanh", sw, sb, depth, width=width, kernel_size=1, n_draws=s["draws"], rng=rng
+        )
         q, c = [q1], [c1]
-        one = np.ones(1)     # 1-element arrays: every argument has the same shape
+        one = np.ones(1)  # 1-element arrays: every argument has the same shape
         for _ in range(depth - 1):
-            c.append(float(np.ravel(c_map("tanh", c[-1] * one, q[-1] * one, sw * one,
-                                          sb * one))[0]))
+            c.append(
+                float(np.ravel(c_map("tanh", c[-1] * one, q[-1] * one, sw * one, sb * one))[0])
+            )
             q.append(float(np.ravel(q_map("tanh", q[-1] * one, sw * one, sb * one))[0]))
         q, c = np.array(q), np.array(c)
         th += [q, c]
         mcv += [sim.q[:, 0], sim.c[:, 0, 1]]
         se += [sim.q_stderr[:, 0], sim.c_stderr[:, 0, 1]]
-        curves.update({f"{label}_layers": np.arange(1, depth + 1), f"{label}_q_theory": q,
-                       f"{label}_q_mc": sim.q[:, 0], f"{label}_q_se": sim.q_stderr[:, 0],
-                       f"{label}_c_theory": c, f"{label}_c_mc": sim.c[:, 0, 1],
-                       f"{label}_c_se": sim.c_stderr[:, 0, 1]})
+        curves.update(
+            {
+                f"{label}_layers": np.arange(1, depth + 1),
+                f"{label}_q_theory": q,
+                f"{label}_q_mc": sim.q[:, 0],
+                f"{label}_q_se": sim.q_stderr[:, 0],
+                f"{label}_c_theory": c,
+                f"{label}_c_mc": sim.c[:, 0, 1],
+                f"{label}_c_se": sim.c_stderr[:, 0, 1],
+            }
+        )
     res.curves = curves
-    res.status = Verdict.PASS if _zcheck(res, np.concatenate(th), np.concatenate(mcv),
-                                   np.concatenate(se), dof=s["draws"] - 1) else Verdict.FAIL
+    res.status = (
+        Verdict.PASS
+        if _zcheck(
+            res, np.concatenate(th), np.concatenate(mcv), np.concatenate(se), dof=s["draws"] - 1
+        )
+        else Verdict.FAIL
+    )
     return res
 
 
@@ -198,15 +236,18 @@ def _smooth_input_gram(sp, rng):
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in sp], indexing="ij"), -1).reshape(P, -1)
     d = np.abs(grid[:, None, :] - grid[None, :, :])
     d = np.minimum(d, np.array(sp) - d)
-    k = np.exp(-0.5 * (d ** 2).sum(-1) / 1.5 ** 2)
+    k = np.exp(-0.5 * (d**2).sum(-1) / 1.5**2)
     scale = 0.4 + 0.8 * rng.random(P)
     return 0.7 * (np.sqrt(np.outer(scale, scale)) * (0.6 * k + 0.4 * np.eye(P)))
 
 
 def _covariance_check(name, v, kernel, quick, rng, propagate=None):
-    res = CheckResult(name, "covariance",
-                      f"tanh 2D 6x6 CNN at (1.5, 0.05), {kernel} kernels 3x3 with v = {v}: full "
-                      "pixel-pair covariance at layers 1, 2, 4 (and 8) vs propagate_covariance")
+    res = CheckResult(
+        name,
+        "covariance",
+        f"tanh 2D 6x6 CNN at (1.5, 0.05), {kernel} kernels 3x3 with v = {v}: full "
+        "pixel-pair covariance at layers 1, 2, 4 (and 8) vs propagate_covariance",
+    )
     if propagate is None:
         propagate = _theory("covariance", "propagate_covariance")
     s = _sizes(quick, "covariance")
@@ -216,16 +257,33 @@ def _covariance_check(name, v, kernel, quick, rng, propagate=None):
     depth = max(layers)
     gram = _smooth_input_gram(sp, rng)
     x = mc.gaussian_inputs(gram, sp, max(s["width"], 72), rng=rng)
-    sim = mc.simulate(x, "tanh", sw, sb, depth, width=s["width"], kernel=kernel, v=v,
-                      n_draws=s["draws"], cov_layers=layers, rng=rng)
+    sim = mc.simulate(
+        x,
+        "tanh",
+        sw,
+        sb,
+        depth,
+        width=s["width"],
+        kernel=kernel,
+        v=v,
+        n_draws=s["draws"],
+        cov_layers=layers,
+        rng=rng,
+    )
 
     vp = variance_profile(v, 3, ndim=2)
     out = propagate(x[0], "tanh", sw, sb, vp, depth, layers=list(layers))
     theory = np.asarray(out.cov).reshape(len(layers), *sim.cov.shape[2:])
-    res.curves = {"theory": theory.ravel(), "mc": sim.cov[:, 0].ravel(),
-                  "se": sim.cov_stderr[:, 0].ravel()}
-    res.status = Verdict.PASS if _zcheck(res, theory, sim.cov[:, 0], sim.cov_stderr[:, 0],
-                                   dof=s["draws"] - 1) else Verdict.FAIL
+    res.curves = {
+        "theory": theory.ravel(),
+        "mc": sim.cov[:, 0].ravel(),
+        "se": sim.cov_stderr[:, 0].ravel(),
+    }
+    res.status = (
+        Verdict.PASS
+        if _zcheck(res, theory, sim.cov[:, 0], sim.cov_stderr[:, 0], dof=s["draws"] - 1)
+        else Verdict.FAIL
+    )
     return res
 
 
@@ -245,15 +303,17 @@ def check_covariance_binomial(quick=True, rng=0, propagate=None):
 
 def check_covariance_delta(quick=True, rng=0, propagate=None):
     """Spatial covariance, Delta-orthogonal kernels, delta v."""
-    return _covariance_check("covariance_delta", "delta", "delta_orthogonal", quick, rng,
-                             propagate)
+    return _covariance_check("covariance_delta", "delta", "delta_orthogonal", quick, rng, propagate)
 
 
 def _mode_check(name, v, kind, quick, rng, theory_override=None):
-    res = CheckResult(name, "modes",
-                      f"tanh 1D n=16 CNN at (2.5, 0.05) (chaotic, chi_c* = 0.919), Gaussian "
-                      f"3-tap kernels v = {v}: per-layer decay of an injected {kind}-perturbation"
-                      f" in modes f = 1, 2, 3 vs chi_{kind}* lambda_f")
+    res = CheckResult(
+        name,
+        "modes",
+        f"tanh 1D n=16 CNN at (2.5, 0.05) (chaotic, chi_c* = 0.919), Gaussian "
+        f"3-tap kernels v = {v}: per-layer decay of an injected {kind}-perturbation"
+        f" in modes f = 1, 2, 3 vs chi_{kind}* lambda_f",
+    )
     mode_eigenvalues = _theory("fourier", "mode_eigenvalues")
 
     sw, sb = CHAOTIC
@@ -269,18 +329,44 @@ def _mode_check(name, v, kind, quick, rng, theory_override=None):
     # fit each mode while its predicted amplitude is above 0.15 of the start (>= 2 steps)
     last = 1 + np.floor(np.log(0.15) / np.log(np.clip(np.abs(rate_th), 1e-9, 0.999)))
     fit = np.stack([np.ones(len(modes)), np.clip(last, 3, depth)], -1).astype(int)
-    md = mc.mode_decay("tanh", sw, sb, depth, (n,), q_star=fp["q_star"], c_star=fp["c_star"],
-                       modes=modes, width=s["width"], kind=kind, eps=0.1, v=v,
-                       n_draws=s["draws"], fit_layers=fit, rng=rng)
+    md = mc.mode_decay(
+        "tanh",
+        sw,
+        sb,
+        depth,
+        (n,),
+        q_star=fp["q_star"],
+        c_star=fp["c_star"],
+        modes=modes,
+        width=s["width"],
+        kind=kind,
+        eps=0.1,
+        v=v,
+        n_draws=s["draws"],
+        fit_layers=fit,
+        rng=rng,
+    )
     layers = np.arange(1, depth + 1)
     amp_th = sw * lam[modes][None, :] * rate_th[None, :] ** (layers[:, None] - 1)
-    res.curves = {"layers": layers, "modes": np.array(modes), "rate_theory": rate_th,
-                  "rate_mc": md.rate, "rate_se": md.rate_stderr, "amp_theory": amp_th,
-                  "amp_mc": md.amplitude, "amp_se": md.amplitude_stderr}
-    res.status = Verdict.PASS if _zcheck(res, rate_th, md.rate, md.rate_stderr,
-                                   dof=s["draws"] - 1) else Verdict.FAIL
-    res.note = "rates " + ", ".join(f"f={f}: {a:.3f}±{e:.3f} (th {t:.3f})" for f, a, e, t in
-                                    zip(modes, md.rate, md.rate_stderr, rate_th))
+    res.curves = {
+        "layers": layers,
+        "modes": np.array(modes),
+        "rate_theory": rate_th,
+        "rate_mc": md.rate,
+        "rate_se": md.rate_stderr,
+        "amp_theory": amp_th,
+        "amp_mc": md.amplitude,
+        "amp_se": md.amplitude_stderr,
+    }
+    res.status = (
+        Verdict.PASS
+        if _zcheck(res, rate_th, md.rate, md.rate_stderr, dof=s["draws"] - 1)
+        else Verdict.FAIL
+    )
+    res.note = "rates " + ", ".join(
+        f"f={f}: {a:.3f}±{e:.3f} (th {t:.3f})"
+        for f, a, e, t in zip(modes, md.rate, md.rate_stderr, rate_th)
+    )
     return res
 
 
@@ -337,9 +423,12 @@ def _ks2(a, b):
 
 def _jacobian_check(name, weights, kernel, conv, quick, rng):
     shape = "1D n=8 CNN, 3-tap" if conv else "FC"
-    res = CheckResult(name, "jacobian",
-                      f"tanh at the critical point (1.05, 2.01e-5), q* = 0.0259, {shape} "
-                      f"{kernel} weights: JJ^T eigenvalues vs free probability ({weights})")
+    res = CheckResult(
+        name,
+        "jacobian",
+        f"tanh at the critical point (1.05, 2.01e-5), q* = 0.0259, {shape} "
+        f"{kernel} weights: JJ^T eigenvalues vs free probability ({weights})",
+    )
     depth = 8 if quick else 16
     m1_th, var_th, cdf, lmax_th = _spectrum_theory(depth, weights)
     fp = _fp("tanh", *CRITICAL)
@@ -348,9 +437,21 @@ def _jacobian_check(name, weights, kernel, conv, quick, rng):
     width, draws = sizes["width"], sizes["draws"]
     runs = []
     for w in (width, 2 * width):
-        runs.append(mc.jacobian_singular_values(
-            "tanh", *CRITICAL, depth, sp, width=w, q_input=fp["q_star"], kernel=kernel,
-            kernel_size=k, n_draws=draws, method="exact", rng=rng))
+        runs.append(
+            mc.jacobian_singular_values(
+                "tanh",
+                *CRITICAL,
+                depth,
+                sp,
+                width=w,
+                q_input=fp["q_star"],
+                kernel=kernel,
+                kernel_size=k,
+                n_draws=draws,
+                method="exact",
+                rng=rng,
+            )
+        )
     js0, js = runs
     # finite width biases the moments by O(1/width): Richardson-extrapolate widths c and 2c
     m1 = 2 * js.m1 - js0.m1
@@ -359,28 +460,38 @@ def _jacobian_check(name, weights, kernel, conv, quick, rng):
     var_se = float(np.hypot(2 * js.var_stderr, js0.var_stderr))
     ok = _zcheck(res, [m1_th, var_th], [m1, var], [m1_se, var_se], dof=draws - 1)
     pooled = np.sort(js.eigenvalues.ravel())
-    res.curves = {"eigenvalues": pooled, "m1": np.array([m1, m1_se]),
-                  "var": np.array([var, var_se]), "widths": np.array([width, 2 * width]),
-                  "var_by_width": np.array([js0.var, js.var])}
+    res.curves = {
+        "eigenvalues": pooled,
+        "m1": np.array([m1, m1_se]),
+        "var": np.array([var, var_se]),
+        "widths": np.array([width, 2 * width]),
+        "var_by_width": np.array([js0.var, js.var]),
+    }
     if cdf is not None:
         res.ks = _ks(pooled, *cdf)
-        pairs = [_ks2(js.eigenvalues[i], js.eigenvalues[j])
-                 for i in range(draws) for j in range(i + 1, draws)]
+        pairs = [
+            _ks2(js.eigenvalues[i], js.eigenvalues[j])
+            for i in range(draws)
+            for j in range(i + 1, draws)
+        ]
         res.ks_crit = float(max(pairs))
         res.curves["cdf_x"], res.curves["cdf_y"] = cdf
         ok = ok and res.ks <= res.ks_crit
-    res.note = (f"extrapolated m1 {m1:.4f}±{m1_se:.4f} (th {m1_th:.4f}); var {var:.4f}±"
-                f"{var_se:.4f} (th {var_th:.4f}; at widths {width}, {2 * width}: "
-                f"{js0.var:.4f}, {js.var:.4f}); max eigenvalue "
-                f"{js.top[0] ** 2:.3f} (th edge {lmax_th:.3f})")
+    res.note = (
+        f"extrapolated m1 {m1:.4f}±{m1_se:.4f} (th {m1_th:.4f}); var {var:.4f}±"
+        f"{var_se:.4f} (th {var_th:.4f}; at widths {width}, {2 * width}: "
+        f"{js0.var:.4f}, {js.var:.4f}); max eigenvalue "
+        f"{js.top[0] ** 2:.3f} (th edge {lmax_th:.3f})"
+    )
     res.status = Verdict.PASS if ok else Verdict.FAIL
     return res
 
 
 def check_jacobian_fc_orthogonal(quick=True, rng=0):
     """FC orthogonal network Jacobian spectrum."""
-    return _jacobian_check("jacobian_fc_orthogonal", "orthogonal", "delta_orthogonal", False,
-                           quick, rng)
+    return _jacobian_check(
+        "jacobian_fc_orthogonal", "orthogonal", "delta_orthogonal", False, quick, rng
+    )
 
 
 def check_jacobian_fc_gaussian(quick=True, rng=0):
@@ -390,14 +501,16 @@ def check_jacobian_fc_gaussian(quick=True, rng=0):
 
 def check_jacobian_conv_delta(quick=True, rng=0):
     """Delta-orthogonal CNN Jacobian spectrum (the FC orthogonal prediction)."""
-    return _jacobian_check("jacobian_conv_delta_orthogonal", "orthogonal", "delta_orthogonal",
-                           True, quick, rng)
+    return _jacobian_check(
+        "jacobian_conv_delta_orthogonal", "orthogonal", "delta_orthogonal", True, quick, rng
+    )
 
 
 def check_jacobian_conv_block(quick=True, rng=0):
     """Block-orthogonal (Algorithm 1) CNN Jacobian spectrum (the FC orthogonal prediction)."""
-    return _jacobian_check("jacobian_conv_block_orthogonal", "orthogonal", "block_orthogonal",
-                           True, quick, rng)
+    return _jacobian_check(
+        "jacobian_conv_block_orthogonal", "orthogonal", "block_orthogonal", True, quick, rng
+    )
 
 
 def check_jacobian_conv_gaussian(quick=True, rng=0):
@@ -407,25 +520,45 @@ def check_jacobian_conv_gaussian(quick=True, rng=0):
 
 def check_jacobian_large_stochastic(quick=True, rng=0):
     """Large 2D Delta-orthogonal CNN: Hutchinson mean of JJ^T and ARPACK top singular values."""
-    res = CheckResult("jacobian_large_stochastic", "jacobian",
-                      "tanh at the critical point (1.05, 2.01e-5), 2D 8x8 Delta-orthogonal CNN, "
-                      "matrix-free: Hutchinson m1 of JJ^T vs free probability; the largest "
-                      "singular values (ARPACK) are reported against sqrt(lambda_max)")
+    res = CheckResult(
+        "jacobian_large_stochastic",
+        "jacobian",
+        "tanh at the critical point (1.05, 2.01e-5), 2D 8x8 Delta-orthogonal CNN, "
+        "matrix-free: Hutchinson m1 of JJ^T vs free probability; the largest "
+        "singular values (ARPACK) are reported against sqrt(lambda_max)",
+    )
     depth = 8 if quick else 16
     m1_th, var_th, _cdf, lmax_th = _spectrum_theory(depth, "orthogonal")
     fp = _fp("tanh", *CRITICAL)
     width, draws = (32, 6) if quick else (64, 6)
-    js = mc.jacobian_singular_values("tanh", *CRITICAL, depth, (8, 8), width=width,
-                                     q_input=fp["q_star"], kernel="delta_orthogonal",
-                                     kernel_size=3, n_draws=draws, method="stochastic",
-                                     n_probes=8, n_top=3, rng=rng)
+    js = mc.jacobian_singular_values(
+        "tanh",
+        *CRITICAL,
+        depth,
+        (8, 8),
+        width=width,
+        q_input=fp["q_star"],
+        kernel="delta_orthogonal",
+        kernel_size=3,
+        n_draws=draws,
+        method="stochastic",
+        n_probes=8,
+        n_top=3,
+        rng=rng,
+    )
     ok = _zcheck(res, [m1_th], [js.m1], [js.m1_stderr], dof=draws - 1)
-    res.curves = {"top": js.top, "top_se": js.top_stderr, "m1": np.array([js.m1, js.m1_stderr]),
-                  "sqrt_lambda_max": np.array(np.sqrt(lmax_th))}
-    res.note = (f"N = {64 * width}; m1 {js.m1:.4f}±{js.m1_stderr:.4f} (th {m1_th:.4f}); var "
-                f"{js.var:.4f}±{js.var_stderr:.4f} (th {var_th:.4f}, finite width biases it up);"
-                f" top singular values {np.round(js.top, 3).tolist()} vs sqrt(lambda_max) "
-                f"{np.sqrt(lmax_th):.3f}")
+    res.curves = {
+        "top": js.top,
+        "top_se": js.top_stderr,
+        "m1": np.array([js.m1, js.m1_stderr]),
+        "sqrt_lambda_max": np.array(np.sqrt(lmax_th)),
+    }
+    res.note = (
+        f"N = {64 * width}; m1 {js.m1:.4f}±{js.m1_stderr:.4f} (th {m1_th:.4f}); var "
+        f"{js.var:.4f}±{js.var_stderr:.4f} (th {var_th:.4f}, finite width biases it up);"
+        f" top singular values {np.round(js.top, 3).tolist()} vs sqrt(lambda_max) "
+        f"{np.sqrt(lmax_th):.3f}"
+    )
     res.status = Verdict.PASS if ok else Verdict.FAIL
     return res
 
@@ -487,12 +620,18 @@ def run_check(name, quick=True, rng=0) -> CheckResult:
         res = CHECKS[name](quick=quick, rng=rng)
     except _Missing as exc:
         group = _GROUPS.get(name, name.split("_")[0])
-        res = CheckResult(name, group, _summary(CHECKS[name]),
-                          status=Verdict.NOT_AVAILABLE, note=str(exc))
+        res = CheckResult(
+            name, group, _summary(CHECKS[name]), status=Verdict.NOT_AVAILABLE, note=str(exc)
+        )
     except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         group = _GROUPS.get(name, name.split("_")[0])
-        res = CheckResult(name, group, _summary(CHECKS[name]),
-                          status=Verdict.ERROR, note=f"{type(exc).__name__}: {exc}")
+        res = CheckResult(
+            name,
+            group,
+            _summary(CHECKS[name]),
+            status=Verdict.ERROR,
+            note=f"{type(exc).__name__}: {exc}",
+        )
     res.seconds = time.perf_counter() - t0
     return res
 

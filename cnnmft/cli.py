@@ -30,7 +30,7 @@ COMMANDS = {
     "validate": "theory against Monte Carlo on a numpy CNN: table, figures, exit code",
     "train": "train a vanilla tanh CNN (up to 10,000 layers): metrics, plots, checkpoints",
     "trainability": "train over (sigma_w2, depth) or variance profiles on Dask; compare with "
-                    "6 xi_c",
+    "6 xi_c",
     "report": "the main demo: the paper's story as figures, numbers and one HTML page",
 }
 
@@ -55,8 +55,13 @@ def _version() -> str:
 class _VersionAction(argparse.Action):
     """``--version``: reads the package metadata only when asked (``--help`` never does)."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help="print the version and exit"):  # noqa: A002 - argparse's keyword
+    def __init__(
+        self,
+        option_strings,
+        dest=argparse.SUPPRESS,
+        default=argparse.SUPPRESS,
+        help="print the version and exit",
+    ):  # noqa: A002 - argparse's keyword
         super().__init__(option_strings, dest, nargs=0, default=default, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -122,16 +127,22 @@ def build_parser(command: str | None = None):
     parser = argparse.ArgumentParser(
         prog="cnnmft",
         description="Mean-field theory of deep convolutional networks (Xiao, Bahri, "
-                    "Sohl-Dickstein, Schoenholz, Pennington, ICML 2018): phase diagrams, "
-                    "Fourier-mode depth scales, Jacobian spectra, orthogonal kernels, Monte "
-                    "Carlo checks and training.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "Sohl-Dickstein, Schoenholz, Pennington, ICML 2018): phase diagrams, "
+        "Fourier-mode depth scales, Jacobian spectra, orthogonal kernels, Monte "
+        "Carlo checks and training.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs = {}
     for name, help_text in COMMANDS.items():
-        subs[name] = sub.add_parser(name, help=help_text, description=help_text,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        subs[name] = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     if command is not None:
         mod = _command_module(command)
         mod.configure(subs[command])
@@ -144,12 +155,16 @@ def build_parser(command: str | None = None):
 def _typed(sub, argv) -> set:
     """Destinations of the options typed in `argv` (a config file must not override them)."""
     words = {w.split("=", 1)[0] for w in argv if w.startswith("-")}
-    return {a.dest for a in sub._actions  # argparse keeps no public list of its actions
-            if any(o in words for o in a.option_strings)}
+    return {
+        a.dest
+        for a in sub._actions  # argparse keeps no public list of its actions
+        if any(o in words for o in a.option_strings)
+    }
 
 
 def _show_warning(command):
     """Warnings as one line each, ``cnnmft <command>: warning: ...`` (no source line)."""
+
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"cnnmft {command}: warning: {message}", file=file or sys.stderr)
 
@@ -165,8 +180,11 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as exc:  # a command whose optional extra is missing
         if exc.name and exc.name.startswith("cnnmft"):
             raise
-        print(f"cnnmft {command}: needs the optional package {exc.name!r}, which is not "
-              "installed (try `pip install cnnmft[torch,distributed]`)", file=sys.stderr)
+        print(
+            f"cnnmft {command}: needs the optional package {exc.name!r}, which is not "
+            "installed (try `pip install cnnmft[torch,distributed]`)",
+            file=sys.stderr,
+        )
         return 2
     args = parser.parse_args(argv)
     if args.command is None:
@@ -184,13 +202,15 @@ def main(argv=None) -> int:
         with one_line_interrupts():
             rc = int(mod.run(args) or 0)
         if getattr(args, "verbose", 0):
-            print(f"cnnmft {args.command}: finished in {time.perf_counter() - t0:.2f} s "
-                  f"(exit code {rc})", file=sys.stderr)
+            print(
+                f"cnnmft {args.command}: finished in {time.perf_counter() - t0:.2f} s "
+                f"(exit code {rc})",
+                file=sys.stderr,
+            )
         return rc
     except KeyboardInterrupt:
         hint = getattr(args, "_interrupt_hint", "")
-        print(f"\ncnnmft {args.command}: interrupted{': ' + hint if hint else ''}",
-              file=sys.stderr)
+        print(f"\ncnnmft {args.command}: interrupted{': ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:
         message = translate(str(exc), flag_names(sub, getattr(mod, "FLAG_ALIASES", None)))

@@ -154,7 +154,8 @@ def _prepare_x(x, d):
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
-            f"`x` must be finite; got {x[tuple(bad)]!r} at index {tuple(bad.tolist())}")
+            f"`x` must be finite; got {x[tuple(bad)]!r} at index {tuple(bad.tolist())}"
+        )
     return x, batched
 
 
@@ -193,9 +194,22 @@ def _select_method(a, method):
     return method
 
 
-def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, method="auto",
-                         ti_tol=1e-13, progress=None, chunk_seconds=0.2, padding="circular",
-                         stride=1):
+def propagate_covariance(
+    x,
+    act,
+    sigma_w2,
+    sigma_b2,
+    v,
+    depth,
+    *,
+    layers=None,
+    method="auto",
+    ti_tol=1e-13,
+    progress=None,
+    chunk_seconds=0.2,
+    padding="circular",
+    stride=1,
+):
     r"""Propagate the pre-activation covariance of a CNN through `depth` layers.
 
     .. math::
@@ -284,8 +298,11 @@ def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, m
     (1, 8, 8, 8, 8)
     """
     if needs_dense(padding, stride):  # zero/valid/TF-SAME padding or strides (cnnmft.network)
-        return CovarianceResult(**padded_covariance(x, act, sigma_w2, sigma_b2, v, depth,
-                                                    layers=layers, padding=padding, stride=stride))
+        return CovarianceResult(
+            **padded_covariance(
+                x, act, sigma_w2, sigma_b2, v, depth, layers=layers, padding=padding, stride=stride
+            )
+        )
     t0 = time.perf_counter()
     a = get_activation(act)
     sw2 = float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True))
@@ -307,10 +324,25 @@ def propagate_covariance(x, act, sigma_w2, sigma_b2, v, depth, *, layers=None, m
             f"the requested output needs {nbytes / 1e9:.1f} GB ({layers.size} layers of "
             f"{grid.B * grid.N}^2 entries); ask for fewer `layers`"
         )
-    cb, bar = progress_callback(progress, depth, default=depth * grid.N * grid.ncol > 2e9,
-                                desc="covariance layers", unit="layer")
-    eng = Engine(a, sw2, sb2, grid, method, v, ti_tol=ti_tol, lin_tol=_LIN_TOL,
-                 tab_min=_TAB_MIN, chunk_seconds=chunk_seconds)
+    cb, bar = progress_callback(
+        progress,
+        depth,
+        default=depth * grid.N * grid.ncol > 2e9,
+        desc="covariance layers",
+        unit="layer",
+    )
+    eng = Engine(
+        a,
+        sw2,
+        sb2,
+        grid,
+        method,
+        v,
+        ti_tol=ti_tol,
+        lin_tol=_LIN_TOL,
+        tab_min=_TAB_MIN,
+        chunk_seconds=chunk_seconds,
+    )
     with blas_threads(1):  # the coefficient products are small: threaded BLAS only costs
         _run(eng, x, layers, depth, cb, bar)
     return _result(eng, layers, depth, spatial, batched, a, v, t0)
@@ -361,13 +393,25 @@ def _result(eng, layers, depth, spatial, batched, a, v, t0):
         cov = cov.reshape((got.size, g.B, g.B) + spatial + spatial)
     else:
         cov = cov.reshape((got.size,) + spatial + spatial)
-    qmean = np.array(eng.qmean[:completed + 1])
+    qmean = np.array(eng.qmean[: completed + 1])
     return CovarianceResult(
-        cov=np.ascontiguousarray(cov), layers=got, q_mean=qmean, activation=a.name,
-        sigma_w2=eng.sw2, sigma_b2=eng.sb2, v=v, depth=depth, completed=completed,
-        status=int(eng.status), interrupted=eng.interrupted, method=eng.ev.method,
-        common_layer=eng.common_layer, ti_layer=eng.ti_layer, linear_layer=eng.linear_layer,
-        elapsed=time.perf_counter() - t0)
+        cov=np.ascontiguousarray(cov),
+        layers=got,
+        q_mean=qmean,
+        activation=a.name,
+        sigma_w2=eng.sw2,
+        sigma_b2=eng.sb2,
+        v=v,
+        depth=depth,
+        completed=completed,
+        status=int(eng.status),
+        interrupted=eng.interrupted,
+        method=eng.ev.method,
+        common_layer=eng.common_layer,
+        ti_layer=eng.ti_layer,
+        linear_layer=eng.linear_layer,
+        elapsed=time.perf_counter() - t0,
+    )
 
 
 def _check_covariance(cov, N):
@@ -381,12 +425,14 @@ def _check_covariance(cov, N):
         i, j = np.unravel_index(int(np.argmax(np.abs(K - K.T))), K.shape)
         raise ValueError(
             f"`cov` must be symmetric (to {_PSD_TOL:g} of its largest entry); entries "
-            f"{i},{j} and {j},{i} differ by {asym:.3g}")
+            f"{i},{j} and {j},{i} differ by {asym:.3g}"
+        )
     lam = float(np.linalg.eigvalsh(0.5 * (K + K.T))[0]) if N else 0.0
     if lam < -tol * max(N, 1):
         raise ValueError(
             f"`cov` must be positive semi-definite (eigenvalues >= -{_PSD_TOL:g} * N * max|cov|"
-            f" = {-tol * max(N, 1):.3g}); its smallest eigenvalue is {lam:.3g}")
+            f" = {-tol * max(N, 1):.3g}); its smallest eigenvalue is {lam:.3g}"
+        )
 
 
 def covariance_map(cov, act, sigma_w2, sigma_b2, v, *, method="auto"):
@@ -434,8 +480,9 @@ def covariance_map(cov, act, sigma_w2, sigma_b2, v, *, method="auto"):
     cov = as_float_array(cov, "cov")
     d = v.ndim
     if cov.ndim != 2 * d or cov.shape[:d] != cov.shape[d:]:
-        raise ValueError(f"`cov` must have shape (*spatial, *spatial) with {d} spatial axes; "
-                         f"got {cov.shape}")
+        raise ValueError(
+            f"`cov` must have shape (*spatial, *spatial) with {d} spatial axes; got {cov.shape}"
+        )
     spatial = cov.shape[:d]
     _check_v_grid(v, spatial)
     N = int(np.prod(spatial))

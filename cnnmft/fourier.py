@@ -160,7 +160,8 @@ def variance_profile(kind, kernel_size=None, *, ndim=2, t=None, normalize=True):
         s = float(v.sum())
         if not s > 0.0:
             raise ValueError(
-                "`v` must have a positive sum (a non-zero variance profile); got all zeros")
+                "`v` must have a positive sum (a non-zero variance profile); got all zeros"
+            )
         if normalize:
             return np.ascontiguousarray(v / s)
         if abs(s - 1.0) > 1e-12:
@@ -212,13 +213,15 @@ def kernel_profile(v, kernel_shape, *, t=None, normalize=False):
         raise ValueError(f"`v` must have the kernel's spatial shape {ks}; got shape {arr.shape}")
     total = float(arr.sum())
     if not total > 0.0:
-        raise ValueError("`v` must have a positive sum (a non-zero variance profile); got all "
-                         "zeros")
+        raise ValueError(
+            "`v` must have a positive sum (a non-zero variance profile); got all zeros"
+        )
     if not normalize and abs(total - 1.0) > PROFILE_SUM_TOL:
         raise ValueError(
             f"`v` must sum to 1 within {PROFILE_SUM_TOL:g} (the fractions of sigma_w2 on each "
             f"tap); got sum {total!r}. Divide it by its sum, or use "
-            "cnnmft.fourier.variance_profile(v) which normalises.")
+            "cnnmft.fourier.variance_profile(v) which normalises."
+        )
     return np.ascontiguousarray(arr / total)
 
 
@@ -424,10 +427,19 @@ def mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape):
         xi_c[bad] = np.nan
         xi_q[bad] = np.nan
     return ModeDepthScales(
-        activation=fp.activation, sigma_w2=np.asarray(fp.sigma_w2),
-        sigma_b2=np.asarray(fp.sigma_b2), v=vv, lam=lam, q_star=np.asarray(fp.q_star),
-        c_star=np.asarray(fp.c_star), chi_q=chi_q, chi_c=chi_c, xi_c=xi_c, xi_q=xi_q,
-        status=np.asarray(fp.status))
+        activation=fp.activation,
+        sigma_w2=np.asarray(fp.sigma_w2),
+        sigma_b2=np.asarray(fp.sigma_b2),
+        v=vv,
+        lam=lam,
+        q_star=np.asarray(fp.q_star),
+        c_star=np.asarray(fp.c_star),
+        chi_q=chi_q,
+        chi_c=chi_c,
+        xi_c=xi_c,
+        xi_q=xi_q,
+        status=np.asarray(fp.status),
+    )
 
 
 def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1):
@@ -493,7 +505,8 @@ def linearized_spectrum(act, sigma_w2, sigma_b2, v, spatial_shape, *, n_inputs=1
         raise ValueError(
             f"the covariance map of {fp.activation} at (`sigma_w2`, `sigma_b2`) = ({sw!r}, {sb!r}) "
             f"has no finite fixed point to linearise at (status {st.name}: q* = "
-            f"{float(np.asarray(fp.q_star).ravel()[0])!r}); choose variances with a finite q*")
+            f"{float(np.asarray(fp.q_star).ravel()[0])!r}); choose variances with a finite q*"
+        )
     N = lam.size
     flat = lam.ravel()
     freqs = np.stack(np.unravel_index(np.arange(N), shape), axis=1)  # (N, d)

@@ -31,14 +31,19 @@ __all__ = ["expect", "expect2"]
 
 def _orders(orders, name="orders"):
     raw = np.asarray(orders, dtype=object).ravel()
-    if not all(isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
-               for x in raw):
-        raise TypeError(f"`{name}` must be a sequence of integer derivative orders in "
-                        f"{{0, 1, 2}}, got {orders!r}")
+    if not all(
+        isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_)) for x in raw
+    ):
+        raise TypeError(
+            f"`{name}` must be a sequence of integer derivative orders in "
+            f"{{0, 1, 2}}, got {orders!r}"
+        )
     o = raw.astype(np.int64)
     if o.size == 0 or (o < 0).any() or (o > 2).any():
-        raise ValueError(f"`{name}` must be a non-empty sequence of derivative orders in "
-                         f"{{0, 1, 2}}, got {orders!r}")
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of derivative orders in "
+            f"{{0, 1, 2}}, got {orders!r}"
+        )
     return o
 
 

@@ -33,7 +33,12 @@ from cnnmft.activations import get_activation
 from cnnmft.results import CriticalPoint, FixedPoint, Status
 
 __all__ = [
-    "q_map", "c_map", "fixed_point", "critical_point", "critical_sigma_w2", "trainable_depth",
+    "q_map",
+    "c_map",
+    "fixed_point",
+    "critical_point",
+    "critical_sigma_w2",
+    "trainable_depth",
     "depth_scale",
 ]
 
@@ -155,8 +160,9 @@ def _phi_props(a):
     return zero, odd
 
 
-def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=None,
-                method="auto"):
+def fixed_point(
+    act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=None, method="auto"
+):
     r"""Fixed points q*, c* and the slopes and depth scales there, for arrays of variances.
 
     Solves ``q* = sigma_w2 E[phi(sqrt(q*) z)^2] + sigma_b2`` by safeguarded Newton inside a
@@ -221,10 +227,24 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
     nit = np.empty(n, dtype=np.int64)
     nchunk = _chunks(n, threads)
     b2 = _bound2(a)
-    ns.maps.fixed_point_many(code, sw.ravel(), sb.ravel(), zero, odd, tol, maxiter, out, status,
-                             nit, nchunk, method == "auto", b2)
-    roots = _attractors(a, sw.ravel(), sb.ravel(), out, status, nit, tol, maxiter, nchunk,
-                        method == "auto")
+    ns.maps.fixed_point_many(
+        code,
+        sw.ravel(),
+        sb.ravel(),
+        zero,
+        odd,
+        tol,
+        maxiter,
+        out,
+        status,
+        nit,
+        nchunk,
+        method == "auto",
+        b2,
+    )
+    roots = _attractors(
+        a, sw.ravel(), sb.ravel(), out, status, nit, tol, maxiter, nchunk, method == "auto"
+    )
     shape = sw.shape
     q, c, chi1, chiq, chic = (out[:, j].reshape(shape) for j in range(5))
     status = status.reshape(shape)
@@ -233,12 +253,23 @@ def fixed_point(act, sigma_w2, sigma_b2, *, tol=_TOL, maxiter=_MAXITER, threads=
     xi_q[inf] = np.nan
     xi_c[inf] = np.nan
     return FixedPoint(
-        activation=a.name, sigma_w2=sw, sigma_b2=sb, q_star=q, c_star=c, chi_1=chi1,
-        chi_q=chiq, chi_c=chic, xi_q=xi_q, xi_c=xi_c,
-        status=status, nit=nit.reshape(shape),
+        activation=a.name,
+        sigma_w2=sw,
+        sigma_b2=sb,
+        q_star=q,
+        c_star=c,
+        chi_1=chi1,
+        chi_q=chiq,
+        chi_c=chic,
+        xi_q=xi_q,
+        xi_c=xi_c,
+        status=status,
+        nit=nit.reshape(shape),
         residual=np.maximum(out[:, 5], out[:, 6]).reshape(shape),
-        q_star_low=roots[:, 0].reshape(shape), q_unstable=roots[:, 1].reshape(shape),
-        q_star_high=roots[:, 2].reshape(shape))
+        q_star_low=roots[:, 0].reshape(shape),
+        q_unstable=roots[:, 1].reshape(shape),
+        q_star_high=roots[:, 2].reshape(shape),
+    )
 
 
 def _chunks(n, threads):
@@ -282,9 +313,12 @@ def _qmap_breaks(a):
     for i, j in zip(nz[:-1], nz[1:]):
         if (dd[i] > 0.0) != (dd[j] > 0.0):  # extremum of dV/dq between lq[i] and lq[j + 1]
             sgn = 1.0 if dd[i] > 0.0 else -1.0
-            r = minimize_scalar(lambda t: -sgn * ns.maps.dvar(code, math.exp(t), ws),
-                                bounds=(lq[i], lq[j + 1]), method="bounded",
-                                options={"xatol": 1e-10})
+            r = minimize_scalar(
+                lambda t: -sgn * ns.maps.dvar(code, math.exp(t), ws),
+                bounds=(lq[i], lq[j + 1]),
+                method="bounded",
+                options={"xatol": 1e-10},
+            )
             breaks.append(math.exp(float(r.x)))
     return np.array(sorted(breaks)), False
 
@@ -316,8 +350,21 @@ def _attractors(a, sw, sb, out, status, nit, tol, maxiter, nchunk, series):
             out[i, :5] = (math.inf, 1.0, math.inf, math.inf, math.inf)
             out[i, 5:] = 0.0
         elif not (status[i] >= 0 and abs(out[i, 0] - target) <= 1e-8 * max(target, 1e-300)):
-            st, it = ns.maps.fixed_point_one(code, sw[i], sb[i], zero, odd, tol, maxiter, ws,
-                                             out[i], max(target, 1e-300), -1.0, series, b2)
+            st, it = ns.maps.fixed_point_one(
+                code,
+                sw[i],
+                sb[i],
+                zero,
+                odd,
+                tol,
+                maxiter,
+                ws,
+                out[i],
+                max(target, 1e-300),
+                -1.0,
+                series,
+                b2,
+            )
             nit[i] += it
             if st < 0:
                 status[i] = st
@@ -405,9 +452,14 @@ def critical_point(act, q_star):
             else:
                 st[i] = Status.NO_SOLUTION
                 sw[i] = sb[i] = chiq[i] = np.nan
-    return CriticalPoint(activation=a.name, sigma_w2=sw.reshape(q.shape),
-                         sigma_b2=sb.reshape(q.shape), q_star=q.copy(),
-                         chi_q=chiq.reshape(q.shape), status=st.reshape(q.shape))
+    return CriticalPoint(
+        activation=a.name,
+        sigma_w2=sw.reshape(q.shape),
+        sigma_b2=sb.reshape(q.shape),
+        q_star=q.copy(),
+        chi_q=chiq.reshape(q.shape),
+        status=st.reshape(q.shape),
+    )
 
 
 def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
@@ -469,9 +521,14 @@ def critical_sigma_w2(act, sigma_b2, *, xtol=1e-15):
         sw[i] = 1.0 / s
         qs[i] = q
         chiq[i] = sw[i] * ns.maps.dvar(code, max(q, 1e-300), ws)
-    return CriticalPoint(activation=a.name, sigma_w2=sw.reshape(sb.shape), sigma_b2=sb.copy(),
-                         q_star=qs.reshape(sb.shape), chi_q=chiq.reshape(sb.shape),
-                         status=st.reshape(sb.shape))
+    return CriticalPoint(
+        activation=a.name,
+        sigma_w2=sw.reshape(sb.shape),
+        sigma_b2=sb.copy(),
+        q_star=qs.reshape(sb.shape),
+        chi_q=chiq.reshape(sb.shape),
+        status=st.reshape(sb.shape),
+    )
 
 
 def _excess(ns, code, q, ws):
@@ -504,8 +561,16 @@ def _critical_q(ns, code, b, ws, xtol):
         if fa == 0.0:
             roots.append(grid[j])
         elif fa < 0.0 < fb or fb < 0.0 < fa:
-            roots.append(brentq(lambda q: _excess(ns, code, q, ws) - b, grid[j], grid[j + 1],
-                                xtol=1e-300, rtol=xtol, maxiter=500))
+            roots.append(
+                brentq(
+                    lambda q: _excess(ns, code, q, ws) - b,
+                    grid[j],
+                    grid[j + 1],
+                    xtol=1e-300,
+                    rtol=xtol,
+                    maxiter=500,
+                )
+            )
     first = None
     for q in roots:
         chi_q = ns.maps.dvar(code, q, ws) / ns.maps.slope(code, q, ws)

@@ -69,10 +69,13 @@ _KERNEL_KINDS = ("gaussian", "delta_orthogonal", "block_orthogonal")
 # convolution
 # --------------------------------------------------------------------------------------------
 
+
 def _tap_shifts(kshape):
     """Offsets ``beta`` of every tap (row-major over the kernel axes): ``kernel_offsets``."""
-    return [tuple(int(b) for b in idx)
-            for idx in itertools.product(*[kernel_offsets(k) for k in kshape])]
+    return [
+        tuple(int(b) for b in idx)
+        for idx in itertools.product(*[kernel_offsets(k) for k in kshape])
+    ]
 
 
 def _segments(n, s):
@@ -113,7 +116,8 @@ class _Conv:
         kd = len(self.kshape)
         # (c_out, c_in, *k) -> (*k, c_in, c_out) -> (K c_in, c_out)
         self.wmat = np.ascontiguousarray(
-            np.moveaxis(kernel, (0, 1), (kd + 1, kd)).reshape(ntap * self.c_in, self.c_out))
+            np.moveaxis(kernel, (0, 1), (kd + 1, kd)).reshape(ntap * self.c_in, self.c_out)
+        )
         self._wmat_t = None
         self._buf = {}
 
@@ -132,7 +136,8 @@ class _Conv:
                 ntap = len(self.shifts)
                 w = self.wmat.reshape(ntap, self.c_in, self.c_out)
                 self._wmat_t = np.ascontiguousarray(
-                    np.transpose(w, (0, 2, 1)).reshape(ntap * self.c_out, self.c_in))
+                    np.transpose(w, (0, 2, 1)).reshape(ntap * self.c_out, self.c_in)
+                )
             shifts = [tuple(-s for s in sh) for sh in self.shifts]
             wmat, c = self._wmat_t, self.c_out
         else:
@@ -191,22 +196,28 @@ def circular_conv(x, kernel, *, transpose=False):
     kernel = np.asarray(kernel, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     if kernel.ndim < 3 or kernel.ndim > 5:
-        raise ValueError(f"`kernel` must have shape (c_out, c_in, *k) with 1 to 3 spatial axes; "
-                         f"got shape {kernel.shape}")
+        raise ValueError(
+            f"`kernel` must have shape (c_out, c_in, *k) with 1 to 3 spatial axes; "
+            f"got shape {kernel.shape}"
+        )
     d = kernel.ndim - 2
     if x.ndim != d + 2:
-        raise ValueError(f"`x` must have shape (batch, *spatial, channels) with {d} spatial "
-                         f"axes to match `kernel`; got shape {x.shape}")
+        raise ValueError(
+            f"`x` must have shape (batch, *spatial, channels) with {d} spatial "
+            f"axes to match `kernel`; got shape {x.shape}"
+        )
     for n, k in zip(x.shape[1:-1], kernel.shape[2:]):
         if k > n:
-            raise ValueError(f"`kernel` size {kernel.shape[2:]} must not exceed the grid "
-                             f"{x.shape[1:-1]}")
+            raise ValueError(
+                f"`kernel` size {kernel.shape[2:]} must not exceed the grid {x.shape[1:-1]}"
+            )
     return _Conv(kernel)(x, transpose=transpose)
 
 
 # --------------------------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------------------------
+
 
 def _profile(v, kshape):
     return kernel_profile(v, tuple(kshape), normalize=True)
@@ -257,6 +268,7 @@ def sample_kernel(kind, shape, sigma_w2, *, v="uniform", rng=None):
 # inputs
 # --------------------------------------------------------------------------------------------
 
+
 def gaussian_inputs(gram, spatial_shape, channels, *, rng=None):
     r"""Random inputs whose channel-averaged Gram matrix is *exactly* a given matrix.
 
@@ -294,7 +306,8 @@ def gaussian_inputs(gram, spatial_shape, channels, *, rng=None):
     w, u = np.linalg.eigh(g)
     if w.min() < -1e-10 * max(1.0, w.max()):
         raise ValueError(
-            f"`gram` must be positive semi-definite; smallest eigenvalue {w.min():.3g}")
+            f"`gram` must be positive semi-definite; smallest eigenvalue {w.min():.3g}"
+        )
     factor = u * np.sqrt(np.clip(w, 0.0, None))
     q, r = np.linalg.qr(rng.standard_normal((channels, m)))
     q = q * np.sign(np.diag(r))
@@ -305,6 +318,7 @@ def gaussian_inputs(gram, spatial_shape, channels, *, rng=None):
 # --------------------------------------------------------------------------------------------
 # the network
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Net:
@@ -317,8 +331,9 @@ class _Net:
     kshape: tuple
 
     def layer(self, c_in, rng):
-        w = sample_kernel(self.kernel, (self.width, c_in) + self.kshape, self.sigma_w2,
-                          v=self.v, rng=rng)
+        w = sample_kernel(
+            self.kernel, (self.width, c_in) + self.kshape, self.sigma_w2, v=self.v, rng=rng
+        )
         b = rng.standard_normal(self.width) * np.sqrt(self.sigma_b2)
         return _Conv(w), b
 
@@ -328,7 +343,7 @@ class _Net:
         a = x
         rows = x.size // x.shape[-1]
         flops = 2.0 * rows * int(np.prod(self.kshape)) * max(x.shape[-1], self.width) * self.width
-        with _blas_threads(flops):      # small problems (and their hooks) on one BLAS thread
+        with _blas_threads(flops):  # small problems (and their hooks) on one BLAS thread
             for layer in range(1, depth + 1):
                 conv, b = self.layer(a.shape[-1], rng)
                 h = conv(a)
@@ -355,8 +370,9 @@ def _make_net(act, sigma_w2, sigma_b2, width, kernel, v, kernel_size, ndim):
     else:
         kshape = tuple(int(k) for k in kernel_size)
     if len(kshape) != ndim or min(kshape) < 1:
-        raise ValueError(f"`kernel_size` must be a positive int or {ndim} positive ints; "
-                         f"got {kernel_size!r}")
+        raise ValueError(
+            f"`kernel_size` must be a positive int or {ndim} positive ints; got {kernel_size!r}"
+        )
     if kernel == "gaussian":
         _profile(v, kshape)  # validate early
     return _Net(act, sw, sb, width, kernel, v, kshape)
@@ -428,13 +444,29 @@ class Simulation(ResultMixin):
 def _check_x(x, ndim_hint=None):
     x = V.as_float_array(x, "x")
     if x.ndim < 3 or x.ndim > 5:
-        raise ValueError(f"`x` must have shape (batch, *spatial, channels) with 1 to 3 spatial "
-                         f"axes; got shape {x.shape}")
+        raise ValueError(
+            f"`x` must have shape (batch, *spatial, channels) with 1 to 3 spatial "
+            f"axes; got shape {x.shape}"
+        )
     return np.ascontiguousarray(x)
 
 
-def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="uniform",
-             kernel_size=3, n_draws=4, cov_layers=(), rng=None, progress=None):
+def simulate(
+    x,
+    act,
+    sigma_w2,
+    sigma_b2,
+    depth,
+    *,
+    width,
+    kernel="gaussian",
+    v="uniform",
+    kernel_size=3,
+    n_draws=4,
+    cov_layers=(),
+    rng=None,
+    progress=None,
+):
     r"""Stream a batch through random numpy CNNs and estimate ``q^l``, ``c^l`` and ``Sigma^l``.
 
     Each of `n_draws` networks is drawn afresh (kernels from `kernel`, biases
@@ -492,8 +524,10 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
     for n, k in zip(x.shape[1:-1], net.kshape):
         if k > n:
             raise ValueError(f"`kernel_size` {net.kshape} must not exceed the grid {x.shape[1:-1]}")
-    cov_layers = np.array(sorted(set(int(V.as_int(int(lay), "cov_layers", low=1, high=depth))
-                                     for lay in cov_layers)), dtype=np.int64)
+    cov_layers = np.array(
+        sorted(set(int(V.as_int(int(lay), "cov_layers", low=1, high=depth)) for lay in cov_layers)),
+        dtype=np.int64,
+    )
     rng = V.make_rng(rng)
     B, sp = x.shape[0], x.shape[1:-1]
     P = int(np.prod(sp))
@@ -511,23 +545,24 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
     done = [0]
 
     for r in range(n_draws):
+
         def hook(lay, h, r=r):
             hf = h.reshape(B, P, c)
             h2 = hf * hf
             q_pos[r, lay - 1] = (h2.mean(axis=2)).reshape((B,) + sp)
-            g_chan = np.einsum("apj,bpj->jab", hf, hf) / P        # (c, B, B)
+            g_chan = np.einsum("apj,bpj->jab", hf, hf) / P  # (c, B, B)
             g = g_chan.mean(axis=0)
             d = np.sqrt(np.diag(g))
             gram_c[r, lay - 1] = g / np.outer(d, d)
             if r == 0:
                 q_pos_var[lay - 1] = (h2.var(axis=2, ddof=1) / c).reshape((B,) + sp)
-                qc = np.diagonal(g_chan, axis1=1, axis2=2)         # (c, B)
+                qc = np.diagonal(g_chan, axis1=1, axis2=2)  # (c, B)
                 q_chan_se[lay - 1] = qc.std(axis=0, ddof=1) / np.sqrt(c)
                 # delta method for c_ab = g_ab / sqrt(g_aa g_bb)
                 dg = np.diag(g)
-                infl = (g_chan / np.outer(d, d)
-                        - 0.5 * gram_c[r, lay - 1] * (qc[:, :, None] / dg[:, None]
-                                                    + qc[:, None, :] / dg[None, :]))
+                infl = g_chan / np.outer(d, d) - 0.5 * gram_c[r, lay - 1] * (
+                    qc[:, :, None] / dg[:, None] + qc[:, None, :] / dg[None, :]
+                )
                 c_chan_se[lay - 1] = infl.std(axis=0, ddof=1) / np.sqrt(c)
             if lay in rec:
                 i = rec[lay]
@@ -553,15 +588,27 @@ def simulate(x, act, sigma_w2, sigma_b2, depth, *, width, kernel="gaussian", v="
         c_m, c_se = gram_c[0], c_chan_se
         cov_m, cov_se = cov[0], cov_chan_se
     cshape = (len(cov_layers), B) + sp + sp
-    return Simulation(q=q_m, q_stderr=q_se, q_pos=qp_m, q_pos_stderr=qp_se, c=c_m, c_stderr=c_se,
-                      cov_layers=cov_layers, cov=cov_m.reshape(cshape),
-                      cov_stderr=cov_se.reshape(cshape), q_draws=q_draws, n_draws=n_draws,
-                      width=c, status=_status(q_draws, gram_c, cov))
+    return Simulation(
+        q=q_m,
+        q_stderr=q_se,
+        q_pos=qp_m,
+        q_pos_stderr=qp_se,
+        c=c_m,
+        c_stderr=c_se,
+        cov_layers=cov_layers,
+        cov=cov_m.reshape(cshape),
+        cov_stderr=cov_se.reshape(cshape),
+        q_draws=q_draws,
+        n_draws=n_draws,
+        width=c,
+        status=_status(q_draws, gram_c, cov),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # per-mode decay of an injected perturbation
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModeDecay(ResultMixin):
@@ -613,16 +660,35 @@ def _diag_dft(m, spatial_shape):
     out = np.empty((P,) + tuple(spatial_shape), dtype=np.complex128)
     for dflat in range(P):
         delta = np.unravel_index(dflat, spatial_shape)
-        tgt = idx[tuple((grid[..., a] + delta[a]) % spatial_shape[a]
-                        for a in range(len(spatial_shape)))]
+        tgt = idx[
+            tuple((grid[..., a] + delta[a]) % spatial_shape[a] for a in range(len(spatial_shape)))
+        ]
         e = m[idx.ravel(), tgt.ravel()].reshape(spatial_shape)
         out[dflat] = np.fft.fftn(e)
-    return out.reshape(P, P)   # (delta, f) flattened
+    return out.reshape(P, P)  # (delta, f) flattened
 
 
-def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star, modes,
-               width, kind="c", eps=0.2, kernel="gaussian", v="uniform", kernel_size=3,
-               n_draws=4, fit_layers=None, rng=None, progress=None):
+def mode_decay(
+    act,
+    sigma_w2,
+    sigma_b2,
+    depth,
+    spatial_shape,
+    *,
+    q_star,
+    c_star,
+    modes,
+    width,
+    kind="c",
+    eps=0.2,
+    kernel="gaussian",
+    v="uniform",
+    kernel_size=3,
+    n_draws=4,
+    fit_layers=None,
+    rng=None,
+    progress=None,
+):
     r"""Measure the per-layer decay of a covariance perturbation in given spatial Fourier modes.
 
     Two inputs go through the *same* network (common random numbers): a base input whose first
@@ -687,16 +753,18 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     fit = np.array((1, depth) if fit_layers is None else fit_layers, dtype=np.int64)
     fit = np.broadcast_to(fit, (len(modes), 2)).copy() if fit.ndim == 1 else fit
     if fit.shape != (len(modes), 2) or not (
-            (1 <= fit[:, 0]).all() and (fit[:, 0] < fit[:, 1]).all()
-            and (fit[:, 1] <= depth).all()):
-        raise ValueError("`fit_layers` must be (first, last) or one such pair per mode with "
-                         f"1 <= first < last <= depth = {depth}; got {fit_layers!r}")
+        (1 <= fit[:, 0]).all() and (fit[:, 0] < fit[:, 1]).all() and (fit[:, 1] <= depth).all()
+    ):
+        raise ValueError(
+            "`fit_layers` must be (first, last) or one such pair per mode with "
+            f"1 <= first < last <= depth = {depth}; got {fit_layers!r}"
+        )
     rng = V.make_rng(rng)
     sw, sb = net.sigma_w2, net.sigma_b2
     q_in = (qs - sb) / sw
     if q_in <= 0:
         raise ValueError("`q_star` must exceed `sigma_b2` (the input variance would be negative)")
-    g_in = (qs * cs - sb) / (qs - sb)                 # input correlation giving Sigma^1 = Sigma*
+    g_in = (qs * cs - sb) / (qs - sb)  # input correlation giving Sigma^1 = Sigma*
     base = q_in * ((1 - g_in) * np.eye(P) + g_in * np.ones((P, P)))
     channels = max(net.width, 2 * P)
     amps = np.zeros((n_draws, depth, len(modes)))
@@ -723,8 +791,7 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
         else:
             sel[:] = False
             sel[0] = True
-        fidx = np.ravel_multi_index(tuple(fa % n for fa, n in zip(f, spatial_shape)),
-                                    spatial_shape)
+        fidx = np.ravel_multi_index(tuple(fa % n for fa, n in zip(f, spatial_shape)), spatial_shape)
         w = proj[sel, fidx]
         norm = float(np.real(np.vdot(w, w)))
         for r in range(n_draws):
@@ -752,20 +819,29 @@ def mode_decay(act, sigma_w2, sigma_b2, depth, spatial_shape, *, q_star, c_star,
     rates = np.empty((n_draws, len(modes)))
     for im in range(len(modes)):
         a0, a1 = fit[im, 0] - 1, fit[im, 1] - 1
-        num = (amps[:, a0 + 1:a1 + 1, im] * amps[:, a0:a1, im]).sum(axis=1)
+        num = (amps[:, a0 + 1 : a1 + 1, im] * amps[:, a0:a1, im]).sum(axis=1)
         den = (amps[:, a0:a1, im] ** 2).sum(axis=1)
         rates[:, im] = num / den
     amp_m, amp_se = _mean_se(amps)
     rate_m, rate_se = _mean_se(rates)
-    return ModeDecay(modes=np.array(modes, dtype=np.int64), kind=kind, amplitude=amp_m,
-                     amplitude_stderr=amp_se, rate=rate_m, rate_stderr=rate_se,
-                     fit_layers=fit, n_draws=n_draws, width=net.width,
-                     status=_status(amps, rates))
+    return ModeDecay(
+        modes=np.array(modes, dtype=np.int64),
+        kind=kind,
+        amplitude=amp_m,
+        amplitude_stderr=amp_se,
+        rate=rate_m,
+        rate_stderr=rate_se,
+        fit_layers=fit,
+        n_draws=n_draws,
+        width=net.width,
+        status=_status(amps, rates),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # input-output Jacobian
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JacobianSample(ResultMixin):
@@ -822,10 +898,25 @@ def _vjp(layers, u):
     return u
 
 
-def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,), *, width,
-                             q_input=1.0, kernel="gaussian", v="uniform", kernel_size=3,
-                             n_draws=4, method="exact", n_probes=32, n_top=4, rng=None,
-                             progress=None):
+def jacobian_singular_values(
+    act,
+    sigma_w2,
+    sigma_b2,
+    depth,
+    spatial_shape=(1,),
+    *,
+    width,
+    q_input=1.0,
+    kernel="gaussian",
+    v="uniform",
+    kernel_size=3,
+    n_draws=4,
+    method="exact",
+    n_probes=32,
+    n_top=4,
+    rng=None,
+    progress=None,
+):
     r"""Sample the singular values of a numpy CNN's input-output Jacobian.
 
     The network has ``width`` channels in every layer including the input, and is evaluated at
@@ -883,8 +974,10 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
     c = net.width
     N = P * c
     if method == "exact" and N > 8192:
-        raise ValueError(f"method='exact' builds an N x N matrix with N = P*width = {N}; "
-                         "use method='stochastic' for N > 8192")
+        raise ValueError(
+            f"method='exact' builds an N x N matrix with N = P*width = {N}; "
+            "use method='stochastic' for N > 8192"
+        )
     n_top = min(n_top, N - 1) if method == "stochastic" else min(n_top, N)
     cb = _progress(progress, n_draws)
     eig_all, m1s, m2s, vars_, tops = [], [], [], [], []
@@ -894,19 +987,20 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
         x = x / norm * np.sqrt((qin - net.sigma_b2) / net.sigma_w2)
         layers = net.forward(x, depth, rng, lambda layer, h: None, keep=True)
         if method == "exact":
-            jt = np.empty((N, N))                         # row n = J e_n
+            jt = np.empty((N, N))  # row n = J e_n
             for s0 in range(0, N, 512):
                 s1 = min(N, s0 + 512)
                 t = np.zeros((s1 - s0, N))
                 t[np.arange(s1 - s0), np.arange(s0, s1)] = 1.0
-                jt[s0:s1] = _jvp(layers, t.reshape((s1 - s0,) + spatial_shape + (c,))
-                                 ).reshape(s1 - s0, N)
-            with _blas_threads(2.0 * N ** 3):
+                jt[s0:s1] = _jvp(layers, t.reshape((s1 - s0,) + spatial_shape + (c,))).reshape(
+                    s1 - s0, N
+                )
+            with _blas_threads(2.0 * N**3):
                 ev = np.linalg.eigvalsh(jt @ jt.T)
             ev = np.clip(ev, 0.0, None)
             eig_all.append(ev)
             m1s.append(ev.mean())
-            m2s.append((ev ** 2).mean())
+            m2s.append((ev**2).mean())
             vars_.append(ev.var())
             tops.append(np.sqrt(ev[::-1][:n_top]))
         else:
@@ -920,11 +1014,14 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
             vars_.append(a2.mean() - a1.mean() ** 2)
             shp = (1,) + spatial_shape + (c,)
             op = LinearOperator(
-                (N, N), dtype=np.float64,
+                (N, N),
+                dtype=np.float64,
                 matvec=lambda u: _jvp(layers, u.reshape(shp)).ravel(),
-                rmatvec=lambda u: _vjp(layers, u.reshape(shp)).ravel())
-            s = svds(op, k=n_top, return_singular_vectors=False,
-                     random_state=int(rng.integers(2**31)))
+                rmatvec=lambda u: _vjp(layers, u.reshape(shp)).ravel(),
+            )
+            s = svds(
+                op, k=n_top, return_singular_vectors=False, random_state=int(rng.integers(2**31))
+            )
             tops.append(np.sort(s)[::-1])
         if cb is not None:
             cb(r + 1, n_draws)
@@ -935,14 +1032,25 @@ def jacobian_singular_values(act, sigma_w2, sigma_b2, depth, spatial_shape=(1,),
         m2, m2_se = _mean_se(np.array(m2s))
         eigenvalues = np.array(eig_all)
     else:
-        a1 = np.array(m1s)       # (draws, probes): per-draw means are independent samples
+        a1 = np.array(m1s)  # (draws, probes): per-draw means are independent samples
         a2 = np.array(m2s)
         m1, m1_se = _mean_se(a1.mean(axis=1)) if n_draws > 1 else _mean_se(a1[0])
         m2, m2_se = _mean_se(a2.mean(axis=1)) if n_draws > 1 else _mean_se(a2[0])
         eigenvalues = np.zeros((0,))
     var_m, var_se = _mean_se(np.array(vars_))
-    return JacobianSample(method=method, eigenvalues=eigenvalues, m1=float(m1),
-                          m1_stderr=float(m1_se), m2=float(m2), m2_stderr=float(m2_se),
-                          var=float(var_m), var_stderr=float(var_se), top=top_m,
-                          top_stderr=top_se, top_draws=tops, n_draws=n_draws, width=c,
-                          status=_status(tops, np.array(vars_), eigenvalues))
+    return JacobianSample(
+        method=method,
+        eigenvalues=eigenvalues,
+        m1=float(m1),
+        m1_stderr=float(m1_se),
+        m2=float(m2),
+        m2_stderr=float(m2_se),
+        var=float(var_m),
+        var_stderr=float(var_se),
+        top=top_m,
+        top_stderr=top_se,
+        top_draws=tops,
+        n_draws=n_draws,
+        width=c,
+        status=_status(tops, np.array(vars_), eigenvalues),
+    )

@@ -39,6 +39,7 @@ References
 .. [3] R. Novak et al., "Bayesian Deep Convolutional Networks with Many Channels are Gaussian
    Processes", ICLR 2019, arXiv:1810.05148.
 """
+
 from __future__ import annotations
 
 from cnnmft._network_engine import NetworkResult, conv_stack, propagate_network
@@ -56,13 +57,25 @@ from cnnmft._network_theory import (
 
 __all__ = [
     # layers
-    "Conv", "Act", "AvgPool", "GlobalAvgPool", "Dense", "PADDINGS", "conv_stack",
+    "Conv",
+    "Act",
+    "AvgPool",
+    "GlobalAvgPool",
+    "Dense",
+    "PADDINGS",
+    "conv_stack",
     "vanilla_network",
     # exact infinite-width recursions
-    "propagate_network", "NetworkResult", "backward_mode_depth_scales",
+    "propagate_network",
+    "NetworkResult",
+    "backward_mode_depth_scales",
     "BackwardModeDepthScales",
     # predictions and border effects
-    "predict", "Prediction", "border_effects", "BorderEffects",
+    "predict",
+    "Prediction",
+    "border_effects",
+    "BorderEffects",
     # Monte Carlo
-    "simulate_network", "NetworkSimulation",
+    "simulate_network",
+    "NetworkSimulation",
 ]

@@ -229,8 +229,9 @@ def delta_orthogonal(shape, sigma_w2=1.0, rng=None, *, semi_orthogonal=False):
     c_out, c_in, ks = _parse_shape(shape)
     _require_tall(c_out, c_in, "delta_orthogonal", semi_orthogonal)
     sw = _sigma_w(sigma_w2)
-    require_memory(8.0 * (c_out * c_in * int(np.prod(ks)) + 3 * c_out * c_in),
-                   f"`shape` {(c_out, c_in) + ks}")
+    require_memory(
+        8.0 * (c_out * c_in * int(np.prod(ks)) + 3 * c_out * c_in), f"`shape` {(c_out, c_in) + ks}"
+    )
     if c_in > c_out:
         h = _haar(c_in, c_out, make_rng(rng)).T
     else:
@@ -389,8 +390,9 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_ortho
     return _finish(x, sw, swap=c_in > c_out)
 
 
-def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
-                       semi_orthogonal=False):
+def tunable_orthogonal(
+    shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random", semi_orthogonal=False
+):
     r"""Exactly orthogonal kernel with a tap-energy profile from delta (t=0) to binomial (t=1/2).
 
     The construction of :func:`block_orthogonal` with projections of chosen rank fraction
@@ -467,8 +469,7 @@ def tunable_orthogonal(shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random",
     _check_size(c_out, c_in, ks, 2)
     t = as_float(t, "t", low=0.0, high=0.5)
     big, small = max(c_out, c_in), min(c_out, c_in)
-    x = _paraunitary(big, small, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank,
-                     make_rng(rng))
+    x = _paraunitary(big, small, ks, lambda b: 1.0 - t if b % 2 == 0 else t, rank, make_rng(rng))
     return _finish(x, sw, swap=c_in > c_out)
 
 
@@ -612,22 +613,24 @@ def conv_singular_values(kernel, spatial_shape):
     # as one GEMM per chunk of frequencies: (F, T) phases @ (T, c_out c_in) taps, so memory stays
     # bounded whatever the grid (and taps beyond the grid wrap around automatically).
     half_shape = grid[:-1] + (grid[-1] // 2 + 1,)
-    freqs = np.stack([f.ravel() for f in np.meshgrid(*[np.arange(n) for n in half_shape],
-                                                      indexing="ij")], axis=1)  # (F, d)
-    taps = np.stack([t.ravel() for t in np.meshgrid(*[np.arange(k) for k in ks],
-                                                    indexing="ij")], axis=1)  # (T, d)
+    freqs = np.stack(
+        [f.ravel() for f in np.meshgrid(*[np.arange(n) for n in half_shape], indexing="ij")], axis=1
+    )  # (F, d)
+    taps = np.stack(
+        [t.ravel() for t in np.meshgrid(*[np.arange(k) for k in ks], indexing="ij")], axis=1
+    )  # (T, d)
     kt = kern.reshape(c_out * c_in, -1).T  # (T, c_out c_in)
     inv_n = 1.0 / np.asarray(grid, dtype=np.float64)
     n_freq = freqs.shape[0]
     half = np.empty((n_freq, m))
     step = max(1, int(2**22 // max(1, c_out * c_in)))
     for s in range(0, n_freq, step):
-        f = freqs[s:s + step]
+        f = freqs[s : s + step]
         # phase index reduced modulo n before scaling keeps the angles accurate
         prod = (f[:, None, :] * taps[None, :, :]) % np.asarray(grid)
         ang = -2.0 * np.pi * (prod * inv_n).sum(axis=-1)  # (F, T)
         sym = (np.exp(1j * ang) @ kt).reshape(-1, c_out, c_in)
-        half[s:s + step] = np.linalg.svd(sym, compute_uv=False)
+        half[s : s + step] = np.linalg.svd(sym, compute_uv=False)
     half = half.reshape(half_shape + (m,))
     n_last = grid[-1]
     j = np.arange(n_last)

@@ -89,10 +89,12 @@ class PhaseDiagram(ResultMixin):
     def summary(self) -> str:
         """One-paragraph text summary (grid, phases, status counts)."""
         chaotic = float(np.mean(self.chi_1 > 1.0))
-        return (f"{self.activation}: {self.sigma_w2.size} x {self.sigma_b2.size} grid, "
-                f"sigma_w2 in [{self.sigma_w2.min():g}, {self.sigma_w2.max():g}], sigma_b2 in "
-                f"[{self.sigma_b2.min():g}, {self.sigma_b2.max():g}]; chaotic fraction "
-                f"{chaotic:.3f}; status {status_counts(self.status)}")
+        return (
+            f"{self.activation}: {self.sigma_w2.size} x {self.sigma_b2.size} grid, "
+            f"sigma_w2 in [{self.sigma_w2.min():g}, {self.sigma_w2.max():g}], sigma_b2 in "
+            f"[{self.sigma_b2.min():g}, {self.sigma_b2.max():g}]; chaotic fraction "
+            f"{chaotic:.3f}; status {status_counts(self.status)}"
+        )
 
 
 def _tables(code, q_lo, q_hi):
@@ -105,8 +107,9 @@ def _tables(code, q_lo, q_hi):
     return t0, npieces, table, valid, maxerr
 
 
-def phase_diagram(act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_line=True,
-                  method="auto"):
+def phase_diagram(
+    act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_line=True, method="auto"
+):
     r"""Fixed points, slopes and depth scales on the grid ``sigma_w2 x sigma_b2``.
 
     Parameters
@@ -161,36 +164,58 @@ def phase_diagram(act, sigma_w2, sigma_b2, *, tol=1e-15, maxiter=200, critical_l
     method = V.as_choice(method, "method", {"auto", "tables", "quadrature"})
     bounded = a.bounded and a.code < 100
     if method == "tables" and not bounded:
-        raise ValueError(f"`method`='tables' needs a built-in bounded activation; {a.name!r} is "
-                         "not one (use 'auto' or 'quadrature')")
+        raise ValueError(
+            f"`method`='tables' needs a built-in bounded activation; {a.name!r} is "
+            "not one (use 'auto' or 'quadrature')"
+        )
     use_tables = method == "tables" or (method == "auto" and bounded and sw.size * sb.size >= 2000)
     T = ns.tables
     if use_tables and (sb > 0).any():
         bound = float(np.max(np.abs(a.phi(np.array([-60.0, 0.0, 60.0])))))
         q_lo = max(T.QMIN, 0.99 * float(sb[sb > 0].min()))
-        q_hi = 1.01 * (float(sw.max()) * bound ** 2 + float(sb.max()))
+        q_hi = 1.01 * (float(sw.max()) * bound**2 + float(sb.max()))
         t0, npieces, table, valid, _ = _tables(code, q_lo, max(q_hi, 1.01 * q_lo))
     else:  # no table: every point by direct quadrature and the per-point Mehler series
         t0, npieces = 0.0, 0
         table = np.zeros((0, T.NF, T.DEG + 1))
         valid = np.zeros(0, dtype=np.bool_)
     b2 = _bound2(a)
-    T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid,
-           b2)
-    sw_flat, sb_flat = (np.ascontiguousarray(x.ravel()) for x in np.meshgrid(sw, sb,
-                                                                             indexing="ij"))
-    roots = _attractors(a, sw_flat, sb_flat, out.reshape(-1, 7), status.reshape(-1),
-                        nit.reshape(-1), tol, maxiter, _chunks(sw_flat.size, None), True)
+    T.grid(code, sw, sb, zero, odd, tol, maxiter, out, status, nit, t0, npieces, table, valid, b2)
+    sw_flat, sb_flat = (np.ascontiguousarray(x.ravel()) for x in np.meshgrid(sw, sb, indexing="ij"))
+    roots = _attractors(
+        a,
+        sw_flat,
+        sb_flat,
+        out.reshape(-1, 7),
+        status.reshape(-1),
+        nit.reshape(-1),
+        tol,
+        maxiter,
+        _chunks(sw_flat.size, None),
+        True,
+    )
     roots = roots.reshape(sw.size, sb.size, 3)
     q, c, chi1, chiq, chic = (out[..., j] for j in range(5))
     xi_q, xi_c = depth_scale(chiq), depth_scale(chic)
     inf = ~np.isfinite(q)
     xi_q[inf] = np.nan
     xi_c[inf] = np.nan
-    crit = (critical_sigma_w2(a, sb).sigma_w2 if critical_line
-            else np.full(sb.size, np.nan))
-    return PhaseDiagram(activation=a.name, sigma_w2=sw, sigma_b2=sb, q_star=q.copy(),
-                        c_star=c.copy(), chi_1=chi1.copy(), chi_q=chiq.copy(), chi_c=chic.copy(),
-                        xi_q=xi_q, xi_c=xi_c, status=status, nit=nit, critical_sigma_w2=crit,
-                        q_star_low=roots[..., 0], q_unstable=roots[..., 1],
-                        q_star_high=roots[..., 2])
+    crit = critical_sigma_w2(a, sb).sigma_w2 if critical_line else np.full(sb.size, np.nan)
+    return PhaseDiagram(
+        activation=a.name,
+        sigma_w2=sw,
+        sigma_b2=sb,
+        q_star=q.copy(),
+        c_star=c.copy(),
+        chi_1=chi1.copy(),
+        chi_q=chiq.copy(),
+        chi_c=chic.copy(),
+        xi_q=xi_q,
+        xi_c=xi_c,
+        status=status,
+        nit=nit,
+        critical_sigma_w2=crit,
+        q_star_low=roots[..., 0],
+        q_unstable=roots[..., 1],
+        q_star_high=roots[..., 2],
+    )

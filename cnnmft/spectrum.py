@@ -47,9 +47,14 @@ from cnnmft.activations import get_activation
 from cnnmft.gaussian import expect
 from cnnmft.results import ResultMixin, Status
 
-__all__ = ["Spectrum", "JacobianMoments", "jacobian_spectrum", "jacobian_moments",
-           "universal_spectrum", "d2_law"]
-
+__all__ = [
+    "Spectrum",
+    "JacobianMoments",
+    "jacobian_spectrum",
+    "jacobian_moments",
+    "universal_spectrum",
+    "d2_law",
+]
 
 
 def d2_law(act, q_star):
@@ -77,6 +82,7 @@ def d2_law(act, q_star):
 
 # ---------------------------------------------------------------------------------------------
 # results
+
 
 @dataclass(frozen=True)
 class Spectrum(ResultMixin):
@@ -236,6 +242,7 @@ class JacobianMoments(ResultMixin):
 # ---------------------------------------------------------------------------------------------
 # helpers
 
+
 def _universal_edges(s):
     """(lambda_max, lambda_min, m_plus, m_minus) of M^{-1}(m) = ((1+m)/m) exp(s m)."""
     r = math.sqrt(1.0 + 4.0 / s)
@@ -302,12 +309,33 @@ def jacobian_moments(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, q_
         mp = 0.5 * (r - 1.0)
         lmax = m1 * (1.0 + mp) / mp * np.exp(spread * mp)
         lmax = np.where(spread > 0, lmax, m1)
-    return JacobianMoments(q_star=q, mu1=mu1, mu2=mu2, m1=m1, m2=m2, variance=var, spread=spread,
-                           lambda_max_asymptotic=lmax, status=np.asarray(st, dtype=int))
+    return JacobianMoments(
+        q_star=q,
+        mu1=mu1,
+        mu2=mu2,
+        m1=m1,
+        m2=m2,
+        variance=var,
+        spread=spread,
+        lambda_max_asymptotic=lmax,
+        status=np.asarray(st, dtype=int),
+    )
 
 
-def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n_points=2000,
-                      lam=None, grid="auto", q_star=None, tol=None, maxiter=80):
+def jacobian_spectrum(
+    act,
+    sigma_w2,
+    sigma_b2,
+    depth,
+    weights="orthogonal",
+    *,
+    n_points=2000,
+    lam=None,
+    grid="auto",
+    q_star=None,
+    tol=None,
+    maxiter=80,
+):
     r"""Eigenvalue density of ``J J^T`` (and singular-value density of J) by free probability.
 
     With ``x = M_{D^2}^{-1}(m)`` the inverse M-transform of ``J J^T`` is [2]_
@@ -388,8 +416,7 @@ def jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights="orthogonal", *, n
     >>> round(s.variance, 4), round(s.lambda_max, 3)
     (0.0683, 1.475)
     """
-    p = S.setup(act, weights, sigma_w2, sigma_b2, depth, n_points, lam, grid, q_star, tol,
-               maxiter)
+    p = S.setup(act, weights, sigma_w2, sigma_b2, depth, n_points, lam, grid, q_star, tol, maxiter)
     if p.cont_mass <= 1e-15:
         part = S.atoms_only(p)
     elif p.kind == _k.ORTH and p.L == 1:
@@ -465,9 +492,32 @@ def universal_spectrum(s, *, n_points=2000, lam=None, tol=1e-13, maxiter=80):
     mass = float(np.sum(qw * dens)) if lam is None else float("nan")
     sv = np.sqrt(grid)
     e = np.zeros(0)
-    return Spectrum(activation="", weights="universal", sigma_w2=math.nan, sigma_b2=math.nan,
-                    q_star=math.nan, depth=0, mu1=math.nan, mu2=math.nan, lam=grid, density=dens,
-                    cdf=cdf, quad_weights=qw, sv=sv, sv_density=2 * sv * dens, m1=1.0,
-                    m2=1.0 + s, variance=s, spread=s, lambda_max=lmax, lambda_min=lmin,
-                    atom_lam=e, atom_mass=e, mass=mass, log_m1=0.0, normalized=False,
-                    point_status=pst, status=int(status))
+    return Spectrum(
+        activation="",
+        weights="universal",
+        sigma_w2=math.nan,
+        sigma_b2=math.nan,
+        q_star=math.nan,
+        depth=0,
+        mu1=math.nan,
+        mu2=math.nan,
+        lam=grid,
+        density=dens,
+        cdf=cdf,
+        quad_weights=qw,
+        sv=sv,
+        sv_density=2 * sv * dens,
+        m1=1.0,
+        m2=1.0 + s,
+        variance=s,
+        spread=s,
+        lambda_max=lmax,
+        lambda_min=lmin,
+        atom_lam=e,
+        atom_mass=e,
+        mass=mass,
+        log_m1=0.0,
+        normalized=False,
+        point_status=pst,
+        status=int(status),
+    )

@@ -50,8 +50,14 @@ from cnnmft._util import atomic_write_text, progress_bar
 from cnnmft._validation import as_int
 from cnnmft.results import Status
 
-__all__ = ["CellStore", "cell_key", "run_cells", "dask_client", "check_worker_paths",
-           "agreement_fraction"]
+__all__ = [
+    "CellStore",
+    "cell_key",
+    "run_cells",
+    "dask_client",
+    "check_worker_paths",
+    "agreement_fraction",
+]
 
 log = logging.getLogger("cnnmft.sweeps")
 
@@ -59,6 +65,7 @@ log = logging.getLogger("cnnmft.sweeps")
 # --------------------------------------------------------------------------------------------
 # The store
 # --------------------------------------------------------------------------------------------
+
 
 def _norm(x):
     if isinstance(x, dict):
@@ -160,8 +167,11 @@ class CellStore:
             return None, "not a cell record (keys missing)"
         if rec["checksum"] != _checksum(rec):
             return None, "checksum mismatch (content changed after it was written)"
-        if not isinstance(rec["params"], dict) or rec["key"] != f.stem \
-                or cell_key(rec["params"]) != rec["key"]:
+        if (
+            not isinstance(rec["params"], dict)
+            or rec["key"] != f.stem
+            or cell_key(rec["params"]) != rec["key"]
+        ):
             return None, "key does not match the file name or the parameters"
         try:
             status = _status_of(rec["status"])
@@ -201,17 +211,31 @@ class CellStore:
                         os.replace(f, f.with_name(f.name + ".corrupt"))
         return bad
 
-    def put(self, params: dict, result: Any = None, *, status: Status = Status.OK,
-            error: str | None = None, elapsed_s: float | None = None,
-            worker: str | None = None) -> Path:
+    def put(
+        self,
+        params: dict,
+        result: Any = None,
+        *,
+        status: Status = Status.OK,
+        error: str | None = None,
+        elapsed_s: float | None = None,
+        worker: str | None = None,
+    ) -> Path:
         """Write one record atomically and return its path."""
         status = Status(status)
         if status == Status.OK and result is None:
             raise ValueError("`result` is None for a cell stored with status OK")
         key = cell_key(params)
-        rec = {"key": key, "params": json.loads(_canonical(params)),
-               "result": json.loads(_dumps(result)), "status": status.name, "error": error,
-               "elapsed_s": elapsed_s, "worker": worker, "finished_at": time.time()}
+        rec = {
+            "key": key,
+            "params": json.loads(_canonical(params)),
+            "result": json.loads(_dumps(result)),
+            "status": status.name,
+            "error": error,
+            "elapsed_s": elapsed_s,
+            "worker": worker,
+            "finished_at": time.time(),
+        }
         rec["checksum"] = _checksum(rec)
         return atomic_write_text(self.file(key), json.dumps(rec, sort_keys=True, allow_nan=True))
 
@@ -249,8 +273,9 @@ def agreement_fraction(trained, predicted) -> float:
     trained = np.asarray(trained, dtype=bool)
     predicted = np.asarray(predicted, dtype=bool)
     if trained.shape != predicted.shape:
-        raise ValueError(f"`trained` {trained.shape} and `predicted` {predicted.shape} differ "
-                         "in shape")
+        raise ValueError(
+            f"`trained` {trained.shape} and `predicted` {predicted.shape} differ in shape"
+        )
     if trained.size == 0:
         raise ValueError("`trained` is empty")
     return float(np.mean(trained == predicted))
@@ -259,6 +284,7 @@ def agreement_fraction(trained, predicted) -> float:
 # --------------------------------------------------------------------------------------------
 # Scheduling
 # --------------------------------------------------------------------------------------------
+
 
 def _timed_call(fn, params, shared, threads):
     """Run one cell on a worker with `threads` threads; return (result, seconds, worker)."""
@@ -285,29 +311,44 @@ def _make_client(scheduler, scheduler_file, n_workers, threads_per_worker):
         raise ValueError("give `scheduler` or `scheduler_file`, not both")
     if scheduler is not None and not isinstance(scheduler, str):
         if not isinstance(scheduler, Client):
-            raise TypeError(f"`scheduler` must be None, an address string or a "
-                            f"distributed.Client, got {type(scheduler).__name__}")
+            raise TypeError(
+                f"`scheduler` must be None, an address string or a "
+                f"distributed.Client, got {type(scheduler).__name__}"
+            )
         return scheduler, None, False
     if scheduler_file is not None:
         if not Path(scheduler_file).is_file():
-            raise FileNotFoundError(f"`scheduler_file` {str(scheduler_file)!r} does not exist "
-                                    "(written by `dask scheduler --scheduler-file PATH`)")
+            raise FileNotFoundError(
+                f"`scheduler_file` {str(scheduler_file)!r} does not exist "
+                "(written by `dask scheduler --scheduler-file PATH`)"
+            )
         client, cluster = Client(scheduler_file=str(scheduler_file)), None
     elif scheduler:
         client, cluster = Client(scheduler), None
     else:
         # dashboard on a free port (":0"): a fixed port would clash with other clusters
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               processes=True, dashboard_address=":0", silence_logs=40,
-                               env=_threads.worker_env(1))
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+            env=_threads.worker_env(1),
+        )
         client = Client(cluster)
     client.register_plugin(_threads.dask_worker_plugin(1))
     return client, cluster, True
 
 
 @contextlib.contextmanager
-def dask_client(scheduler=None, *, scheduler_file=None, n_workers: int = 2,
-                threads_per_worker: int = 1, show_dashboard: bool = True):
+def dask_client(
+    scheduler=None,
+    *,
+    scheduler_file=None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    show_dashboard: bool = True,
+):
     """Context manager yielding a ``distributed.Client`` (one thread per worker task).
 
     Parameters
@@ -330,8 +371,7 @@ def dask_client(scheduler=None, *, scheduler_file=None, n_workers: int = 2,
     """
     n_workers = as_int(n_workers, "n_workers", low=1)
     threads_per_worker = as_int(threads_per_worker, "threads_per_worker", low=1)
-    client, cluster, owns = _make_client(scheduler, scheduler_file, n_workers,
-                                         threads_per_worker)
+    client, cluster, owns = _make_client(scheduler, scheduler_file, n_workers, threads_per_worker)
     if show_dashboard:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:
@@ -369,7 +409,8 @@ def check_worker_paths(client, paths) -> None:
         raise FileNotFoundError(
             f"workers cannot see input files: {lines}. Put the data on a path every worker "
             "sees (a shared filesystem, or the same path on every host), or ship it with the "
-            "cells (`shared=` of run_cells; `ship_data=True` of the experiments)")
+            "cells (`shared=` of run_cells; `ship_data=True` of the experiments)"
+        )
 
 
 def _todo(store, unique, retry_failed):
@@ -377,8 +418,11 @@ def _todo(store, unique, retry_failed):
     for name, why in bad.items():
         log.warning("cell file %s is invalid (%s): recomputing it", name, why)
     done = store.records()
-    return {k: c for k, c in unique.items()
-            if not (k in done and (done[k]["status"] != Status.FAILED.name or not retry_failed))}
+    return {
+        k: c
+        for k, c in unique.items()
+        if not (k in done and (done[k]["status"] != Status.FAILED.name or not retry_failed))
+    }
 
 
 def _submitter(client, fn, todo, shared, retries, threads, priority):
@@ -399,8 +443,16 @@ def _submitter(client, fn, todo, shared, retries, threads, priority):
     def submit(n):
         out = []
         for k, c in queue:
-            fut = client.submit(_timed_call, fn, c, shared_f, threads, key=f"cell-{k}-{run_id}",
-                                pure=False, retries=retries)
+            fut = client.submit(
+                _timed_call,
+                fn,
+                c,
+                shared_f,
+                threads,
+                key=f"cell-{k}-{run_id}",
+                pure=False,
+                retries=retries,
+            )
             out.append((k, c, fut))
             if len(out) >= n:
                 break
@@ -417,16 +469,37 @@ def _store_future(store, fut, c):
     result, elapsed, worker = fut.result()
     st = Status.OK
     if isinstance(result, dict) and "status" in result:
-        st = Status[result["status"]] if isinstance(result["status"], str) else \
-            Status(result["status"])
-    store.put(c, result, status=st if result is not None else Status.FAILED, elapsed_s=elapsed,
-              worker=worker, error=None if result is not None else "cell returned None")
+        st = (
+            Status[result["status"]]
+            if isinstance(result["status"], str)
+            else Status(result["status"])
+        )
+    store.put(
+        c,
+        result,
+        status=st if result is not None else Status.FAILED,
+        elapsed_s=elapsed,
+        worker=worker,
+        error=None if result is not None else "cell returned None",
+    )
 
 
-def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler=None,
-              scheduler_file=None, n_workers: int = 2, threads_per_worker: int = 1,
-              threads_per_cell: int = 1, retries: int = 0, retry_failed: bool = True,
-              progress=True, shared=None, priority=None) -> list:
+def run_cells(
+    fn: Callable[..., Any],
+    cells: Iterable[dict],
+    store,
+    *,
+    scheduler=None,
+    scheduler_file=None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    threads_per_cell: int = 1,
+    retries: int = 0,
+    retry_failed: bool = True,
+    progress=True,
+    shared=None,
+    priority=None,
+) -> list:
     """Map a cell function over parameter dicts on Dask, storing each result as it finishes.
 
     Parameters
@@ -502,9 +575,24 @@ def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler
     callback = progress if callable(progress) else None
     try:
         if todo:
-            _run_todo(fn, todo, store, scheduler, scheduler_file, n_workers, threads_per_worker,
-                      threads_per_cell, retries, progress, shared, priority, bar, callback,
-                      n_done, n_total)
+            _run_todo(
+                fn,
+                todo,
+                store,
+                scheduler,
+                scheduler_file,
+                n_workers,
+                threads_per_worker,
+                threads_per_cell,
+                retries,
+                progress,
+                shared,
+                priority,
+                bar,
+                callback,
+                n_done,
+                n_total,
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -512,13 +600,27 @@ def run_cells(fn: Callable[..., Any], cells: Iterable[dict], store, *, scheduler
     return [final.get(k) for k in keys]
 
 
-def _run_todo(fn, todo, store, scheduler, scheduler_file, n_workers, threads_per_worker,
-              threads_per_cell, retries, progress, shared, priority, bar, callback, n_done,
-              n_total):
+def _run_todo(
+    fn,
+    todo,
+    store,
+    scheduler,
+    scheduler_file,
+    n_workers,
+    threads_per_worker,
+    threads_per_cell,
+    retries,
+    progress,
+    shared,
+    priority,
+    bar,
+    callback,
+    n_done,
+    n_total,
+):
     from distributed import as_completed
 
-    client, cluster, owns = _make_client(scheduler, scheduler_file, n_workers,
-                                         threads_per_worker)
+    client, cluster, owns = _make_client(scheduler, scheduler_file, n_workers, threads_per_worker)
     if progress is True and owns:
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     futures = {}

@@ -92,8 +92,7 @@ for ik, kind in enumerate(study.kinds):
 
 nb = nbf.v4.new_notebook()
 nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}
+nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 here = os.path.dirname(os.path.abspath(__file__))
 nbf.write(nb, os.path.join(here, "07_trainability.ipynb"))
 print("written")

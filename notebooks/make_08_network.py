@@ -108,8 +108,7 @@ ax[1].set(title="c^l", xlabel="linear layer"); ax[1].legend(); plt.show()""")
 
 nb = nbf.v4.new_notebook()
 nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}
+nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "08_network.ipynb")
 nbf.write(nb, path)
 print("written", path)

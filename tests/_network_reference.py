@@ -24,7 +24,7 @@ def _rule(panels):
     edges = np.linspace(-8.5, 8.5, panels + 1)
     h = 0.5 * np.diff(edges)
     z = ((edges[:-1] + edges[1:])[:, None] * 0.5 + h[:, None] * _X[None, :]).ravel()
-    return z, (h[:, None] * _W[None, :]).ravel() * np.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi)
+    return z, (h[:, None] * _W[None, :]).ravel() * np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
 
 
 _Z, _WZ = _rule(34)
@@ -153,8 +153,7 @@ def forward(x, net):
             for a in range(B):
                 for b in range(B):
                     S[a, b] = sw2 * np.mean([K[a * P + i, b * P + i] for i in range(P)]) + sb2
-                    Tn[a, b] = S[a, b] + sw2 * np.mean([T[a * P + i, b * P + i]
-                                                        for i in range(P)])
+                    Tn[a, b] = S[a, b] + sw2 * np.mean([T[a * P + i, b * P + i] for i in range(P)])
             K, T, shape = S, Tn, (1,) * len(shape)
         outs.append(K)
     return K, T, outs

@@ -59,8 +59,10 @@ def test_fixed_point_check_fails_with_wrong_convention():
 
     def wrong(sw2, sb2):
         fp = fixed_point("tanh", np.atleast_1d(np.sqrt(sw2)), np.atleast_1d(float(sb2)))
-        return {k: float(np.ravel(getattr(fp, k))[0])
-                for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")}
+        return {
+            k: float(np.ravel(getattr(fp, k))[0])
+            for k in ("q_star", "c_star", "chi_1", "chi_q", "chi_c")
+        }
 
     res = vl.check_fixed_point(quick=True, rng=1, theory_override=wrong)
     assert res.status == "fail", res.row()
@@ -112,11 +114,14 @@ def test_cli_writes_table_and_figures(tmp_path, capsys):
 
 
 def test_cli_exits_nonzero_on_failure(tmp_path, monkeypatch):
-    monkeypatch.setitem(vl.CHECKS, "trajectories",
-                        lambda quick, rng: vl.check_trajectories(
-                            quick, rng, theory_override=_wrong_convention_maps()))
-    rc = _run_cli(["--quick", "--checks", "trajectories", "--out", str(tmp_path),
-                   "--no-figures"])
+    monkeypatch.setitem(
+        vl.CHECKS,
+        "trajectories",
+        lambda quick, rng: vl.check_trajectories(
+            quick, rng, theory_override=_wrong_convention_maps()
+        ),
+    )
+    rc = _run_cli(["--quick", "--checks", "trajectories", "--out", str(tmp_path), "--no-figures"])
     assert rc == 1
 
 
@@ -135,16 +140,39 @@ def test_covariance_check_passes_and_fails_with_wrong_convention():
     assert bad.z > 1.5 * bad.z_crit
 
 
-@pytest.mark.parametrize("group,curves", [
-    ("jacobian", {"top": np.array([1.2, 1.1]), "top_se": np.array([0.01, 0.01]),
-                  "sqrt_lambda_max": np.array(1.13), "m1": np.array([1.0, 0.01])}),
-    ("jacobian", {"eigenvalues": np.linspace(0.3, 1.3, 50), "cdf_x": np.linspace(0, 2, 20),
-                  "cdf_y": np.linspace(0, 1, 20)}),
-    ("covariance", {"theory": np.arange(3.0), "mc": np.arange(3.0), "se": np.ones(3)}),
-    ("modes", {"layers": np.arange(1, 4), "modes": np.array([1]),
-               "amp_theory": np.ones((3, 1)), "amp_mc": np.ones((3, 1)),
-               "amp_se": np.ones((3, 1))}),
-])
+@pytest.mark.parametrize(
+    "group,curves",
+    [
+        (
+            "jacobian",
+            {
+                "top": np.array([1.2, 1.1]),
+                "top_se": np.array([0.01, 0.01]),
+                "sqrt_lambda_max": np.array(1.13),
+                "m1": np.array([1.0, 0.01]),
+            },
+        ),
+        (
+            "jacobian",
+            {
+                "eigenvalues": np.linspace(0.3, 1.3, 50),
+                "cdf_x": np.linspace(0, 2, 20),
+                "cdf_y": np.linspace(0, 1, 20),
+            },
+        ),
+        ("covariance", {"theory": np.arange(3.0), "mc": np.arange(3.0), "se": np.ones(3)}),
+        (
+            "modes",
+            {
+                "layers": np.arange(1, 4),
+                "modes": np.array([1]),
+                "amp_theory": np.ones((3, 1)),
+                "amp_mc": np.ones((3, 1)),
+                "amp_se": np.ones((3, 1)),
+            },
+        ),
+    ],
+)
 def test_every_figure_kind_renders(group, curves, tmp_path):
     res = vl.CheckResult("x", group, "d", status="pass", curves=curves)
     out = write_validation_report(vl.ValidationResult([res], quick=True, seconds=1.0), tmp_path)

@@ -27,11 +27,13 @@ from cnnmft.commands._common import format_bytes, translate, workers_ignore_sigi
 
 
 def _python(code, **kw):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 # ------------------------------------------------------------------------------- lazy commands
+
 
 def test_top_level_help_imports_no_command_module():
     code = textwrap.dedent("""
@@ -55,14 +57,17 @@ def test_top_level_help_imports_no_command_module():
 
 
 def test_train_help_lists_every_field_without_torch():
-    code = ("import sys\nfrom cnnmft.cli import main\ntry:\n    main(['train', '--help'])\n"
-            "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")
+    code = (
+        "import sys\nfrom cnnmft.cli import main\ntry:\n    main(['train', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)"
+    )
     res = _python(code)
     assert res.returncode == 0, res.stderr
     assert "TORCH False" in res.stdout
     text = " ".join(res.stdout.split())
-    opts = cfg.options_from_source(cfg.Path(cfg.__file__).parents[1] / "pytorch" / "train.py",
-                                   "TrainConfig")
+    opts = cfg.options_from_source(
+        cfg.Path(cfg.__file__).parents[1] / "pytorch" / "train.py", "TrainConfig"
+    )
     assert len(opts) > 30
     for opt in opts:
         assert opt.flag in text, opt.name
@@ -76,7 +81,8 @@ def test_source_reading_matches_the_dataclass():
     from cnnmft.pytorch.train import TrainConfig
 
     from_source = cfg.options_from_source(
-        cfg.Path(cfg.__file__).parents[1] / "pytorch" / "train.py", "TrainConfig")
+        cfg.Path(cfg.__file__).parents[1] / "pytorch" / "train.py", "TrainConfig"
+    )
     assert from_source == cfg.options_from_dataclass(TrainConfig)
 
 
@@ -98,9 +104,23 @@ def _tanh_fixed_point(sw, sb):
 
 
 def test_python_dash_m_json_on_stdout():
-    res = subprocess.run([sys.executable, "-m", "cnnmft", "fixed-point", "--sigma-w2", "2.5",
-                          "1.2", "--sigma-b2", "0.05", "--json"], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnmft",
+            "fixed-point",
+            "--sigma-w2",
+            "2.5",
+            "1.2",
+            "--sigma-b2",
+            "0.05",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     points = data["points"]
@@ -126,6 +146,7 @@ def test_quiet_prints_results_only(tmp_path, capsys):
 
 # ------------------------------------------------------------------------- errors and limits
 
+
 def test_errors_name_the_flag(capsys):
     assert main(["fixed-point", "--sigma-w2", "-1"]) == 2
     err = capsys.readouterr().err
@@ -142,9 +163,11 @@ def test_translate_leaves_unknown_names():
 
 
 def test_impossible_train_is_refused_before_torch():
-    code = ("import sys\nfrom cnnmft.cli import main\n"
-            "rc = main(['train', '--depth', '100000000'])\n"
-            "print('RC', rc, 'TORCH', 'torch' in sys.modules)")
+    code = (
+        "import sys\nfrom cnnmft.cli import main\n"
+        "rc = main(['train', '--depth', '100000000'])\n"
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules)"
+    )
     res = _python(code)
     assert "RC 2 TORCH False" in res.stdout, res.stdout + res.stderr
     # 1e8 layers x (16*16*9 + 16) float32 parameters x (weights, gradients, momentum)
@@ -206,6 +229,7 @@ def test_children_started_inside_ignore_ctrl_c():
 
 # ----------------------------------------------------------------- generated parsers, configs
 
+
 @dataclass
 class _Toy:
     depth: int = field(default=10, metadata={"help": "layers"})
@@ -228,8 +252,9 @@ def test_generated_flags_types_and_defaults():
     p, opts = _toy_parser()
     values, origin = cfg.resolve(opts, p.parse_args([]))
     assert values == dataclasses.asdict(_Toy()) and set(origin.values()) == {"default"}
-    args = p.parse_args(["-L", "7", "--sigma-w2", "none", "--no-plots", "--strides", "3", "4",
-                         "--scale", "1/depth"])
+    args = p.parse_args(
+        ["-L", "7", "--sigma-w2", "none", "--no-plots", "--strides", "3", "4", "--scale", "1/depth"]
+    )
     values, origin = cfg.resolve(opts, args)
     assert values["depth"] == 7 and values["sigma_w2"] is None and values["plots"] is False
     assert values["strides"] == (3, 4) and values["scale"] == "1/depth"
@@ -240,7 +265,7 @@ def test_generated_flags_types_and_defaults():
 
 
 def test_source_reader_handles_field_helpers(tmp_path):
-    src = textwrap.dedent('''
+    src = textwrap.dedent("""
         import dataclasses
         from dataclasses import dataclass
 
@@ -253,7 +278,7 @@ def test_source_reader_handles_field_helpers(tmp_path):
             lr: float | None = _f(None, help="learning rate")
             tags: tuple = dataclasses.field(default_factory=tuple)
             plain: str = "a"
-    ''')
+    """)
     path = tmp_path / "mod.py"
     path.write_text(src)
     namespace = {}
@@ -266,7 +291,7 @@ def test_source_reader_handles_field_helpers(tmp_path):
 def test_config_file_then_flags_win(tmp_path):
     p, opts = _toy_parser()
     toml = tmp_path / "c.toml"
-    toml.write_text('[toy]\ndepth = 3\nsigma-w2 = 1.5\nstrides = [5]\n')
+    toml.write_text("[toy]\ndepth = 3\nsigma-w2 = 1.5\nstrides = [5]\n")
     file_values = cfg.load_config_file(toml, "toy")
     values, origin = cfg.resolve(opts, p.parse_args(["--depth", "4"]), file_values)
     assert values["depth"] == 4 and origin["depth"] == "flag"
@@ -308,9 +333,30 @@ def test_train_config_file_and_overrides(tmp_path):
 def test_train_without_out_keeps_results_in_a_stated_folder(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
     monkeypatch.chdir(tmp_path)
-    rc = main(["train", "--depth", "2", "--channels", "4", "--steps", "2", "--eval-every", "0",
-               "--max-train", "64", "--max-test", "32", "--lr", "0.01", "--threads", "1",
-               "--no-plots", "-q", "--json"])
+    rc = main(
+        [
+            "train",
+            "--depth",
+            "2",
+            "--channels",
+            "4",
+            "--steps",
+            "2",
+            "--eval-every",
+            "0",
+            "--max-train",
+            "64",
+            "--max-test",
+            "32",
+            "--lr",
+            "0.01",
+            "--threads",
+            "1",
+            "--no-plots",
+            "-q",
+            "--json",
+        ]
+    )
     assert rc in (0, 3)
     out = json.loads(capsys.readouterr().out)
     folder = tmp_path / out["out_dir"]
@@ -321,8 +367,10 @@ def test_train_without_out_keeps_results_in_a_stated_folder(tmp_path, monkeypatc
 
 
 def test_report_command_json_and_resolved_config(tmp_path, capsys):
-    assert main(["report", "--quick", "--sections", "kernels", "--out", str(tmp_path), "-q",
-                 "--json"]) == 0
+    assert (
+        main(["report", "--quick", "--sections", "kernels", "--out", str(tmp_path), "-q", "--json"])
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["level"] == "quick" and data["sections"] == ["kernels"]
     checks = [h for h in data["headlines"] if h["kind"] == "check"]
@@ -336,12 +384,41 @@ def test_ctrl_c_on_a_sweep_leaves_one_line(tmp_path):
     """A terminal's Ctrl-C (SIGINT to the whole process group) during a real Dask sweep."""
     pytest.importorskip("torch")
     pytest.importorskip("distributed")
-    args = [sys.executable, "-m", "cnnmft", "trainability", "--out", str(tmp_path / "t"),
-            "--depths", "2", "3", "4", "--sigma-w2", "1", "2", "--steps", "4000", "--channels",
-            "4", "--seeds", "0", "--lrs", "0.01", "--dataset", "digits", "--workers", "2"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    args = [
+        sys.executable,
+        "-m",
+        "cnnmft",
+        "trainability",
+        "--out",
+        str(tmp_path / "t"),
+        "--depths",
+        "2",
+        "3",
+        "4",
+        "--sigma-w2",
+        "1",
+        "2",
+        "--steps",
+        "4000",
+        "--channels",
+        "4",
+        "--seeds",
+        "0",
+        "--lrs",
+        "0.01",
+        "--dataset",
+        "digits",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not (tmp_path / "t" / "cells").exists():
@@ -355,8 +432,11 @@ def test_ctrl_c_on_a_sweep_leaves_one_line(tmp_path):
             proc.communicate()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    assert err.strip().splitlines()[-1].startswith("cnnmft trainability: interrupted: finished "
-                                                    "cells are kept in")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("cnnmft trainability: interrupted: finished cells are kept in")
+    )
 
 
 def test_trainability_config_file_and_typed_flags(tmp_path, monkeypatch):
@@ -364,7 +444,7 @@ def test_trainability_config_file_and_typed_flags(tmp_path, monkeypatch):
     from cnnmft.commands import trainability as cmd
 
     conf = tmp_path / "s.toml"
-    conf.write_text('[trainability]\ndepths = [2, 3]\nsteps = 7\nworkers = 3\n')
+    conf.write_text("[trainability]\ndepths = [2, 3]\nsteps = 7\nworkers = 3\n")
     parser, subs = build_parser("trainability")
     argv = ["trainability", "--config", str(conf), "--steps", "9"]
     args = parser.parse_args(argv)
@@ -380,8 +460,25 @@ def test_impossible_sweep_is_refused_before_any_worker(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("distributed")
     out = tmp_path / "sweep"
-    assert main(["trainability", "--depths", "100000000", "--sigma-w2", "1", "2", "--lrs",
-                 "0.01", "--channels", "4", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "trainability",
+                "--depths",
+                "100000000",
+                "--sigma-w2",
+                "1",
+                "2",
+                "--lrs",
+                "0.01",
+                "--channels",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     # 1e8 layers x (4*4*9 + 4) float32 parameters x 2 members x (weights, gradients, momentum)
     assert f"at least {format_bytes(1e8 * (4 * 4 * 9 + 4) * 2 * 4 * 3)} of memory" in err

@@ -23,12 +23,12 @@ C_IN, C_OUT = 8, 32
 # what each framework multiplies its orthonormal (unit singular values) kernel by
 def framework_multiplier(name, value):
     return {
-        "tf<=1.12": np.sqrt(value),                       # r1.10 docs: norm times sqrt(gain)
-        "tf>=1.13": value,                                # gain multiplies directly
-        "jax": value,                                     # scale multiplies directly
-        "torch": value,                                   # torch.nn.init.orthogonal_: gain
-        "torch-sqrt": np.sqrt(value),                     # yl-1993: tensor.mul_(sqrt(gain))
-        "dks": value * max(np.sqrt(C_OUT / C_IN), 1.0),   # gain * max(sqrt(out/in), 1)
+        "tf<=1.12": np.sqrt(value),  # r1.10 docs: norm times sqrt(gain)
+        "tf>=1.13": value,  # gain multiplies directly
+        "jax": value,  # scale multiplies directly
+        "torch": value,  # torch.nn.init.orthogonal_: gain
+        "torch-sqrt": np.sqrt(value),  # yl-1993: tensor.mul_(sqrt(gain))
+        "dks": value * max(np.sqrt(C_OUT / C_IN), 1.0),  # gain * max(sqrt(out/in), 1)
     }[name]
 
 

@@ -32,11 +32,12 @@ def _expect(act, q1, q2, s, nodes=100):
     sq = np.sqrt(q1 * q2)
     rho = np.clip(np.divide(s, sq, out=np.zeros_like(s), where=sq > 0), -1, 1)
     if act == "relu":
-        return sq / (2 * np.pi) * (np.sqrt(1 - rho ** 2) + (np.pi - np.arccos(rho)) * rho)
+        return sq / (2 * np.pi) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho)
     z, w = _gh(nodes)
     u1 = np.sqrt(q1)[..., None, None] * z[:, None]
-    u2 = np.sqrt(q2)[..., None, None] * (rho[..., None, None] * z[:, None]
-                                         + np.sqrt(1 - rho ** 2)[..., None, None] * z[None, :])
+    u2 = np.sqrt(q2)[..., None, None] * (
+        rho[..., None, None] * z[:, None] + np.sqrt(1 - rho**2)[..., None, None] * z[None, :]
+    )
     return np.sum(w[:, None] * w[None, :] * np.tanh(u1) * np.tanh(u2), axis=(-2, -1))
 
 
@@ -137,8 +138,9 @@ def test_deep_critical_tanh_through_all_reductions():
     assert 0 < res.common_layer < res.ti_layer < depth
     got = _as_full(res.cov, B, sp, False)
     assert np.max(np.abs(got - ref)) <= 1e-9
-    np.testing.assert_allclose(res.q_mean[:, 0], np.diagonal(ref, axis1=1, axis2=2).mean(axis=1),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        res.q_mean[:, 0], np.diagonal(ref, axis1=1, axis2=2).mean(axis=1), atol=1e-9
+    )
 
 
 def test_delta_profile_tabulated_iterates(monkeypatch):
@@ -167,8 +169,10 @@ def test_a_leaves_translation_invariant_matrices_unchanged():
     t = np.fft.ifft2(np.abs(np.fft.fft2(rng.normal(size=(n1, n2)))) ** 2).real
     i = np.arange(n1)
     j = np.arange(n2)
-    T = t[(i[None, None, :, None] - i[:, None, None, None]) % n1,
-          (j[None, None, None, :] - j[None, :, None, None]) % n2]
+    T = t[
+        (i[None, None, :, None] - i[:, None, None, None]) % n1,
+        (j[None, None, None, :] - j[None, :, None, None]) % n2,
+    ]
     v = rng.random((3, 3))
     v /= v.sum()
     np.testing.assert_allclose(covariance_map(T, "linear", 1.0, 0.0, v), T, atol=1e-14)
@@ -269,8 +273,9 @@ def test_interrupt_returns_partial_result():
         if done >= 3:
             raise KeyboardInterrupt
 
-    res = propagate_covariance(x, "erf", 1.4, 0.05, variance_profile("uniform", 3), 50,
-                               layers="all", progress=stop)
+    res = propagate_covariance(
+        x, "erf", 1.4, 0.05, variance_profile("uniform", 3), 50, layers="all", progress=stop
+    )
     assert res.interrupted and res.status == Status.INTERRUPTED
     assert res.completed == 3
     np.testing.assert_array_equal(res.layers, [0, 1, 2, 3])
@@ -280,8 +285,9 @@ def test_interrupt_returns_partial_result():
 def test_overflow_is_reported_in_status():
     # relu with sigma_w2 > 2: the variance doubles per layer and overflows after ~1000 layers
     x = np.random.default_rng(1).normal(size=(4, 2))
-    res = propagate_covariance(x, "relu", 4.0, 0.1, np.array([0.25, 0.5, 0.25]), 3000,
-                               layers=[10, 3000])
+    res = propagate_covariance(
+        x, "relu", 4.0, 0.1, np.array([0.25, 0.5, 0.25]), 3000, layers=[10, 3000]
+    )
     assert res.status == Status.NONFINITE
     assert res.completed < 3000
     np.testing.assert_array_equal(res.layers, [10])
@@ -322,8 +328,22 @@ def test_covariance_command_saves_result(tmp_path, capsys):
     p = argparse.ArgumentParser()
     cmd.configure(p)
     out = tmp_path / "cov.npz"
-    args = p.parse_args(["--input", "random", "--grid", "5", "5", "--act", "erf", "--depth",
-                         "12", "--out", str(out), "--no-progress"])
+    args = p.parse_args(
+        [
+            "--input",
+            "random",
+            "--grid",
+            "5",
+            "5",
+            "--act",
+            "erf",
+            "--depth",
+            "12",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert cmd.run(args) == 0
     assert "mean corr" in capsys.readouterr().out
     res = CovarianceResult.load(out)

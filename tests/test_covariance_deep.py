@@ -69,7 +69,7 @@ class _Reference:
         sq = np.sqrt(q1 * q2)
         rho = np.clip(np.divide(s, sq, out=np.zeros_like(s), where=sq > 0), -1, 1)
         if self.act == "relu":
-            return sq / (2 * np.pi) * (np.sqrt(1 - rho ** 2) + (np.pi - np.arccos(rho)) * rho)
+            return sq / (2 * np.pi) * (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho)
         z, w = self.rule(float(max(q1.max(), q2.max())))
         # the integrand is even under (z1, z2) -> (-z1, -z2) (tanh is odd): keep z1 > 0, twice
         half = z > 0
@@ -79,8 +79,9 @@ class _Reference:
             sl = slice(lo, lo + 16)
             r = rho[sl, None, None]
             u1 = np.sqrt(q1[sl])[:, None] * z1[None, :]
-            u2 = np.sqrt(q2[sl])[:, None, None] * (r * z1[None, :, None]
-                                                   + np.sqrt(1 - r * r) * z[None, None, :])
+            u2 = np.sqrt(q2[sl])[:, None, None] * (
+                r * z1[None, :, None] + np.sqrt(1 - r * r) * z[None, None, :]
+            )
             out[sl] = np.sum(np.tanh(u1) * (np.tanh(u2) @ w) * w1, axis=1)
         return out
 
@@ -211,8 +212,9 @@ def test_chaotic_delta_profile_tabulated(monkeypatch):
     assert err <= TOL
 
 
-@pytest.mark.parametrize("act,sw2,sb2", [("erf", 3.0, 0.05), ("erf", 1.375839, 0.05),
-                                         ("relu", 1.5, 0.1)])
+@pytest.mark.parametrize(
+    "act,sw2,sb2", [("erf", 3.0, 0.05), ("erf", 1.375839, 0.05), ("relu", 1.5, 0.1)]
+)
 def test_closed_forms_1d_every_layer_to_2000(act, sw2, sb2):
     x = np.random.default_rng(4).normal(size=(16, 3))
     v = variance_profile("uniform", 3, ndim=1)
@@ -339,14 +341,21 @@ def test_same_call_bit_identical_whatever_layers_chunks_progress_threads(monkeyp
     args = (x, "tanh", *CHAOS, v, 700)
     seen = []
     a = propagate_covariance(*args, layers="all")
-    b = propagate_covariance(*args, layers=[57, 130, 300, 700], chunk_seconds=1e-9,
-                             progress=lambda done, total: seen.append(done))
+    b = propagate_covariance(
+        *args,
+        layers=[57, 130, 300, 700],
+        chunk_seconds=1e-9,
+        progress=lambda done, total: seen.append(done),
+    )
     monkeypatch.setattr(engmod, "_blocks", lambda work: 3)  # the row-block kernels
     c = propagate_covariance(*args, layers=[130, 700])
     assert len(seen) > 4 and seen[-1] == 700
     assert a.linear_layer > 0 and a.ti_layer > 0
-    assert (a.common_layer, a.linear_layer, a.ti_layer) == (b.common_layer, b.linear_layer,
-                                                           b.ti_layer)
+    assert (a.common_layer, a.linear_layer, a.ti_layer) == (
+        b.common_layer,
+        b.linear_layer,
+        b.ti_layer,
+    )
     for res in (b, c):
         for i, layer in enumerate(res.layers):
             assert np.array_equal(res.cov[i], a.cov[layer])

@@ -32,8 +32,9 @@ def test_profile_normalised_nonnegative(kind, size):
 
 
 def test_profile_values():
-    np.testing.assert_allclose(variance_profile("binomial", 5, ndim=1),
-                               np.array([1, 4, 6, 4, 1]) / 16, rtol=0, atol=1e-16)
+    np.testing.assert_allclose(
+        variance_profile("binomial", 5, ndim=1), np.array([1, 4, 6, 4, 1]) / 16, rtol=0, atol=1e-16
+    )
     np.testing.assert_allclose(variance_profile("uniform", 3), np.full((3, 3), 1 / 9), atol=1e-16)
     d = variance_profile("delta", 4, ndim=1)
     np.testing.assert_array_equal(d, [0, 1, 0, 0])  # centre (k - 1) // 2
@@ -44,16 +45,22 @@ def test_profile_values():
 @pytest.mark.parametrize("t", [0.0, 0.1, 0.25, 0.5])
 def test_tunable_family(t):
     w = variance_profile("tunable", 3, ndim=1, t=t)
-    np.testing.assert_allclose(w, [t * (1 - t), (1 - t) ** 2 + t ** 2, t * (1 - t)], atol=1e-15)
+    np.testing.assert_allclose(w, [t * (1 - t), (1 - t) ** 2 + t**2, t * (1 - t)], atol=1e-15)
     np.testing.assert_allclose(variance_profile("tunable", 3, t=t), np.outer(w, w), atol=1e-15)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
 def test_tunable_end_points(k):
-    np.testing.assert_allclose(variance_profile("tunable", k, ndim=1, t=0.0),
-                               variance_profile("delta", k, ndim=1), atol=1e-15)
-    np.testing.assert_allclose(variance_profile("tunable", k, ndim=1, t=0.5),
-                               variance_profile("binomial", k, ndim=1), atol=1e-15)
+    np.testing.assert_allclose(
+        variance_profile("tunable", k, ndim=1, t=0.0),
+        variance_profile("delta", k, ndim=1),
+        atol=1e-15,
+    )
+    np.testing.assert_allclose(
+        variance_profile("tunable", k, ndim=1, t=0.5),
+        variance_profile("binomial", k, ndim=1),
+        atol=1e-15,
+    )
 
 
 def test_tunable_energy_theory_4_3():
@@ -138,12 +145,15 @@ def test_separable_2d_is_product_and_sign_convention():
     np.testing.assert_allclose(la, ref, atol=1e-15)
 
 
-@pytest.mark.parametrize("kind, n, second, smallest", [
-    ("uniform", 8, 0.80474, 0.0191),
-    ("uniform", 7, 0.74899, 0.0342),
-    ("binomial", 8, 0.85355, 0.0),
-    ("binomial", 7, 0.81174, 0.00245),
-])
+@pytest.mark.parametrize(
+    "kind, n, second, smallest",
+    [
+        ("uniform", 8, 0.80474, 0.0191),
+        ("uniform", 7, 0.74899, 0.0342),
+        ("binomial", 8, 0.85355, 0.0),
+        ("binomial", 7, 0.81174, 0.00245),
+    ],
+)
 def test_theory_table_2_4(kind, n, second, smallest):
     mag = np.sort(np.abs(mode_eigenvalues(variance_profile(kind, 3), (n, n))).ravel())[::-1]
     assert mag[0] == pytest.approx(1.0, abs=1e-15)
@@ -189,8 +199,9 @@ def test_zero_mode_is_fully_connected_and_delta_gives_it_everywhere():
     np.testing.assert_allclose(r.xi_q[:, 0, 0], fp.xi_q, rtol=1e-14)
     assert np.all(r.xi_c <= r.xi_c[:, :1, :1] + 1e-12)
     d = mode_depth_scales("tanh", sw, 0.05, variance_profile("delta", 3), (8, 8))
-    np.testing.assert_allclose(d.xi_c, np.broadcast_to(fp.xi_c[:, None, None], d.xi_c.shape),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        d.xi_c, np.broadcast_to(fp.xi_c[:, None, None], d.xi_c.shape), rtol=1e-12
+    )
 
 
 def test_mode_depth_scales_theory_2_4():
@@ -229,7 +240,7 @@ def _c_gh(q1, q2, s, sw2, sb2):
     z1 = _Z[:, None]
     z2 = _Z[None, :]
     u1 = a * z1
-    u2 = b * (rho * z1 + np.sqrt(1 - rho ** 2) * z2)
+    u2 = b * (rho * z1 + np.sqrt(1 - rho**2) * z2)
     w = _W[:, None] * _W[None, :]
     return sw2 * np.sum(w * np.tanh(u1) * np.tanh(u2), axis=(-2, -1)) + sb2
 
@@ -265,8 +276,16 @@ def test_linearized_spectrum_matches_finite_differences_and_theory():
     assert ours.size == n * (n + 1) // 2
     np.testing.assert_allclose(ours, fd, atol=2e-6)
     # THEORY 2.4 [D] list
-    ref = [0.91872] * 3 + [0.73497] * 4 + [0.42846] + [0.36749] * 6 + [0.34277] * 2 \
-        + [0.18374] * 2 + [0.17139] * 2 + [0.08569]
+    ref = (
+        [0.91872] * 3
+        + [0.73497] * 4
+        + [0.42846]
+        + [0.36749] * 6
+        + [0.34277] * 2
+        + [0.18374] * 2
+        + [0.17139] * 2
+        + [0.08569]
+    )
     np.testing.assert_allclose(ours, sorted(ref, reverse=True), atol=1e-5)
 
 
@@ -284,8 +303,9 @@ def test_modes_command_writes_numbers(tmp_path, capsys):
     p = argparse.ArgumentParser()
     modes.configure(p)
     out = tmp_path / "modes.csv"
-    args = p.parse_args(["--sigma-w2", "1.5", "--profile", "binomial", "--grid", "6", "5",
-                         "--out", str(out)])
+    args = p.parse_args(
+        ["--sigma-w2", "1.5", "--profile", "binomial", "--grid", "6", "5", "--out", str(out)]
+    )
     assert modes.run(args) == 0
     assert "xi_c" in capsys.readouterr().out
     data = np.genfromtxt(out, delimiter=",", names=True)

@@ -65,9 +65,10 @@ def _g(phi, sw, sb, q):
     return sw * _gauss(lambda u: phi(u) ** 2, q) + sb - q
 
 
-@pytest.mark.parametrize("name, phi, sw", [pytest.param("gelu", _gelu, 2.3025,
-                                                        marks=pytest.mark.slow),
-                                           ("swish", _swish, 2.4)])
+@pytest.mark.parametrize(
+    "name, phi, sw",
+    [pytest.param("gelu", _gelu, 2.3025, marks=pytest.mark.slow), ("swish", _swish, 2.4)],
+)
 def test_bistable_q_map_reports_both_attractors(name, phi, sw):
     sb = 0.05
     fp = fixed_point(name, sw, sb)
@@ -166,8 +167,9 @@ def test_bounded_activation_has_finite_fixed_point(sw):
     assert abs(float(fp.q_star) / float(q) - 1) < 1e-13
 
 
-@pytest.mark.parametrize("act, d1", [pytest.param("gelu", _dgelu, marks=pytest.mark.slow),
-                                     ("swish", _dswish)])
+@pytest.mark.parametrize(
+    "act, d1", [pytest.param("gelu", _dgelu, marks=pytest.mark.slow), ("swish", _dswish)]
+)
 def test_jacobian_spectrum_with_a_zero_of_phi_prime(act, d1):
     sw, sb, L = 1.5, 0.1, 16
     s = jacobian_spectrum(act, sw, sb, L, n_points=400)
@@ -211,10 +213,15 @@ def test_non_real_variances_are_refused(bad):
         fixed_point("tanh", bad, 0.05)
 
 
-@pytest.mark.parametrize("make", [lambda: delta_orthogonal((20000, 20000, 3, 3)),
-                                  lambda: block_orthogonal((20000, 20000, 3, 3)),
-                                  lambda: gaussian_kernel((20000, 20000, 3, 3)),
-                                  lambda: haar_orthogonal(10**6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: delta_orthogonal((20000, 20000, 3, 3)),
+        lambda: block_orthogonal((20000, 20000, 3, 3)),
+        lambda: gaussian_kernel((20000, 20000, 3, 3)),
+        lambda: haar_orthogonal(10**6),
+    ],
+)
 def test_kernels_too_large_for_memory_are_refused_up_front(make):
     with pytest.raises(ValueError, match=r"needs about [0-9.e+]+ GiB of memory"):
         make()
@@ -227,8 +234,9 @@ def test_ctrl_c_is_interrupted_not_maxiter():
         if done >= 2:
             raise KeyboardInterrupt
 
-    res = propagate_covariance(x, "tanh", 1.5, 0.05, variance_profile("uniform", 3, ndim=1),
-                               20, progress=stop)
+    res = propagate_covariance(
+        x, "tanh", 1.5, 0.05, variance_profile("uniform", 3, ndim=1), 20, progress=stop
+    )
     assert res.status == Status.INTERRUPTED and res.interrupted
 
 
@@ -261,8 +269,9 @@ def test_erf_covariance_at_huge_weight_variance():
     # the arcsine closed form of the covariance engine must not overflow at q ~ 1e300
     sw, sb = 1e300, 0.05
     x = np.ones((4, 1))
-    res = propagate_covariance(x, "erf", sw, sb, variance_profile("delta", 1, ndim=1), 2,
-                               layers="all")
+    res = propagate_covariance(
+        x, "erf", sw, sb, variance_profile("delta", 1, ndim=1), 2, layers="all"
+    )
     q1 = mp.mpf(sw) * 1 + sb  # layer 1: sigma_w2 x x^T / c_in + sigma_b2
     q2 = sw * 2 / mp.pi * mp.asin(2 * q1 / (1 + 2 * q1)) + sb
     assert res.status == Status.OK

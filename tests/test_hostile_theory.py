@@ -18,10 +18,23 @@ from cnnmft import Status
 from cnnmft.gaussian import expect, expect2
 
 ALL_STATUS = {int(s) for s in Status}
-BAD_VALUES = [math.nan, math.inf, -math.inf, -1.0, 1 + 2j, True, "1.5", None, [[1.0], [2.0, 3.0]],
-              np.array([1.0, np.nan]), np.array([1 + 0j]), object()]
-_FAST = settings(max_examples=15, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow])
+BAD_VALUES = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -1.0,
+    1 + 2j,
+    True,
+    "1.5",
+    None,
+    [[1.0], [2.0, 3.0]],
+    np.array([1.0, np.nan]),
+    np.array([1 + 0j]),
+    object(),
+]
+_FAST = settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _named_error(excinfo, names):
@@ -49,10 +62,12 @@ SCALAR_CALLS = {
     "c_map": (lambda w, b: cnnmft.c_map("tanh", 0.5, 1.0, w, b)),
     "trainable_depth": (lambda w, b: cnnmft.trainable_depth("tanh", w, b)),
     "phase_diagram": (lambda w, b: cnnmft.phase_diagram("tanh", w, b, critical_line=False)),
-    "mode_depth_scales": (lambda w, b: cnnmft.mode_depth_scales(
-        "tanh", w, b, [0.25, 0.5, 0.25], 5)),
-    "linearized_spectrum": (lambda w, b: cnnmft.linearized_spectrum(
-        "tanh", w, b, [0.25, 0.5, 0.25], 4)),
+    "mode_depth_scales": (
+        lambda w, b: cnnmft.mode_depth_scales("tanh", w, b, [0.25, 0.5, 0.25], 5)
+    ),
+    "linearized_spectrum": (
+        lambda w, b: cnnmft.linearized_spectrum("tanh", w, b, [0.25, 0.5, 0.25], 4)
+    ),
     "jacobian_spectrum": (lambda w, b: cnnmft.jacobian_spectrum("tanh", w, b, 4, n_points=16)),
     "jacobian_moments": (lambda w, b: cnnmft.jacobian_moments("tanh", w, b, 4)),
 }
@@ -109,19 +124,22 @@ def test_bad_profiles(v):
     _named_error(ei, ["v", "kind"])
 
 
-@pytest.mark.parametrize("make, arg", [
-    (lambda: cnnmft.delta_orthogonal((4, 8, 3)), None),
-    (lambda: cnnmft.delta_orthogonal((4, 2, 0)), "shape[2] (kernel size)"),
-    (lambda: cnnmft.block_orthogonal((4, 4, 3), sigma_w2=-1.0), "sigma_w2"),
-    (lambda: cnnmft.block_orthogonal((4, 4, 3), rank="x"), "rank"),
-    (lambda: cnnmft.gaussian_kernel((4, 4, 3), sigma_w2=math.nan), "sigma_w2"),
-    (lambda: cnnmft.gaussian_kernel((4, 4, 3), v=[0.5, 0.5]), "v"),
-    (lambda: cnnmft.gaussian_kernel((4, 4, 3), sigma_w2=1j), "sigma_w2"),
-    (lambda: cnnmft.conv_singular_values(np.ones((2, 2)), 4), None),
-    (lambda: cnnmft.haar_orthogonal(0), "n"),
-    (lambda: cnnmft.haar_orthogonal(3, 4), "m"),
-    (lambda: cnnmft.delta_orthogonal((10**6, 10**6, 3)), None),
-])
+@pytest.mark.parametrize(
+    "make, arg",
+    [
+        (lambda: cnnmft.delta_orthogonal((4, 8, 3)), None),
+        (lambda: cnnmft.delta_orthogonal((4, 2, 0)), "shape[2] (kernel size)"),
+        (lambda: cnnmft.block_orthogonal((4, 4, 3), sigma_w2=-1.0), "sigma_w2"),
+        (lambda: cnnmft.block_orthogonal((4, 4, 3), rank="x"), "rank"),
+        (lambda: cnnmft.gaussian_kernel((4, 4, 3), sigma_w2=math.nan), "sigma_w2"),
+        (lambda: cnnmft.gaussian_kernel((4, 4, 3), v=[0.5, 0.5]), "v"),
+        (lambda: cnnmft.gaussian_kernel((4, 4, 3), sigma_w2=1j), "sigma_w2"),
+        (lambda: cnnmft.conv_singular_values(np.ones((2, 2)), 4), None),
+        (lambda: cnnmft.haar_orthogonal(0), "n"),
+        (lambda: cnnmft.haar_orthogonal(3, 4), "m"),
+        (lambda: cnnmft.delta_orthogonal((10**6, 10**6, 3)), None),
+    ],
+)
 def test_kernel_generators_refuse_bad_requests(make, arg):
     with pytest.raises((ValueError, TypeError)) as ei:
         make()
@@ -151,8 +169,12 @@ def test_gaussian_expectations_refuse_bad_orders_and_correlations():
 def test_propagate_covariance_argument_validation():
     x = np.ones((6, 2))
     v = cnnmft.variance_profile("uniform", 3, ndim=1)
-    for kwargs, name in [(dict(sigma_w2=1j), "sigma_w2"), (dict(sigma_b2=-1.0), "sigma_b2"),
-                         (dict(depth=-1), "depth"), (dict(x=np.full((6, 2), np.nan)), "x")]:
+    for kwargs, name in [
+        (dict(sigma_w2=1j), "sigma_w2"),
+        (dict(sigma_b2=-1.0), "sigma_b2"),
+        (dict(depth=-1), "depth"),
+        (dict(x=np.full((6, 2), np.nan)), "x"),
+    ]:
         args = dict(x=x, act="tanh", sigma_w2=1.5, sigma_b2=0.05, v=v, depth=3)
         args.update(kwargs)
         with pytest.raises((ValueError, TypeError)) as ei:
@@ -201,8 +223,11 @@ def test_relu_fixed_point_closed_form(sw, lb):
 
 
 @_FAST
-@given(act=st.sampled_from(["tanh", "gelu", "swish", "softplus", "selu", "sigmoid"]),
-       lw=log_sw, lb=st.floats(-12.0, 2.0))
+@given(
+    act=st.sampled_from(["tanh", "gelu", "swish", "softplus", "selu", "sigmoid"]),
+    lw=log_sw,
+    lb=st.floats(-12.0, 2.0),
+)
 def test_fixed_point_outcome_is_a_status_and_consistent(act, lw, lb):
     sw, sb = 10.0**lw, 10.0**lb
     fp = cnnmft.fixed_point(act, sw, sb)
@@ -229,8 +254,11 @@ def test_one_bad_element_is_named_not_silently_propagated(idx, bad):
 
 
 @_FAST
-@given(vals=st.lists(st.sampled_from([0.5, 1.5, 2.0, 2.3025, 3.0, 1e-300, 1e300, 1e13]),
-                     min_size=2, max_size=5))
+@given(
+    vals=st.lists(
+        st.sampled_from([0.5, 1.5, 2.0, 2.3025, 3.0, 1e-300, 1e300, 1e13]), min_size=2, max_size=5
+    )
+)
 def test_troubled_elements_do_not_poison_the_rest(vals):
     # elements that end in INFINITE, BISTABLE or huge q* next to ordinary ones: every element
     # equals its scalar result
@@ -277,8 +305,12 @@ def test_expect_relu_closed_form_over_all_scales(q):
 
 
 @_FAST
-@given(lw=st.floats(-1.0, 1.0), lb=st.floats(-6.0, 0.0), L=st.integers(1, 64),
-       w=st.sampled_from(["orthogonal", "gaussian"]))
+@given(
+    lw=st.floats(-1.0, 1.0),
+    lb=st.floats(-6.0, 0.0),
+    L=st.integers(1, 64),
+    w=st.sampled_from(["orthogonal", "gaussian"]),
+)
 def test_jacobian_spectrum_mass_and_mean(lw, lb, L, w):
     s = cnnmft.jacobian_spectrum("erf", 10.0**lw, 10.0**lb, L, w, n_points=64)
     _check_statuses(s)

@@ -22,8 +22,7 @@ def erf_reference(sw, sb):
         q = 0.0
     else:
         lo = 1e-300 if sb == 0 else 0.0
-        q = brentq(lambda q: sw * V(q) + sb - q, lo if sb else 1e-12, 1e6, xtol=1e-300,
-                   rtol=1e-15)
+        q = brentq(lambda q: sw * V(q) + sb - q, lo if sb else 1e-12, 1e6, xtol=1e-300, rtol=1e-15)
     chi1 = sw * 4 / math.pi / math.sqrt(1 + 4 * q)
     if chi1 <= 1 or q == 0:
         return q, 1.0, chi1, chi1
@@ -107,18 +106,25 @@ def test_theory_table_7_2():
         for i in range(len(t)):
             want = t[i, j + 1]
             last_digit = 1.0001 * 10 ** -(len(repr(want).split(".")[1]))
-            assert abs(got[i] - want) <= _digits(want) * max(1, abs(want)) \
-                or abs(got[i] - want) <= last_digit, (name, t[i, 0], got[i], want)
+            assert (
+                abs(got[i] - want) <= _digits(want) * max(1, abs(want))
+                or abs(got[i] - want) <= last_digit
+            ), (name, t[i, 0], got[i], want)
     assert (fp.status == 0).all()
     assert cnnmft.trainable_depth("tanh", 1.5, 0.05) == pytest.approx(6 * 15.79, abs=0.05)
 
 
 TABLE_71 = [  # q*, sigma_w2, sigma_b2, chi_q
-    (1e-4, 1.000200, 1.33253e-12, 0.999800), (1e-3, 1.001997, 1.32538e-09, 0.998006),
-    (1 / 64, 1.030558, 4.65133e-06, 0.970126), (0.02, 1.038882, 9.52688e-06, 0.962217),
-    (1 / 16, 1.115381, 2.36877e-04, 0.893765), (0.1, 1.177569, 8.3228e-04, 0.843197),
-    (0.2, 1.326413, 4.77618e-03, 0.737622), (0.5, 1.687975, 0.0380412, 0.547967),
-    (1.0, 2.153303, 0.150965, 0.391465), (2.0, 2.861162, 0.512265, 0.253145),
+    (1e-4, 1.000200, 1.33253e-12, 0.999800),
+    (1e-3, 1.001997, 1.32538e-09, 0.998006),
+    (1 / 64, 1.030558, 4.65133e-06, 0.970126),
+    (0.02, 1.038882, 9.52688e-06, 0.962217),
+    (1 / 16, 1.115381, 2.36877e-04, 0.893765),
+    (0.1, 1.177569, 8.3228e-04, 0.843197),
+    (0.2, 1.326413, 4.77618e-03, 0.737622),
+    (0.5, 1.687975, 0.0380412, 0.547967),
+    (1.0, 2.153303, 0.150965, 0.391465),
+    (2.0, 2.861162, 0.512265, 0.253145),
 ]
 
 
@@ -136,10 +142,32 @@ def test_theory_table_7_1_critical_point():
 
 def test_theory_table_7_1_given_sigma_b2():
     sb = [0, 1e-5, 2.01e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5]
-    sw = [1, 1.039521, 1.049996, 1.086026, 1.189190, 1.424205, 1.760955, 1.986073, 2.285152,
-          2.505127, 2.843167]
-    q = [0, 0.020338, 0.025919, 0.045709, 0.107292, 0.273301, 0.570048, 0.805799, 1.164500,
-         1.461170, 1.971031]
+    sw = [
+        1,
+        1.039521,
+        1.049996,
+        1.086026,
+        1.189190,
+        1.424205,
+        1.760955,
+        1.986073,
+        2.285152,
+        2.505127,
+        2.843167,
+    ]
+    q = [
+        0,
+        0.020338,
+        0.025919,
+        0.045709,
+        0.107292,
+        0.273301,
+        0.570048,
+        0.805799,
+        1.164500,
+        1.461170,
+        1.971031,
+    ]
     cs = cnnmft.critical_sigma_w2("tanh", sb)
     np.testing.assert_allclose(cs.sigma_w2, sw, atol=6e-7)
     # the table's q* at sigma_b2 = 0.2 and 0.3 differs from ours by 4e-6 and 1e-6; the
@@ -152,8 +180,9 @@ def test_theory_table_7_1_given_sigma_b2():
         assert qi - v / s == pytest.approx(sb[i], abs=1e-13)
         assert float(cs.sigma_w2[i]) == pytest.approx(1 / s, rel=1e-12)
     erf = cnnmft.critical_sigma_w2("erf", [0, 1e-5, 0.01, 0.05, 0.1, 0.5])
-    np.testing.assert_allclose(erf.sigma_w2, [math.pi / 4, 0.816348, 1.114280, 1.375839, 1.552118,
-                                              2.233660], atol=6e-7)
+    np.testing.assert_allclose(
+        erf.sigma_w2, [math.pi / 4, 0.816348, 1.114280, 1.375839, 1.552118, 2.233660], atol=6e-7
+    )
 
 
 def test_erf_critical_line_closed_form():
@@ -172,7 +201,7 @@ def test_tanh_small_q_expansion():
     for q in (1e-4, 1e-5):
         cp = cnnmft.critical_point("tanh", q)
         assert float(cp.sigma_w2) == pytest.approx(1 + 2 * q, abs=10 * q * q)
-        assert float(cp.sigma_b2) == pytest.approx(4 / 3 * q ** 3, rel=20 * q)
+        assert float(cp.sigma_b2) == pytest.approx(4 / 3 * q**3, rel=20 * q)
 
 
 def test_relu_critical_line():
@@ -223,15 +252,19 @@ def test_maps_and_save_load(tmp_path):
     for suffix in (".npz", ".json"):
         p = fp.save(tmp_path / f"fp{suffix}")
         assert cnnmft.FixedPoint.load(p) == fp
-    np.testing.assert_allclose(cnnmft.q_map("tanh", fp.q_star, fp.sigma_w2, 0.05), fp.q_star,
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        cnnmft.q_map("tanh", fp.q_star, fp.sigma_w2, 0.05), fp.q_star, rtol=1e-13
+    )
     c, slope = cnnmft.c_map("tanh", fp.c_star, fp.q_star, fp.sigma_w2, 0.05, return_slope=True)
     np.testing.assert_allclose(c, fp.c_star, atol=1e-13)
     np.testing.assert_allclose(slope, fp.chi_c, rtol=1e-12)
 
 
-@given(sw=st.floats(0.1, 4.0), sb=st.floats(0.0, 1.0),
-       act=st.sampled_from(["tanh", "erf", "hard_tanh", "relu"]))
+@given(
+    sw=st.floats(0.1, 4.0),
+    sb=st.floats(0.0, 1.0),
+    act=st.sampled_from(["tanh", "erf", "hard_tanh", "relu"]),
+)
 def test_invariants(sw, sb, act):
     fp = cnnmft.fixed_point(act, sw, sb)
     if fp.status == Status.INFINITE:
@@ -259,18 +292,22 @@ def test_chi_1_is_one_on_the_critical_line(q, act):
         # chi_q ~ 1 (hard_tanh at small q*: clipping is rare, the q-map is nearly the identity):
         # q* is ill-conditioned, so only the fixed-point equation itself can be asked for
         qs = float(fp.q_star)
-        assert float(cnnmft.q_map(act, qs, cp.sigma_w2, cp.sigma_b2)) == pytest.approx(qs,
-                                                                                      rel=1e-13)
+        assert float(cnnmft.q_map(act, qs, cp.sigma_w2, cp.sigma_b2)) == pytest.approx(
+            qs, rel=1e-13
+        )
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(sigma_w2=-1.0, sigma_b2=0.1), r"`sigma_w2` must be in \(0, inf\); got -1.0"),
-    (dict(sigma_w2=0.0, sigma_b2=0.1), "`sigma_w2`"),
-    (dict(sigma_w2=1.0, sigma_b2=-0.1), r"`sigma_b2` must be in \[0, inf\); got -0.1"),
-    (dict(sigma_w2=np.nan, sigma_b2=0.1), "`sigma_w2`.*NaN"),
-    (dict(sigma_w2=1.0, sigma_b2=np.inf), "`sigma_b2` must be finite"),
-    (dict(sigma_w2=np.ones(3), sigma_b2=np.ones(2)), "cannot be broadcast"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(sigma_w2=-1.0, sigma_b2=0.1), r"`sigma_w2` must be in \(0, inf\); got -1.0"),
+        (dict(sigma_w2=0.0, sigma_b2=0.1), "`sigma_w2`"),
+        (dict(sigma_w2=1.0, sigma_b2=-0.1), r"`sigma_b2` must be in \[0, inf\); got -0.1"),
+        (dict(sigma_w2=np.nan, sigma_b2=0.1), "`sigma_w2`.*NaN"),
+        (dict(sigma_w2=1.0, sigma_b2=np.inf), "`sigma_b2` must be finite"),
+        (dict(sigma_w2=np.ones(3), sigma_b2=np.ones(2)), "cannot be broadcast"),
+    ],
+)
 def test_bad_input(kw, match):
     with pytest.raises(ValueError, match=match):
         cnnmft.fixed_point("tanh", **kw)
@@ -292,8 +329,9 @@ def test_maxiter_reports_status_not_exception():
 
 
 def test_custom_activation_erf_against_closed_form():
-    act = cnnmft.register_activation("erf_custom_mf", math.erf, odd=True, bounded=True,
-                                     overwrite=True)
+    act = cnnmft.register_activation(
+        "erf_custom_mf", math.erf, odd=True, bounded=True, overwrite=True
+    )
     for sw, sb in [(1.5, 0.1), (3.0, 0.5)]:
         fp = cnnmft.fixed_point(act, sw, sb)
         q, c, chi1, chic = erf_reference(sw, sb)

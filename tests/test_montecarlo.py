@@ -30,14 +30,21 @@ def naive_conv(x, w):
     out = np.zeros(x.shape[:-1] + (w.shape[0],))
     for idx in itertools.product(*[range(k) for k in ks]):
         beta = [i - (k - 1) // 2 for i, k in zip(idx, ks)]
-        xs = np.roll(x, shift=[-b for b in beta], axis=axes)    # xs[alpha] = x[alpha + beta]
+        xs = np.roll(x, shift=[-b for b in beta], axis=axes)  # xs[alpha] = x[alpha + beta]
         out += np.einsum("...i,ji->...j", xs, w[(slice(None), slice(None)) + idx])
     return out
 
 
-@pytest.mark.parametrize("spatial,kshape,cin,cout", [
-    ((7,), (3,), 3, 5), ((8,), (4,), 2, 2), ((6, 5), (3, 2), 4, 3), ((5, 5), (1, 1), 3, 6),
-    ((4, 3, 5), (3, 3, 3), 2, 2)])
+@pytest.mark.parametrize(
+    "spatial,kshape,cin,cout",
+    [
+        ((7,), (3,), 3, 5),
+        ((8,), (4,), 2, 2),
+        ((6, 5), (3, 2), 4, 3),
+        ((5, 5), (1, 1), 3, 6),
+        ((4, 3, 5), (3, 3, 3), 2, 2),
+    ],
+)
 def test_circular_conv_matches_loop_and_adjoint(spatial, kshape, cin, cout):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2,) + spatial + (cin,))
@@ -52,7 +59,7 @@ def test_circular_conv_matches_loop_and_adjoint(spatial, kshape, cin, cout):
 
 def test_circular_conv_wraps_around():
     x = np.arange(5.0).reshape(1, 5, 1)
-    y = mc.circular_conv(x, np.array([[[1.0, 0.0, 0.0]]]))   # tap offset -1: x(alpha - 1)
+    y = mc.circular_conv(x, np.array([[[1.0, 0.0, 0.0]]]))  # tap offset -1: x(alpha - 1)
     np.testing.assert_array_equal(y[0, :, 0], [4.0, 0.0, 1.0, 2.0, 3.0])
 
 
@@ -77,9 +84,9 @@ def test_gaussian_kernel_variance_convention():
     rng = np.random.default_rng(3)
     v = np.array([0.25, 0.5, 0.25])
     w = mc.sample_kernel("gaussian", (400, 50, 3), 1.7, v=v, rng=rng)
-    emp = (w ** 2).mean(axis=(0, 1))
-    se = (w ** 2).std(axis=(0, 1)) / np.sqrt(400 * 50)
-    target = 1.7 * v / 50                       # Var w = sigma_w2 v_beta / c_in
+    emp = (w**2).mean(axis=(0, 1))
+    se = (w**2).std(axis=(0, 1)) / np.sqrt(400 * 50)
+    target = 1.7 * v / 50  # Var w = sigma_w2 v_beta / c_in
     assert np.all(np.abs(emp - target) < zcrit(3) * se)
 
 
@@ -118,8 +125,19 @@ def _sim_first_layers(sw2, v, rng, n_draws=16, width=128):
     g0 = np.random.default_rng(11).standard_normal((P, P))
     gram = 0.6 * (g0 @ g0.T / P) + 0.2 * np.eye(P)
     x = mc.gaussian_inputs(gram, sp, 48, rng=rng)
-    sim = mc.simulate(x, "erf", sw2, 0.1, depth=2, width=width, v=v, kernel_size=3,
-                      n_draws=n_draws, cov_layers=(1, 2), rng=rng)
+    sim = mc.simulate(
+        x,
+        "erf",
+        sw2,
+        0.1,
+        depth=2,
+        width=width,
+        v=v,
+        kernel_size=3,
+        n_draws=n_draws,
+        cov_layers=(1, 2),
+        rng=rng,
+    )
     return gram, sim
 
 
@@ -154,7 +172,7 @@ def test_wrong_sigma_w_convention_is_detected():
     se = sim.cov_stderr[:, 0].reshape(2, 25, 25)
     z = np.abs(np.stack([s1, s2]) - cov) / se
     assert z.max() > zcrit(z.size, dof=sim.n_draws - 1), z.max()
-    assert np.mean(z ** 2) > 2.5     # calibrated: about 1.15 (t with 15 dof) for the right theory
+    assert np.mean(z**2) > 2.5  # calibrated: about 1.15 (t with 15 dof) for the right theory
 
 
 def test_single_draw_channel_stderr_is_consistent():
@@ -163,14 +181,16 @@ def test_single_draw_channel_stderr_is_consistent():
     rng = np.random.default_rng(6)
     gram = 0.5 * np.eye(4) + 0.3
     x = mc.gaussian_inputs(gram, (4,), 16, rng=rng)
-    sim = mc.simulate(x, "erf", sw2, sb2, depth=1, width=4000, kernel_size=1, n_draws=1,
-                      cov_layers=(1,), rng=rng)
+    sim = mc.simulate(
+        x, "erf", sw2, sb2, depth=1, width=4000, kernel_size=1, n_draws=1, cov_layers=(1,), rng=rng
+    )
     s1 = sw2 * gram + sb2
     z = np.abs(sim.cov[0, 0] - s1) / sim.cov_stderr[0, 0]
     assert z.max() < zcrit(16)
     # channel stderr of a variance ~ sqrt(2/c) * variance for Gaussian channels
-    np.testing.assert_allclose(np.diag(sim.cov_stderr[0, 0]), np.sqrt(2 / 4000) * np.diag(s1),
-                               rtol=0.15)
+    np.testing.assert_allclose(
+        np.diag(sim.cov_stderr[0, 0]), np.sqrt(2 / 4000) * np.diag(s1), rtol=0.15
+    )
 
 
 def test_q_and_c_trajectories_follow_erf_maps():
@@ -198,8 +218,22 @@ def test_mode_decay_linear_network_is_sigma_w2_lambda():
     n = 12
     sw2 = 0.9
     modes = [1, 2]
-    md = mc.mode_decay("linear", sw2, 0.1, 5, (n,), q_star=1.0, c_star=0.5, modes=modes,
-                       width=192, kind="c", eps=0.1, v="uniform", n_draws=8, rng=8)
+    md = mc.mode_decay(
+        "linear",
+        sw2,
+        0.1,
+        5,
+        (n,),
+        q_star=1.0,
+        c_star=0.5,
+        modes=modes,
+        width=192,
+        kind="c",
+        eps=0.1,
+        v="uniform",
+        n_draws=8,
+        rng=8,
+    )
     theta = 2 * np.pi * np.array(modes) / n
     lam = (1 + 2 * np.cos(theta)) / 3
     z = np.abs(md.rate - sw2 * lam) / md.rate_stderr
@@ -211,27 +245,50 @@ def test_mode_decay_linear_network_is_sigma_w2_lambda():
 
 def test_mode_decay_rejects_bad_arguments():
     with pytest.raises(ValueError, match="fit_layers"):
-        mc.mode_decay("tanh", 2.5, 0.05, 4, (8,), q_star=1.06, c_star=0.45, modes=[1],
-                      width=16, fit_layers=(3, 9))
+        mc.mode_decay(
+            "tanh",
+            2.5,
+            0.05,
+            4,
+            (8,),
+            q_star=1.06,
+            c_star=0.45,
+            modes=[1],
+            width=16,
+            fit_layers=(3, 9),
+        )
     with pytest.raises(ValueError, match="kind"):
-        mc.mode_decay("tanh", 2.5, 0.05, 4, (8,), q_star=1.06, c_star=0.45, modes=[1],
-                      width=16, kind="x")
+        mc.mode_decay(
+            "tanh", 2.5, 0.05, 4, (8,), q_star=1.06, c_star=0.45, modes=[1], width=16, kind="x"
+        )
 
 
 def test_jacobian_linear_orthogonal_is_exact_isometry():
     sw2, depth = 1.3, 4
-    js = mc.jacobian_singular_values("linear", sw2, 0.0, depth, (6,), width=8, q_input=1.0,
-                                     kernel="block_orthogonal", kernel_size=3, n_draws=2, rng=9)
-    np.testing.assert_allclose(js.eigenvalues, sw2 ** depth, rtol=1e-10)
+    js = mc.jacobian_singular_values(
+        "linear",
+        sw2,
+        0.0,
+        depth,
+        (6,),
+        width=8,
+        q_input=1.0,
+        kernel="block_orthogonal",
+        kernel_size=3,
+        n_draws=2,
+        rng=9,
+    )
+    np.testing.assert_allclose(js.eigenvalues, sw2**depth, rtol=1e-10)
     assert js.var == pytest.approx(0.0, abs=1e-10)
 
 
 def test_jacobian_linear_gaussian_mean_is_unbiased():
     """E tr(J^T J)/N = sigma_w2^L exactly for Gaussian weights at any width."""
     sw2, depth = 0.8, 3
-    js = mc.jacobian_singular_values("linear", sw2, 0.0, depth, (1,), width=64, kernel_size=1,
-                                     n_draws=12, rng=10)
-    assert abs(js.m1 - sw2 ** depth) < zcrit(1, dof=11) * js.m1_stderr
+    js = mc.jacobian_singular_values(
+        "linear", sw2, 0.0, depth, (1,), width=64, kernel_size=1, n_draws=12, rng=10
+    )
+    assert abs(js.m1 - sw2**depth) < zcrit(1, dof=11) * js.m1_stderr
 
 
 def test_jacobian_stochastic_agrees_with_exact_on_the_same_network():
@@ -239,7 +296,7 @@ def test_jacobian_stochastic_agrees_with_exact_on_the_same_network():
     kw = dict(width=12, q_input=0.0259, kernel="gaussian", kernel_size=3, n_draws=1, n_top=3)
     ex = mc.jacobian_singular_values(*args, method="exact", rng=12, **kw)
     st = mc.jacobian_singular_values(*args, method="stochastic", n_probes=64, rng=12, **kw)
-    np.testing.assert_allclose(st.top, ex.top, rtol=1e-6)     # same draw: same network
+    np.testing.assert_allclose(st.top, ex.top, rtol=1e-6)  # same draw: same network
     assert abs(st.m1 - ex.m1) < zcrit(2, dof=63) * st.m1_stderr
     assert abs(st.m2 - ex.m2) < zcrit(2, dof=63) * st.m2_stderr
 
@@ -282,8 +339,22 @@ def test_mode_decay_2d_linear_network_q_kind():
     n = 6
     sw2 = 0.8
     modes = [(1, 0), (1, 1)]
-    md = mc.mode_decay("linear", sw2, 0.1, 4, (n, n), q_star=1.0, c_star=0.3, modes=modes,
-                       width=96, kind="q", eps=0.2, v="binomial", n_draws=8, rng=13)
+    md = mc.mode_decay(
+        "linear",
+        sw2,
+        0.1,
+        4,
+        (n, n),
+        q_star=1.0,
+        c_star=0.3,
+        modes=modes,
+        width=96,
+        kind="q",
+        eps=0.2,
+        v="binomial",
+        n_draws=8,
+        rng=13,
+    )
     th = np.array([np.prod([np.cos(np.pi * f / n) ** 2 for f in m]) for m in modes]) * sw2
     z = np.abs(md.rate - th) / md.rate_stderr
     assert z.max() < zcrit(len(modes), dof=7), (md.rate, th)

@@ -23,9 +23,11 @@ def _draw(cfg, x, seed):
     for conv in model.stem:
         cin = conv.weight.shape[1]
         variances += [(conv.weight, cfg["sigma_w2"] / (9 * cin)), (conv.bias, cfg["sigma_b2"])]
-    variances += [(model.block.weight, cfg["sigma_w2"] / (9 * cfg["channels"])),
-                  (model.block.bias, cfg["sigma_b2"]),
-                  (model.readout.weight, 1.0 / cfg["channels"])]
+    variances += [
+        (model.block.weight, cfg["sigma_w2"] / (9 * cfg["channels"])),
+        (model.block.bias, cfg["sigma_b2"]),
+        (model.readout.weight, 1.0 / cfg["channels"]),
+    ]
     params = [p for p, _ in variances]
     grads = []
     for a in range(x.shape[0]):
@@ -34,21 +36,38 @@ def _draw(cfg, x, seed):
     ntk = np.zeros((x.shape[0], x.shape[0]))
     for a in range(x.shape[0]):
         for b in range(x.shape[0]):
-            ntk[a, b] = sum(float(var * (ga * gb).sum()) for (_, var), ga, gb in
-                            zip(variances, grads[a], grads[b]))
-    block = grads[0][2 * len(model.stem)].detach().numpy()      # (depth, c, c, 3, 3), input 0
+            ntk[a, b] = sum(
+                float(var * (ga * gb).sum())
+                for (_, var), ga, gb in zip(variances, grads[a], grads[b])
+            )
+    block = grads[0][2 * len(model.stem)].detach().numpy()  # (depth, c, c, 3, 3), input 0
     wnorm = (block.reshape(block.shape[0], -1) ** 2).sum(axis=1)
     logits = out.detach().numpy()
     return logits @ logits.T / logits.shape[1], ntk, wnorm
 
 
-@pytest.mark.parametrize("padding,n", [("zeros", 16),
-                                       pytest.param("circular", 30, marks=pytest.mark.slow),
-                                       pytest.param("zeros", 30, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "padding,n",
+    [
+        ("zeros", 16),
+        pytest.param("circular", 30, marks=pytest.mark.slow),
+        pytest.param("zeros", 30, marks=pytest.mark.slow),
+    ],
+)
 def test_vanilla_cnn_matches_prediction(padding, n):
-    cfg = dict(depth=3, channels=48, in_channels=1, init="gaussian", v="uniform",
-               sigma_w2=1.6, sigma_b2=0.05, padding=padding, stem_strides=(1, 2),
-               impl="autograd", checkpoint_segments=None)
+    cfg = dict(
+        depth=3,
+        channels=48,
+        in_channels=1,
+        init="gaussian",
+        v="uniform",
+        sigma_w2=1.6,
+        sigma_b2=0.05,
+        padding=padding,
+        stem_strides=(1, 2),
+        impl="autograd",
+        checkpoint_segments=None,
+    )
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 8, 8, 1))
     p = predict(cfg, x)
@@ -68,10 +87,18 @@ def test_vanilla_cnn_matches_prediction(padding, n):
 
 
 def test_predict_reads_the_model():
-    cfg = dict(depth=4, channels=8, in_channels=1, init="block_orthogonal", stem_strides=(1, 2),
-               padding="zeros", readout_scale="1/sqrt(q*)", q_star=0.1)
+    cfg = dict(
+        depth=4,
+        channels=8,
+        in_channels=1,
+        init="block_orthogonal",
+        stem_strides=(1, 2),
+        padding="zeros",
+        readout_scale="1/sqrt(q*)",
+        q_star=0.1,
+    )
     model = VanillaCNN(**cfg, generator=torch.Generator().manual_seed(0))
     a, b = predict(model), predict(cfg)
     np.testing.assert_allclose(a.q, b.q, rtol=1e-14)
     np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-14)
-    assert a.config["padding"] == "zeros" and abs(a.config["readout_scale"] - 10 ** 0.5) < 1e-12
+    assert a.config["padding"] == "zeros" and abs(a.config["readout_scale"] - 10**0.5) < 1e-12

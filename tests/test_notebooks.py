@@ -15,8 +15,9 @@ def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     if "torch" in path.read_text() and pytest.importorskip("torch") is None:  # pragma: no cover
         pytest.skip("needs torch")
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     for cell in nb.cells:
         for out in cell.get("outputs", []):

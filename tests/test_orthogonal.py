@@ -88,13 +88,16 @@ def outer(ws):
 # ------------------------------------------------------------------------------------------
 # conv_singular_values
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape,grid", [
-    ((3, 2, 3), (5,)),
-    ((2, 3, 2), (4,)),          # c_in > c_out
-    ((2, 2, 4), (3,)),          # kernel larger than the grid: taps wrap
-    ((2, 3, 2, 3), (3, 4)),
-    ((2, 2, 2, 2, 2), (2, 3, 2)),
-])
+@pytest.mark.parametrize(
+    "shape,grid",
+    [
+        ((3, 2, 3), (5,)),
+        ((2, 3, 2), (4,)),  # c_in > c_out
+        ((2, 2, 4), (3,)),  # kernel larger than the grid: taps wrap
+        ((2, 3, 2, 3), (3, 4)),
+        ((2, 2, 2, 2, 2), (2, 3, 2)),
+    ],
+)
 def test_conv_singular_values_match_dense_svd(shape, grid):
     rng = np.random.default_rng(1)
     kern = rng.standard_normal(shape)
@@ -153,13 +156,17 @@ def test_norm_preserved_by_direct_circular_convolution(shape):
     rng = np.random.default_rng(3)
     d = len(shape) - 2
     grid = (7, 6, 5)[:d]
-    for kern in (block_orthogonal(shape, 2.5, rng), tunable_orthogonal(shape, 2.5, 0.3, rng),
-                 delta_orthogonal(shape, 2.5, rng)):
+    for kern in (
+        block_orthogonal(shape, 2.5, rng),
+        tunable_orthogonal(shape, 2.5, 0.3, rng),
+        delta_orthogonal(shape, 2.5, rng),
+    ):
         for _ in range(3):
             x = rng.standard_normal((shape[1],) + grid)
             y = circ_conv(kern, x)
-            np.testing.assert_allclose(np.linalg.norm(y), np.sqrt(2.5) * np.linalg.norm(x),
-                                       rtol=1e-12)
+            np.testing.assert_allclose(
+                np.linalg.norm(y), np.sqrt(2.5) * np.linalg.norm(x), rtol=1e-12
+            )
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 3), (8, 8, 4), (6, 3, 2, 4), (4, 4, 3, 3, 3)])
@@ -168,8 +175,9 @@ def test_delta_orthogonal_isometry_under_zero_padding(shape):
     kern = delta_orthogonal(shape, 3.14**2, rng)
     d = len(shape) - 2
     x = rng.standard_normal((shape[1],) + (5, 4, 6)[:d])
-    np.testing.assert_allclose(np.linalg.norm(zero_pad_conv(kern, x)),
-                               3.14 * np.linalg.norm(x), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(zero_pad_conv(kern, x)), 3.14 * np.linalg.norm(x), rtol=1e-12
+    )
 
 
 def test_block_orthogonal_not_isometric_under_zero_padding():
@@ -211,8 +219,10 @@ def test_tunable_half_is_algorithm_1():
 
 def test_parseval_total_energy_is_exact():
     rng = np.random.default_rng(8)
-    for kern in (block_orthogonal((9, 5, 4, 4), 0.7, rng),
-                 tunable_orthogonal((9, 5, 5), 0.7, 0.1, rng)):
+    for kern in (
+        block_orthogonal((9, 5, 4, 4), 0.7, rng),
+        tunable_orthogonal((9, 5, 5), 0.7, 0.1, rng),
+    ):
         np.testing.assert_allclose((kern**2).sum(), 0.7 * 5, rtol=1e-12)
 
 
@@ -268,8 +278,9 @@ def test_fixed_rank_mode_profile():
     mean, se = _mc_profile(lambda i: block_orthogonal((16, 8, 3), 1.0, rng, rank="fixed"), 150)
     _assert_profile(mean, se, binomial_1d(3))
     # t = 1/4, c_out = 20: rank fractions exactly 3/4 and 1/4
-    mean, se = _mc_profile(lambda i: tunable_orthogonal((20, 20, 3), 1.0, 0.25, rng,
-                                                        rank="fixed"), 150)
+    mean, se = _mc_profile(
+        lambda i: tunable_orthogonal((20, 20, 3), 1.0, 0.25, rng, rank="fixed"), 150
+    )
     _assert_profile(mean, se, tunable_1d(3, 0.25))
 
 
@@ -322,8 +333,9 @@ def test_haar_test_has_power_against_unfixed_qr():
 def test_haar_eigenphases_match_scipy_ortho_group():
     rng = np.random.default_rng(16)
     n, m = 6, 500
-    ours = np.concatenate([np.abs(np.angle(np.linalg.eigvals(haar_orthogonal(n, rng=rng))))
-                           for _ in range(m)])
+    ours = np.concatenate(
+        [np.abs(np.angle(np.linalg.eigvals(haar_orthogonal(n, rng=rng)))) for _ in range(m)]
+    )
     ref_mats = stats.ortho_group.rvs(n, size=m, random_state=np.random.default_rng(17))
     ref = np.concatenate([np.abs(np.angle(np.linalg.eigvals(q))) for q in ref_mats])
     assert stats.ks_2samp(ours, ref).pvalue > 1e-4
@@ -361,7 +373,7 @@ def test_gaussian_kernel_operator_spectrum_is_marchenko_pastur():
         kern = gaussian_kernel((c, c, 3, 3), sw2, "binomial", rng)
         s = conv_singular_values(kern, (4, 4))
         m2.append((s**4).mean(axis=-1) / sw2**2)
-    m2 = np.array(m2)                                   # (n, 4, 4)
+    m2 = np.array(m2)  # (n, 4, 4)
     real = np.zeros((4, 4), bool)
     real[np.ix_([0, 2], [0, 2])] = True
     for mask, ref in ((~real, 2.0), (real, 2.0 + 1.0 / c)):
@@ -399,12 +411,16 @@ def test_c_in_greater_than_c_out_is_a_clear_error(gen):
 
 
 @pytest.mark.parametrize("gen", ["delta", "block", "tunable"])
-@pytest.mark.parametrize("shape,grid", [((3, 7, 3), (6,)), ((2, 5, 4, 3), (5, 6)),
-                                        ((2, 3, 2, 2, 2), (3, 4, 3))])
+@pytest.mark.parametrize(
+    "shape,grid", [((3, 7, 3), (6,)), ((2, 5, 4, 3), (5, 6)), ((2, 3, 2, 2, 2), (3, 4, 3))]
+)
 def test_semi_orthogonal_co_isometry(gen, shape, grid):
     rng = np.random.default_rng(20)
-    f = {"delta": delta_orthogonal, "block": block_orthogonal,
-         "tunable": lambda *a, **k: tunable_orthogonal(a[0], a[1], 0.3, a[2], **k)}[gen]
+    f = {
+        "delta": delta_orthogonal,
+        "block": block_orthogonal,
+        "tunable": lambda *a, **k: tunable_orthogonal(a[0], a[1], 0.3, a[2], **k),
+    }[gen]
     kern = f(shape, 2.0, rng, semi_orthogonal=True)
     assert kern.shape == shape
     # all c_out * N singular values equal sigma_w: the operator times its adjoint is 2 I
@@ -415,14 +431,16 @@ def test_semi_orthogonal_co_isometry(gen, shape, grid):
     x = rng.standard_normal(dense.shape[1])
     assert np.linalg.norm(dense @ x) < np.sqrt(2.0) * np.linalg.norm(x) * (1 - 1e-3)
     xr = dense.T @ rng.standard_normal(dense.shape[0])
-    np.testing.assert_allclose(np.linalg.norm(dense @ xr), np.sqrt(2.0) * np.linalg.norm(xr),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(dense @ xr), np.sqrt(2.0) * np.linalg.norm(xr), rtol=1e-12
+    )
 
 
 def test_semi_orthogonal_profile_unchanged():
     rng = np.random.default_rng(21)
-    mean, se = _mc_profile(lambda i: block_orthogonal((8, 16, 3), 1.0, rng,
-                                                      semi_orthogonal=True), 150)
+    mean, se = _mc_profile(
+        lambda i: block_orthogonal((8, 16, 3), 1.0, rng, semi_orthogonal=True), 150
+    )
     _assert_profile(mean, se, binomial_1d(3))
 
 
@@ -445,8 +463,11 @@ def test_bad_scalars():
 
 @pytest.mark.parametrize("gen", [delta_orthogonal, block_orthogonal, tunable_orthogonal])
 def test_reproducible_for_a_seed(gen):
-    a, b, c = gen((6, 4, 3, 3), 1.0, rng=3), gen((6, 4, 3, 3), 1.0, rng=3), gen((6, 4, 3, 3),
-                                                                              1.0, rng=4)
+    a, b, c = (
+        gen((6, 4, 3, 3), 1.0, rng=3),
+        gen((6, 4, 3, 3), 1.0, rng=3),
+        gen((6, 4, 3, 3), 1.0, rng=4),
+    )
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
 
@@ -469,9 +490,28 @@ def test_kernels_command(tmp_path, capsys):
     p = argparse.ArgumentParser()
     kernels.configure(p)
     npy, js = tmp_path / "k.npy", tmp_path / "k.json"
-    args = p.parse_args(["--kind", "block", "--c-out", "12", "--c-in", "6", "--kernel-size", "4",
-                         "--gain", "1.5", "--convention", "tf>=1.13", "--save", str(npy),
-                         "--json", str(js), "--seed", "3"])
+    args = p.parse_args(
+        [
+            "--kind",
+            "block",
+            "--c-out",
+            "12",
+            "--c-in",
+            "6",
+            "--kernel-size",
+            "4",
+            "--gain",
+            "1.5",
+            "--convention",
+            "tf>=1.13",
+            "--save",
+            str(npy),
+            "--json",
+            str(js),
+            "--seed",
+            "3",
+        ]
+    )
     assert kernels.run(args) == 0
     out = capsys.readouterr().out
     assert "sigma_w2 = 2.25" in out and "exact isometry" in out
@@ -509,17 +549,24 @@ def test_report_section_quick(tmp_path):
 # property tests and mean-field moments
 # ------------------------------------------------------------------------------------------
 @given(
-    c_in=st.integers(1, 5), extra=st.integers(0, 4), d=st.integers(1, 3),
-    k=st.integers(1, 5), n=st.integers(1, 6), t=st.floats(0.0, 0.5),
-    sigma_w2=st.floats(0.1, 4.0), seed=st.integers(0, 2**31),
+    c_in=st.integers(1, 5),
+    extra=st.integers(0, 4),
+    d=st.integers(1, 3),
+    k=st.integers(1, 5),
+    n=st.integers(1, 6),
+    t=st.floats(0.0, 0.5),
+    sigma_w2=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**31),
 )
 @settings(deadline=None, max_examples=40)
 def test_property_isometry_any_shape_any_grid(c_in, extra, d, k, n, t, sigma_w2, seed):
     # grids smaller than the kernel included: the symbol is unitary at every root of unity
     ks = (k,) * d if d < 3 else (min(k, 3),) * 3
     shape = (c_in + extra, c_in) + ks
-    for kern in (block_orthogonal(shape, sigma_w2, seed),
-                 tunable_orthogonal(shape, sigma_w2, t, seed)):
+    for kern in (
+        block_orthogonal(shape, sigma_w2, seed),
+        tunable_orthogonal(shape, sigma_w2, t, seed),
+    ):
         s = conv_singular_values(kern, (n,) * d)
         np.testing.assert_allclose(s, np.sqrt(sigma_w2), rtol=1e-12)
 
@@ -531,8 +578,11 @@ def test_cross_tap_second_moments_vanish(gen):
     c, n = 16, 200
     draws = []
     for _ in range(n):
-        kern = (block_orthogonal((c, c, 3, 3), 1.0, rng) if gen == "block"
-                else tunable_orthogonal((c, c, 3, 3), 1.0, 0.2, rng))
+        kern = (
+            block_orthogonal((c, c, 3, 3), 1.0, rng)
+            if gen == "block"
+            else tunable_orthogonal((c, c, 3, 3), 1.0, 0.2, rng)
+        )
         flat = kern.reshape(c * c, 9)
         draws.append(flat.T @ flat / c)
     draws = np.array(draws)
@@ -543,13 +593,19 @@ def test_cross_tap_second_moments_vanish(gen):
     assert np.all(np.diag(mean) > 0.02)
 
 
-@pytest.mark.parametrize("gen,v", [("block", binomial_1d(3)), ("tunable", tunable_1d(3, 0.2)),
-                                   ("delta", np.array([0.0, 1.0, 0.0]))])
+@pytest.mark.parametrize(
+    "gen,v",
+    [
+        ("block", binomial_1d(3)),
+        ("tunable", tunable_1d(3, 0.2)),
+        ("delta", np.array([0.0, 1.0, 0.0])),
+    ],
+)
 def test_one_layer_covariance_is_the_mean_field_map(gen, v):
     # E (1/c) sum_j y_j(a) y_j(a') = sigma_w2 sum_b v_b Sigma_in(a+b, a'+b)  (the map A * Sigma)
     rng = np.random.default_rng(24)
     c, n, draws, sw2 = 12, 7, 300, 1.3
-    x = rng.standard_normal((c, n)) * np.linspace(0.5, 1.5, n)   # not translation invariant
+    x = rng.standard_normal((c, n)) * np.linspace(0.5, 1.5, n)  # not translation invariant
     sig_in = x.T @ x / c
     ref = np.zeros((n, n))
     for b, vb in zip((-1, 0, 1), v):

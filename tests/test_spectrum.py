@@ -25,8 +25,10 @@ from cnnmft.spectrum import (
 # ------------------------------------------------------------------------------------------
 # independent references
 
+
 def _mu_tanh(q, k):
     """E[sech(sqrt(q) z)^(4k)] by scipy adaptive quadrature."""
+
     def f(z):
         a = abs(math.sqrt(q) * z)
         sech = 2.0 * math.exp(-a) / (1.0 + math.exp(-2.0 * a))
@@ -54,6 +56,7 @@ def _check_mass_moments(s, rtol=1e-6):
 # ------------------------------------------------------------------------------------------
 # moments
 
+
 def test_moments_match_quadrature():
     q = 0.1
     sw, sb = 1.3, 0.01
@@ -62,8 +65,9 @@ def test_moments_match_quadrature():
     assert float(mom.mu1) == pytest.approx(mu1, rel=1e-12)
     assert float(mom.mu2) == pytest.approx(mu2, rel=1e-12)
     assert float(mom.m1) == pytest.approx((sw * mu1) ** 20, rel=1e-11)
-    assert float(mom.variance) == pytest.approx((sw * mu1) ** 40 * 20 * (mu2 / mu1**2 - 1),
-                                                rel=1e-10)
+    assert float(mom.variance) == pytest.approx(
+        (sw * mu1) ** 40 * 20 * (mu2 / mu1**2 - 1), rel=1e-10
+    )
     g = jacobian_moments("tanh", sw, sb, 20, "gaussian", q_star=q)
     assert float(g.spread) == pytest.approx(20 * mu2 / mu1**2, rel=1e-12)
 
@@ -83,6 +87,7 @@ def test_d2_law_hard_tanh():
 # ------------------------------------------------------------------------------------------
 # closed forms
 
+
 def test_marchenko_pastur_linear_gaussian_depth_one():
     s = jacobian_spectrum("linear", 1.0, 0.0, 1, "gaussian", n_points=300)
     lam = s.lam
@@ -91,8 +96,9 @@ def test_marchenko_pastur_linear_gaussian_depth_one():
     assert s.lambda_max == pytest.approx(4.0, rel=1e-12)
     # CDF of MP from quadrature of the closed form
     for i in (10, 150, 290):
-        c = integrate.quad(lambda t: math.sqrt(t * (4 - t)) / (2 * math.pi * t), 0, lam[i],
-                           epsrel=1e-12)[0]
+        c = integrate.quad(
+            lambda t: math.sqrt(t * (4 - t)) / (2 * math.pi * t), 0, lam[i], epsrel=1e-12
+        )[0]
         assert s.cdf[i] == pytest.approx(c, abs=1e-9)
 
 
@@ -167,21 +173,25 @@ def test_relu_and_hard_tanh_variance_closed_forms():
 # ------------------------------------------------------------------------------------------
 # robustness: mass, moments, positivity, depth range, off-critical
 
-@pytest.mark.parametrize("act,sw,sb,L,w", [
-    ("tanh", 1.05, 2.01e-5, 16, "orthogonal"),
-    ("tanh", 1.05, 2.01e-5, 16, "gaussian"),
-    ("tanh", 1.05, 2.01e-5, 3, "orthogonal"),
-    ("tanh", 1.05, 2.01e-5, 10_000, "orthogonal"),
-    ("tanh", 1.05, 2.01e-5, 10_000, "gaussian"),
-    ("tanh", 1.05, 2.01e-5, 100_000, "orthogonal"),
-    ("tanh", 1.05, 2.01e-5, 100_000, "gaussian"),
-    ("tanh", 2.5, 0.05, 10, "orthogonal"),      # chaotic
-    ("tanh", 0.8, 0.05, 5, "gaussian"),         # ordered
-    ("erf", 1.114280, 0.01, 64, "orthogonal"),
-    ("hard_tanh", 1.047669, 0.00889545, 64, "orthogonal"),
-    ("relu", 2.0, 0.0, 16, "gaussian"),
-    ("selu", 1.0, 0.0, 4, "orthogonal"),
-])
+
+@pytest.mark.parametrize(
+    "act,sw,sb,L,w",
+    [
+        ("tanh", 1.05, 2.01e-5, 16, "orthogonal"),
+        ("tanh", 1.05, 2.01e-5, 16, "gaussian"),
+        ("tanh", 1.05, 2.01e-5, 3, "orthogonal"),
+        ("tanh", 1.05, 2.01e-5, 10_000, "orthogonal"),
+        ("tanh", 1.05, 2.01e-5, 10_000, "gaussian"),
+        ("tanh", 1.05, 2.01e-5, 100_000, "orthogonal"),
+        ("tanh", 1.05, 2.01e-5, 100_000, "gaussian"),
+        ("tanh", 2.5, 0.05, 10, "orthogonal"),  # chaotic
+        ("tanh", 0.8, 0.05, 5, "gaussian"),  # ordered
+        ("erf", 1.114280, 0.01, 64, "orthogonal"),
+        ("hard_tanh", 1.047669, 0.00889545, 64, "orthogonal"),
+        ("relu", 2.0, 0.0, 16, "gaussian"),
+        ("selu", 1.0, 0.0, 4, "orthogonal"),
+    ],
+)
 def test_mass_mean_variance(act, sw, sb, L, w):
     s = jacobian_spectrum(act, sw, sb, L, w)
     _check_mass_moments(s)
@@ -197,7 +207,7 @@ def test_depth_one_orthogonal_is_law_of_phi_prime_squared():
     s = jacobian_spectrum("tanh", sw, 0.0, 1, "orthogonal", q_star=q, n_points=200)
     for i in (20, 100, 180):
         t = s.lam[i] / sw
-        h = math.acosh(t ** -0.25)  # |sqrt(q) z| >= h  <=>  d <= t
+        h = math.acosh(t**-0.25)  # |sqrt(q) z| >= h  <=>  d <= t
         assert s.cdf[i] == pytest.approx(math.erfc(h / math.sqrt(2 * q)), abs=1e-7)
     assert s.lambda_max == pytest.approx(sw, rel=1e-12)
 
@@ -225,12 +235,16 @@ def test_normalised_when_scale_overflows():
 # ------------------------------------------------------------------------------------------
 # docs/theory.md 6.4 / 7.3 values (derived [D], checked there against Monte Carlo)
 
-@pytest.mark.parametrize("L,var_o,lmax_o,var_g,lmax_g", [
-    (16, 0.06829, 1.4748, 16.07, 45.03),
-    (100, 0.4268, 2.822, 100.4, 274.4),
-    (1000, 4.268, 13.73, 1004, 2731),
-    (10000, 42.68, 118.3, 10043, 2.73e4),
-])
+
+@pytest.mark.parametrize(
+    "L,var_o,lmax_o,var_g,lmax_g",
+    [
+        (16, 0.06829, 1.4748, 16.07, 45.03),
+        (100, 0.4268, 2.822, 100.4, 274.4),
+        (1000, 4.268, 13.73, 1004, 2731),
+        (10000, 42.68, 118.3, 10043, 2.73e4),
+    ],
+)
 def test_theory_table_tanh_critical(L, var_o, lmax_o, var_g, lmax_g):
     q = 0.025921
     sw = _critical_tanh(q)
@@ -242,12 +256,12 @@ def test_theory_table_tanh_critical(L, var_o, lmax_o, var_g, lmax_g):
     assert g.lambda_max == pytest.approx(lmax_g, rel=2e-3)
 
 
-@pytest.mark.parametrize("L,var,lmax", [(16, 0.307, 2.262), (1250, 0.00635, 1.163),
-                                        (10000, 0.00080, 1.057)])
+@pytest.mark.parametrize(
+    "L,var,lmax", [(16, 0.307, 2.262), (1250, 0.00635, 1.163), (10000, 0.00080, 1.057)]
+)
 def test_theory_demo_rule_q_is_one_over_depth(L, var, lmax):
     q = 1.0 / L
-    s = jacobian_spectrum("tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q,
-                          n_points=200)
+    s = jacobian_spectrum("tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q, n_points=200)
     assert s.variance == pytest.approx(var, rel=5e-3)
     assert s.lambda_max == pytest.approx(lmax, rel=1e-3)
 
@@ -262,6 +276,7 @@ def test_hard_tanh_theory_check_point():
 
 # ------------------------------------------------------------------------------------------
 # universal limit (THEORY 6.6)
+
 
 def test_universal_closed_form_edges_and_moments():
     u = universal_spectrum(1.0)
@@ -280,10 +295,8 @@ def test_universal_limit_approached_by_tanh(L, lmax):
     # q* chosen so that the spread L (mu2/mu1^2 - 1) equals 1
     from scipy.optimize import brentq
 
-    q = brentq(lambda q: L * (_mu_tanh(q, 2) / _mu_tanh(q, 1) ** 2 - 1) - 1, 1e-4, 1.0,
-               xtol=1e-15)
-    s = jacobian_spectrum("tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q,
-                          n_points=300)
+    q = brentq(lambda q: L * (_mu_tanh(q, 2) / _mu_tanh(q, 1) ** 2 - 1) - 1, 1e-4, 1.0, xtol=1e-15)
+    s = jacobian_spectrum("tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q, n_points=300)
     assert s.spread == pytest.approx(1.0, rel=1e-8)
     assert s.lambda_max == pytest.approx(lmax, abs=2e-3)
 
@@ -291,8 +304,9 @@ def test_universal_limit_approached_by_tanh(L, lmax):
 def test_universal_density_limit_large_depth():
     L = 100_000
     q = math.sqrt(1.0 / (8 * L))
-    s = jacobian_spectrum("tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q,
-                          grid="linear", n_points=300)
+    s = jacobian_spectrum(
+        "tanh", _critical_tanh(q), 0.0, L, "orthogonal", q_star=q, grid="linear", n_points=300
+    )
     u = universal_spectrum(s.spread, lam=s.lam)
     # corrections are O(q*) = O(L^-1/2) ~ 0.3%: edges and the CDF agree to that order
     assert s.lambda_max == pytest.approx(universal_spectrum(s.spread).lambda_max, rel=5e-3)
@@ -302,6 +316,7 @@ def test_universal_density_limit_large_depth():
 
 # ------------------------------------------------------------------------------------------
 # singular values, quantiles, user grids, results
+
 
 def test_singular_values_and_quantiles():
     s = jacobian_spectrum("tanh", 1.05, 2.01e-5, 16, "orthogonal")
@@ -326,13 +341,16 @@ def test_save_load_roundtrip(tmp_path):
     assert t.lambda_max == s.lambda_max and t.weights == "gaussian"
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(weights="haar"), "weights"),
-    (dict(depth=0), "depth"),
-    (dict(sigma_w2=-1.0), "sigma_w2"),
-    (dict(n_points=2), "n_points"),
-    (dict(grid="cubic"), "grid"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(weights="haar"), "weights"),
+        (dict(depth=0), "depth"),
+        (dict(sigma_w2=-1.0), "sigma_w2"),
+        (dict(n_points=2), "n_points"),
+        (dict(grid="cubic"), "grid"),
+    ],
+)
 def test_validation(kw, msg):
     args = dict(act="tanh", sigma_w2=1.05, sigma_b2=2.01e-5, depth=4, weights="orthogonal")
     args.update(kw)
@@ -342,6 +360,7 @@ def test_validation(kw, msg):
 
 # ------------------------------------------------------------------------------------------
 # against exact finite-width Jacobians (numpy, built here)
+
 
 @pytest.fixture(autouse=False)
 def one_blas_thread():
@@ -442,8 +461,9 @@ def _ks(eigs, s):
     thr = 1e-10 * s.lambda_max
     low = np.count_nonzero(e < thr)
     pts = np.concatenate([[thr], e[e >= thr]])
-    th = jacobian_spectrum(s.activation, s.sigma_w2, s.sigma_b2, s.depth, s.weights,
-                           q_star=s.q_star, lam=pts).cdf
+    th = jacobian_spectrum(
+        s.activation, s.sigma_w2, s.sigma_b2, s.depth, s.weights, q_star=s.q_star, lam=pts
+    ).cdf
     n = e.size
     emp_hi = (low + np.arange(pts.size)) / n
     emp_hi[0] = low / n
@@ -472,8 +492,9 @@ def _tanh_point():
 def test_fc_monte_carlo_width_400(weights, one_blas_thread):
     sw, sb, q = _tanh_point()
     rng = np.random.default_rng(11)
-    eigs = np.concatenate([_fc_jacobian_eigs("tanh", sw, sb, q, 16, 400, weights, rng)
-                           for _ in range(2)])
+    eigs = np.concatenate(
+        [_fc_jacobian_eigs("tanh", sw, sb, q, 16, 400, weights, rng) for _ in range(2)]
+    )
     s = jacobian_spectrum("tanh", sw, sb, 16, weights, q_star=q)
     assert _ks(eigs, s) <= 0.03
     if weights == "orthogonal":
@@ -482,8 +503,9 @@ def test_fc_monte_carlo_width_400(weights, one_blas_thread):
         _check_gaussian_top(eigs, s, 400, 16)
 
 
-@pytest.mark.parametrize("kind,weights", [("delta", "orthogonal"), ("block", "orthogonal"),
-                                          ("gaussian", "gaussian")])
+@pytest.mark.parametrize(
+    "kind,weights", [("delta", "orthogonal"), ("block", "orthogonal"), ("gaussian", "gaussian")]
+)
 def test_cnn_monte_carlo(kind, weights, one_blas_thread):
     # small and fast: n = 2 positions, c = 128 channels, 4 draws. At this width the per-draw
     # scale of the spectrum fluctuates by a few percent (the empirical mean of phi'^2 over n c
@@ -491,8 +513,7 @@ def test_cnn_monte_carlo(kind, weights, one_blas_thread):
     # criterion is checked at c = 512 in the slow test below.
     sw, sb, q = _tanh_point()
     rng = np.random.default_rng(5)
-    eigs = np.concatenate([_cnn_jacobian_eigs(kind, sw, sb, q, 16, 2, 128, rng)
-                           for _ in range(4)])
+    eigs = np.concatenate([_cnn_jacobian_eigs(kind, sw, sb, q, 16, 2, 128, rng) for _ in range(4)])
     s = jacobian_spectrum("tanh", sw, sb, 16, weights, q_star=q)
     assert _ks(eigs, s) <= 0.05
     if weights == "orthogonal":
@@ -514,8 +535,9 @@ def test_fc_monte_carlo_width_1000(weights, L, one_blas_thread):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,weights", [("delta", "orthogonal"), ("block", "orthogonal"),
-                                          ("gaussian", "gaussian")])
+@pytest.mark.parametrize(
+    "kind,weights", [("delta", "orthogonal"), ("block", "orthogonal"), ("gaussian", "gaussian")]
+)
 @pytest.mark.parametrize("L", [16, 64])
 def test_cnn_monte_carlo_width_512(kind, weights, L, one_blas_thread):
     sw, sb, q = _tanh_point()

@@ -44,8 +44,9 @@ def client():
     """One local cluster with 2 single-threaded worker processes for the module."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=50)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -82,8 +83,11 @@ def test_cell_key_ignores_order_and_separates_values():
 def test_store_roundtrip_checksum_and_stray_tmp(tmp_path):
     store = CellStore(tmp_path / "s")
     p = {"depth": 3, "sigma_w2": 1.25}
-    store.put(p, {"acc": np.float64(0.75), "loss": np.array([1.0, 0.5]),
-                  "status": Status.NONFINITE}, elapsed_s=0.1)
+    store.put(
+        p,
+        {"acc": np.float64(0.75), "loss": np.array([1.0, 0.5]), "status": Status.NONFINITE},
+        elapsed_s=0.1,
+    )
     (store.cells_dir / ".deadbeef.123.tmp").write_text('{"key": "half')  # killed writer
     rec = store.get(p)
     assert rec["params"] == p and rec["status"] == "OK"
@@ -106,7 +110,7 @@ def _corrupt(store, how):
         return "not valid JSON"
     if how == "flipped":
         i = text.index('"y": ') + 5
-        f.write_text(text[:i] + ("7" if text[i] != "7" else "8") + text[i + 1:])
+        f.write_text(text[:i] + ("7" if text[i] != "7" else "8") + text[i + 1 :])
         return "checksum"
     if how == "empty":
         f.write_bytes(b"")
@@ -128,8 +132,7 @@ def _corrupt(store, how):
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["truncated", "flipped", "empty", "binary", "no-result",
-                                 "renamed"])
+@pytest.mark.parametrize("how", ["truncated", "flipped", "empty", "binary", "no-result", "renamed"])
 def test_damaged_cell_file_is_detected(tmp_path, how):
     store = CellStore(tmp_path / "s")
     store.put({"x": 2}, {"y": 4.5})
@@ -172,12 +175,12 @@ def test_cell_status_comes_from_the_result(client, tmp_path):
     def fn(params):
         return {"y": 1, "status": "NONFINITE" if params["x"] else Status.OK}
 
-    recs = run_cells(fn, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client,
-                     progress=False)
+    recs = run_cells(fn, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client, progress=False)
     assert [r["status"] for r in recs] == ["OK", "NONFINITE"]
     # a NONFINITE cell is a finished answer: not rerun
-    recs2 = run_cells(lambda p: {"y": 2}, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client,
-                      progress=False)
+    recs2 = run_cells(
+        lambda p: {"y": 2}, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client, progress=False
+    )
     assert [r["result"]["y"] for r in recs2] == [1, 1]
 
 
@@ -185,10 +188,16 @@ def test_shared_object_reaches_every_cell(client, tmp_path):
     data = np.arange(1000.0)
 
     def fn(params, shared):
-        return {"s": float(shared[params["i"]:].sum())}
+        return {"s": float(shared[params["i"] :].sum())}
 
-    recs = run_cells(fn, [{"i": i} for i in (0, 10, 999)], tmp_path / "s", scheduler=client,
-                     shared=data, progress=False)
+    recs = run_cells(
+        fn,
+        [{"i": i} for i in (0, 10, 999)],
+        tmp_path / "s",
+        scheduler=client,
+        shared=data,
+        progress=False,
+    )
     assert [r["result"]["s"] for r in recs] == [float(data[i:].sum()) for i in (0, 10, 999)]
 
 
@@ -216,14 +225,20 @@ def test_run_cells_stores_resumes_and_extends(client, tmp_path):
     fn = _logging_square(str(log))
     cells = [{"x": x} for x in range(6)]
     seen = []
-    recs = run_cells(fn, cells, tmp_path / "store", scheduler=client,
-                     progress=lambda i, n, r: seen.append((i, n)))
+    recs = run_cells(
+        fn,
+        cells,
+        tmp_path / "store",
+        scheduler=client,
+        progress=lambda i, n, r: seen.append((i, n)),
+    )
     assert [r["result"]["y"] for r in recs] == [x * x + 0.5 for x in range(6)]
     assert seen[-1] == (6, 6) and len(seen) == 6
     assert all(_calls(log, x) == 1 for x in range(6))
     # rerun: nothing is recomputed; extended grid: only the new cells run
-    recs2 = run_cells(fn, cells + [{"x": 6}, {"x": 7}], tmp_path / "store", scheduler=client,
-                      progress=False)
+    recs2 = run_cells(
+        fn, cells + [{"x": 6}, {"x": 7}], tmp_path / "store", scheduler=client, progress=False
+    )
     assert [r["result"]["y"] for r in recs2] == [x * x + 0.5 for x in range(8)]
     assert [_calls(log, x) for x in range(8)] == [1] * 8
     assert [r["finished_at"] for r in recs2[:6]] == [r["finished_at"] for r in recs]
@@ -237,8 +252,9 @@ def test_failing_cell_is_stored_as_failed_and_retried(client, tmp_path):
             raise FloatingPointError("loss became non-finite")
         return {"y": params["x"]}
 
-    recs = run_cells(fn, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client, retries=0,
-                     progress=False)
+    recs = run_cells(
+        fn, [{"x": 0}, {"x": 1}], tmp_path / "s", scheduler=client, retries=0, progress=False
+    )
     assert [r["status"] for r in recs] == ["OK", "FAILED"]
     assert "non-finite" in recs[1]["error"]
     flag.write_text("1")
@@ -262,19 +278,22 @@ def test_killed_worker_loses_only_its_running_cell(client, tmp_path):
             from cnnmft.sweeps import CellStore, cell_key
 
             st, pid = CellStore(store_dir), str(os.getpid())
-            mine = [int(f.name[:-4]) for f in log.iterdir()
-                    if int(f.name[:-4]) != 3 and pid in f.read_text().split()]
+            mine = [
+                int(f.name[:-4])
+                for f in log.iterdir()
+                if int(f.name[:-4]) != 3 and pid in f.read_text().split()
+            ]
             t0 = time.monotonic()
-            while (any(st.get(cell_key({"x": x})) is None for x in mine)
-                   and time.monotonic() - t0 < 30):
+            while (
+                any(st.get(cell_key({"x": x})) is None for x in mine) and time.monotonic() - t0 < 30
+            ):
                 time.sleep(0.02)
             open(str(marker), "w").close()
             os._exit(1)  # the worker process dies mid-cell; its nanny restarts it
         time.sleep(0.05)
         return out
 
-    recs = run_cells(fn, [{"x": x} for x in range(8)], store_dir, scheduler=client,
-                     progress=False)
+    recs = run_cells(fn, [{"x": x} for x in range(8)], store_dir, scheduler=client, progress=False)
     assert marker.exists()
     assert [r["status"] for r in recs] == ["OK"] * 8
     assert [r["result"]["y"] for r in recs] == [x * x + 0.5 for x in range(8)]
@@ -302,9 +321,12 @@ def test_killed_sweep_resumes_without_losing_finished_cells(client, tmp_path):
     script.write_text(_DRIVER)
     store_dir, log = tmp_path / "store", tmp_path / "log"
     log.mkdir()
-    proc = subprocess.Popen([sys.executable, str(script), str(store_dir), str(log)],
-                            start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(store_dir), str(log)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         store = CellStore(store_dir)
         deadline = time.monotonic() + 90
@@ -317,14 +339,20 @@ def test_killed_sweep_resumes_without_losing_finished_cells(client, tmp_path):
         proc.wait()
     before = store.records()
     assert 4 <= len(before) < 40
-    assert all(r["status"] == "OK" and r["result"]["y"] == 3 * r["params"]["x"]
-               for r in before.values())
+    assert all(
+        r["status"] == "OK" and r["result"]["y"] == 3 * r["params"]["x"] for r in before.values()
+    )
     done_x = sorted(r["params"]["x"] for r in before.values())
 
     log2 = tmp_path / "log2"
     log2.mkdir()
-    recs = run_cells(_logging_square(str(log2)), [{"x": x} for x in range(40)], store_dir,
-                     scheduler=client, progress=False)
+    recs = run_cells(
+        _logging_square(str(log2)),
+        [{"x": x} for x in range(40)],
+        store_dir,
+        scheduler=client,
+        progress=False,
+    )
     # finished cells are kept exactly as stored; only the others ran again
     for x in range(40):
         assert _calls(log2, x) == (0 if x in done_x else 1)
@@ -367,10 +395,24 @@ def test_plain_dask_scheduler_and_workers_in_their_own_folders(tmp_path):
     sfile = tmp_path / "scheduler.json"
     procs = []
     try:
-        procs.append(subprocess.Popen([dask_cli, "scheduler", "--scheduler-file", str(sfile),
-                                       "--port", "0", "--dashboard-address", ":0"],
-                                      cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    dask_cli,
+                    "scheduler",
+                    "--scheduler-file",
+                    str(sfile),
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    ":0",
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         deadline = time.monotonic() + 60
         while not sfile.exists():
             assert time.monotonic() < deadline, "scheduler did not start"
@@ -378,18 +420,39 @@ def test_plain_dask_scheduler_and_workers_in_their_own_folders(tmp_path):
         for i in range(2):
             wdir = tmp_path / f"worker{i}"
             wdir.mkdir()
-            procs.append(subprocess.Popen(
-                [dask_cli, "worker", "--scheduler-file", str(sfile), "--nthreads", "1",
-                 "--nworkers", "1", "--local-directory", str(wdir)], cwd=wdir,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        dask_cli,
+                        "worker",
+                        "--scheduler-file",
+                        str(sfile),
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--local-directory",
+                        str(wdir),
+                    ],
+                    cwd=wdir,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         driver = tmp_path / "driver" / "drive.py"
         driver.parent.mkdir()
         driver.write_text(_EXTERNAL)
-        out = subprocess.run([sys.executable, str(driver), str(tmp_path / "store"), str(sfile)],
-                             cwd=driver.parent, capture_output=True, text=True, timeout=240)
+        out = subprocess.run(
+            [sys.executable, str(driver), str(tmp_path / "store"), str(sfile)],
+            cwd=driver.parent,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT"))
-        ys, cwds, threads, omp = json.loads(line[len("RESULT"):])
+        ys, cwds, threads, omp = json.loads(line[len("RESULT") :])
         assert ys == [0, 2, 4, 6, 8, 10]
         assert all(str(tmp_path / "worker") in c for c in cwds)  # not the driver's folder
         assert threads == [1] and omp == ["1"]  # one thread each (worker plugin)

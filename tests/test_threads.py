@@ -36,7 +36,7 @@ def _sum_kernel(x):
     return total
 
 
-_psum = pjit(_sum_kernel, cache=False)   # a parallel kernel under the project policy
+_psum = pjit(_sum_kernel, cache=False)  # a parallel kernel under the project policy
 
 
 def _blas_counts():
@@ -46,6 +46,7 @@ def _blas_counts():
 
 
 # --- parsing -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text,n", [("1", 1), (" 3 ", 3), ("16", 16)])
 def test_parse_accepts_positive_integers(text, n):
@@ -58,8 +59,10 @@ def test_parse_rejects_bad_strings(text):
         _threads.parse_num_threads(text, "CNNMFT_NUM_THREADS")
 
 
-@pytest.mark.parametrize("value,exc", [(0, ValueError), (-2, ValueError), (1.0, TypeError),
-                                       (True, TypeError), ([1], TypeError)])
+@pytest.mark.parametrize(
+    "value,exc",
+    [(0, ValueError), (-2, ValueError), (1.0, TypeError), (True, TypeError), ([1], TypeError)],
+)
 def test_set_num_threads_rejects_bad_values(value, exc):
     with pytest.raises(exc, match="`n` must be an integer >= 1"):
         _threads.set_num_threads(value)
@@ -82,14 +85,25 @@ def test_bad_environment_variable_named_in_a_fresh_process():
 
 # --- defaults ----------------------------------------------------------------------------------
 
+
 def test_default_is_the_cpus_the_process_may_use():
     assert _threads.get_num_threads() == _threads.available_cpus()
     assert 1 <= _threads.available_cpus() <= len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize("cpus,load,own,n", [(8, 0.0, 0.0, 8), (8, 2.0, 2.0, 8), (8, 3.0, 0.0, 5),
-                                             (8, 7.6, 0.0, 1), (8, 40.0, 1.0, 1), (2, 2.0, 0.0, 1),
-                                             (2, 0.4, 0.0, 2), (1, 0.0, 0.0, 1)])
+@pytest.mark.parametrize(
+    "cpus,load,own,n",
+    [
+        (8, 0.0, 0.0, 8),
+        (8, 2.0, 2.0, 8),
+        (8, 3.0, 0.0, 5),
+        (8, 7.6, 0.0, 1),
+        (8, 40.0, 1.0, 1),
+        (2, 2.0, 0.0, 1),
+        (2, 0.4, 0.0, 2),
+        (1, 0.0, 0.0, 1),
+    ],
+)
 def test_load_aware_default(cpus, load, own, n):
     assert _threads.load_aware(cpus, load, own) == n
 
@@ -99,7 +113,7 @@ def test_busy_machine_gives_one_thread(monkeypatch):
     assert _threads.get_num_threads() == 1
     _psum(np.ones(16))
     assert numba.get_num_threads() == 1
-    monkeypatch.setenv(_threads.ENV_VAR, "2")     # an explicit count overrides the load
+    monkeypatch.setenv(_threads.ENV_VAR, "2")  # an explicit count overrides the load
     assert _threads.get_num_threads() == 2
 
 
@@ -109,8 +123,9 @@ def test_environment_variable_sets_the_default(monkeypatch):
     assert _threads.set_num_threads(None) == 1
 
 
-@pytest.mark.parametrize("cpu_max,expected", [("150000 100000\n", 1.5), ("max 100000\n", None),
-                                              ("50000 100000", 0.5)])
+@pytest.mark.parametrize(
+    "cpu_max,expected", [("150000 100000\n", 1.5), ("max 100000\n", None), ("50000 100000", 0.5)]
+)
 def test_cgroup_v2_quota(tmp_path, cpu_max, expected):
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "cpu.max").write_text(cpu_max)
@@ -130,10 +145,11 @@ def test_cgroup_v1_quota(tmp_path):
 
 def test_quota_caps_available_cpus(monkeypatch):
     monkeypatch.setattr(_threads, "_cgroup_quota", lambda *a: 0.5)
-    assert _threads.available_cpus() == 1       # rounds up, never 0
+    assert _threads.available_cpus() == 1  # rounds up, never 0
 
 
 # --- the policy is applied ---------------------------------------------------------------------
+
 
 def test_parallel_kernels_use_the_policy_dispatcher():
     from numba.core.registry import CPUDispatcher
@@ -141,9 +157,12 @@ def test_parallel_kernels_use_the_policy_dispatcher():
     from cnnmft._kernels import _act, _cov, _maps, _quad, _spectrum, _tables
 
     assert isinstance(_psum, ParallelDispatcher)
-    parallel = [obj for mod in (_act, _cov, _maps, _quad, _spectrum, _tables)
-                for obj in vars(mod).values()
-                if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("parallel")]
+    parallel = [
+        obj
+        for mod in (_act, _cov, _maps, _quad, _spectrum, _tables)
+        for obj in vars(mod).values()
+        if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("parallel")
+    ]
     assert _maps.fixed_point_many in parallel and _tables.grid in parallel
     assert all(isinstance(k, ParallelDispatcher) for k in parallel)
 
@@ -156,8 +175,7 @@ def test_set_num_threads_reaches_numba_and_blas():
     assert _psum(x) == 499500.0
     assert numba.get_num_threads() == 1
     _threads.set_num_threads(None)
-    assert numba.get_num_threads() == min(_threads.available_cpus(),
-                                          numba.config.NUMBA_NUM_THREADS)
+    assert numba.get_num_threads() == min(_threads.available_cpus(), numba.config.NUMBA_NUM_THREADS)
 
 
 def test_policy_reaches_other_threads_through_the_kernels():
@@ -175,7 +193,7 @@ def test_policy_reaches_other_threads_through_the_kernels():
     t.join()
     assert seen["sum"] == 64.0
     assert seen["after"] == 1
-    assert seen["before"] == numba.config.NUMBA_NUM_THREADS   # numba's own default there
+    assert seen["before"] == numba.config.NUMBA_NUM_THREADS  # numba's own default there
 
 
 def test_limit_threads_nests_and_restores():
@@ -185,7 +203,7 @@ def test_limit_threads_nests_and_restores():
         assert n == 1 and _threads.get_num_threads() == 1
         assert numba.get_num_threads() == 1 and _blas_counts() == {1}
         assert _psum(np.ones(10)) == 10.0
-        assert numba.get_num_threads() == 1          # the kernel keeps the block's count
+        assert numba.get_num_threads() == 1  # the kernel keeps the block's count
     assert numba.get_num_threads() == outer
     assert _threads.get_num_threads() == _threads.available_cpus()
 
@@ -203,52 +221,72 @@ def test_torch_follows_the_policy_when_imported():
 
 
 def test_import_cnnmft_does_not_import_torch_for_the_policy():
-    code = ("import sys, cnnmft, cnnmft._threads as t; t.set_num_threads(1); "
-            "print('torch' in sys.modules, 'distributed' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, cnnmft, cnnmft._threads as t; t.set_num_threads(1); "
+        "print('torch' in sys.modules, 'distributed' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
 def test_environment_variable_in_a_fresh_process():
     env = {**os.environ, _threads.ENV_VAR: "1"}
-    code = ("import numba, numpy as np; from cnnmft._kernels import _jit; "
-            "f = _jit.pjit(lambda x: x.sum(), cache=False); f(np.ones(4)); "
-            "print(numba.get_num_threads(), numba.threading_layer())")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import numba, numpy as np; from cnnmft._kernels import _jit; "
+        "f = _jit.pjit(lambda x: x.sum(), cache=False); f(np.ones(4)); "
+        "print(numba.get_num_threads(), numba.threading_layer())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     n, layer = out.stdout.split()
     assert n == "1"
-    assert layer in ("workqueue", "tbb")         # never the spinning GNU OpenMP by default
+    assert layer in ("workqueue", "tbb")  # never the spinning GNU OpenMP by default
 
 
 def test_user_threading_layer_is_kept():
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
-    code = ("import numba, numpy as np; from cnnmft._kernels import _jit; "
-            "f = _jit.pjit(lambda x: x.sum(), cache=False); f(np.ones(4)); "
-            "print(numba.threading_layer())")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import numba, numpy as np; from cnnmft._kernels import _jit; "
+        "f = _jit.pjit(lambda x: x.sum(), cache=False); f(np.ones(4)); "
+        "print(numba.threading_layer())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "omp"
 
 
 # --- worker processes ----------------------------------------------------------------------------
 
+
 def test_worker_env_sets_every_pool():
     env = _threads.worker_env(2)
-    for var in ("CNNMFT_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in (
+        "CNNMFT_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
         assert env[var] == "2"
     with pytest.raises(ValueError, match="`n`"):
         _threads.worker_env(0)
 
 
 def test_worker_env_in_a_subprocess():
-    code = ("import numba, threadpoolctl, numpy; "
-            "print(numba.config.NUMBA_NUM_THREADS, "
-            "{d['num_threads'] for d in threadpoolctl.threadpool_info()})")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **_threads.worker_env()},
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import numba, threadpoolctl, numpy; "
+        "print(numba.config.NUMBA_NUM_THREADS, "
+        "{d['num_threads'] for d in threadpoolctl.threadpool_info()})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **_threads.worker_env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["1", "{1}"]
 
 
@@ -264,13 +302,14 @@ def test_dask_worker_plugin():
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                                       dashboard_address=":0", silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0", silence_logs=50
+    )
     try:
         with distributed.Client(cluster, timeout=120) as client:
             client.register_plugin(_threads.dask_worker_plugin(1))
             futures = [client.submit(_inside_worker, pure=False) for _ in range(4)]
-            distributed.wait(futures, timeout=300)   # a worker that died must not hang the run
+            distributed.wait(futures, timeout=300)  # a worker that died must not hang the run
             results = client.gather(futures)
     finally:
         cluster.close()
@@ -279,12 +318,17 @@ def test_dask_worker_plugin():
 
 # --- compile notice and disk cache ---------------------------------------------------------------
 
+
 def test_compile_notice_once_then_cache(tmp_path):
     """An empty cache prints one line while compiling; the next process loads from the cache."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": ""}
     code = "from cnnmft._kernels import _act; print(_act.phi(1, 0.5))"
-    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                           text=True, check=True) for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
     assert abs(float(runs[0].stdout) - np.tanh(0.5)) < 1e-15
     notice = [ln for ln in runs[0].stderr.splitlines() if "cnnmft: compiling" in ln]
     assert len(notice) == 1 and "first run only" in notice[0] and " done in " in notice[0]
@@ -295,6 +339,7 @@ def test_compile_notice_once_then_cache(tmp_path):
 def test_compile_notice_silenced_by_quiet(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": "1"}
     code = "from cnnmft._kernels import _act; _act.phi(2, 0.5)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert "cnnmft: compiling" not in out.stderr

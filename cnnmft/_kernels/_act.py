@@ -170,6 +170,7 @@ def finite_difference(f, order):
 
     def d2(x):
         return (-f(x + 2 * h) + 16 * f(x + h) - 30 * f(x) + 16 * f(x - h) - f(x - 2 * h)) / (
-            12 * h * h)
+            12 * h * h
+        )
 
     return d1 if order == 1 else d2

@@ -87,8 +87,9 @@ def _clip1(x):
 
 
 @jit  # 83 lines: the four-way unrolled inner loop is the point of this kernel
-def _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, isq,
-              sw2, sb2):
+def _pix_rows(
+    S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, isq, sw2, sb2
+):
     """Rows lo..hi-1 of T = C(S) with per-pixel Mehler coefficients coef[input * N + pixel].
 
     Four independent series per step keep the multiply-add pipeline busy. nterm[i] is the
@@ -140,8 +141,10 @@ def _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, 
             s1 = 0.0
             s2 = 0.0
             s3 = 0.0
-            kc = max(max(_nterms(x0, nterm), _nterms(x1, nterm)),
-                     max(_nterms(x2, nterm), _nterms(x3, nterm)))
+            kc = max(
+                max(_nterms(x0, nterm), _nterms(x1, nterm)),
+                max(_nterms(x2, nterm), _nterms(x3, nterm)),
+            )
             for t in range(kc - 1, -1, -1):
                 s0 = s0 * r0 + u0[t] * w0[t]
                 s1 = s1 * r1 + u1[t] * w1[t]
@@ -181,17 +184,38 @@ def _inv_sqrt(qpix):
 
 
 @jit
-def c_mehler_pix(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
-                 sw2, sb2):
+def c_mehler_pix(
+    S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix, sw2, sb2
+):
     """T = C(S) with per-pixel Mehler coefficients (serial)."""
     isq = _inv_sqrt(qpix)
-    _pix_rows(S, T, 0, S.shape[0], cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step,
-              isq, sw2, sb2)
+    _pix_rows(
+        S,
+        T,
+        0,
+        S.shape[0],
+        cola,
+        colb,
+        cd1,
+        cd2,
+        cd3,
+        n1,
+        n2,
+        n3,
+        coef,
+        nterm,
+        k0,
+        step,
+        isq,
+        sw2,
+        sb2,
+    )
 
 
 @pjit
-def c_mehler_pix_par(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix,
-                     sw2, sb2, nblocks):
+def c_mehler_pix_par(
+    S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step, qpix, sw2, sb2, nblocks
+):
     """Like :func:`c_mehler_pix` with the rows cut into `nblocks` contiguous blocks (threads).
 
     One block per thread: a few large tasks, so that a thread that loses its core to another
@@ -203,8 +227,27 @@ def c_mehler_pix_par(S, T, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k
     for b in prange(nblocks):
         lo = b * npix // nblocks
         hi = (b + 1) * npix // nblocks
-        _pix_rows(S, T, lo, hi, cola, colb, cd1, cd2, cd3, n1, n2, n3, coef, nterm, k0, step,
-                  isq, sw2, sb2)
+        _pix_rows(
+            S,
+            T,
+            lo,
+            hi,
+            cola,
+            colb,
+            cd1,
+            cd2,
+            cd3,
+            n1,
+            n2,
+            n3,
+            coef,
+            nterm,
+            k0,
+            step,
+            isq,
+            sw2,
+            sb2,
+        )
 
 
 @jit
@@ -251,8 +294,9 @@ def c_mehler_common_par(S, T, a, k0, step, qs, sw2, sb2, nblocks):
     """Like :func:`c_mehler_common` over `nblocks` contiguous row blocks (bit-identical)."""
     npix = S.shape[0]
     for b in prange(nblocks):
-        _common_rows(S, T, b * npix // nblocks, (b + 1) * npix // nblocks, a, k0, step, qs,
-                     sw2, sb2)
+        _common_rows(
+            S, T, b * npix // nblocks, (b + 1) * npix // nblocks, a, k0, step, qs, sw2, sb2
+        )
 
 
 @jit
@@ -288,8 +332,11 @@ def closed_entry(code, q1, q2, s):
     if sq == 0.0:
         return 0.0
     rho = _rho(s, q1, q2)
-    return sq / (2.0 * math.pi) * (math.sqrt(max(0.0, 1.0 - rho * rho))
-                                   + (math.pi - math.acos(rho)) * rho)
+    return (
+        sq
+        / (2.0 * math.pi)
+        * (math.sqrt(max(0.0, 1.0 - rho * rho)) + (math.pi - math.acos(rho)) * rho)
+    )
 
 
 @jit
@@ -344,8 +391,7 @@ def a_apply_par(T, S, taps, o1, o2, o3, n1, n2, n3, nblocks):
     """Like :func:`a_apply` over `nblocks` contiguous row blocks (bit-identical)."""
     npix = T.shape[0]
     for b in prange(nblocks):
-        _a_rows(T, S, b * npix // nblocks, (b + 1) * npix // nblocks, taps, o1, o2, o3, n1, n2,
-                n3)
+        _a_rows(T, S, b * npix // nblocks, (b + 1) * npix // nblocks, taps, o1, o2, o3, n1, n2, n3)
 
 
 @jit
@@ -381,8 +427,7 @@ def pin_common(S, qs):
 
 
 @jit
-def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n2, n3,
-               stop_spread):
+def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n2, n3, stop_spread):
     """Run up to nlayers layers S <- A g(S) at the common fixed variance qs (serial).
 
     The column spread is checked after every layer (so where this stops does not depend on

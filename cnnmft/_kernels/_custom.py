@@ -90,8 +90,18 @@ def kernels_for(act):
     actmod = types.ModuleType(f"cnnmft_custom_act_{act.name}")
     actmod.phi_dphi = pd
     actmod.derivs3 = d3
-    for k in ("LINEAR", "TANH", "ERF", "RELU", "HARD_TANH", "SIGMOID", "SOFTPLUS", "GELU",
-              "SWISH", "SELU"):
+    for k in (
+        "LINEAR",
+        "TANH",
+        "ERF",
+        "RELU",
+        "HARD_TANH",
+        "SIGMOID",
+        "SOFTPLUS",
+        "GELU",
+        "SWISH",
+        "SELU",
+    ):
         setattr(actmod, k, -1)
     actmod.N_BUILTIN = 1
     actmod.deriv = deriv
@@ -105,12 +115,24 @@ def kernels_for(act):
         e = 1e-7 * max(1.0, abs(k))
         jumps[0, j] = float(dphi(k + e)) - float(dphi(k - e))
     steep = np.array([act.steep])
-    quad = _clone_module(_quad, {"_act": actmod, "_KINKS": kinks, "_JUMPS": jumps,
-                                 "_STEEP": steep, "LINEAR": -1, "RELU": -1, "HARD_TANH": -1,
-                                 "ERF": -1}, f"cnnmft_custom_quad_{act.name}")
+    quad = _clone_module(
+        _quad,
+        {
+            "_act": actmod,
+            "_KINKS": kinks,
+            "_JUMPS": jumps,
+            "_STEEP": steep,
+            "LINEAR": -1,
+            "RELU": -1,
+            "HARD_TANH": -1,
+            "ERF": -1,
+        },
+        f"cnnmft_custom_quad_{act.name}",
+    )
     maps = _clone_module(_maps, {"_act": actmod, "_quad": quad}, f"cnnmft_custom_maps_{act.name}")
-    tables = _clone_module(_tables, {"_maps": maps, "_quad": quad},
-                           f"cnnmft_custom_tables_{act.name}")
+    tables = _clone_module(
+        _tables, {"_maps": maps, "_quad": quad}, f"cnnmft_custom_tables_{act.name}"
+    )
     return types.SimpleNamespace(quad=quad, maps=maps, tables=tables, act=actmod, code=0)
 
 

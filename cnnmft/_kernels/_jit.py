@@ -73,7 +73,9 @@ class _CompileNotice(event.Listener):
             sys.stderr.write(
                 f"cnnmft: compiling numerical kernels for {disp.py_func.__name__} (first run "
                 f"only, typically 5-20 s; later runs load them from the cache"
-                + (f" in {where}" if where else "") + ")...")
+                + (f" in {where}" if where else "")
+                + ")..."
+            )
             sys.stderr.flush()
 
     def on_end(self, ev):

@@ -432,8 +432,7 @@ def _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg):
     for it in range(1, maxiter + 1):
         k0, dk = _series(coef, kmax, c)
         h = (sw * k0 + sb) / q - c
-        cn, lo, hi, hlo, hhi, side = bracket_step(c, h, sw * dk / q - 1.0, lo, hi, hlo, hhi,
-                                                  side)
+        cn, lo, hi, hlo, hhi, side = bracket_step(c, h, sw * dk / q - 1.0, lo, hi, hlo, hhi, side)
         if abs(cn - c) <= tol or abs(h) <= 4e-16:
             return c, dk, h, it
         c = cn
@@ -467,7 +466,7 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
         nit += it
         slope = max(1.0 - sw * dk / q, 1e-3)
         err0 = sw * c ** (kmax + 1) * tail0 / q
-        err1 = sw * c ** kmax * tail1 / q
+        err1 = sw * c**kmax * tail1 / q
         if err0 <= 1e-14 * slope and err1 <= 1e-12:
             return c, sw * dk / q, True, nit, abs(h)
         if kmax >= KMAX or c <= 0.0:
@@ -482,8 +481,21 @@ def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
 
 
 @jit
-def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=-1.0, c0=-1.0,
-                    series=False, b2=math.inf):
+def fixed_point_one(
+    code,
+    sw,
+    sb,
+    phi0_zero,
+    phi_odd,
+    tol,
+    maxiter,
+    ws,
+    out,
+    q0=-1.0,
+    c0=-1.0,
+    series=False,
+    b2=math.inf,
+):
     """Fill out[:NOUT] for one (sw, sb); return (status, nit). q0, c0: optional warm starts;
     b2: sup phi^2 of a bounded activation (inf otherwise)."""
     q, st, nit, res = q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0, b2)
@@ -512,8 +524,9 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=
     ok = False
     c = -1.0
     if series and not (sb == 0.0 and phi_odd):
-        c, chic, ok, nitc, resc = c_fixed_point_series(code, q, sw, sb, 1e-15, maxiter, ws,
-                                                        ws[6], c0)
+        c, chic, ok, nitc, resc = c_fixed_point_series(
+            code, q, sw, sb, 1e-15, maxiter, ws, ws[6], c0
+        )
         stc = OK
     if not ok:
         if series and not (sb == 0.0 and phi_odd) and c > 0.0 and c < 1.0:
@@ -528,15 +541,29 @@ def fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0=
 
 
 @pjit
-def fixed_point_many(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk,
-                     series, b2=math.inf):
+def fixed_point_many(
+    code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk, series, b2=math.inf
+):
     n = sw.size
     per = (n + nchunk - 1) // nchunk
     for ch in prange(nchunk):
         ws = _quad.new_workspace()
         for i in range(ch * per, min(n, (ch + 1) * per)):
-            st, it = fixed_point_one(code, sw[i], sb[i], phi0_zero, phi_odd, tol, maxiter, ws,
-                                     out[i], -1.0, -1.0, series, b2)
+            st, it = fixed_point_one(
+                code,
+                sw[i],
+                sb[i],
+                phi0_zero,
+                phi_odd,
+                tol,
+                maxiter,
+                ws,
+                out[i],
+                -1.0,
+                -1.0,
+                series,
+                b2,
+            )
             status[i] = st
             nit[i] = it
     return 0
@@ -554,8 +581,10 @@ def q_map_many(code, q, sw, sb, out):
 def c_map_many(code, c, q, sw, sb, out, dout):
     ws = _quad.new_workspace()
     for i in range(c.size):
-        out[i] = (sw[i] * cov2(code, 0, 0, q[i], c[i], ws) + sb[i]) / (sw[i] * var(code, q[i], ws)
-                                                                       + sb[i])
-        dout[i] = sw[i] * cov2(code, 1, 1, q[i], c[i], ws) * q[i] / (sw[i] * var(code, q[i], ws)
-                                                                     + sb[i])
+        out[i] = (sw[i] * cov2(code, 0, 0, q[i], c[i], ws) + sb[i]) / (
+            sw[i] * var(code, q[i], ws) + sb[i]
+        )
+        dout[i] = (
+            sw[i] * cov2(code, 1, 1, q[i], c[i], ws) * q[i] / (sw[i] * var(code, q[i], ws) + sb[i])
+        )
     return 0

@@ -38,8 +38,12 @@ def term_table(coef, squared, tol, nbins=256):
     K = cmax2.size
     r = np.arange(1, nbins + 1) / nbins
     base = r * r if squared else r
-    pw = np.cumprod(np.concatenate([np.ones((nbins, 1)), np.repeat(base[:, None], max(K - 1, 0),
-                                                                   axis=1)], axis=1), axis=1)
+    pw = np.cumprod(
+        np.concatenate(
+            [np.ones((nbins, 1)), np.repeat(base[:, None], max(K - 1, 0), axis=1)], axis=1
+        ),
+        axis=1,
+    )
     tail = np.cumsum((cmax2[None, :] * pw)[:, ::-1], axis=1)[:, ::-1]
     ok = tail <= tol
     n = np.where(ok.any(axis=1), np.argmax(ok, axis=1), K)

@@ -198,6 +198,7 @@ def expect_1d(code, orders, q, edges, nodes, weights):
 # ---------------------------------------------------------------------------------------------
 # inner conditional expectations E[phi^{(o)}(m + s Z)] (closed forms where they exist)
 
+
 @jit
 def _relu_tail(x):
     """phi(x) - x Phi(-x) for x >= 1.5 without cancellation: the continued fraction of the

@@ -49,8 +49,8 @@ GAUSS = 1
 
 # status bits of the sums
 SUM_OK = 0
-SUM_DEPTH = 1      # refinement hit the depth cap (pole on the real axis)
-SUM_NOREFINE = 2   # panel needed refinement but the activation has no kernel code
+SUM_DEPTH = 1  # refinement hit the depth cap (pole on the real axis)
+SUM_NOREFINE = 2  # panel needed refinement but the activation has no kernel code
 
 
 @jit
@@ -219,8 +219,24 @@ def eval_real(xs, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, f, fp
     acc = np.zeros(7, dtype=np.complex128)
     out = np.zeros(3, dtype=np.complex128)
     for i in range(xs.shape[0]):
-        eval_f(complex(xs[i], eps * xs[i]), kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn,
-               wscale, acc, out, False)
+        eval_f(
+            complex(xs[i], eps * xs[i]),
+            kind,
+            L,
+            mu1,
+            code,
+            sq,
+            pa,
+            pb,
+            dn,
+            en,
+            dpn,
+            wn,
+            wscale,
+            acc,
+            out,
+            False,
+        )
         f[i] = out[0].real
         fp[i] = out[1].real
 
@@ -255,8 +271,29 @@ def _damped_step(x, dx, side):
 
 
 @jit
-def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale,
-               tol, maxiter, xs, ms, cdf, status, stop_rel):
+def solve_grid(
+    loglam,
+    x_init,
+    kind,
+    L,
+    mu1,
+    code,
+    sq,
+    pa,
+    pb,
+    dn,
+    en,
+    dpn,
+    wn,
+    wscale,
+    tol,
+    maxiter,
+    xs,
+    ms,
+    cdf,
+    status,
+    stop_rel,
+):
     """Continuation along loglam (descending): Newton on F(x) = loglam, Im x > 0.
 
     x_init: guess for the first point; later points use linear extrapolation of the last two.
@@ -283,8 +320,9 @@ def solve_grid(loglam, x_init, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, 
         ok = False
         sflag = 0
         for it in range(maxiter):
-            sflag = eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out,
-                           False)
+            sflag = eval_f(
+                x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out, False
+            )
             r = out[0] - loglam[k]
             if not (cmath.isfinite(r) and cmath.isfinite(out[1])) or out[1] == 0.0:
                 st = NONFINITE

@@ -122,17 +122,36 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
 
 
 @jit
-def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, npieces, table,
-          valid, row, b2):
+def point(
+    code,
+    sw,
+    sb,
+    phi0_zero,
+    phi_odd,
+    tol,
+    maxiter,
+    ws,
+    out,
+    q0,
+    c0,
+    t0,
+    npieces,
+    table,
+    valid,
+    row,
+    b2,
+):
     """One grid point from the tables, with direct quadrature wherever they do not apply."""
     if sb == 0.0 or q0 <= 0.0 or npieces == 0:
-        return _maps.fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0,
-                                     c0, True, b2)
+        return _maps.fixed_point_one(
+            code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, True, b2
+        )
     q, ok, nit = _q_solve(sw, sb, q0, t0, npieces, table, valid, tol, maxiter)
     p, x = _locate(math.log(q), t0, npieces, valid) if ok else (-1, 0.0)
     if p < 0:
-        return _maps.fixed_point_one(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0,
-                                     c0, True, b2)
+        return _maps.fixed_point_one(
+            code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, True, b2
+        )
     for f in range(NF):
         row[f] = _clenshaw(table[p, f], x)
     out[0] = q
@@ -151,14 +170,13 @@ def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, n
     nit += it
     slope = max(1.0 - sw * dk / q, 1e-3)
     err0 = sw * c ** (KT + 1) * (row[3] + 1e-15 * row[0]) / q
-    err1 = sw * c ** KT * (row[4] + 1e-15 * q * row[2]) / q
+    err1 = sw * c**KT * (row[4] + 1e-15 * q * row[2]) / q
     if err0 <= 1e-14 * slope and err1 <= 1e-12:
         out[1] = c
         out[4] = sw * dk / q
         out[6] = abs(h)
         return OK, nit
-    c, chic, stc, nitc, resc = _maps.c_fixed_point(code, q, sw, sb, phi_odd, 1e-15, maxiter, ws,
-                                                   c)
+    c, chic, stc, nitc, resc = _maps.c_fixed_point(code, q, sw, sb, phi_odd, 1e-15, maxiter, ws, c)
     out[1] = c
     out[4] = chic
     out[6] = resc
@@ -166,8 +184,9 @@ def point(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, ws, out, q0, c0, t0, n
 
 
 @pjit
-def grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, npieces, table,
-         valid, b2):
+def grid(
+    code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, npieces, table, valid, b2
+):
     nw = sw.size
     nb = sb.size
     for j in prange(nb):
@@ -176,8 +195,25 @@ def grid(code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, n
         q0 = -1.0
         c0 = -1.0
         for i in range(nw):
-            st, it = point(code, sw[i], sb[j], phi0_zero, phi_odd, tol, maxiter, ws, out[i, j],
-                           q0, c0, t0, npieces, table, valid, row, b2)
+            st, it = point(
+                code,
+                sw[i],
+                sb[j],
+                phi0_zero,
+                phi_odd,
+                tol,
+                maxiter,
+                ws,
+                out[i, j],
+                q0,
+                c0,
+                t0,
+                npieces,
+                table,
+                valid,
+                row,
+                b2,
+            )
             status[i, j] = st
             nit[i, j] = it
             if st == OK or st == MARGINAL:

@@ -33,21 +33,42 @@ from cnnmft._util import atomic_write_text, set_quiet
 from cnnmft._validation import available_memory as memory_available
 from cnnmft.results import Status
 
-__all__ = ["add_common", "Output", "flag_names", "translate", "need_memory", "memory_available",
-           "format_bytes", "workers_ignore_sigint", "one_line_interrupts", "check_range"]
+__all__ = [
+    "add_common",
+    "Output",
+    "flag_names",
+    "translate",
+    "need_memory",
+    "memory_available",
+    "format_bytes",
+    "workers_ignore_sigint",
+    "one_line_interrupts",
+    "check_range",
+]
 
 
 def add_common(parser, *, json_output=True):
     """Add ``-v/--verbose``, ``-q/--quiet`` and (optionally) ``--json [FILE]`` to `parser`."""
     g = parser.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="say more (timings, settings); repeat for more")
-    g.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress bars and no notes: only the results")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="say more (timings, settings); repeat for more",
+    )
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars and no notes: only the results"
+    )
     if json_output:
-        g.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                       help="print the numbers as JSON on stdout (or write them to FILE) "
-                            "instead of the table")
+        g.add_argument(
+            "--json",
+            nargs="?",
+            const="-",
+            default=None,
+            metavar="FILE",
+            help="print the numbers as JSON on stdout (or write them to FILE) instead of the table",
+        )
 
 
 class Output:
@@ -131,6 +152,7 @@ def _status_names(x):
 
 # ---------------------------------------------------------------------- errors in flag names
 
+
 def flag_names(parser: argparse.ArgumentParser, extra: dict | None = None) -> dict:
     """Map each destination of `parser` (``sigma_w2``) to its long flag (``--sigma-w2``)."""
     out = {}
@@ -151,6 +173,7 @@ def translate(message: str, names: dict) -> str:
     >>> translate("`sigma_w2` must be in (0, inf); got -1.0", {"sigma_w2": "--sigma-w2"})
     '--sigma-w2 must be in (0, inf); got -1.0'
     """
+
     def repl(m):
         return names.get(m.group(1), m.group(0))
 
@@ -168,6 +191,7 @@ def check_range(value, flag: str, low=None, high=None):
 
 # ------------------------------------------------------------------------- memory before work
 
+
 def format_bytes(n: float) -> str:
     """Human size: ``format_bytes(3.2e12) == '3.2 TB'``."""
     for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB"):
@@ -181,8 +205,10 @@ def need_memory(nbytes: float, what: str, *, available: int | None = None) -> No
     """Raise ValueError when `what` would need more than the available memory."""
     avail = memory_available() if available is None else int(available)
     if nbytes > avail:
-        raise ValueError(f"{what} would need at least {format_bytes(nbytes)} of memory; this "
-                         f"machine has {format_bytes(avail)} available")
+        raise ValueError(
+            f"{what} would need at least {format_bytes(nbytes)} of memory; this "
+            f"machine has {format_bytes(avail)} available"
+        )
 
 
 # ----------------------------------------------------------------------- Ctrl-C and workers

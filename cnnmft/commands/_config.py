@@ -40,8 +40,17 @@ from pathlib import Path
 
 from cnnmft._util import atomic_write_text
 
-__all__ = ["Option", "options_from_dataclass", "options_from_source", "add_options",
-           "load_config_file", "resolve", "save_resolved", "parse_scalar", "package_version"]
+__all__ = [
+    "Option",
+    "options_from_dataclass",
+    "options_from_source",
+    "add_options",
+    "load_config_file",
+    "resolve",
+    "save_resolved",
+    "parse_scalar",
+    "package_version",
+]
 
 _NONE = ("none", "null")
 
@@ -96,6 +105,7 @@ class Option:
 
 # ------------------------------------------------------------------------- reading the fields
 
+
 def options_from_dataclass(cls) -> list:
     """Return one :class:`Option` per field of the dataclass `cls` (in definition order)."""
     out = []
@@ -127,12 +137,17 @@ def options_from_source(path, classname: str) -> list:
     helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == classname:
-            return [opt for stmt in node.body
-                    if (opt := _option_from_stmt(stmt, helpers)) is not None]
+            return [
+                opt for stmt in node.body if (opt := _option_from_stmt(stmt, helpers)) is not None
+            ]
     for node in tree.body:  # follow `from cnnmft.a.b import classname`
-        if (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                and node.module.startswith("cnnmft.")
-                and any(a.name == classname for a in node.names)):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and node.module.startswith("cnnmft.")
+            and any(a.name == classname for a in node.names)
+        ):
             root = path
             while root.name != "cnnmft":
                 root = root.parent
@@ -191,6 +206,7 @@ def _option_from_stmt(stmt, helpers):
 
 
 # ------------------------------------------------------------------------------ parsing values
+
 
 def parse_scalar(text: str):
     """Read a command-line word as None (``none``), bool, int, float or else the string itself.
@@ -269,11 +285,16 @@ def add_options(parser, options, *, aliases=None, skip=(), groups=None, override
         if opt.base == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         elif opt.base == "tuple":
-            kw.update(nargs="*", type=_typed(opt.element, False), metavar=opt.element.upper()
-                      if opt.element != "object" else "V")
+            kw.update(
+                nargs="*",
+                type=_typed(opt.element, False),
+                metavar=opt.element.upper() if opt.element != "object" else "V",
+            )
         else:
-            kw.update(type=_typed(opt.base, opt.optional),
-                      metavar=opt.base.upper() if opt.base != "object" else "VALUE")
+            kw.update(
+                type=_typed(opt.base, opt.optional),
+                metavar=opt.base.upper() if opt.base != "object" else "VALUE",
+            )
         kw.update(extra)
         where.get(opt.name, parser).add_argument(*flags, **kw)
         out[opt.name] = opt
@@ -281,6 +302,7 @@ def add_options(parser, options, *, aliases=None, skip=(), groups=None, override
 
 
 # --------------------------------------------------------------------------- files and merging
+
 
 def load_config_file(path, command: str | None = None) -> dict:
     """Read a TOML (``.toml``) or JSON config file into ``{field_name: value}``.
@@ -300,8 +322,10 @@ def load_config_file(path, command: str | None = None) -> dict:
             try:
                 import tomli as tomllib
             except ModuleNotFoundError:
-                raise ValueError("--config: reading TOML needs Python >= 3.11 or the `tomli` "
-                                 "package; write the config as JSON instead") from None
+                raise ValueError(
+                    "--config: reading TOML needs Python >= 3.11 or the `tomli` "
+                    "package; write the config as JSON instead"
+                ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -377,8 +401,12 @@ def save_resolved(path, command: str, values: dict, origin: dict | None = None) 
     """Write the resolved settings as JSON (``--config`` reads the file back); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"command": command, "cnnmft_version": package_version(),
-           "argv": sys.argv[1:], "config": _jsonable(values)}
+    doc = {
+        "command": command,
+        "cnnmft_version": package_version(),
+        "argv": sys.argv[1:],
+        "config": _jsonable(values),
+    }
     if origin:
         doc["set_by"] = {k: v for k, v in origin.items() if v != "default"}
     return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")

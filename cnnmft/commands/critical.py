@@ -19,8 +19,12 @@ def configure(p):
     p.add_argument("--act", default="tanh", help="activation name (default: tanh)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--sigma-b2", type=float, nargs="+", help="bias variance(s)")
-    g.add_argument("--q-star", type=float, nargs="+",
-                   help="target fixed point(s); e.g. 1/depth as in the paper's demo")
+    g.add_argument(
+        "--q-star",
+        type=float,
+        nargs="+",
+        help="target fixed point(s); e.g. 1/depth as in the paper's demo",
+    )
     p.add_argument("--out", help="also save the result (.npz or .json)")
     add_common(p)
 
@@ -36,11 +40,19 @@ def run(args) -> int:
     rows = []
     for i in range(cp.sigma_w2.size):
         status = Status(int(cp.status[i])).name
-        out.result(f"{cp.sigma_w2[i]:14.9g} {cp.sigma_b2[i]:14.9g} {cp.q_star[i]:14.9g} "
-                   f"{cp.chi_q[i]:12.6g}  {status}")
-        rows.append({"sigma_w2": float(cp.sigma_w2[i]), "sigma_b2": float(cp.sigma_b2[i]),
-                     "q_star": float(cp.q_star[i]), "chi_q": float(cp.chi_q[i]),
-                     "status": status})
+        out.result(
+            f"{cp.sigma_w2[i]:14.9g} {cp.sigma_b2[i]:14.9g} {cp.q_star[i]:14.9g} "
+            f"{cp.chi_q[i]:12.6g}  {status}"
+        )
+        rows.append(
+            {
+                "sigma_w2": float(cp.sigma_w2[i]),
+                "sigma_b2": float(cp.sigma_b2[i]),
+                "q_star": float(cp.q_star[i]),
+                "chi_q": float(cp.chi_q[i]),
+                "status": status,
+            }
+        )
     out.data({"act": args.act, "points": rows})
     if args.out:
         out.note(f"saved {cp.save(args.out)}")

@@ -20,8 +20,13 @@ def configure(p):
     """Add the arguments of ``cnnmft fixed-point``."""
     p.add_argument("--act", default="tanh", help="activation name (default: tanh)")
     p.add_argument("--sigma-w2", type=float, nargs="+", required=True, help="weight variance(s)")
-    p.add_argument("--sigma-b2", type=float, nargs="+", default=[0.05],
-                   help="bias variance(s), broadcast against --sigma-w2 (default: 0.05)")
+    p.add_argument(
+        "--sigma-b2",
+        type=float,
+        nargs="+",
+        default=[0.05],
+        help="bias variance(s), broadcast against --sigma-w2 (default: 0.05)",
+    )
     p.add_argument("--out", help="also save the result (.npz or .json)")
     add_common(p)
 

@@ -21,28 +21,61 @@ KINDS = ("delta", "block", "tunable", "gaussian")
 
 def configure(p):
     """Add the arguments of ``cnnmft kernels``."""
-    p.add_argument("--kind", choices=KINDS, default="block",
-                   help="delta (Alg. 2), block (Alg. 1), tunable (delta..binomial), gaussian")
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="block",
+        help="delta (Alg. 2), block (Alg. 1), tunable (delta..binomial), gaussian",
+    )
     p.add_argument("--c-out", type=int, default=64, help="output channels (default 64)")
     p.add_argument("--c-in", type=int, default=None, help="input channels (default: c_out)")
-    p.add_argument("--kernel-size", type=int, nargs="+", default=[3, 3],
-                   help="spatial kernel size, 1 to 3 numbers (default 3 3)")
-    p.add_argument("--sigma-w2", type=float, default=None,
-                   help="weight variance sigma_w^2 (default 1, or from --gain)")
-    p.add_argument("--gain", type=float, default=None,
-                   help="a gain/scale in another framework's convention (needs --convention)")
-    p.add_argument("--convention", choices=available_conventions(), default=None,
-                   help="convention of --gain (see docs/kernels.md)")
-    p.add_argument("-t", "--t", type=float, default=0.25,
-                   help="tunable family parameter in [0, 1/2]")
-    p.add_argument("--v", default="uniform",
-                   help="Gaussian variance profile: uniform, delta, binomial or tunable (with -t)")
-    p.add_argument("--grid", type=int, nargs="+", default=None,
-                   help="circular grid for the operator spectrum (default 8 per axis)")
+    p.add_argument(
+        "--kernel-size",
+        type=int,
+        nargs="+",
+        default=[3, 3],
+        help="spatial kernel size, 1 to 3 numbers (default 3 3)",
+    )
+    p.add_argument(
+        "--sigma-w2",
+        type=float,
+        default=None,
+        help="weight variance sigma_w^2 (default 1, or from --gain)",
+    )
+    p.add_argument(
+        "--gain",
+        type=float,
+        default=None,
+        help="a gain/scale in another framework's convention (needs --convention)",
+    )
+    p.add_argument(
+        "--convention",
+        choices=available_conventions(),
+        default=None,
+        help="convention of --gain (see docs/kernels.md)",
+    )
+    p.add_argument(
+        "-t", "--t", type=float, default=0.25, help="tunable family parameter in [0, 1/2]"
+    )
+    p.add_argument(
+        "--v",
+        default="uniform",
+        help="Gaussian variance profile: uniform, delta, binomial or tunable (with -t)",
+    )
+    p.add_argument(
+        "--grid",
+        type=int,
+        nargs="+",
+        default=None,
+        help="circular grid for the operator spectrum (default 8 per axis)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--save", default=None, help="save the kernel to this .npy file")
-    p.add_argument("--list-conventions", action="store_true",
-                   help="print the gain/scale conventions of other frameworks and exit")
+    p.add_argument(
+        "--list-conventions",
+        action="store_true",
+        help="print the gain/scale conventions of other frameworks and exit",
+    )
     add_common(p)
 
 
@@ -59,15 +92,16 @@ def run(args) -> int:
     shape = (c_out, c_in) + ks
     if min(shape) < 1:
         raise ValueError(f"--c-out, --c-in and --kernel-size must be positive; got shape {shape}")
-    need_memory(8.0 * 3 * np.prod(np.array(shape, dtype=float)),
-                f"a kernel of shape {shape} (--c-out, --c-in, --kernel-size)")
+    need_memory(
+        8.0 * 3 * np.prod(np.array(shape, dtype=float)),
+        f"a kernel of shape {shape} (--c-out, --c-in, --kernel-size)",
+    )
     if args.gain is not None:
         if args.convention is None:
             raise ValueError("--gain needs --convention (e.g. --convention 'tf>=1.13')")
         if args.sigma_w2 is not None:
             raise ValueError("give either --sigma-w2 or --gain, not both")
-        sigma_w2 = to_sigma_w2(args.gain, args.convention, c_in=c_in, c_out=c_out,
-                               kernel_size=ks)
+        sigma_w2 = to_sigma_w2(args.gain, args.convention, c_in=c_in, c_out=c_out, kernel_size=ks)
     else:
         sigma_w2 = 1.0 if args.sigma_w2 is None else args.sigma_w2
     if args.kind == "delta":
@@ -87,13 +121,18 @@ def run(args) -> int:
     s = orth.conv_singular_values(kern, grid)
     energy = orth.tap_energy(kern)
     sw = float(np.sqrt(sigma_w2))
-    out.result(f"kernel {args.kind}: shape (c_out, c_in, *k) = {shape}, sigma_w2 = {sigma_w2:.6g} "
-          f"(sigma_w = {sw:.6g}), seed {args.seed}")
-    out.result(f"operator singular values on circular grid {grid}: min {s.min():.12g}, "
-          f"max {s.max():.12g}")
+    out.result(
+        f"kernel {args.kind}: shape (c_out, c_in, *k) = {shape}, sigma_w2 = {sigma_w2:.6g} "
+        f"(sigma_w = {sw:.6g}), seed {args.seed}"
+    )
+    out.result(
+        f"operator singular values on circular grid {grid}: min {s.min():.12g}, max {s.max():.12g}"
+    )
     if args.kind != "gaussian" and sw > 0:
-        out.result(f"  max relative deviation from sigma_w: {np.abs(s / sw - 1).max():.2e} "
-              "(exact isometry up to rounding)")
+        out.result(
+            f"  max relative deviation from sigma_w: {np.abs(s / sw - 1).max():.2e} "
+            "(exact isometry up to rounding)"
+        )
     with np.printoptions(precision=4, suppress=True):
         out.result("tap-energy profile (fraction of ||K||^2 per tap):")
         out.result(str(energy))
@@ -102,7 +141,17 @@ def run(args) -> int:
     if args.save:
         np.save(args.save, kern)
         out.note(f"kernel saved to {args.save}")
-    out.data({"kind": args.kind, "shape": list(shape), "sigma_w2": sigma_w2, "seed": args.seed,
-              "grid": list(grid), "s_min": float(s.min()), "s_max": float(s.max()),
-              "tap_energy": energy, "expected_profile": expected})
+    out.data(
+        {
+            "kind": args.kind,
+            "shape": list(shape),
+            "sigma_w2": sigma_w2,
+            "seed": args.seed,
+            "grid": list(grid),
+            "s_min": float(s.min()),
+            "s_max": float(s.max()),
+            "tap_energy": energy,
+            "expected_profile": expected,
+        }
+    )
     return 0

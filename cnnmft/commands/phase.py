@@ -20,10 +20,22 @@ from cnnmft.results import status_counts
 def configure(p):
     """Add the arguments of ``cnnmft phase``."""
     p.add_argument("--act", default="tanh", help="activation name (default: tanh)")
-    p.add_argument("--sigma-w2", type=float, nargs=3, default=[0.5, 4.0, 120],
-                   metavar=("MIN", "MAX", "N"), help="grid of sigma_w2 (default: 0.5 4 120)")
-    p.add_argument("--sigma-b2", type=float, nargs=3, default=[0.0, 0.5, 60],
-                   metavar=("MIN", "MAX", "N"), help="grid of sigma_b2 (default: 0 0.5 60)")
+    p.add_argument(
+        "--sigma-w2",
+        type=float,
+        nargs=3,
+        default=[0.5, 4.0, 120],
+        metavar=("MIN", "MAX", "N"),
+        help="grid of sigma_w2 (default: 0.5 4 120)",
+    )
+    p.add_argument(
+        "--sigma-b2",
+        type=float,
+        nargs=3,
+        default=[0.0, 0.5, 60],
+        metavar=("MIN", "MAX", "N"),
+        help="grid of sigma_b2 (default: 0 0.5 60)",
+    )
     p.add_argument("--quantity", default="xi_c", help="quantity to draw (default: xi_c)")
     p.add_argument("--out", default="phase", help="output prefix: writes PREFIX.npz and .png")
     add_common(p)
@@ -57,7 +69,14 @@ def run(args) -> int:
     ax.figure.savefig(args.out + ".png", dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
     out.note(f"figure: {args.out}.png")
-    out.data({"act": args.act, "shape": [nw, nb], "status": status_counts(pd.status),
-              "chaotic_fraction": float(np.mean(pd.chi_1 > 1.0)),
-              "files": [args.out + ".npz", args.out + ".png"], "summary": pd.summary()})
+    out.data(
+        {
+            "act": args.act,
+            "shape": [nw, nb],
+            "status": status_counts(pd.status),
+            "chaotic_fraction": float(np.mean(pd.chi_1 > 1.0)),
+            "files": [args.out + ".npz", args.out + ".png"],
+            "summary": pd.summary(),
+        }
+    )
     return 0 if (pd.status >= 0).all() else 1

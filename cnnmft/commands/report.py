@@ -31,14 +31,25 @@ def configure(p):
     """Add the arguments of ``cnnmft report``."""
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="every section on small grids (about 2 minutes on two cores)")
-    size.add_argument("--full", action="store_true",
-                      help="everything at full size, with training to 1,000 layers and the "
-                           "trainability sweeps (about 20-25 minutes on two cores; needs the "
-                           "torch and distributed extras)")
-    p.add_argument("--sections", nargs="+", choices=SECTIONS, metavar="SECTION",
-                   help=f"build only these sections: {', '.join(SECTIONS)}")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="every section on small grids (about 2 minutes on two cores)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="everything at full size, with training to 1,000 layers and the "
+        "trainability sweeps (about 20-25 minutes on two cores; needs the "
+        "torch and distributed extras)",
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"build only these sections: {', '.join(SECTIONS)}",
+    )
     p.add_argument("--seed", type=int, default=0, help="base random seed")
     add_common(p)
 
@@ -46,11 +57,25 @@ def configure(p):
 def run(args) -> int:
     """Build the report and print where it is."""
     out = Output(args)
-    index = build_report(args.out, quick=args.quick, full=args.full, sections=args.sections,
-                         rng=args.seed, progress=out.progress)
-    cfg.save_resolved(Path(args.out) / "resolved_config.json", "report",
-                      {"quick": args.quick, "full": args.full, "sections": args.sections,
-                       "seed": args.seed, "out": args.out})
+    index = build_report(
+        args.out,
+        quick=args.quick,
+        full=args.full,
+        sections=args.sections,
+        rng=args.seed,
+        progress=out.progress,
+    )
+    cfg.save_resolved(
+        Path(args.out) / "resolved_config.json",
+        "report",
+        {
+            "quick": args.quick,
+            "full": args.full,
+            "sections": args.sections,
+            "seed": args.seed,
+            "out": args.out,
+        },
+    )
     summary = json.loads((Path(args.out) / "data" / "summary.json").read_text())
     out.data({**summary, "index": str(index)})
     if out.table_on_stdout:

@@ -29,14 +29,50 @@ from cnnmft.results import Status
 SOURCE = Path(__file__).resolve().parents[1] / "pytorch" / "train.py"
 ALIASES = {"num_threads": ["--threads"], "out_dir": ["--out"]}
 GROUPS = {
-    "model": ["depth", "channels", "kernel_size", "init", "sigma_w2", "sigma_b2", "q_star", "v",
-              "t", "act", "padding", "stem_strides", "checkpoint_segments", "impl",
-              "readout_scale", "freeze_block"],
+    "model": [
+        "depth",
+        "channels",
+        "kernel_size",
+        "init",
+        "sigma_w2",
+        "sigma_b2",
+        "q_star",
+        "v",
+        "t",
+        "act",
+        "padding",
+        "stem_strides",
+        "checkpoint_segments",
+        "impl",
+        "readout_scale",
+        "freeze_block",
+    ],
     "data": ["dataset", "data_dir", "max_train", "max_test", "test_fraction"],
-    "optimisation": ["optimizer", "lr", "momentum", "deep_lr_scale", "weight_decay", "schedule",
-                     "warmup_steps", "steps", "batch_size", "seed"],
-    "run": ["device", "dtype", "tf32", "num_threads", "eval_every", "eval_samples",
-            "grad_norm_layers", "out_dir", "checkpoint_every", "resume", "plots"],
+    "optimisation": [
+        "optimizer",
+        "lr",
+        "momentum",
+        "deep_lr_scale",
+        "weight_decay",
+        "schedule",
+        "warmup_steps",
+        "steps",
+        "batch_size",
+        "seed",
+    ],
+    "run": [
+        "device",
+        "dtype",
+        "tf32",
+        "num_threads",
+        "eval_every",
+        "eval_samples",
+        "grad_norm_layers",
+        "out_dir",
+        "checkpoint_every",
+        "resume",
+        "plots",
+    ],
 }
 FLAG_ALIASES = {"out_dir": "--out", "num_threads": "--threads"}
 
@@ -54,9 +90,13 @@ def configure(p):
     rest = [o.name for o in opts if not any(o.name in g for g in groups.values())]
     if rest:
         groups["other"] = rest
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="TOML or JSON file of settings (keys as the flags, - or _); flags typed "
-                        "on the command line win")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML or JSON file of settings (keys as the flags, - or _); flags typed "
+        "on the command line win",
+    )
     p.set_defaults(_options=cfg.add_options(p, opts, aliases=ALIASES, groups=groups))
     add_common(p)
 
@@ -78,10 +118,12 @@ def _precheck(values):
     # optimizer buffers: a lower bound that ignores activations, data and the stem
     params = float(depth) * (channels * channels * k * k + channels)
     copies = 4 if values.get("optimizer") == "adam" else 3
-    need_memory(params * itemsize * copies,
-                f"--depth {depth} --channels {channels} --kernel-size {k} "
-                f"({params:.3g} deep-block parameters, {format_bytes(params * itemsize)} each "
-                "for weights, gradients and optimizer state)")
+    need_memory(
+        params * itemsize * copies,
+        f"--depth {depth} --channels {channels} --kernel-size {k} "
+        f"({params:.3g} deep-block parameters, {format_bytes(params * itemsize)} each "
+        "for weights, gradients and optimizer state)",
+    )
 
 
 def run(args) -> int:
@@ -101,22 +143,35 @@ def run(args) -> int:
     from cnnmft.pytorch.train import TrainConfig, train  # torch: only when a run starts
 
     config = TrainConfig(**values).validate()
-    out.debug("settings: " + ", ".join(f"{k}={v!r}" for k, v in values.items()
-                                       if origin.get(k) != "default"))
+    out.debug(
+        "settings: "
+        + ", ".join(f"{k}={v!r}" for k, v in values.items() if origin.get(k) != "default")
+    )
     if rank0:
         cfg.save_resolved(Path(config.out_dir) / "resolved_config.json", "train", values, origin)
         out.note(f"results go to {config.out_dir}/ (settings in resolved_config.json)")
     res = train(config, progress=out.progress)
     if rank0:
-        out.result(f"{Status(int(res.status)).name}: {res.message}: train acc "
-                   f"{res.train_accuracy:.4f}, test acc "
-                   f"{res.test_accuracy:.4f}, final loss {res.final_loss:.4g} "
-                   f"(sigma_w2={res.sigma_w2:.6g}, sigma_b2={res.sigma_b2:.3g}, "
-                   f"{res.step_time:.3g} s/step)")
-        out.data({"message": res.message, "status": Status(int(res.status)).name,
-                  "train_accuracy": res.train_accuracy, "test_accuracy": res.test_accuracy,
-                  "final_loss": res.final_loss, "sigma_w2": res.sigma_w2,
-                  "sigma_b2": res.sigma_b2, "steps_done": res.steps_done,
-                  "seconds_per_step": res.step_time, "out_dir": config.out_dir})
+        out.result(
+            f"{Status(int(res.status)).name}: {res.message}: train acc "
+            f"{res.train_accuracy:.4f}, test acc "
+            f"{res.test_accuracy:.4f}, final loss {res.final_loss:.4g} "
+            f"(sigma_w2={res.sigma_w2:.6g}, sigma_b2={res.sigma_b2:.3g}, "
+            f"{res.step_time:.3g} s/step)"
+        )
+        out.data(
+            {
+                "message": res.message,
+                "status": Status(int(res.status)).name,
+                "train_accuracy": res.train_accuracy,
+                "test_accuracy": res.test_accuracy,
+                "final_loss": res.final_loss,
+                "sigma_w2": res.sigma_w2,
+                "sigma_b2": res.sigma_b2,
+                "steps_done": res.steps_done,
+                "seconds_per_step": res.step_time,
+                "out_dir": config.out_dir,
+            }
+        )
         out.note(f"metrics, plots and checkpoint in {config.out_dir}")
     return 0 if res.success else 3

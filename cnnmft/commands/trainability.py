@@ -33,50 +33,112 @@ from cnnmft.sweeps import dask_client
 
 def configure(p):
     """Add the arguments of ``cnnmft trainability``."""
-    p.add_argument("study", nargs="?", default="phase", choices=("phase", "modes"),
-                   help="phase: accuracy over (sigma_w2, depth) vs 6 xi_c (default); "
-                        "modes: variance profile v at criticality")
+    p.add_argument(
+        "study",
+        nargs="?",
+        default="phase",
+        choices=("phase", "modes"),
+        help="phase: accuracy over (sigma_w2, depth) vs 6 xi_c (default); "
+        "modes: variance profile v at criticality",
+    )
     p.add_argument("--out", default="trainability", help="output folder (figure, numbers)")
-    p.add_argument("--store", default=None,
-                   help="folder of finished cells (default: OUT/cells); rerunning skips them")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="address of a running Dask scheduler, e.g. tcp://host:8786 "
-                        "(default: an in-process local cluster)")
-    p.add_argument("--scheduler-file", default=None, metavar="PATH",
-                   help="scheduler file of a running cluster (dask scheduler --scheduler-file)")
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="TOML or JSON file of settings (keys as the flags, - or _; a "
-                        "[trainability] table or the top level); flags typed here win")
-    p.add_argument("--ship-data", action="store_true",
-                   help="send the dataset to the workers (when they cannot read its files)")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="folder of finished cells (default: OUT/cells); rerunning skips them",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+        "(default: an in-process local cluster)",
+    )
+    p.add_argument(
+        "--scheduler-file",
+        default=None,
+        metavar="PATH",
+        help="scheduler file of a running cluster (dask scheduler --scheduler-file)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML or JSON file of settings (keys as the flags, - or _; a "
+        "[trainability] table or the top level); flags typed here win",
+    )
+    p.add_argument(
+        "--ship-data",
+        action="store_true",
+        help="send the dataset to the workers (when they cannot read its files)",
+    )
     p.add_argument("--workers", type=int, default=1, help="local cluster worker processes")
     p.add_argument("--act", default="tanh", help="activation (default tanh)")
-    p.add_argument("--dataset", default="fashion-mnist",
-                   help="fashion-mnist (default), digits, digits28, mnist or cifar10")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="fashion-mnist (default), digits, digits28, mnist or cifar10",
+    )
     p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     p.add_argument("--steps", type=int, default=None, help="training steps per run")
     p.add_argument("--channels", type=int, default=None, help="width of the deep block")
     p.add_argument("--batch-size", type=int, default=None, help="batch size")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds")
     g = p.add_argument_group("phase study")
-    g.add_argument("--sigma-w2", type=float, nargs="+", default=None, metavar="S",
-                   help="weight variances (default: 0.8 1.3 1.76 2.1 2.8 4.0)")
-    g.add_argument("--depths", type=int, nargs="+", default=None, metavar="L",
-                   help="depths (default: 4 8 16 ... 512)")
-    g.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
-                   help="learning-rate grid; per cell the lowest final training loss wins")
-    p.add_argument("--sigma-b2", type=float, default=0.05,
-                   help="bias variance (default 0.05); the modes study uses the critical "
-                        "sigma_w2 for it")
-    g.add_argument("--k-se", type=float, default=5.0,
-                   help="'trained' means test accuracy > chance + K standard errors (default 5)")
+    g.add_argument(
+        "--sigma-w2",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="weight variances (default: 0.8 1.3 1.76 2.1 2.8 4.0)",
+    )
+    g.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="L",
+        help="depths (default: 4 8 16 ... 512)",
+    )
+    g.add_argument(
+        "--lrs",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="LR",
+        help="learning-rate grid; per cell the lowest final training loss wins",
+    )
+    p.add_argument(
+        "--sigma-b2",
+        type=float,
+        default=0.05,
+        help="bias variance (default 0.05); the modes study uses the critical sigma_w2 for it",
+    )
+    g.add_argument(
+        "--k-se",
+        type=float,
+        default=5.0,
+        help="'trained' means test accuracy > chance + K standard errors (default 5)",
+    )
     g = p.add_argument_group("modes study")
-    g.add_argument("--t", type=float, nargs="+", default=None, metavar="T",
-                   help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 uniform-like)")
+    g.add_argument(
+        "--t",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="tunable-profile parameters in [0, 0.5] (0 delta, 0.5 uniform-like)",
+    )
     g.add_argument("--depth", type=int, default=32, help="depth of every run (default 32)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (modes study)")
-    g.add_argument("--kinds", nargs="+", default=("orthogonal", "gaussian"),
-                   choices=("orthogonal", "gaussian"), help="kernel kinds")
+    g.add_argument(
+        "--kinds",
+        nargs="+",
+        default=("orthogonal", "gaussian"),
+        choices=("orthogonal", "gaussian"),
+        help="kernel kinds",
+    )
     add_common(p)
 
 
@@ -110,12 +172,16 @@ def _precheck_memory(args, experiments):
     """Refuse a sweep whose deepest ensemble could not fit, before any worker starts."""
     channels = args.channels or experiments.TRAINABILITY_DEFAULTS.get("channels", 8)
     deepest = max(args.depths or experiments.DEFAULT_DEPTHS)
-    members = (len(args.sigma_w2 or experiments.DEFAULT_SIGMA_W2)
-               * len(args.lrs or experiments.DEFAULT_LRS))
+    members = len(args.sigma_w2 or experiments.DEFAULT_SIGMA_W2) * len(
+        args.lrs or experiments.DEFAULT_LRS
+    )
     # one ensemble trains every (sigma_w2, lr) member: float32 weights, gradients, momentum
     params = float(deepest) * (channels * channels * 9 + channels) * members
-    need_memory(params * 4 * 3, f"--depths {deepest} with {members} ensemble members of width "
-                f"{channels} ({params:.3g} parameters)")
+    need_memory(
+        params * 4 * 3,
+        f"--depths {deepest} with {members} ensemble members of width "
+        f"{channels} ({params:.3g} parameters)",
+    )
 
 
 @contextlib.contextmanager
@@ -127,8 +193,9 @@ def _scheduler(args, out):
     check_range(args.workers, "--workers", 1)
     with contextlib.ExitStack() as stack:
         with workers_ignore_sigint():  # Ctrl-C reaches the driver only
-            client = stack.enter_context(dask_client(n_workers=args.workers,
-                                                     show_dashboard=not out.quiet))
+            client = stack.enter_context(
+                dask_client(n_workers=args.workers, show_dashboard=not out.quiet)
+            )
         yield client, None
 
 
@@ -142,7 +209,7 @@ def run(args) -> int:
 
     out = Output(args)
     _apply_config(args)
-    for depth in (args.depths or ()):
+    for depth in args.depths or ():
         check_range(depth, "--depths", 1)
     check_range(args.depth, "--depth", 1)
     if args.study == "phase":
@@ -150,18 +217,27 @@ def run(args) -> int:
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     store = args.store or str(outdir / "cells")
-    args._interrupt_hint = (f"finished cells are kept in {store}/; run the same command again "
-                            "to resume")
+    args._interrupt_hint = (
+        f"finished cells are kept in {store}/; run the same command again to resume"
+    )
     settings = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     cfg.save_resolved(outdir / "resolved_config.json", "trainability", settings)
     with _scheduler(args, out) as (scheduler, scheduler_file):
-        common = dict(act=args.act, store=store, sigma_b2=args.sigma_b2, scheduler=scheduler,
-                      scheduler_file=scheduler_file, ship_data=args.ship_data,
-                      n_workers=args.workers, progress=out.progress, **_train_kwargs(args))
+        common = dict(
+            act=args.act,
+            store=store,
+            sigma_b2=args.sigma_b2,
+            scheduler=scheduler,
+            scheduler_file=scheduler_file,
+            ship_data=args.ship_data,
+            n_workers=args.workers,
+            progress=out.progress,
+            **_train_kwargs(args),
+        )
         if args.study == "phase":
             res = experiments.trainability_sweep(
-                args.sigma_w2, args.depths, lrs=args.lrs, seeds=args.seeds, k_se=args.k_se,
-                **common)
+                args.sigma_w2, args.depths, lrs=args.lrs, seeds=args.seeds, k_se=args.k_se, **common
+            )
         else:
             kw = {} if args.t is None else {"t": args.t}
             if args.seeds is not None:
@@ -180,12 +256,16 @@ def run(args) -> int:
     else:
         for ik, kind in enumerate(res.kinds):
             for it, t in enumerate(res.t):
-                out.result(f"{kind:10s} t={t:4.2f}: test acc "
-                           f"{np.nanmean(res.test_accuracy[ik, it]):.3f}, mean loss "
-                           f"{np.nanmean(res.loss_auc[ik, it]):.3f}, xi(slowest mode) "
-                           f"{res.xi_slowest[it]:.3g}")
-            out.result(f"{kind}: slope of test accuracy in t {res.slope_test_accuracy[ik]:+.4f}"
-                       f" +- {res.slope_se[ik]:.4f}")
+                out.result(
+                    f"{kind:10s} t={t:4.2f}: test acc "
+                    f"{np.nanmean(res.test_accuracy[ik, it]):.3f}, mean loss "
+                    f"{np.nanmean(res.loss_auc[ik, it]):.3f}, xi(slowest mode) "
+                    f"{res.xi_slowest[it]:.3g}"
+                )
+            out.result(
+                f"{kind}: slope of test accuracy in t {res.slope_test_accuracy[ik]:+.4f}"
+                f" +- {res.slope_se[ik]:.4f}"
+            )
     out.data({"study": args.study, "out": str(outdir), "result": res.to_dict()})
     out.note(f"written to {outdir}/ (settings in resolved_config.json)")
     return 0

@@ -34,8 +34,17 @@ from cnnmft.pytorch.data import Dataset, load_dataset  # noqa: E402
 from cnnmft.pytorch.models import DeepConvBlock, VanillaCNN, critical_variances  # noqa: E402
 from cnnmft.pytorch.train import TrainConfig, TrainResult, plot_training, train  # noqa: E402
 
-__all__ += ["VanillaCNN", "DeepConvBlock", "critical_variances", "Dataset", "load_dataset",
-            "TrainConfig", "TrainResult", "train", "plot_training"]
+__all__ += [
+    "VanillaCNN",
+    "DeepConvBlock",
+    "critical_variances",
+    "Dataset",
+    "load_dataset",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "plot_training",
+]
 
 # --- ensembles and the theory-against-training experiments (dask only when a sweep runs) -----
 from cnnmft.pytorch.ensemble import EnsembleCNN, EnsembleSGD, train_ensemble  # noqa: E402
@@ -46,6 +55,14 @@ from cnnmft.pytorch.experiments import (  # noqa: E402
 )
 from cnnmft.pytorch.profiles import ModewiseStudy, modewise_study, plot_modewise  # noqa: E402
 
-__all__ += ["EnsembleCNN", "EnsembleSGD", "train_ensemble", "TrainabilitySweep",
-            "trainability_sweep", "plot_trainability", "ModewiseStudy", "modewise_study",
-            "plot_modewise"]
+__all__ += [
+    "EnsembleCNN",
+    "EnsembleSGD",
+    "train_ensemble",
+    "TrainabilitySweep",
+    "trainability_sweep",
+    "plot_trainability",
+    "ModewiseStudy",
+    "modewise_study",
+    "plot_modewise",
+]

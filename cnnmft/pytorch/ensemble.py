@@ -78,8 +78,19 @@ class EnsembleCNN(nn.Module):
     True
     """
 
-    def __init__(self, n_members, depth, channels=16, *, in_channels=1, num_classes=10,
-                 kernel_size=3, act="tanh", stem_strides=(1, 2, 2), readout_scale=1.0):
+    def __init__(
+        self,
+        n_members,
+        depth,
+        channels=16,
+        *,
+        in_channels=1,
+        num_classes=10,
+        kernel_size=3,
+        act="tanh",
+        stem_strides=(1, 2, 2),
+        readout_scale=1.0,
+    ):
         super().__init__()
         G = self.n_members = V.as_int(n_members, "n_members", low=1)
         self.depth = V.as_int(depth, "depth", low=0)
@@ -90,10 +101,13 @@ class EnsembleCNN(nn.Module):
         self.act = V.as_choice(act, "act", tuple(ACTIVATIONS))
         self.stem_strides = tuple(V.as_int(s, "stem_strides", low=1) for s in stem_strides)
         if not self.stem_strides and self.in_channels != c:
-            raise ValueError(f"`stem_strides` is empty but `in_channels` ({in_channels}) != "
-                             f"`channels` ({channels})")
-        self.readout_scale = float(V.as_float_array(readout_scale, "readout_scale", low=0.0,
-                                                    low_open=True))
+            raise ValueError(
+                f"`stem_strides` is empty but `in_channels` ({in_channels}) != "
+                f"`channels` ({channels})"
+            )
+        self.readout_scale = float(
+            V.as_float_array(readout_scale, "readout_scale", low=0.0, low_open=True)
+        )
         self.stem_w, self.stem_b = nn.ParameterList(), nn.ParameterList()
         c_prev = self.in_channels
         for _ in self.stem_strides:
@@ -123,21 +137,47 @@ class EnsembleCNN(nn.Module):
             raise TypeError("`models` must be a non-empty list of cnnmft.pytorch.VanillaCNN")
         m0 = models[0]
         strides = tuple(conv.stride[0] for conv in m0.stem)
-        shape = (m0.depth, m0.channels, m0.stem[0].in_channels if strides else m0.channels,
-                 m0.readout.out_features, m0.block.kernel_size, m0.act, strides,
-                 m0.block.padding, m0.readout_scale)
+        shape = (
+            m0.depth,
+            m0.channels,
+            m0.stem[0].in_channels if strides else m0.channels,
+            m0.readout.out_features,
+            m0.block.kernel_size,
+            m0.act,
+            strides,
+            m0.block.padding,
+            m0.readout_scale,
+        )
         for i, m in enumerate(models):
-            s = (m.depth, m.channels, m.stem[0].in_channels if m.stem else m.channels,
-                 m.readout.out_features, m.block.kernel_size, m.act,
-                 tuple(conv.stride[0] for conv in m.stem), m.block.padding, m.readout_scale)
+            s = (
+                m.depth,
+                m.channels,
+                m.stem[0].in_channels if m.stem else m.channels,
+                m.readout.out_features,
+                m.block.kernel_size,
+                m.act,
+                tuple(conv.stride[0] for conv in m.stem),
+                m.block.padding,
+                m.readout_scale,
+            )
             if s != shape:
-                raise ValueError(f"`models`[{i}] has shape {s}, member 0 has {shape}; an "
-                                 "ensemble needs networks of one shape")
+                raise ValueError(
+                    f"`models`[{i}] has shape {s}, member 0 has {shape}; an "
+                    "ensemble needs networks of one shape"
+                )
         if m0.block.padding != "circular":
             raise ValueError("EnsembleCNN supports circular padding in the deep block only")
-        ens = cls(len(models), m0.depth, m0.channels, in_channels=shape[2], num_classes=shape[3],
-                  kernel_size=shape[4], act=m0.act, stem_strides=strides,
-                  readout_scale=m0.readout_scale)
+        ens = cls(
+            len(models),
+            m0.depth,
+            m0.channels,
+            in_channels=shape[2],
+            num_classes=shape[3],
+            kernel_size=shape[4],
+            act=m0.act,
+            stem_strides=strides,
+            readout_scale=m0.readout_scale,
+        )
         ens = ens.to(dtype=m0.readout.weight.dtype)
         with torch.no_grad():
             for g, m in enumerate(models):
@@ -160,19 +200,29 @@ class EnsembleCNN(nn.Module):
         if x.dim() == 4:
             x = x.unsqueeze(1).expand(-1, G, -1, -1, -1)
         if x.dim() != 5 or x.shape[1] != G:
-            raise ValueError(f"`x` must be (B, c_in, H, W) or (B, {G}, c_in, H, W), got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"`x` must be (B, c_in, H, W) or (B, {G}, c_in, H, W), got {tuple(x.shape)}"
+            )
         B = x.shape[0]
         x = x.reshape(B, G * x.shape[2], x.shape[3], x.shape[4])
         phi = self._phi
         for w, b, s in zip(self.stem_w, self.stem_b, self.stem_strides):
-            x = phi(F.conv2d(x, w.reshape(G * c, *w.shape[2:]), b.reshape(-1), stride=s,
-                             padding=1, groups=G))
+            x = phi(
+                F.conv2d(
+                    x, w.reshape(G * c, *w.shape[2:]), b.reshape(-1), stride=s, padding=1, groups=G
+                )
+            )
         k = self.kernel_size
         for layer in range(self.depth):
             w = self.block_w[layer].reshape(G * c, c, k, k)
-            x = phi(F.conv2d(F.pad(x, self._pad, mode="circular"), w,
-                             self.block_b[layer].reshape(-1), groups=G))
+            x = phi(
+                F.conv2d(
+                    F.pad(x, self._pad, mode="circular"),
+                    w,
+                    self.block_b[layer].reshape(-1),
+                    groups=G,
+                )
+            )
         pooled = x.mean(dim=(2, 3)).reshape(B, G, c)
         if self.readout_scale != 1.0:
             pooled = pooled * self.readout_scale
@@ -221,10 +271,11 @@ class EnsembleSGD:
         self.steps_taken = 0
         self._params = list(model.parameters())
         self._buf = [torch.zeros_like(p) for p in self._params]
-        self._sq = [torch.zeros_like(p) for p in self._params] if self.optimizer == "adam" \
-            else []
-        self._shape = [tuple(G if a == model.member_axis(p) else 1 for a in range(p.dim()))
-                       for p in self._params]
+        self._sq = [torch.zeros_like(p) for p in self._params] if self.optimizer == "adam" else []
+        self._shape = [
+            tuple(G if a == model.member_axis(p) else 1 for a in range(p.dim()))
+            for p in self._params
+        ]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -233,8 +284,8 @@ class EnsembleSGD:
         self.steps_taken += 1
         if self.optimizer == "adam":
             b1, b2, t = self.momentum, 0.999, self.steps_taken
-            eta = eta / (1.0 - b1 ** t)
-            root = math.sqrt(1.0 - b2 ** t)
+            eta = eta / (1.0 - b1**t)
+            root = math.sqrt(1.0 - b2**t)
         for i, (p, m, shape) in enumerate(zip(self._params, self._buf, self._shape)):
             if p.grad is None:
                 continue
@@ -294,11 +345,16 @@ def _evaluate(model, x, y, batch=500):
     loss = torch.zeros(G, dtype=torch.float64)
     with torch.no_grad():
         for a in range(0, len(y), batch):
-            logits = model(x[a:a + batch])
-            yy = y[a:a + batch]
+            logits = model(x[a : a + batch])
+            yy = y[a : a + batch]
             correct += (logits.argmax(-1) == yy[:, None]).sum(0).double()
-            loss += F.cross_entropy(logits.permute(0, 2, 1), yy[:, None].expand(-1, G),
-                                    reduction="none").sum(0).double()
+            loss += (
+                F.cross_entropy(
+                    logits.permute(0, 2, 1), yy[:, None].expand(-1, G), reduction="none"
+                )
+                .sum(0)
+                .double()
+            )
     n = max(len(y), 1)
     return (correct / n).numpy(), (loss / n).numpy()
 
@@ -309,8 +365,21 @@ def _member_losses(model, xb, yb):
     return F.cross_entropy(logits.permute(0, 2, 1), yb, reduction="none").mean(0)
 
 
-def train_ensemble(models, x_train, y_train, *, lr, steps, batch_size=64, momentum=0.9,
-                   optimizer="sgd", seeds=None, eval_sets=None, progress=False, num_threads=None):
+def train_ensemble(
+    models,
+    x_train,
+    y_train,
+    *,
+    lr,
+    steps,
+    batch_size=64,
+    momentum=0.9,
+    optimizer="sgd",
+    seeds=None,
+    eval_sets=None,
+    progress=False,
+    num_threads=None,
+):
     r"""Train ``G`` networks as one ensemble; each member exactly as it would train alone.
 
     Every step draws one batch per member (:func:`member_batches` with its seed), computes the
@@ -368,8 +437,10 @@ def train_ensemble(models, x_train, y_train, *, lr, steps, batch_size=64, moment
     if len(seeds) != G:
         raise ValueError(f"`seeds` has {len(seeds)} entries for {G} members")
     if x_train.dim() != 4 or len(x_train) != len(y_train):
-        raise ValueError(f"`x_train` must be (N, c_in, H, W) with N = len(y_train); got "
-                         f"{tuple(x_train.shape)} and {tuple(y_train.shape)}")
+        raise ValueError(
+            f"`x_train` must be (N, c_in, H, W) with N = len(y_train); got "
+            f"{tuple(x_train.shape)} and {tuple(y_train.shape)}"
+        )
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(V.as_int(num_threads, "num_threads", low=1))
@@ -404,8 +475,13 @@ def train_ensemble(models, x_train, y_train, *, lr, steps, batch_size=64, moment
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
-        out = {"loss": losses, "status": status, "stopped_at": stopped, "seconds": seconds,
-               "seconds_per_step": seconds / steps if steps else math.nan}
+        out = {
+            "loss": losses,
+            "status": status,
+            "stopped_at": stopped,
+            "seconds": seconds,
+            "seconds_per_step": seconds / steps if steps else math.nan,
+        }
         for name, (xe, ye) in (eval_sets or {}).items():
             acc, loss = _evaluate(model, xe, ye)
             dead = ~opt.active.numpy()

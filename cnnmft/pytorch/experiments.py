@@ -39,9 +39,19 @@ from cnnmft.pytorch.ensemble import train_ensemble
 from cnnmft.pytorch.models import VanillaCNN
 from cnnmft.results import ResultMixin, Status
 
-__all__ = ["TrainabilitySweep", "trainability_sweep", "ensemble_cell", "plot_trainability",
-           "TRAINABILITY_DEFAULTS", "DEFAULT_SIGMA_W2", "DEFAULT_DEPTHS", "DEFAULT_LRS",
-           "GPU_PROFILE", "chance_threshold", "load_cell_data"]
+__all__ = [
+    "TrainabilitySweep",
+    "trainability_sweep",
+    "ensemble_cell",
+    "plot_trainability",
+    "TRAINABILITY_DEFAULTS",
+    "DEFAULT_SIGMA_W2",
+    "DEFAULT_DEPTHS",
+    "DEFAULT_LRS",
+    "GPU_PROFILE",
+    "chance_threshold",
+    "load_cell_data",
+]
 
 #: Fixed training settings of every trainability cell (override with keyword arguments).
 TRAINABILITY_DEFAULTS = {
@@ -71,8 +81,7 @@ GPU_PROFILE = {
     "depth": (4, 8, 16, 32, 64, 128, 256, 512, 1024),
     "lrs": (0.01, 0.04),
     "seeds": (0, 1, 2),
-    "train": {"channels": 16, "steps": 500, "batch_size": 32, "max_test": 10000,
-              "device": "cuda"},
+    "train": {"channels": 16, "steps": 500, "batch_size": 32, "max_test": 10000, "device": "cuda"},
 }
 
 
@@ -113,10 +122,16 @@ def load_cell_data(params: dict):
     key = tuple(str(params.get(k)) for k in ("dataset", "data_dir", "max_test", "max_train"))
     if key in _DATA_CACHE:
         return _DATA_CACHE[key]
-    data = _data.load_dataset(params["dataset"], params.get("data_dir"),
-                        max_test=params.get("max_test"), max_train=params.get("max_train"))
-    out = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in
-                (data.x_train, data.y_train, data.x_test, data.y_test))
+    data = _data.load_dataset(
+        params["dataset"],
+        params.get("data_dir"),
+        max_test=params.get("max_test"),
+        max_train=params.get("max_train"),
+    )
+    out = tuple(
+        torch.from_numpy(np.ascontiguousarray(a))
+        for a in (data.x_train, data.y_train, data.x_test, data.y_test)
+    )
     _DATA_CACHE.clear()
     _DATA_CACHE[key] = out
     return out
@@ -127,12 +142,23 @@ def _build_members(params, x_train):
     nets = []
     for m in params["members"]:
         gen = torch.Generator().manual_seed(int(params["seed"]))
-        nets.append(VanillaCNN(
-            int(params["depth"]), int(params["channels"]), in_channels=int(x_train.shape[1]),
-            init=m.get("init", params.get("init", "gaussian")), sigma_w2=float(m["sigma_w2"]),
-            sigma_b2=float(params["sigma_b2"]), v=m.get("v", "uniform"), t=m.get("t"),
-            act=params["act"], stem_strides=tuple(params["stem_strides"]), impl="autograd",
-            checkpoint_segments=None, generator=gen))
+        nets.append(
+            VanillaCNN(
+                int(params["depth"]),
+                int(params["channels"]),
+                in_channels=int(x_train.shape[1]),
+                init=m.get("init", params.get("init", "gaussian")),
+                sigma_w2=float(m["sigma_w2"]),
+                sigma_b2=float(params["sigma_b2"]),
+                v=m.get("v", "uniform"),
+                t=m.get("t"),
+                act=params["act"],
+                stem_strides=tuple(params["stem_strides"]),
+                impl="autograd",
+                checkpoint_segments=None,
+                generator=gen,
+            )
+        )
     return nets
 
 
@@ -172,26 +198,46 @@ def ensemble_cell(params: dict, shared=None) -> dict:
     if device.type != "cpu":
         nets = [n.to(device) for n in nets]
         x_tr, y_tr, x_te, y_te = (a.to(device) for a in (x_tr, y_tr, x_te, y_te))
-    out = train_ensemble(nets, x_tr, y_tr, lr=[m["lr"] for m in params["members"]],
-                         steps=steps, batch_size=int(params["batch_size"]),
-                         momentum=float(params["momentum"]), optimizer=params["optimizer"],
-                         seeds=[int(params["seed"])] * len(nets),
-                         eval_sets=_eval_sets(params, x_tr, y_tr, x_te, y_te))
+    out = train_ensemble(
+        nets,
+        x_tr,
+        y_tr,
+        lr=[m["lr"] for m in params["members"]],
+        steps=steps,
+        batch_size=int(params["batch_size"]),
+        momentum=float(params["momentum"]),
+        optimizer=params["optimizer"],
+        seeds=[int(params["seed"])] * len(nets),
+        eval_sets=_eval_sets(params, x_tr, y_tr, x_te, y_te),
+    )
     every = max(1, steps // 50)
     train_acc = out.get("train_accuracy")
-    tail = out["loss"][-max(1, steps // 10):]
+    tail = out["loss"][-max(1, steps // 10) :]
     members = []
     for g, m in enumerate(params["members"]):
         ok = out["status"][g] == Status.OK
-        members.append({
-            **m, "test_accuracy": float(out["test_accuracy"][g]) if ok else None,
-            "final_loss": float(np.mean(tail[:, g])) if ok else None,
-            "loss": [None if not np.isfinite(v) else float(v) for v in out["loss"][::every, g]],
-            "status": out["status"][g].name, "stopped_at": int(out["stopped_at"][g]),
-            **({} if train_acc is None else
-               {"train_accuracy": float(train_acc[g]) if ok else None})})
-    return {"members": members, "status": "OK", "seconds_per_step": out["seconds_per_step"],
-            "loss_every": every, "n_test": int(len(y_te))}
+        members.append(
+            {
+                **m,
+                "test_accuracy": float(out["test_accuracy"][g]) if ok else None,
+                "final_loss": float(np.mean(tail[:, g])) if ok else None,
+                "loss": [None if not np.isfinite(v) else float(v) for v in out["loss"][::every, g]],
+                "status": out["status"][g].name,
+                "stopped_at": int(out["stopped_at"][g]),
+                **(
+                    {}
+                    if train_acc is None
+                    else {"train_accuracy": float(train_acc[g]) if ok else None}
+                ),
+            }
+        )
+    return {
+        "members": members,
+        "status": "OK",
+        "seconds_per_step": out["seconds_per_step"],
+        "loss_every": every,
+        "n_test": int(len(y_te)),
+    }
 
 
 @dataclass(frozen=True)
@@ -272,20 +318,21 @@ class TrainabilitySweep(ResultMixin):
     def summary(self) -> str:
         """One paragraph: definition of trained and the three rules' agreements."""
         n = int(self.valid.sum())
-        return (f"{self.act} CNN, sigma_b2={self.sigma_b2:g}, {len(self.depth)} depths x "
-                f"{len(self.sigma_w2)} sigma_w2 x {len(self.seeds)} seeds ({n} cells with "
-                f"results): 'trained' = test accuracy at the best of {len(self.lrs)} learning "
-                f"rates > {self.threshold:.4f} (chance + {self.k_se:g} s.e.); agreement of "
-                f"depth <= {self.factor:g} xi_c: {self.agreement:.3f}; best depth-only rule "
-                f"(depth <= {self.best_depth:g}): {self.agreement_depth_rule:.3f}; best "
-                f"sigma_w2-only rule: {self.agreement_sigma_rule:.3f}; fitted k = "
-                f"{self.k_fit:.3g} (per seed {', '.join(f'{k:.3g}' for k in self.k_fit_per_seed)})"
-                f", agreement {self.agreement_k_fit:.3f}")
+        return (
+            f"{self.act} CNN, sigma_b2={self.sigma_b2:g}, {len(self.depth)} depths x "
+            f"{len(self.sigma_w2)} sigma_w2 x {len(self.seeds)} seeds ({n} cells with "
+            f"results): 'trained' = test accuracy at the best of {len(self.lrs)} learning "
+            f"rates > {self.threshold:.4f} (chance + {self.k_se:g} s.e.); agreement of "
+            f"depth <= {self.factor:g} xi_c: {self.agreement:.3f}; best depth-only rule "
+            f"(depth <= {self.best_depth:g}): {self.agreement_depth_rule:.3f}; best "
+            f"sigma_w2-only rule: {self.agreement_sigma_rule:.3f}; fitted k = "
+            f"{self.k_fit:.3g} (per seed {', '.join(f'{k:.3g}' for k in self.k_fit_per_seed)})"
+            f", agreement {self.agreement_k_fit:.3f}"
+        )
 
 
 def _predicted_depth(act, sigma_w2, sigma_b2, factor):
-    return np.asarray(trainable_depth(act, sigma_w2, sigma_b2, factor=factor),
-                      dtype=np.float64)
+    return np.asarray(trainable_depth(act, sigma_w2, sigma_b2, factor=factor), dtype=np.float64)
 
 
 def _agree(trained, predicted, valid):
@@ -308,8 +355,9 @@ def fit_k(trained, valid, depth, xi_c):
     if not valid.any():
         return math.nan, math.nan
     cand = np.concatenate([cand[:1] / 2 if cand.size else [1.0], cand])
-    scores = np.array([_agree(trained, np.broadcast_to(d <= k * xi, trained.shape), valid)
-                       for k in cand])
+    scores = np.array(
+        [_agree(trained, np.broadcast_to(d <= k * xi, trained.shape), valid) for k in cand]
+    )
     i = int(np.argmax(scores))
     k = math.sqrt(cand[i] * cand[i + 1]) if i + 1 < cand.size else 1.5 * cand[i]
     return float(k), float(scores[i])
@@ -371,10 +419,26 @@ def _select_lr(acc, loss, status, lrs):
     return best_acc, best_lr, valid
 
 
-def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", lrs=None,
-                       seeds=None, store=None, k_se=5.0, factor=6.0, scheduler=None,
-                       scheduler_file=None, n_workers=1, progress=True, ship_data=False,
-                       cell_fn=None, compute=True, **train_kwargs) -> TrainabilitySweep:
+def trainability_sweep(
+    sigma_w2=None,
+    depth=None,
+    *,
+    sigma_b2=0.05,
+    act="tanh",
+    lrs=None,
+    seeds=None,
+    store=None,
+    k_se=5.0,
+    factor=6.0,
+    scheduler=None,
+    scheduler_file=None,
+    n_workers=1,
+    progress=True,
+    ship_data=False,
+    cell_fn=None,
+    compute=True,
+    **train_kwargs,
+) -> TrainabilitySweep:
     r"""Train Gaussian-initialised CNNs over ``(sigma_w2, depth)``; judge ``depth <= 6 xi_c``.
 
     The paper's Figure 2 ([1]_; docs/theory.md, section 5.2): a vanilla CNN trains when signals
@@ -437,23 +501,36 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
     >>> print(sweep.summary())  # doctest: +SKIP
     """
     # over 80 lines with its numpydoc docstring; the body (argument checks, cells, run) is ~40
-    sigma_w2 = np.atleast_1d(as_float_array(DEFAULT_SIGMA_W2 if sigma_w2 is None else sigma_w2,
-                                            "sigma_w2", low=0.0, low_open=True))
-    depth = np.array([as_int(d, "depth", low=1) for d in
-                      np.atleast_1d(DEFAULT_DEPTHS if depth is None else depth)], dtype=np.int64)
-    lrs = np.atleast_1d(as_float_array(DEFAULT_LRS if lrs is None else lrs, "lrs", low=0.0,
-                                       low_open=True))
-    seeds = np.array([as_int(s, "seeds", low=0) for s in
-                      (DEFAULT_SEEDS if seeds is None else seeds)], dtype=np.int64)
+    sigma_w2 = np.atleast_1d(
+        as_float_array(
+            DEFAULT_SIGMA_W2 if sigma_w2 is None else sigma_w2, "sigma_w2", low=0.0, low_open=True
+        )
+    )
+    depth = np.array(
+        [
+            as_int(d, "depth", low=1)
+            for d in np.atleast_1d(DEFAULT_DEPTHS if depth is None else depth)
+        ],
+        dtype=np.int64,
+    )
+    lrs = np.atleast_1d(
+        as_float_array(DEFAULT_LRS if lrs is None else lrs, "lrs", low=0.0, low_open=True)
+    )
+    seeds = np.array(
+        [as_int(s, "seeds", low=0) for s in (DEFAULT_SEEDS if seeds is None else seeds)],
+        dtype=np.int64,
+    )
     for name, arr in (("sigma_w2", sigma_w2), ("depth", depth), ("lrs", lrs), ("seeds", seeds)):
         if arr.ndim != 1 or arr.size == 0 or len(np.unique(arr)) != arr.size:
-            raise ValueError(f"`{name}` must be a non-empty 1-D list of distinct values, got "
-                             f"{arr.tolist()}")
+            raise ValueError(
+                f"`{name}` must be a non-empty 1-D list of distinct values, got {arr.tolist()}"
+            )
     sigma_b2 = float(as_float_array(sigma_b2, "sigma_b2", low=0.0))
     k_se = float(as_float_array(k_se, "k_se", low=0.0))
     factor = float(as_float_array(factor, "factor", low=0.0, low_open=True))
-    unknown = sorted(set(train_kwargs) - set(TRAINABILITY_DEFAULTS)
-                     - {"data_dir", "max_train", "device"})
+    unknown = sorted(
+        set(train_kwargs) - set(TRAINABILITY_DEFAULTS) - {"data_dir", "max_train", "device"}
+    )
     if unknown:
         allowed = sorted(set(TRAINABILITY_DEFAULTS) | {"data_dir", "max_train", "device"})
         raise ValueError(f"unknown training settings {unknown}; allowed: {allowed}")
@@ -462,19 +539,42 @@ def trainability_sweep(sigma_w2=None, depth=None, *, sigma_b2=0.05, act="tanh", 
     cells = [dict(fixed, depth=int(d), seed=int(s), members=members) for s in seeds for d in depth]
     t0 = time.perf_counter()
     if compute:
-        records = _run(cell_fn or ensemble_cell, cells, store, fixed, scheduler, scheduler_file,
-                       n_workers, progress, ship_data, lambda c: -int(c["depth"]))
+        records = _run(
+            cell_fn or ensemble_cell,
+            cells,
+            store,
+            fixed,
+            scheduler,
+            scheduler_file,
+            n_workers,
+            progress,
+            ship_data,
+            lambda c: -int(c["depth"]),
+        )
     else:
         if store is None:
             raise ValueError("`compute=False` needs the `store` of a sweep")
         done = (store if isinstance(store, sweeps.CellStore) else sweeps.CellStore(store)).records()
         records = [done.get(sweeps.cell_key(c)) for c in cells]
-    return _sweep_result(records, cells, act, sigma_w2, depth, sigma_b2, lrs, seeds, k_se, factor,
-                         fixed, time.perf_counter() - t0)
+    return _sweep_result(
+        records,
+        cells,
+        act,
+        sigma_w2,
+        depth,
+        sigma_b2,
+        lrs,
+        seeds,
+        k_se,
+        factor,
+        fixed,
+        time.perf_counter() - t0,
+    )
 
 
-def _run(fn, cells, store, fixed, scheduler, scheduler_file, n_workers, progress, ship_data,
-         priority):
+def _run(
+    fn, cells, store, fixed, scheduler, scheduler_file, n_workers, progress, ship_data, priority
+):
     """Run the cells on Dask, shipping the data or checking the workers can read it."""
     tmp = None
     if store is None:
@@ -482,12 +582,23 @@ def _run(fn, cells, store, fixed, scheduler, scheduler_file, n_workers, progress
         store = tmp.name
     try:
         shared = load_cell_data(fixed) if ship_data else None
-        with sweeps.dask_client(scheduler, scheduler_file=scheduler_file, n_workers=n_workers,
-                                show_dashboard=progress is True) as client:
+        with sweeps.dask_client(
+            scheduler,
+            scheduler_file=scheduler_file,
+            n_workers=n_workers,
+            show_dashboard=progress is True,
+        ) as client:
             if not ship_data and fixed.get("dataset") in ("fashion-mnist", "mnist", "cifar10"):
                 sweeps.check_worker_paths(client, [_data_dir(fixed)])
-            return sweeps.run_cells(fn, cells, store, scheduler=client, progress=progress,
-                                    shared=shared, priority=priority)
+            return sweeps.run_cells(
+                fn,
+                cells,
+                store,
+                scheduler=client,
+                progress=progress,
+                shared=shared,
+                priority=priority,
+            )
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -501,8 +612,9 @@ def _data_dir(fixed):
     return _data.FASHION_MNIST_DIRS[0]
 
 
-def _sweep_result(records, cells, act, sigma_w2, depth, sigma_b2, lrs, seeds, k_se, factor,
-                  fixed, seconds):
+def _sweep_result(
+    records, cells, act, sigma_w2, depth, sigma_b2, lrs, seeds, k_se, factor, fixed, seconds
+):
     acc, loss, status, n_test = _assemble(records, cells, seeds, lrs, depth, sigma_w2)
     n_test = int(n_test or fixed.get("max_test") or 1000)
     threshold = chance_threshold(10, n_test, k_se)
@@ -515,13 +627,33 @@ def _sweep_result(records, cells, act, sigma_w2, depth, sigma_b2, lrs, seeds, k_
     k_all, a_k = fit_k(trained, valid, depth, xi_c)
     k_seed = np.array([fit_k(trained[i], valid[i], depth, xi_c)[0] for i in range(len(seeds))])
     return TrainabilitySweep(
-        act=str(act), sigma_w2=sigma_w2, depth=depth, sigma_b2=sigma_b2, lrs=lrs, seeds=seeds,
-        test_accuracy=acc, final_loss=loss, status=status, best_lr=best_lr,
-        best_accuracy=best_acc, threshold=threshold, k_se=k_se, trained=trained, valid=valid,
-        predicted_depth=pred_depth, factor=factor, agreement=_agree(trained, predicted, valid),
-        agreement_depth_rule=a_depth, best_depth=best_d, agreement_sigma_rule=a_sigma,
-        k_fit=k_all, k_fit_per_seed=k_seed, agreement_k_fit=a_k,
-        config=json.dumps({k: v for k, v in fixed.items()}, sort_keys=True), seconds=seconds)
+        act=str(act),
+        sigma_w2=sigma_w2,
+        depth=depth,
+        sigma_b2=sigma_b2,
+        lrs=lrs,
+        seeds=seeds,
+        test_accuracy=acc,
+        final_loss=loss,
+        status=status,
+        best_lr=best_lr,
+        best_accuracy=best_acc,
+        threshold=threshold,
+        k_se=k_se,
+        trained=trained,
+        valid=valid,
+        predicted_depth=pred_depth,
+        factor=factor,
+        agreement=_agree(trained, predicted, valid),
+        agreement_depth_rule=a_depth,
+        best_depth=best_d,
+        agreement_sigma_rule=a_sigma,
+        k_fit=k_all,
+        k_fit_per_seed=k_seed,
+        agreement_k_fit=a_k,
+        config=json.dumps({k: v for k, v in fixed.items()}, sort_keys=True),
+        seconds=seconds,
+    )
 
 
 def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
@@ -547,34 +679,59 @@ def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
     n_valid = sweep.valid.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(n_valid > 0, (sweep.trained & sweep.valid).sum(axis=0) / n_valid, np.nan)
-    xe = np.concatenate([[x[0] - (x[1] - x[0]) / 2 if len(x) > 1 else x[0] * 0.8],
-                         (x[1:] + x[:-1]) / 2,
-                         [x[-1] + (x[-1] - x[-2]) / 2 if len(x) > 1 else x[0] * 1.25]])
+    xe = np.concatenate(
+        [
+            [x[0] - (x[1] - x[0]) / 2 if len(x) > 1 else x[0] * 0.8],
+            (x[1:] + x[:-1]) / 2,
+            [x[-1] + (x[-1] - x[-2]) / 2 if len(x) > 1 else x[0] * 1.25],
+        ]
+    )
     xe[0] = max(xe[0], 0.5 * x[0])
     ly = np.log(y)
-    lye = np.concatenate([[ly[0] - (ly[1] - ly[0]) / 2 if len(y) > 1 else ly[0] - 0.2],
-                          (ly[1:] + ly[:-1]) / 2,
-                          [ly[-1] + (ly[-1] - ly[-2]) / 2 if len(y) > 1 else ly[0] + 0.2]])
+    lye = np.concatenate(
+        [
+            [ly[0] - (ly[1] - ly[0]) / 2 if len(y) > 1 else ly[0] - 0.2],
+            (ly[1:] + ly[:-1]) / 2,
+            [ly[-1] + (ly[-1] - ly[-2]) / 2 if len(y) > 1 else ly[0] + 0.2],
+        ]
+    )
     ye = np.exp(lye)
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(frac), cmap="viridis", vmin=0, vmax=1,
-                         shading="flat")
+    mesh = ax.pcolormesh(
+        xe, ye, np.ma.masked_invalid(frac), cmap="viridis", vmin=0, vmax=1, shading="flat"
+    )
     fig.colorbar(mesh, ax=ax, label="fraction of seeds trained (grey: no result)")
     ax.set_facecolor("0.85")
     xs = np.linspace(xe[0], xe[-1], n_curve)
     curve = _predicted_depth(sweep.act, xs, sweep.sigma_b2, sweep.factor)
     big = 10 * ye[-1]
-    ax.plot(xs, np.where(np.isfinite(curve), curve, big), color="tab:red", lw=2.2,
-            path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
-            label=f"{sweep.factor:g} $\\xi_c$ (theory)")
+    ax.plot(
+        xs,
+        np.where(np.isfinite(curve), curve, big),
+        color="tab:red",
+        lw=2.2,
+        path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
+        label=f"{sweep.factor:g} $\\xi_c$ (theory)",
+    )
     if np.isfinite(sweep.k_fit):
         kc = curve / sweep.factor * sweep.k_fit
-        ax.plot(xs, np.where(np.isfinite(kc), kc, big), color="tab:orange", lw=1.6, ls="--",
-                label=f"fitted {sweep.k_fit:.2g} $\\xi_c$")
+        ax.plot(
+            xs,
+            np.where(np.isfinite(kc), kc, big),
+            color="tab:orange",
+            lw=1.6,
+            ls="--",
+            label=f"fitted {sweep.k_fit:.2g} $\\xi_c$",
+        )
     sw_c = float(np.asarray(critical_sigma_w2(sweep.act, sweep.sigma_b2).sigma_w2))
     if math.isfinite(sw_c) and xe[0] < sw_c < xe[-1]:
-        ax.axvline(sw_c, color="w", ls=":", lw=1.4,
-                   path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
-                   label=f"critical $\\sigma_w^2$={sw_c:.3g}")
+        ax.axvline(
+            sw_c,
+            color="w",
+            ls=":",
+            lw=1.4,
+            path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
+            label=f"critical $\\sigma_w^2$={sw_c:.3g}",
+        )
     ax.set_yscale("log")
     ax.set_yticks(y)
     ax.set_yticklabels([str(int(d)) for d in y])
@@ -583,12 +740,16 @@ def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
     ax.set_xlim(xe[0], xe[-1])
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel("depth L")
-    ax.set_title(f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
-                 f"{sweep.factor:g}$\\xi_c$ {sweep.agreement:.2f}, depth rule "
-                 f"{sweep.agreement_depth_rule:.2f}, $\\sigma_w^2$ rule "
-                 f"{sweep.agreement_sigma_rule:.2f}", fontsize="medium")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small",
-              frameon=False)
+    ax.set_title(
+        f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
+        f"{sweep.factor:g}$\\xi_c$ {sweep.agreement:.2f}, depth rule "
+        f"{sweep.agreement_depth_rule:.2f}, $\\sigma_w^2$ rule "
+        f"{sweep.agreement_sigma_rule:.2f}",
+        fontsize="medium",
+    )
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small", frameon=False
+    )
     return fig
 
 

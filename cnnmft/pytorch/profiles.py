@@ -36,8 +36,13 @@ from cnnmft.meanfield import critical_sigma_w2
 from cnnmft.pytorch import experiments as E
 from cnnmft.results import ResultMixin, Status
 
-__all__ = ["ModewiseStudy", "modewise_study", "plot_modewise", "mode_scales_for_profile",
-           "MODEWISE_DEFAULTS"]
+__all__ = [
+    "ModewiseStudy",
+    "modewise_study",
+    "plot_modewise",
+    "mode_scales_for_profile",
+    "MODEWISE_DEFAULTS",
+]
 
 #: Fixed training settings of the mode-wise study (override with keyword arguments).
 MODEWISE_DEFAULTS = {
@@ -67,8 +72,9 @@ def mode_scales_for_profile(act, sigma_w2, sigma_b2, v, spatial_shape):
     >>> bool(np.isinf(xi).all())
     True
     """
-    xi = np.asarray(mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape).xi_c,
-                    dtype=np.float64).reshape(tuple(spatial_shape))
+    xi = np.asarray(
+        mode_depth_scales(act, sigma_w2, sigma_b2, v, spatial_shape).xi_c, dtype=np.float64
+    ).reshape(tuple(spatial_shape))
     return np.where((xi < 0) | (xi > 1e12), np.inf, xi)
 
 
@@ -137,9 +143,9 @@ def _slope(t, y):
     if t.size < 3 or np.ptp(t) == 0:
         return math.nan, math.nan
     tc = t - t.mean()
-    b = float(np.sum(tc * (y - y.mean())) / np.sum(tc ** 2))
+    b = float(np.sum(tc * (y - y.mean())) / np.sum(tc**2))
     resid = y - y.mean() - b * tc
-    se = math.sqrt(float(np.sum(resid ** 2)) / (t.size - 2) / float(np.sum(tc ** 2)))
+    se = math.sqrt(float(np.sum(resid**2)) / (t.size - 2) / float(np.sum(tc**2)))
     return b, se
 
 
@@ -158,15 +164,30 @@ def _critical(act, sigma_w2, sigma_b2):
     if sigma_w2 is None:
         sigma_w2 = float(np.asarray(critical_sigma_w2(act, sigma_b2).sigma_w2))
         if not math.isfinite(sigma_w2):
-            raise ValueError(f"no critical sigma_w2 for act={act!r}, sigma_b2={sigma_b2!r}; "
-                             "give `sigma_w2`")
+            raise ValueError(
+                f"no critical sigma_w2 for act={act!r}, sigma_b2={sigma_b2!r}; give `sigma_w2`"
+            )
     return float(as_float_array(sigma_w2, "sigma_w2", low=0.0, low_open=True)), sigma_b2
 
 
-def modewise_study(t=(0.0, 0.05, 0.15, 0.3, 0.5), *, depth=32, kinds=("orthogonal", "gaussian"),
-                   sigma_w2=None, sigma_b2=0.05, act="tanh", seeds=(0, 1, 2), store=None,
-                   scheduler=None, scheduler_file=None, n_workers=1, progress=True,
-                   ship_data=False, cell_fn=None, **train_kwargs) -> ModewiseStudy:
+def modewise_study(
+    t=(0.0, 0.05, 0.15, 0.3, 0.5),
+    *,
+    depth=32,
+    kinds=("orthogonal", "gaussian"),
+    sigma_w2=None,
+    sigma_b2=0.05,
+    act="tanh",
+    seeds=(0, 1, 2),
+    store=None,
+    scheduler=None,
+    scheduler_file=None,
+    n_workers=1,
+    progress=True,
+    ship_data=False,
+    cell_fn=None,
+    **train_kwargs,
+) -> ModewiseStudy:
     """Train at one depth at criticality with variance profiles from delta to uniform-like.
 
     Parameters
@@ -211,17 +232,40 @@ def modewise_study(t=(0.0, 0.05, 0.15, 0.3, 0.5), *, depth=32, kinds=("orthogona
     sigma_w2, sigma_b2 = _critical(act, sigma_w2, sigma_b2)
     unknown = sorted(set(train_kwargs) - set(MODEWISE_DEFAULTS) - {"data_dir", "device"})
     if unknown:
-        raise ValueError(f"unknown training settings {unknown}; allowed: "
-                         f"{sorted(set(MODEWISE_DEFAULTS) | {'data_dir', 'device'})}")
+        raise ValueError(
+            f"unknown training settings {unknown}; allowed: "
+            f"{sorted(set(MODEWISE_DEFAULTS) | {'data_dir', 'device'})}"
+        )
     fixed = dict(MODEWISE_DEFAULTS, **train_kwargs)
     lr = float(fixed.pop("lr"))
     fixed.update(act=str(act), depth=depth, sigma_b2=sigma_b2)
-    members = [{"sigma_w2": sigma_w2, "lr": lr, "t": float(tt),
-                **({"init": "tunable_orthogonal"} if k == "orthogonal" else
-                   {"init": "gaussian", "v": "tunable"})} for k in kinds for tt in t]
+    members = [
+        {
+            "sigma_w2": sigma_w2,
+            "lr": lr,
+            "t": float(tt),
+            **(
+                {"init": "tunable_orthogonal"}
+                if k == "orthogonal"
+                else {"init": "gaussian", "v": "tunable"}
+            ),
+        }
+        for k in kinds
+        for tt in t
+    ]
     cells = [dict(fixed, seed=int(s), members=members) for s in seeds]
-    records = E._run(cell_fn or E.ensemble_cell, cells, store, fixed, scheduler, scheduler_file,
-                     n_workers, progress, ship_data, None)
+    records = E._run(
+        cell_fn or E.ensemble_cell,
+        cells,
+        store,
+        fixed,
+        scheduler,
+        scheduler_file,
+        n_workers,
+        progress,
+        ship_data,
+        None,
+    )
     return _study_result(records, act, depth, sigma_w2, sigma_b2, t, kinds, seeds, fixed, lr)
 
 
@@ -250,10 +294,13 @@ def _study_result(records, act, depth, sigma_w2, sigma_b2, t, kinds, seeds, fixe
     n_pts = max((len(c) for c in curves.values()), default=0)
     loss = np.full((nk, nt, ns, n_pts), np.nan)
     for (ik, it, js), c in curves.items():
-        loss[ik, it, js, :len(c)] = c
+        loss[ik, it, js, : len(c)] = c
     ok = np.isfinite(loss).any(axis=2)
-    loss_m = np.where(ok, np.nansum(np.nan_to_num(loss), axis=2) /
-                      np.maximum(np.isfinite(loss).sum(axis=2), 1), np.nan)
+    loss_m = np.where(
+        ok,
+        np.nansum(np.nan_to_num(loss), axis=2) / np.maximum(np.isfinite(loss).sum(axis=2), 1),
+        np.nan,
+    )
     image = {"digits": 8, "cifar10": 32}.get(fixed["dataset"], 28)  # the others are 28x28
     for st in fixed["stem_strides"]:
         image = (image - 1) // int(st) + 1
@@ -262,13 +309,26 @@ def _study_result(records, act, depth, sigma_w2, sigma_b2, t, kinds, seeds, fixe
     tt = np.broadcast_to(t[None, :, None], te.shape)
     slopes = [_slope(tt[ik], te[ik]) for ik in range(nk)]
     return ModewiseStudy(
-        act=str(act), depth=depth, sigma_w2=sigma_w2, sigma_b2=sigma_b2, t=t,
-        kinds=np.array(kinds), spatial_shape=np.array(shape), seeds=seeds, test_accuracy=te,
-        train_accuracy=tr, loss_auc=auc, status=status, loss=loss_m, loss_every=every,
-        xi_slowest=xi_slowest, surviving_fraction=surviving,
+        act=str(act),
+        depth=depth,
+        sigma_w2=sigma_w2,
+        sigma_b2=sigma_b2,
+        t=t,
+        kinds=np.array(kinds),
+        spatial_shape=np.array(shape),
+        seeds=seeds,
+        test_accuracy=te,
+        train_accuracy=tr,
+        loss_auc=auc,
+        status=status,
+        loss=loss_m,
+        loss_every=every,
+        xi_slowest=xi_slowest,
+        surviving_fraction=surviving,
         slope_test_accuracy=np.array([s[0] for s in slopes]),
         slope_se=np.array([s[1] for s in slopes]),
-        config=json.dumps(dict(fixed, lr=lr), sort_keys=True))
+        config=json.dumps(dict(fixed, lr=lr), sort_keys=True),
+    )
 
 
 plot_modewise = plotting.modewise  # the figure lives with the others in cnnmft.plotting
@@ -277,8 +337,10 @@ plot_modewise = plotting.modewise  # the figure lives with the others in cnnmft.
 def _plot_axes(result, ax=None, **kwargs):
     """:meth:`ModewiseStudy.plot`: the three panels; returns the first Axes."""
     if ax is not None:
-        raise ValueError("the variance-profile figure has three panels: call plot_modewise("
-                         "study, axes=[ax0, ax1, ax2]) to draw it on given Axes")
+        raise ValueError(
+            "the variance-profile figure has three panels: call plot_modewise("
+            "study, axes=[ax0, ax1, ax2]) to draw it on given Axes"
+        )
     return plot_modewise(result, **kwargs).axes[0]
 
 

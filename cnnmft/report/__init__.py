@@ -103,8 +103,10 @@ class ReportContext:
         rel = path.relative_to(self.outdir).as_posix()
         self.files.append(rel)
         cls = "wide" if wide else "half"
-        return (f'<figure class="{cls}"><img src="{rel}" alt="{html.escape(caption or name)}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        return (
+            f'<figure class="{cls}"><img src="{rel}" alt="{html.escape(caption or name)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
 
     def numbers(self, name: str, data: dict) -> str:
         """Save numbers as ``data/<name>.csv`` (equal-length 1-D columns) or ``.npz``/``.json``.
@@ -120,8 +122,9 @@ class ReportContext:
         self.files.append(rel)
         return f'<p class="data">numbers: <a href="{rel}">{rel}</a></p>'
 
-    def headline(self, kind: str, label: str, value, *, ok: bool | None = None,
-                 section: str = "") -> None:
+    def headline(
+        self, kind: str, label: str, value, *, ok: bool | None = None, section: str = ""
+    ) -> None:
         """Add one number to the summary at the top of the page.
 
         Parameters
@@ -140,13 +143,13 @@ class ReportContext:
         """
         if kind not in ("theory", "measured", "check"):
             raise ValueError(f"`kind` must be 'theory', 'measured' or 'check'; got {kind!r}")
-        self.headlines.append({"kind": kind, "label": label, "value": value, "ok": ok,
-                               "section": section})
+        self.headlines.append(
+            {"kind": kind, "label": label, "value": value, "ok": ok, "section": section}
+        )
 
     def bar(self, total: int, desc: str):
         """A progress bar (tqdm, with ETA) for `total` steps of a section."""
-        return progress_bar(total, desc=desc, unit="step", disable=not self.progress,
-                            leave=False)
+        return progress_bar(total, desc=desc, unit="step", disable=not self.progress, leave=False)
 
 
 def _fmt(value) -> str:
@@ -156,9 +159,11 @@ def _fmt(value) -> str:
 
 
 def _summary_html(headlines) -> str:
-    cols = [("theory", "What the theory predicts"),
-            ("measured", "What simulation and training measured"),
-            ("check", "Checks of theory against simulation")]
+    cols = [
+        ("theory", "What the theory predicts"),
+        ("measured", "What simulation and training measured"),
+        ("check", "Checks of theory against simulation"),
+    ]
     parts = ['<section id="summary" class="summary"><h2>Summary</h2><div class="cards">']
     for kind, title in cols:
         rows = [h for h in headlines if h["kind"] == kind]
@@ -168,11 +173,16 @@ def _summary_html(headlines) -> str:
         for h in rows:
             mark = ""
             if h["ok"] is not None:
-                mark = ('<span class="pass">pass</span>' if h["ok"]
-                        else '<span class="fail">FAIL</span>')
+                mark = (
+                    '<span class="pass">pass</span>'
+                    if h["ok"]
+                    else '<span class="fail">FAIL</span>'
+                )
             link = f' <a href="#{h["section"]}">&rarr;</a>' if h["section"] else ""
-            parts.append(f'<tr><td>{html.escape(h["label"])}{link}</td>'
-                         f'<td class="num">{_fmt(h["value"])} {mark}</td></tr>')
+            parts.append(
+                f"<tr><td>{html.escape(h['label'])}{link}</td>"
+                f'<td class="num">{_fmt(h["value"])} {mark}</td></tr>'
+            )
         parts.append("</table></div>")
     parts.append("</div></section>")
     return "".join(parts)
@@ -188,8 +198,15 @@ def _no_nan_cells(page: str) -> tuple[str, bool]:
 
 
 # training and trainability import torch and dask only inside build()
-_MODULES = {"phase": phase, "modes": modes, "kernels": kernels, "spectrum": spectrum,
-            "validation": validation, "training": training, "trainability": trainability}
+_MODULES = {
+    "phase": phase,
+    "modes": modes,
+    "kernels": kernels,
+    "spectrum": spectrum,
+    "validation": validation,
+    "training": training,
+    "trainability": trainability,
+}
 
 
 def _import_section(name):
@@ -236,16 +253,27 @@ def _training_headlines(name, ctx, frag):
         if not depths:
             return
         deepest = max(depths)
-        runs = [f"{r[0].rsplit(', depth', 1)[0]} {r[col]}" for r, d in zip(rows, depth_of)
-                if d and int(d.group(1)) == deepest]
-        ctx.headline("measured", f"test accuracy at depth {deepest} (small training demo)",
-                     "; ".join(runs), section="training")
+        runs = [
+            f"{r[0].rsplit(', depth', 1)[0]} {r[col]}"
+            for r, d in zip(rows, depth_of)
+            if d and int(d.group(1)) == deepest
+        ]
+        ctx.headline(
+            "measured",
+            f"test accuracy at depth {deepest} (small training demo)",
+            "; ".join(runs),
+            section="training",
+        )
     elif name == "trainability":
         t = _read_numbers(ctx, "trainability_sweep")
         if t and "agreement" in t:
             agree = float(np.asarray(t["agreement"]))
-            ctx.headline("measured", "trainability sweep: cells where 'trained' agrees with "
-                         "depth <= 6 xi_c", agree, section="trainability")
+            ctx.headline(
+                "measured",
+                "trainability sweep: cells where 'trained' agrees with depth <= 6 xi_c",
+                agree,
+                section="trainability",
+            )
 
 
 def _run_section(name, ctx, i, n, progress):
@@ -254,26 +282,34 @@ def _run_section(name, ctx, i, n, progress):
     mod = _import_section(name)
     if progress:
         print(f"[{i}/{n}] {mod.TITLE} (about {section_seconds(name, ctx.level)})", flush=True)
-    sub = dataclasses.replace(ctx, quick=True) if (
-        ctx.level == "default" and name in _TRAINING) else ctx
+    sub = (
+        dataclasses.replace(ctx, quick=True)
+        if (ctx.level == "default" and name in _TRAINING)
+        else ctx
+    )
     try:
         frag = mod.build(sub)
     except ImportError as exc:  # an optional extra (torch, dask) is missing
         if progress:
             print(f"      skipped: {exc}", flush=True)
-        return (f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2><p class="note">'
-                f"skipped: {html.escape(str(exc))} (install the extras: "
-                "<code>pip install cnnmft[torch,distributed]</code>)</p></section>"), False
+        return (
+            f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2><p class="note">'
+            f"skipped: {html.escape(str(exc))} (install the extras: "
+            "<code>pip install cnnmft[torch,distributed]</code>)</p></section>"
+        ), False
     _training_headlines(name, ctx, frag)
     seconds = time.perf_counter() - t1
     if progress:
         print(f"      done in {seconds:.1f} s", flush=True)
-    return (f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2>\n{frag}'
-            f'<p class="timing">computed in {seconds:.1f} s</p></section>'), True
+    return (
+        f'<section id="{name}"><h2>{html.escape(mod.TITLE)}</h2>\n{frag}'
+        f'<p class="timing">computed in {seconds:.1f} s</p></section>'
+    ), True
 
 
-def build_report(outdir="report", *, quick=False, full=False, sections=None, rng=0,
-                 progress=True) -> Path:
+def build_report(
+    outdir="report", *, quick=False, full=False, sections=None, rng=0, progress=True
+) -> Path:
     """Compute the report's sections and write ``outdir/index.html``.
 
     Parameters
@@ -324,28 +360,51 @@ def build_report(outdir="report", *, quick=False, full=False, sections=None, rng
         for i, name in enumerate(names):
             frag, _ = _run_section(name, ctx, i + 1, len(names), progress)
             parts.append(frag)
-            toc.append(f'<li><a href="#{name}">{html.escape(_import_section(name).TITLE)}</a>'
-                       "</li>")
+            toc.append(f'<li><a href="#{name}">{html.escape(_import_section(name).TITLE)}</a></li>')
     left_out = [s for s in SECTIONS if s not in names]
     if left_out and sections is None:
-        parts.append('<section id="more"><h2>More in the full report</h2><p>Not computed '
-                     "here: " + ", ".join(html.escape(_import_section(s).TITLE)
-                                          for s in left_out)
-                     + ". Run <code>cnnmft report --full</code> (about 20-25 minutes on two "
-                     "cores; trainability sweeps on a local Dask cluster).</p></section>")
+        parts.append(
+            '<section id="more"><h2>More in the full report</h2><p>Not computed '
+            "here: "
+            + ", ".join(html.escape(_import_section(s).TITLE) for s in left_out)
+            + ". Run <code>cnnmft report --full</code> (about 20-25 minutes on two "
+            "cores; trainability sweeps on a local Dask cluster).</p></section>"
+        )
     seconds = time.perf_counter() - t0
     body, had_missing = _no_nan_cells("\n".join(parts))
-    foot = (f'<p id="dash" class="note">{_MISSING}<sup>*</sup> marks a number that does not '
-            "exist for that row (e.g. a KS distance for a check that compares no spectrum, or "
-            "a depth scale at a critical point, where it is infinite).</p>"
-            if had_missing else "")
-    page = PAGE.format(title="cnnmft report", version=html.escape(__version__), seconds=seconds,
-                       level=level, summary=_summary_html(ctx.headlines), toc="".join(toc),
-                       body=body, footnotes=foot)
+    foot = (
+        f'<p id="dash" class="note">{_MISSING}<sup>*</sup> marks a number that does not '
+        "exist for that row (e.g. a KS distance for a check that compares no spectrum, or "
+        "a depth scale at a critical point, where it is infinite).</p>"
+        if had_missing
+        else ""
+    )
+    page = PAGE.format(
+        title="cnnmft report",
+        version=html.escape(__version__),
+        seconds=seconds,
+        level=level,
+        summary=_summary_html(ctx.headlines),
+        toc="".join(toc),
+        body=body,
+        footnotes=foot,
+    )
     index = atomic_write_text(outdir / "index.html", page)
-    summary = {"level": level, "seconds": round(seconds, 1), "sections": names,
-               "headlines": [{**h, "value": h["value"] if not isinstance(h["value"], float)
-                              or np.isfinite(h["value"]) else None} for h in ctx.headlines]}
-    atomic_write_text(outdir / "data" / "summary.json",
-                      json.dumps(summary, indent=1, default=str) + "\n")
+    summary = {
+        "level": level,
+        "seconds": round(seconds, 1),
+        "sections": names,
+        "headlines": [
+            {
+                **h,
+                "value": h["value"]
+                if not isinstance(h["value"], float) or np.isfinite(h["value"])
+                else None,
+            }
+            for h in ctx.headlines
+        ],
+    }
+    atomic_write_text(
+        outdir / "data" / "summary.json", json.dumps(summary, indent=1, default=str) + "\n"
+    )
     return index

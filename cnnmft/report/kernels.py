@@ -30,10 +30,12 @@ def build(ctx) -> str:
     c = 32 if ctx.quick else 128
     grid = (8, 8)
     n_draws = 20 if ctx.quick else 100
-    kinds = [("delta", "Delta-orthogonal (Alg. 2)", None), ("block", "block-orthogonal (Alg. 1)",
-                                                              None),
-             ("tunable", "tunable orthogonal, t = 0.25", 0.25),
-             ("gaussian", "Gaussian, uniform v", None)]
+    kinds = [
+        ("delta", "Delta-orthogonal (Alg. 2)", None),
+        ("block", "block-orthogonal (Alg. 1)", None),
+        ("tunable", "tunable orthogonal, t = 0.25", 0.25),
+        ("gaussian", "Gaussian, uniform v", None),
+    ]
     parts = []
 
     # 1. operator singular values on an 8x8 circular grid, 3x3 kernels
@@ -50,35 +52,56 @@ def build(ctx) -> str:
         rows["max_rel_dev"].append(float(np.abs(s - 1).max()))
         bar.update()
     ax = plotting.sorted_values(
-        by_label, ylabel="singular value of the convolution operator",
-        title=f"3x3 kernels, c = {c}, sigma_w2 = 1, circular {grid[0]}x{grid[1]} grid")
+        by_label,
+        ylabel="singular value of the convolution operator",
+        title=f"3x3 kernels, c = {c}, sigma_w2 = 1, circular {grid[0]}x{grid[1]} grid",
+    )
     fig = ax.figure
-    parts.append(ctx.figure("kernels_singular_values", fig,
-                            "Sorted singular values of the circular convolution operator (FFT, "
-                            "exact). All orthogonal kinds sit at sigma_w = 1 to rounding; the "
-                            "Gaussian kernel spreads over the Marchenko-Pastur range [0, 2]."))
+    parts.append(
+        ctx.figure(
+            "kernels_singular_values",
+            fig,
+            "Sorted singular values of the circular convolution operator (FFT, "
+            "exact). All orthogonal kinds sit at sigma_w = 1 to rounding; the "
+            "Gaussian kernel spreads over the Marchenko-Pastur range [0, 2].",
+        )
+    )
     parts.append(ctx.numbers("kernels_singular_values", spectra))
     parts.append(ctx.numbers("kernels_singular_value_range", rows))
     worst = max(d for k, d in zip(rows["kind"], rows["max_rel_dev"]) if k != "gaussian")
-    ctx.headline("measured", "orthogonal kernels: largest |s - 1| of the convolution operator "
-                 "(exact isometry)", f"{worst:.1e}", section="kernels")
-    ctx.headline("check", "orthogonal kernels are isometries to 1e-12", f"{worst:.1e}",
-                 ok=worst < 1e-12, section="kernels")
+    ctx.headline(
+        "measured",
+        "orthogonal kernels: largest |s - 1| of the convolution operator (exact isometry)",
+        f"{worst:.1e}",
+        section="kernels",
+    )
+    ctx.headline(
+        "check",
+        "orthogonal kernels are isometries to 1e-12",
+        f"{worst:.1e}",
+        ok=worst < 1e-12,
+        section="kernels",
+    )
     table = "".join(
         f"<tr><td>{html.escape(k)}</td><td class=num>{a:.12f}</td><td class=num>{b:.12f}</td>"
         f"<td class=num>{d:.1e}</td></tr>"
-        for k, a, b, d in zip(rows["kind"], rows["s_min"], rows["s_max"], rows["max_rel_dev"]))
-    parts.append("<table><tr><th>kind</th><th>min s</th><th>max s</th><th>max |s - 1|</th></tr>"
-                 f"{table}</table>")
+        for k, a, b, d in zip(rows["kind"], rows["s_min"], rows["s_max"], rows["max_rel_dev"])
+    )
+    parts.append(
+        "<table><tr><th>kind</th><th>min s</th><th>max s</th><th>max |s - 1|</th></tr>"
+        f"{table}</table>"
+    )
 
     # 2. tap-energy profiles of 1D kernels of size 5, mean over draws vs mean-field v
     k = 5
     profiles = {"tap": np.arange(k) - (k - 1) // 2}
-    expected = {"delta": variance_profile("delta", k, ndim=1),
-                "block": variance_profile("binomial", k, ndim=1),
-                "tunable_0.1": variance_profile("tunable", k, ndim=1, t=0.1),
-                "tunable_0.25": variance_profile("tunable", k, ndim=1, t=0.25),
-                "gaussian": variance_profile("uniform", k, ndim=1)}
+    expected = {
+        "delta": variance_profile("delta", k, ndim=1),
+        "block": variance_profile("binomial", k, ndim=1),
+        "tunable_0.1": variance_profile("tunable", k, ndim=1, t=0.1),
+        "tunable_0.25": variance_profile("tunable", k, ndim=1, t=0.25),
+        "gaussian": variance_profile("uniform", k, ndim=1),
+    }
     measured, stderr, shown = {}, {}, {}
     for key, v in expected.items():
         t = float(key.split("_")[1]) if key.startswith("tunable") else 0.25
@@ -93,13 +116,20 @@ def build(ctx) -> str:
         bar.update()
     bar.close()
     fig = plotting.tap_profiles(profiles["tap"], measured, stderr, shown)
-    parts.append(ctx.figure("kernels_tap_energy", fig,
-                            f"Tap-energy profiles of 1D kernels of size {k} (c = {c}, mean of "
-                            f"{n_draws} draws, bars +- 2 standard errors) against the mean-field "
-                            "variance profile v: delta, binomial (Algorithm 1), the tunable "
-                            "family, uniform (Gaussian)."))
+    parts.append(
+        ctx.figure(
+            "kernels_tap_energy",
+            fig,
+            f"Tap-energy profiles of 1D kernels of size {k} (c = {c}, mean of "
+            f"{n_draws} draws, bars +- 2 standard errors) against the mean-field "
+            "variance profile v: delta, binomial (Algorithm 1), the tunable "
+            "family, uniform (Gaussian).",
+        )
+    )
     parts.append(ctx.numbers("kernels_tap_energy", profiles))
-    parts.append("<p>Orthogonality fixes the Jacobian spectrum; the tap-energy profile v fixes "
-                 "how fast each spatial Fourier mode decays with depth. Delta-orthogonal kernels "
-                 "get both (docs/theory.md, sections 2.7 and 4).</p>")
+    parts.append(
+        "<p>Orthogonality fixes the Jacobian spectrum; the tap-energy profile v fixes "
+        "how fast each spatial Fourier mode decays with depth. Delta-orthogonal kernels "
+        "get both (docs/theory.md, sections 2.7 and 4).</p>"
+    )
     return "\n".join(parts)

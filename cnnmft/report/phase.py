@@ -23,10 +23,15 @@ def build(ctx):
         ax.set_title(f"{act}: correlation depth scale $\\xi_c$")
         parts.append(ctx.numbers(f"phase_{act}", pd.to_dict()))
         bar.update()
-    parts.insert(0, ctx.figure(
-        "phase_xi_c", fig,
-        "Correlation depth scale xi_c over (sigma_w2, sigma_b2); the dashed line is chi_1 = 1, "
-        "where xi_c diverges. relu has no finite fixed point for sigma_w2 >= 2 (blank)."))
+    parts.insert(
+        0,
+        ctx.figure(
+            "phase_xi_c",
+            fig,
+            "Correlation depth scale xi_c over (sigma_w2, sigma_b2); the dashed line is chi_1 = 1, "
+            "where xi_c diverges. relu has no finite fixed point for sigma_w2 >= 2 (blank).",
+        ),
+    )
 
     # critical lines parametrised by q*
     q = np.geomspace(1e-4, 3.0, 80 if ctx.quick else 300)
@@ -59,12 +64,28 @@ def build(ctx):
     ax.set_ylabel("layers")
     ax.set_title(r"tanh, $\sigma_b^2 = 0.05$")
     ax.legend()
-    parts.append(ctx.figure("depth_scales_tanh", fig,
-                            "Depth scales of tanh at sigma_b2 = 0.05; xi_c diverges at the "
-                            "critical sigma_w2 = 1.7610."))
-    parts.append(ctx.numbers("depth_scales_tanh", {
-        "sigma_w2": sw1, "q_star": fp.q_star, "c_star": fp.c_star, "chi_1": fp.chi_1,
-        "xi_q": fp.xi_q, "xi_c": fp.xi_c, "status": fp.status}))
+    parts.append(
+        ctx.figure(
+            "depth_scales_tanh",
+            fig,
+            "Depth scales of tanh at sigma_b2 = 0.05; xi_c diverges at the "
+            "critical sigma_w2 = 1.7610.",
+        )
+    )
+    parts.append(
+        ctx.numbers(
+            "depth_scales_tanh",
+            {
+                "sigma_w2": sw1,
+                "q_star": fp.q_star,
+                "c_star": fp.c_star,
+                "chi_1": fp.chi_1,
+                "xi_q": fp.xi_q,
+                "xi_c": fp.xi_c,
+                "status": fp.status,
+            },
+        )
+    )
     bar.update()
     bar.close()
     _headlines(ctx)
@@ -73,12 +94,20 @@ def build(ctx):
 
 def _headlines(ctx):
     crit = float(np.ravel(critical_sigma_w2("tanh", 0.05).sigma_w2)[0])
-    ctx.headline("theory", "tanh critical sigma_w2 at sigma_b2 = 0.05 (chi_1 = 1)", crit,
-                 section="phase")
+    ctx.headline(
+        "theory", "tanh critical sigma_w2 at sigma_b2 = 0.05 (chi_1 = 1)", crit, section="phase"
+    )
     deep = critical_point("tanh", 1e-4)
-    ctx.headline("theory", "tanh critical (sigma_w2, sigma_b2) for 10,000 layers (q* = 1e-4)",
-                 f"({float(np.ravel(deep.sigma_w2)[0]):.6g}, "
-                 f"{float(np.ravel(deep.sigma_b2)[0]):.3g})", section="phase")
+    ctx.headline(
+        "theory",
+        "tanh critical (sigma_w2, sigma_b2) for 10,000 layers (q* = 1e-4)",
+        f"({float(np.ravel(deep.sigma_w2)[0]):.6g}, {float(np.ravel(deep.sigma_b2)[0]):.3g})",
+        section="phase",
+    )
     fp = fixed_point("tanh", np.array([2.5]), 0.05)
-    ctx.headline("theory", "trainable depth 6 xi_c of tanh at (2.5, 0.05), chaotic",
-                 float(6 * fp.xi_c[0]), section="phase")
+    ctx.headline(
+        "theory",
+        "trainable depth 6 xi_c of tanh at (2.5, 0.05), chaotic",
+        float(6 * fp.xi_c[0]),
+        section="phase",
+    )

@@ -43,12 +43,15 @@ figcaption{font-size:.88rem;color:var(--muted);margin-top:.35rem;max-width:none}
 @media (max-width:760px){figure.half{width:100%;margin-right:0}nav ol{columns:1}}
 """
 
-PAGE = """<!doctype html>
+PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="icon" href="data:,">
-<style>""" + CSS.replace("{", "{{").replace("}", "}}") + """</style></head>
+<style>"""
+    + CSS.replace("{", "{{").replace("}", "}}")
+    + """</style></head>
 <body><header><h1>{title}</h1>
 <p class="lead">Mean-field theory of deep convolutional networks (Xiao, Bahri, Sohl-Dickstein,
 Schoenholz, Pennington, ICML 2018), computed by cnnmft {version} on the embedded 8x8 digits
@@ -61,13 +64,24 @@ Schoenholz, Pennington, ICML 2018), computed by cnnmft {version} on the embedded
 <footer>{footnotes}</footer>
 </body></html>
 """
+)
 
 # one look for every figure of the report
 _RC = {
-    "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9.5, "axes.titlesize": 10,
-    "axes.labelsize": 9.5, "legend.fontsize": 8, "xtick.labelsize": 8.5,
-    "ytick.labelsize": 8.5, "axes.grid": True, "grid.alpha": 0.25, "axes.spines.top": False,
-    "axes.spines.right": False, "legend.frameon": False, "image.cmap": "viridis",
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "font.size": 9.5,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9.5,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
 }
 
 
@@ -85,8 +99,13 @@ def figure_style():
 
 # rough seconds per section on a two-core machine (shown next to each section's title)
 _SECONDS = {
-    "phase": (5, 12, 25), "modes": (3, 8, 10), "kernels": (3, 8, 10), "spectrum": (5, 15, 25),
-    "validation": (20, 60, 500), "training": (15, 15, 300), "trainability": (50, 50, 700),
+    "phase": (5, 12, 25),
+    "modes": (3, 8, 10),
+    "kernels": (3, 8, 10),
+    "spectrum": (5, 15, 25),
+    "validation": (20, 60, 500),
+    "training": (15, 15, 300),
+    "trainability": (50, 50, 700),
 }
 
 

@@ -23,12 +23,14 @@ TITLE = "Theory against training: trainable depth and variance profiles"
 def _settings(quick):
     if quick:
         tiny = dict(dataset="digits", stem_strides=[1, 2], steps=30, channels=4, max_test=300)
-        phase = dict(sigma_w2=(0.8, 1.76, 4.0), depth=(2, 16), lrs=(0.02, 0.05), seeds=(0,),
-                     **tiny)
+        phase = dict(sigma_w2=(0.8, 1.76, 4.0), depth=(2, 16), lrs=(0.02, 0.05), seeds=(0,), **tiny)
         modes = dict(t=(0.0, 0.5), depth=8, seeds=(0, 1), **tiny, eval_train=200)
     else:
-        data = {} if Path("/usr/share/datasets/fashion-mnist").is_dir() else \
-            dict(dataset="digits", stem_strides=[1, 2])
+        data = (
+            {}
+            if Path("/usr/share/datasets/fashion-mnist").is_dir()
+            else dict(dataset="digits", stem_strides=[1, 2])
+        )
         phase = dict(depth=(4, 8, 16, 32, 64, 128), **data)
         modes = dict(**data)
     return phase, modes
@@ -43,18 +45,23 @@ def build(ctx) -> str:
     phase_kw, modes_kw = _settings(ctx.quick)
     store = ctx.outdir / "cells"
     with sweeps.dask_client(n_workers=1, show_dashboard=False) as client:
-        res = experiments.trainability_sweep(store=store / "phase", progress=False,
-                                             scheduler=client, **phase_kw)
-        study = profiles.modewise_study(store=store / "modes", progress=False,
-                                        scheduler=client, **modes_kw)
+        res = experiments.trainability_sweep(
+            store=store / "phase", progress=False, scheduler=client, **phase_kw
+        )
+        study = profiles.modewise_study(
+            store=store / "modes", progress=False, scheduler=client, **modes_kw
+        )
     parts = [
         "<p>Vanilla tanh CNNs with Gaussian kernels (uniform v) at sigma_b2 = "
         f"{res.sigma_b2:g}, every (sigma_w2, learning rate, seed) of one depth trained as one "
         f"ensemble. The red curve is the mean-field prediction {res.factor:g} xi_c(sigma_w2) "
         "for the deepest trainable network (Schoenholz et al. 2017; Xiao et al. 2018, Fig. 2); "
         "the dashed one the fitted k xi_c.</p>",
-        ctx.figure("trainability_heatmap", experiments.plot_trainability(res),
-                   "Fraction of seeds trained over (sigma_w2, depth) with 6 xi_c."),
+        ctx.figure(
+            "trainability_heatmap",
+            experiments.plot_trainability(res),
+            "Fraction of seeds trained over (sigma_w2, depth) with 6 xi_c.",
+        ),
         ctx.numbers("trainability_sweep", res.to_dict()),
         f"<p><b>Agreement:</b> {html.escape(res.summary())}. Training budget: "
         f"<code>{html.escape(json.dumps(json.loads(res.config)))}</code>. A fixed budget makes "
@@ -68,11 +75,17 @@ def build(ctx) -> str:
         "Gaussian with the same v (dashed). Right: predicted depth scale of the slowest "
         f"non-zero Fourier mode on the {'x'.join(map(str, study.spatial_shape))} grid of the "
         "deep block and the fraction of modes whose depth scale exceeds the depth.</p>",
-        ctx.figure("modewise_study", profiles.plot_modewise(study),
-                   "Training loss, accuracy and predicted mode depth scales against t."),
+        ctx.figure(
+            "modewise_study",
+            profiles.plot_modewise(study),
+            "Training loss, accuracy and predicted mode depth scales against t.",
+        ),
         ctx.numbers("modewise_study", study.to_dict()),
-        "<p>Slope of test accuracy against t: " + ", ".join(
-            f"{k} {b:+.3f} &plusmn; {s:.3f}" for k, b, s in
-            zip(study.kinds, study.slope_test_accuracy, study.slope_se)) + ".</p>",
+        "<p>Slope of test accuracy against t: "
+        + ", ".join(
+            f"{k} {b:+.3f} &plusmn; {s:.3f}"
+            for k, b, s in zip(study.kinds, study.slope_test_accuracy, study.slope_se)
+        )
+        + ".</p>",
     ]
     return "\n".join(parts)

@@ -23,9 +23,16 @@ TITLE = "Does the theory hold? Mean field against Monte Carlo"
 # report --quick must stay well under a minute: a representative subset
 QUICK_CHECKS = ["fixed_point", "trajectories", "modes_uniform"]
 # the default report: one or two checks of every group, small networks (about a minute)
-DEFAULT_CHECKS = ["fixed_point", "trajectories", "covariance_uniform", "modes_uniform",
-                  "modes_delta", "jacobian_fc_orthogonal", "jacobian_conv_delta_orthogonal",
-                  "jacobian_conv_gaussian"]
+DEFAULT_CHECKS = [
+    "fixed_point",
+    "trajectories",
+    "covariance_uniform",
+    "modes_uniform",
+    "modes_delta",
+    "jacobian_fc_orthogonal",
+    "jacobian_conv_delta_orthogonal",
+    "jacobian_conv_gaussian",
+]
 _DASH = "\u2014"
 
 
@@ -34,15 +41,21 @@ def _cell(x, fmt):
 
 
 def _table_html(rows) -> str:
-    out = ["<table><tr><th>check</th><th>verdict</th><th>max |z|</th><th>z crit</th>"
-           "<th>KS</th><th>KS crit</th><th>s</th><th>note</th></tr>"]
+    out = [
+        "<table><tr><th>check</th><th>verdict</th><th>max |z|</th><th>z crit</th>"
+        "<th>KS</th><th>KS crit</th><th>s</th><th>note</th></tr>"
+    ]
     for r in rows:
         cls = "pass" if r["status"] == Verdict.PASS else "fail"
         out.append(
             f"<tr><td>{html.escape(r['name'])}</td><td class={cls}>{r['status']}</td>"
-            + _cell(r["z"], ".2f") + _cell(r["z_crit"], ".2f") + _cell(r["ks"], ".3f")
-            + _cell(r["ks_crit"], ".3f") + _cell(r["seconds"], ".1f")
-            + f"<td>{html.escape(r['note'])}</td></tr>")
+            + _cell(r["z"], ".2f")
+            + _cell(r["z_crit"], ".2f")
+            + _cell(r["ks"], ".3f")
+            + _cell(r["ks_crit"], ".3f")
+            + _cell(r["seconds"], ".1f")
+            + f"<td>{html.escape(r['note'])}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
@@ -79,8 +92,10 @@ def build(ctx) -> str:
         "runs all of them at full size.</p>",
         _table_html(rows),
     ]
-    cols = {k: np.array([r[k] for r in rows]) for k in ("name", "status", "z", "z_crit", "ks",
-                                                          "ks_crit", "n_compared")}
+    cols = {
+        k: np.array([r[k] for r in rows])
+        for k in ("name", "status", "z", "z_crit", "ks", "ks_crit", "n_compared")
+    }
     parts.append(ctx.numbers("validation_table", cols))
     for res in result.checks:
         fig = plotting.check(res)
@@ -88,18 +103,30 @@ def build(ctx) -> str:
             continue
         _log_axis_for_spikes(fig, res)
         parts.append(ctx.figure(f"validation_{res.name}", fig, res.description, wide=False))
-        parts.append(ctx.numbers(f"validation_{res.name}",
-                                 {k: np.asarray(v) for k, v in res.curves.items()}))
+        parts.append(
+            ctx.numbers(f"validation_{res.name}", {k: np.asarray(v) for k, v in res.curves.items()})
+        )
     passed = sum(c.passed for c in result.checks)
-    ctx.headline("measured", "Monte Carlo checks passed", f"{passed} of {len(result.checks)}",
-                 section="validation")
+    ctx.headline(
+        "measured",
+        "Monte Carlo checks passed",
+        f"{passed} of {len(result.checks)}",
+        section="validation",
+    )
     for c in result.checks:
         if c.status != Verdict.NOT_AVAILABLE:
-            value = (f"KS {c.ks:.3f} <= {c.ks_crit:.3f}" if np.isfinite(c.ks) and
-                     not np.isfinite(c.z) else f"|z| {c.z:.2f} <= {c.z_crit:.2f}")
-            ctx.headline("check", f"Monte Carlo: {c.name.replace('_', ' ')}",
-                         value if c.passed else value.replace("<=", ">"), ok=c.passed,
-                         section="validation")
+            value = (
+                f"KS {c.ks:.3f} <= {c.ks_crit:.3f}"
+                if np.isfinite(c.ks) and not np.isfinite(c.z)
+                else f"|z| {c.z:.2f} <= {c.z_crit:.2f}"
+            )
+            ctx.headline(
+                "check",
+                f"Monte Carlo: {c.name.replace('_', ' ')}",
+                value if c.passed else value.replace("<=", ">"),
+                ok=c.passed,
+                section="validation",
+            )
     return "\n".join(parts)
 
 
@@ -142,16 +169,28 @@ def write_validation_report(result, outdir, *, figures=True) -> Path:
                 plotting.save_figure(fig, path, {k: np.asarray(v) for k, v in r.curves.items()})
                 figs.append((path.name, r.description))
     body = [_table_html(rows)]
-    body += [f'<figure class="half"><img src="figures/{f}" alt="{html.escape(d)}">'
-             f"<figcaption>{html.escape(d)}</figcaption></figure>" for f, d in figs]
+    body += [
+        f'<figure class="half"><img src="figures/{f}" alt="{html.escape(d)}">'
+        f"<figcaption>{html.escape(d)}</figcaption></figure>"
+        for f, d in figs
+    ]
     size = "small networks (--quick)" if result.quick else "full-size networks"
-    summary = (f'<section id="summary" class="summary"><h2>Summary</h2><p>{len(result.checks)} '
-               f"checks on {size}: {sum(c.passed for c in result.checks)} passed, "
-               f"{len(result.failed)} failed ({', '.join(result.failed) or 'none'}).</p>"
-               "</section>")
-    page = PAGE.format(title="cnnmft validate: theory against Monte Carlo",
-                       version=__version__, seconds=result.seconds, level="validation",
-                       summary=summary, toc="", footnotes="",
-                       body='<section id="validation"><h2>Theory against Monte Carlo</h2>'
-                       + "\n".join(body) + "</section>")
+    summary = (
+        f'<section id="summary" class="summary"><h2>Summary</h2><p>{len(result.checks)} '
+        f"checks on {size}: {sum(c.passed for c in result.checks)} passed, "
+        f"{len(result.failed)} failed ({', '.join(result.failed) or 'none'}).</p>"
+        "</section>"
+    )
+    page = PAGE.format(
+        title="cnnmft validate: theory against Monte Carlo",
+        version=__version__,
+        seconds=result.seconds,
+        level="validation",
+        summary=summary,
+        toc="",
+        footnotes="",
+        body='<section id="validation"><h2>Theory against Monte Carlo</h2>'
+        + "\n".join(body)
+        + "</section>",
+    )
     return atomic_write_text(outdir / "index.html", page)

@@ -23,9 +23,19 @@ pytestmark = pytest.mark.torch
 
 
 def _net(sw, seed, depth=5, channels=4, strides=(1, 2, 2), init="gaussian", t=None, v="uniform"):
-    return VanillaCNN(depth, channels, init=init, sigma_w2=sw, sigma_b2=0.05, t=t, v=v,
-                      stem_strides=strides, impl="autograd", checkpoint_segments=None,
-                      generator=torch.Generator().manual_seed(seed)).double()
+    return VanillaCNN(
+        depth,
+        channels,
+        init=init,
+        sigma_w2=sw,
+        sigma_b2=0.05,
+        t=t,
+        v=v,
+        stem_strides=strides,
+        impl="autograd",
+        checkpoint_segments=None,
+        generator=torch.Generator().manual_seed(seed),
+    ).double()
 
 
 def _alone(net, x, y, batches, lr, optimizer="sgd", momentum=0.9):
@@ -60,19 +70,29 @@ def test_members_equal_networks_trained_alone(data, optimizer):
         cfg = [(s, i, lr / 20, d) for s, i, lr, d in cfg]
     nets = [_net(s, i) for s, i, _, _ in cfg]
     steps, bs = 25, 8
-    out = train_ensemble(nets, x, y, lr=[c[2] for c in cfg], steps=steps, batch_size=bs,
-                         seeds=[c[3] for c in cfg], optimizer=optimizer,
-                         eval_sets={"all": (x, y)})
+    out = train_ensemble(
+        nets,
+        x,
+        y,
+        lr=[c[2] for c in cfg],
+        steps=steps,
+        batch_size=bs,
+        seeds=[c[3] for c in cfg],
+        optimizer=optimizer,
+        eval_sets={"all": (x, y)},
+    )
     ens = out["model"]
     idx = member_batches(len(y), bs, [c[3] for c in cfg], steps)
     for g, (s, i, lr, _) in enumerate(cfg):
         ref = _net(s, i)
         losses = _alone(ref, x, y, idx[:, g], lr, optimizer)
         np.testing.assert_allclose(out["loss"][:, g], losses, rtol=1e-11, atol=1e-12)
-        np.testing.assert_allclose(ens.block_w[:, g].detach(), ref.block.weight.detach(),
-                                   rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(ens.readout_w[g].detach(), ref.readout.weight.detach(),
-                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            ens.block_w[:, g].detach(), ref.block.weight.detach(), rtol=1e-10, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            ens.readout_w[g].detach(), ref.readout.weight.detach(), rtol=1e-10, atol=1e-12
+        )
         with torch.no_grad():
             acc = float((ref(x).argmax(1) == y).double().mean())
         assert out["all_accuracy"][g] == pytest.approx(acc, abs=1e-12)
@@ -82,9 +102,11 @@ def test_members_equal_networks_trained_alone(data, optimizer):
 def test_orthogonal_and_profile_members_pack_exactly(data):
     """Members with different kernel initialisations in one ensemble: same function."""
     x, _ = data
-    nets = [_net(1.76, 0, init="tunable_orthogonal", t=0.0, channels=4),
-            _net(1.76, 0, init="tunable_orthogonal", t=0.5, channels=4),
-            _net(1.76, 1, init="gaussian", v="tunable", t=0.25, channels=4)]
+    nets = [
+        _net(1.76, 0, init="tunable_orthogonal", t=0.0, channels=4),
+        _net(1.76, 0, init="tunable_orthogonal", t=0.5, channels=4),
+        _net(1.76, 1, init="gaussian", v="tunable", t=0.25, channels=4),
+    ]
     ens = EnsembleCNN.from_models(nets)
     with torch.no_grad():
         out = ens(x[:7])
@@ -99,11 +121,12 @@ def test_diverging_member_is_frozen_and_others_unaffected(data):
     with torch.no_grad():  # member 1 turns non-finite on its first step
         nets[1].readout.weight[0, 0] = float("inf")
     steps = 15
-    out = train_ensemble(nets, x, y, lr=[c[2] for c in cfg], steps=steps, batch_size=8,
-                         eval_sets={"all": (x, y)})
+    out = train_ensemble(
+        nets, x, y, lr=[c[2] for c in cfg], steps=steps, batch_size=8, eval_sets={"all": (x, y)}
+    )
     assert out["status"][1] == Status.NONFINITE
     assert out["stopped_at"][1] == 0
-    assert np.isnan(out["loss"][out["stopped_at"][1]:, 1]).all()
+    assert np.isnan(out["loss"][out["stopped_at"][1] :, 1]).all()
     assert np.isnan(out["all_accuracy"][1])
     idx = member_batches(len(y), 8, [0, 0, 0], steps)
     for g in (0, 2):

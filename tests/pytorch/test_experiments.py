@@ -32,8 +32,9 @@ pytestmark = [
 def client():
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=50)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -47,14 +48,35 @@ def _toy_ensemble(params):
     for m in params["members"]:
         trains = params["depth"] <= 60
         if m["sigma_w2"] == 2.0 and m["lr"] == 0.1:
-            out.append({**m, "test_accuracy": None, "final_loss": None, "loss": [2.3, None],
-                        "status": "NONFINITE", "stopped_at": 1})
+            out.append(
+                {
+                    **m,
+                    "test_accuracy": None,
+                    "final_loss": None,
+                    "loss": [2.3, None],
+                    "status": "NONFINITE",
+                    "stopped_at": 1,
+                }
+            )
             continue
         acc = (0.9 if trains else 0.1) - (0.2 if m["lr"] == 0.01 else 0.0)
-        out.append({**m, "test_accuracy": acc, "final_loss": 1.0 - acc, "loss": [2.3, 1 - acc],
-                    "status": "OK", "stopped_at": -1})
-    return {"members": out, "status": "OK", "seconds_per_step": 0.0, "loss_every": 1,
-            "n_test": 1000}
+        out.append(
+            {
+                **m,
+                "test_accuracy": acc,
+                "final_loss": 1.0 - acc,
+                "loss": [2.3, 1 - acc],
+                "status": "OK",
+                "stopped_at": -1,
+            }
+        )
+    return {
+        "members": out,
+        "status": "OK",
+        "seconds_per_step": 0.0,
+        "loss_every": 1,
+        "n_test": 1000,
+    }
 
 
 def test_chance_threshold_is_a_binomial_bound():
@@ -66,9 +88,17 @@ def test_chance_threshold_is_a_binomial_bound():
 
 def test_trainability_sweep_rules_and_k_fit(client, tmp_path):
     sw, depths = [1.0, 1.5, 2.0], [10, 50, 100, 200]
-    res = E.trainability_sweep(sw, depths, lrs=[0.01, 0.1], seeds=[0, 1], sigma_b2=0.05,
-                               store=tmp_path / "s", scheduler=client, cell_fn=_toy_ensemble,
-                               progress=False)
+    res = E.trainability_sweep(
+        sw,
+        depths,
+        lrs=[0.01, 0.1],
+        seeds=[0, 1],
+        sigma_b2=0.05,
+        store=tmp_path / "s",
+        scheduler=client,
+        cell_fn=_toy_ensemble,
+        progress=False,
+    )
     # 6 xi_c at tanh, sigma_b2 = 0.05 (docs/theory.md, section 7.2): 21.8, 94.7, 151
     np.testing.assert_allclose(res.predicted_depth, [21.8, 94.7, 151.3], rtol=2e-3)
     assert res.test_accuracy.shape == (2, 2, 4, 3) and res.valid.all()
@@ -86,8 +116,12 @@ def test_trainability_sweep_rules_and_k_fit(client, tmp_path):
     xi = res.predicted_depth / 6
 
     def agree(k, seeds=(0, 1)):
-        hits = [(d <= k * xi[j]) == res.trained[s, i, j] for s in seeds
-                for i, d in enumerate(depths) for j in range(3)]
+        hits = [
+            (d <= k * xi[j]) == res.trained[s, i, j]
+            for s in seeds
+            for i, d in enumerate(depths)
+            for j in range(3)
+        ]
         return np.mean(hits)
 
     brute = max(agree(k) for k in np.geomspace(0.1, 100, 4001))
@@ -95,12 +129,14 @@ def test_trainability_sweep_rules_and_k_fit(client, tmp_path):
     assert agree(res.k_fit) == pytest.approx(res.agreement_k_fit)
     for s in (0, 1):
         assert agree(res.k_fit_per_seed[s], (s,)) == pytest.approx(
-            max(agree(k, (s,)) for k in np.geomspace(0.1, 100, 4001)))
+            max(agree(k, (s,)) for k in np.geomspace(0.1, 100, 4001))
+        )
     back = type(res).load(res.save(tmp_path / "sweep.npz"))
     assert back.agreement == res.agreement and "depth-only" in back.summary()
     # built again from the store alone, without a cluster
-    again = E.trainability_sweep(sw, depths, lrs=[0.01, 0.1], seeds=[0, 1], store=tmp_path / "s",
-                                 compute=False)
+    again = E.trainability_sweep(
+        sw, depths, lrs=[0.01, 0.1], seeds=[0, 1], store=tmp_path / "s", compute=False
+    )
     np.testing.assert_array_equal(again.trained, res.trained)
     import matplotlib
 
@@ -110,11 +146,15 @@ def test_trainability_sweep_rules_and_k_fit(client, tmp_path):
 
 def test_missing_cells_are_interrupted_and_do_not_count(client, tmp_path):
     kw = dict(lrs=[0.01, 0.1], seeds=[0, 1], store=tmp_path / "s")
-    E.trainability_sweep([1.0, 1.5], [10, 200], scheduler=client, cell_fn=_toy_ensemble,
-                         progress=False, **kw)
+    E.trainability_sweep(
+        [1.0, 1.5], [10, 200], scheduler=client, cell_fn=_toy_ensemble, progress=False, **kw
+    )
     store = CellStore(tmp_path / "s")
-    victim = next(f for f in store.cells_dir.glob("*.json")
-                  if json.loads(f.read_text())["params"]["depth"] == 200)
+    victim = next(
+        f
+        for f in store.cells_dir.glob("*.json")
+        if json.loads(f.read_text())["params"]["depth"] == 200
+    )
     victim.write_text(victim.read_text()[:100])  # a damaged file is no result
     res = E.trainability_sweep([1.0, 1.5], [10, 200], compute=False, **kw)
     assert (res.status == int(Status.INTERRUPTED)).sum() == 4  # one task: 2 sigma_w2 x 2 lrs
@@ -140,16 +180,31 @@ def _toy_modes(params):
     for m in params["members"]:
         sign = 1.0 if m["init"] == "tunable_orthogonal" else -1.0
         acc = 0.5 + sign * m["t"] / 10 + 0.02 * params["seed"]
-        out.append({**m, "test_accuracy": acc, "train_accuracy": acc + 0.1, "final_loss": 1.0,
-                    "loss": [2.0, 1.0 + m["t"], 0.5 + m["t"]], "status": "OK", "stopped_at": -1})
-    return {"members": out, "status": "OK", "seconds_per_step": 0.0, "loss_every": 5,
-            "n_test": 100}
+        out.append(
+            {
+                **m,
+                "test_accuracy": acc,
+                "train_accuracy": acc + 0.1,
+                "final_loss": 1.0,
+                "loss": [2.0, 1.0 + m["t"], 0.5 + m["t"]],
+                "status": "OK",
+                "stopped_at": -1,
+            }
+        )
+    return {"members": out, "status": "OK", "seconds_per_step": 0.0, "loss_every": 5, "n_test": 100}
 
 
 def test_modewise_study_aggregates_and_predicts_mode_scales(client, tmp_path):
     ts = [0.0, 0.1, 0.25, 0.5]
-    res = P.modewise_study(ts, depth=10, seeds=(0, 1, 2), store=tmp_path / "s",
-                           scheduler=client, cell_fn=_toy_modes, progress=False)
+    res = P.modewise_study(
+        ts,
+        depth=10,
+        seeds=(0, 1, 2),
+        store=tmp_path / "s",
+        scheduler=client,
+        cell_fn=_toy_modes,
+        progress=False,
+    )
     t = np.array(ts)
     assert res.test_accuracy.shape == (2, 4, 3)
     for ik, sign in enumerate([1.0, -1.0]):
@@ -173,10 +228,20 @@ def test_modewise_study_aggregates_and_predicts_mode_scales(client, tmp_path):
 
 
 def test_real_ensemble_cell_is_storable():
-    params = dict(E.TRAINABILITY_DEFAULTS, dataset="digits", stem_strides=[1, 2], depth=2,
-                  channels=4, steps=8, max_test=100, act="tanh", sigma_b2=0.05, seed=0,
-                  eval_train=50,
-                  members=[{"sigma_w2": 1.76, "lr": 0.02}, {"sigma_w2": 4.0, "lr": 0.05}])
+    params = dict(
+        E.TRAINABILITY_DEFAULTS,
+        dataset="digits",
+        stem_strides=[1, 2],
+        depth=2,
+        channels=4,
+        steps=8,
+        max_test=100,
+        act="tanh",
+        sigma_b2=0.05,
+        seed=0,
+        eval_train=50,
+        members=[{"sigma_w2": 1.76, "lr": 0.02}, {"sigma_w2": 4.0, "lr": 0.05}],
+    )
     out = E.ensemble_cell(params)
     json.dumps(out)
     for m, sw in zip(out["members"], (1.76, 4.0)):
@@ -193,10 +258,30 @@ def test_cli_trainability_on_a_given_scheduler(client, tmp_path):
     parser = argparse.ArgumentParser()
     cmd.configure(parser)
     out = tmp_path / "out"
-    args = parser.parse_args(["--sigma-w2", "1.0", "2.0", "--depths", "2", "30", "--steps", "6",
-                              "--channels", "4", "--dataset", "digits", "--seeds", "0",
-                              "--lrs", "0.02", "--scheduler", client.scheduler.address,
-                              "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "--sigma-w2",
+            "1.0",
+            "2.0",
+            "--depths",
+            "2",
+            "30",
+            "--steps",
+            "6",
+            "--channels",
+            "4",
+            "--dataset",
+            "digits",
+            "--seeds",
+            "0",
+            "--lrs",
+            "0.02",
+            "--scheduler",
+            client.scheduler.address,
+            "--out",
+            str(out),
+        ]
+    )
     assert cmd.run(args) == 0
     for name in ("trainability.png", "trainability.npz", "trainability.json"):
         assert (out / name).stat().st_size > 0
