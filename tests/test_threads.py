@@ -343,3 +343,24 @@ def test_compile_notice_silenced_by_quiet(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert "cnnmft: compiling" not in out.stderr
+
+
+def test_parallel_kernels_from_several_python_threads_do_not_abort():
+    """numba's workqueue layer aborts on concurrent launches; cnnmft's launches take turns."""
+    code = (
+        "import threading, numpy as np, cnnmft\n"
+        "cnnmft.set_num_threads(2)\n"
+        "ref = cnnmft.phase_diagram('tanh', np.linspace(0.5, 3, 12), [0.05]).q_star\n"
+        "out = []\n"
+        "def work():\n"
+        "    for _ in range(3):\n"
+        "        d = cnnmft.phase_diagram('tanh', np.linspace(0.5, 3, 12), [0.05])\n"
+        "        out.append(np.array_equal(d.q_star, ref))\n"
+        "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+        "print(len(out), all(out))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-2:] == ["12", "True"]

@@ -2,7 +2,8 @@
 
 * Parallel kernels (:func:`pjit`) follow the thread policy of :mod:`cnnmft._threads`: before
   each call from Python they bring the calling thread's numba thread count to
-  :func:`cnnmft._threads.get_num_threads` (a cached check after the first call).
+  :func:`cnnmft._threads.get_num_threads` (a cached check after the first call). Under numba's
+  ``workqueue`` layer, which is not threadsafe, launches from several Python threads take turns.
 * Compiled kernels go to numba's disk cache: ``__pycache__`` next to the sources, or, where that
   folder is not writable (a system-wide install), numba's per-user cache folder
   (``NUMBA_CACHE_DIR`` when set). Later processes load them in well under a second.
@@ -23,11 +24,33 @@ from cnnmft import _threads, _util
 _OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
 
+_LAUNCH = threading.RLock()  # one parallel region at a time where the layer is not threadsafe
+_LAYER = []  # the threading layer numba started, once known
+
+
+def _serial_launch():
+    """True when parallel regions must not be launched from two Python threads at once.
+
+    numba's ``workqueue`` layer aborts the process on concurrent launches (Dask workers with
+    several threads, user thread pools); TBB and OpenMP are threadsafe. Before numba's pool has
+    started the layer is unknown, so the first launch is serialised too.
+    """
+    if not _LAYER:
+        try:
+            _LAYER.append(numba.threading_layer())
+        except ValueError:  # no parallel region launched yet
+            return True
+    return _LAYER[0] == "workqueue"
+
+
 class ParallelDispatcher(CPUDispatcher):
     """A numba dispatcher that applies the cnnmft thread policy before running."""
 
     def __call__(self, *args, **kwargs):
         _threads._apply()
+        if _serial_launch():
+            with _LAUNCH:
+                return super().__call__(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
 
