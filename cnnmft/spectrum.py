@@ -107,7 +107,9 @@ class Spectrum(ResultMixin):
         transform (not from integrating `density`).
     quad_weights : ndarray, shape (n,)
         Quadrature weights on the default (Chebyshev) grid: ``sum(quad_weights * f(lam))``
-        integrates ``f * density`` over the continuous support. Zeros for a user grid.
+        integrates ``f`` over the continuous support (so ``sum(quad_weights * density * g)`` is
+        the continuous part of ``E[g(lambda)]``, and ``sum(quad_weights)`` is the support's
+        length). Zeros for a user grid.
     sv, sv_density : ndarray, shape (n,)
         Singular values ``sqrt(lam)`` of J and their density ``2 s rho(s^2)``.
     m1, m2, variance : float
