@@ -304,6 +304,13 @@ def _branch_status(part, cdf_inside, default_grid):
     return Status.OK
 
 
+def _inputs(p):
+    """The fields that restate the request: activation, weights, the point and the depth."""
+    return dict(
+        activation=p.a.name, weights=p.weights, sigma_w2=p.sw, sigma_b2=p.sb, q_star=p.q, depth=p.L
+    )
+
+
 def assemble(p, part):
     """Step 5: overall status and rescaling by m1 (when representable): the result's fields."""
     status = part.status
@@ -319,12 +326,7 @@ def assemble(p, part):
     with np.errstate(invalid="ignore"):
         sv_d = 2.0 * sv * dens_out
     return dict(
-        activation=p.a.name,
-        weights=p.weights,
-        sigma_w2=p.sw,
-        sigma_b2=p.sb,
-        q_star=p.q,
-        depth=p.L,
+        **_inputs(p),
         mu1=p.mu1,
         mu2=p.mu2,
         lam=lam_out,
@@ -353,12 +355,7 @@ def fail(p, status):
     """The fields of a failed spectrum: moments only, empty arrays."""
     e = np.zeros(0)
     return dict(
-        activation=p.a.name,
-        weights=p.weights,
-        sigma_w2=p.sw,
-        sigma_b2=p.sb,
-        q_star=p.q,
-        depth=p.L,
+        **_inputs(p),
         mu1=p.law.mu1,
         mu2=p.law.mu2,
         lam=e,
