@@ -3,8 +3,9 @@
 Each command lives in its own module ``cnnmft.commands.<name>`` that defines
 ``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (the exit code). Only the
 module of the command being run is imported: ``cnnmft --help`` and ``cnnmft --version`` import
-no command module (and so neither numpy nor numba), and the version comes from the installed
-package's metadata, its one source being ``pyproject.toml``.
+no command module (and so neither numpy, scipy nor numba: the package face ``cnnmft/__init__.py``
+is lazy), and the version comes from the installed package's metadata, its one source being
+``pyproject.toml`` (``cnnmft._version``, the same value as ``cnnmft.__version__``).
 
 Errors speak the command line's language: a library ``ValueError`` that names a Python argument
 (`` `sigma_w2` ``) is shown with the flag that sets it (``--sigma-w2``); Ctrl-C ends with exit
@@ -44,12 +45,9 @@ start here:
 
 def _version() -> str:
     # function-local: importlib.metadata costs ~40 ms, paid only by --version
-    from importlib import metadata
+    from cnnmft._version import __version__
 
-    try:
-        return metadata.version("cnnmft")
-    except metadata.PackageNotFoundError:  # a source tree that was never installed
-        return "unknown (not installed)"
+    return __version__
 
 
 class _VersionAction(argparse.Action):

@@ -17,7 +17,11 @@ use it. The face ``cnnmft/__init__.py`` re-exports everything below ``experiment
 * no library module imports ``cnnmft.cli`` or ``cnnmft.commands``;
 * ``cnnmft._kernels`` imports nothing from cnnmft outside itself but the thread policy and
   plumbing helpers (``_threads``, ``_util``);
-* no ``importlib.import_module``/``__import__``;
+* no ``importlib.import_module``/``__import__``, with ONE exception: the face's ``__getattr__``
+  (PEP 562), which loads a public name's module on first use so that ``import cnnmft`` and
+  ``cnnmft --help`` import no numpy, scipy or numba. Its table is checked below instead: a
+  literal, every module defines its names, the ``TYPE_CHECKING`` block and ``__all__`` list
+  exactly the same names, and the face imports nothing of the package at run time;
 * imports inside functions only of optional stacks (torch, matplotlib, dask, ..., and our own
   ``cnnmft.pytorch`` and ``cnnmft.sweeps`` that need them) or in ``cli.py`` (lazy subcommands);
 * no import cycles among module-level imports;
@@ -40,6 +44,7 @@ _EXACT = {
     "_validation": "plumbing",
     "_util": "plumbing",
     "_threads": "plumbing",
+    "_version": "plumbing",
     "conventions": "plumbing",
     "plotting": "plumbing",
     "activations": "engine",
@@ -177,6 +182,7 @@ class _Imports(ast.NodeVisitor):
         self.dynamic: list[int] = []
         self.backend: list[int] = []  # matplotlib.use calls
         self.depth = 0
+        self.functions: list[str] = []  # names of the enclosing functions
         self.type_checking = 0
 
     def _base(self, level: int) -> list[str]:
@@ -192,7 +198,9 @@ class _Imports(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node):
         self.depth += 1
+        self.functions.append(node.name)
         self.generic_visit(node)
+        self.functions.pop()
         self.depth -= 1
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -233,7 +241,7 @@ class _Imports(ast.NodeVisitor):
     def visit_Call(self, node):
         f = ast.unparse(node.func)
         if f in ("importlib.import_module", "import_module", "__import__"):
-            self.dynamic.append(node.lineno)
+            self.dynamic.append((node.lineno, self.functions[-1] if self.functions else ""))
         if f in ("matplotlib.use", "mpl.use"):
             self.backend.append(node.lineno)
         self.generic_visit(node)
@@ -264,7 +272,9 @@ def _violations() -> dict[str, list[str]]:
         if src != "cli":
             for line in v.backend:
                 rules["backend"].append(f"{_where(mod, line)} library code calls matplotlib.use")
-        for line in v.dynamic:
+        for line, function in v.dynamic:
+            if mod == "" and function == "__getattr__":
+                continue  # the face's lazy loader, checked by the test_face_* tests below
             rules["dynamic"].append(f"{_where(mod, line)} importlib/__import__ string import")
         for target, line, local, internal in v.found:
             top = target.split(".")[0]
@@ -360,3 +370,123 @@ def test_import_cnnmft_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"`import cnnmft` imported {out}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the lazy face: cnnmft/__init__.py maps every public name to its module (a static table) and
+# imports that module on first use; the one documented exception to the dynamic-import rule
+# ------------------------------------------------------------------------------------------------
+
+FACE = ast.parse((PKG / "__init__.py").read_text())
+
+
+def _face_literal(name: str):
+    """The node assigned to `name` at the face's top level (exactly one assignment)."""
+    found = [
+        node.value
+        for node in FACE.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    ]
+    assert len(found) == 1, f"cnnmft/__init__.py must assign {name} once at top level"
+    return found[0]
+
+
+def _face_table() -> dict[str, str]:
+    return ast.literal_eval(_face_literal("_LAZY"))
+
+
+def _toplevel(body):
+    """Statements run at import time: the body and the branches of top-level if/try."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.If):
+            yield from _toplevel(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            handlers = [s for h in node.handlers for s in h.body]
+            yield from _toplevel(node.body + handlers + node.orelse + node.finalbody)
+
+
+def _defines(module: str) -> set[str]:
+    """Names bound at the top level of ``cnnmft.<module>``: defs, classes, assignments, imports."""
+    path = PKG / f"{module}.py"
+    if not path.exists():
+        path = PKG / module / "__init__.py"
+    names = set()
+    for node in _toplevel(ast.parse(path.read_text()).body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def test_face_table_is_a_static_literal():
+    node = _face_literal("_LAZY")
+    assert isinstance(node, ast.Dict), "_LAZY must be a dict display"
+    keys = [ast.literal_eval(k) for k in node.keys]  # a ** unpacking gives None here
+    assert None not in keys and len(keys) == len(set(keys)), "duplicate or unpacked keys"
+    table = _face_table()  # raises ValueError on anything but literals
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in table.items())
+    # nothing changes it afterwards: the only store is the assignment, the only use is .get
+    stores = [n for n in ast.walk(FACE) if isinstance(n, ast.Name) and n.id == "_LAZY"]
+    assert sum(isinstance(n.ctx, ast.Store) for n in stores) == 1
+    uses = {
+        n.attr
+        for n in ast.walk(FACE)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "_LAZY"
+    }
+    assert uses <= {"get"}, uses
+    assert not any(
+        isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and n.value in stores
+        for n in ast.walk(FACE)
+    )
+
+
+def test_face_table_names_modules_that_define_them():
+    wrong = []
+    for name, module in _face_table().items():
+        if "." in module or not _exists(module):
+            wrong.append(f"{name}: no module cnnmft.{module}")
+        elif name != module and name not in _defines(module):  # name == module: the submodule
+            wrong.append(f"{name}: cnnmft.{module} neither defines nor imports it")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_face_type_checking_block_lists_the_table():
+    blocks = [
+        n for n in FACE.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    assert len(blocks) == 1 and not blocks[0].orelse
+    seen: list[tuple[str, str]] = []
+    for node in blocks[0].body:
+        assert isinstance(node, ast.ImportFrom) and node.level == 1, ast.unparse(node)
+        for alias in node.names:
+            assert alias.asname is None, ast.unparse(node)
+            seen.append((alias.name, node.module or alias.name))
+    assert seen == list(_face_table().items())  # same names, modules and order
+
+
+def test_face_all_is_the_table():
+    assert ast.literal_eval(_face_literal("__all__")) == list(_face_table())
+
+
+def test_face_submodules_are_the_public_modules():
+    listed = ast.literal_eval(_face_literal("_SUBMODULES"))
+    on_disk = sorted(
+        p.stem if p.suffix == ".py" else p.name
+        for p in PKG.iterdir()
+        if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").exists())
+    )
+    assert list(listed) == on_disk
+
+
+def test_face_imports_nothing_of_the_package_at_run_time():
+    _, v = SCAN[""]
+    assert [t for t, _line, _local, internal in v.found if internal] == []
+    assert {t for t, *_ in v.found} <= {"importlib", "typing"}
+    assert [f for _line, f in v.dynamic] == ["__getattr__"]
