@@ -150,6 +150,108 @@ def _modes(args):
     print(f"slopes {study.slope_test_accuracy} +- {study.slope_se}; wall {wall:.0f} s")
 
 
+#: The width check: at the critical point, does a deep cell fail for want of width?
+WIDTH_CHECK = {
+    "sigma_w2": 1.76,
+    "depth": (32, 64, 128),
+    "channels": (8, 16, 32),
+    "lrs": (0.001, 0.003, 0.01),
+    "seeds": (0, 1),
+    "steps": 300,
+}
+
+
+def _width_check(args):
+    """Critical-point cells (6 xi_c ~ 29,000) at several widths: finite width, not xi_c, limits.
+
+    One ensemble task (the learning rates as members) per (depth, channels, seed), stored in
+    ``trainability_width_check.json`` as it finishes (rerun to resume); the learning rate with
+    the lowest final training loss is kept, as in the sweep.
+    """
+    from cnnmft.pytorch import experiments as E
+
+    out = Path(args.out) / "trainability_width_check.json"
+    w = WIDTH_CHECK
+    done = json.loads(out.read_text()) if out.is_file() else {"cells": {}}
+    done.update(
+        setup=dict(w, **{k: E.TRAINABILITY_DEFAULTS[k] for k in ("batch_size", "max_test")}),
+        load_average_at_start=done.get("load_average_at_start", list(os.getloadavg())),
+    )
+    for depth in w["depth"]:
+        for ch in w["channels"]:
+            for seed in w["seeds"]:
+                key = f"{depth}/{ch}/{seed}"
+                if key in done["cells"]:
+                    continue
+                params = dict(
+                    E.TRAINABILITY_DEFAULTS,
+                    dataset="fashion-mnist",
+                    act="tanh",
+                    sigma_b2=0.05,
+                    depth=depth,
+                    channels=ch,
+                    steps=w["steps"],
+                    seed=seed,
+                    members=[{"sigma_w2": w["sigma_w2"], "lr": lr} for lr in w["lrs"]],
+                )
+                t0 = time.perf_counter()
+                cell = E.ensemble_cell(params)
+                ok = [m for m in cell["members"] if m["status"] == "OK"]
+                best = min(ok, key=lambda m: m["final_loss"]) if ok else None
+                done["cells"][key] = {
+                    "depth": depth,
+                    "channels": ch,
+                    "seed": seed,
+                    "members": cell["members"],
+                    "best_lr": best and best["lr"],
+                    "test_accuracy": best and best["test_accuracy"],
+                    "seconds": time.perf_counter() - t0,
+                }
+                thr = E.chance_threshold(10, cell["n_test"], 5.0)
+                done.update(threshold=thr, load_average_at_end=list(os.getloadavg()))
+                out.write_text(json.dumps(done, indent=1))
+                print(
+                    f"depth {depth} channels {ch} seed {seed}: best "
+                    f"{done['cells'][key]['test_accuracy']}"
+                    f" (threshold {thr:.3f}), {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
+    _width_figure(done, Path(args.out) / "trainability_width_check.png")
+
+
+def _width_figure(done, path):
+    import matplotlib.pyplot as plt
+
+    w = WIDTH_CHECK
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for depth in w["depth"]:
+        acc = np.array(
+            [
+                [
+                    done["cells"].get(f"{depth}/{c}/{s}", {}).get("test_accuracy") or np.nan
+                    for s in w["seeds"]
+                ]
+                for c in w["channels"]
+            ]
+        )
+        ax.errorbar(
+            w["channels"],
+            np.nanmean(acc, 1),
+            yerr=np.nanstd(acc, 1),
+            marker="o",
+            capsize=3,
+            label=f"depth {depth}",
+        )
+    ax.axhline(done["threshold"], color="k", ls="--", lw=1, label="trained threshold")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(w["channels"], [str(c) for c in w["channels"]])
+    ax.set_xlabel("channels")
+    ax.set_ylabel("test accuracy (best lr)")
+    ax.set_title(f"critical point sigma_w2 = {w['sigma_w2']}, {w['steps']} steps")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def main(argv=None):
     import matplotlib
 
@@ -174,12 +276,19 @@ def main(argv=None):
         action="store_true",
         help="run the variance-profile study instead (modewise_study.* files)",
     )
+    ap.add_argument(
+        "--width-check",
+        action="store_true",
+        help="critical-point cells at several widths instead (trainability_width_check.*)",
+    )
     ap.add_argument("--modes-depth", type=int, default=16)
     ap.add_argument("--modes-steps", type=int, default=200)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     if args.modes:
         return _modes(args)
+    if args.width_check:
+        return _width_check(args)
     name = "trainability_gpu" if args.gpu else "trainability_sweep"
     store = args.store or ("/tmp/cnnmft-trainability" + ("-gpu" if args.gpu else ""))
     out = Path(args.out)
