@@ -439,21 +439,105 @@ def test_ctrl_c_on_a_sweep_leaves_one_line(tmp_path):
     )
 
 
-def test_trainability_config_file_and_typed_flags(tmp_path, monkeypatch):
+def _trainability_args(argv):
     from cnnmft.cli import _typed, build_parser
+
+    parser, subs = build_parser("trainability")
+    args = parser.parse_args(["trainability", *argv])
+    args._typed = _typed(subs["trainability"], argv)
+    return args
+
+
+def test_trainability_config_file_and_typed_flags(tmp_path):
     from cnnmft.commands import trainability as cmd
 
     conf = tmp_path / "s.toml"
     conf.write_text("[trainability]\ndepths = [2, 3]\nsteps = 7\nworkers = 3\n")
-    parser, subs = build_parser("trainability")
-    argv = ["trainability", "--config", str(conf), "--steps", "9"]
-    args = parser.parse_args(argv)
-    args._typed = _typed(subs["trainability"], argv)
-    cmd._apply_config(args)
-    assert args.depths == (2, 3) and args.steps == 9 and args.workers == 3
+    values, origin = cmd.resolve(_trainability_args(["--config", str(conf), "--steps", "9"]))
+    assert values["depths"] == (2, 3) and values["steps"] == 9 and values["workers"] == 3
+    assert (origin["depths"], origin["steps"], origin["act"]) == ("file", "flag", "default")
+    conf.write_text('study = "modes"\nt = [0.0, 0.5]\n')
+    values, _ = cmd.resolve(_trainability_args(["--config", str(conf)]))
+    assert values["study"] == "modes" and values["t"] == (0.0, 0.5)
     conf.write_text("stepz = 1\n")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
-        cmd._apply_config(args)
+        cmd.resolve(_trainability_args(["--config", str(conf)]))
+
+
+# the library's own literals, written out here: the generated parser must show exactly these
+PHASE_TRAINING = {"steps": 150, "channels": 8, "batch_size": 16, "max_test": 500}
+MODES_TRAINING = {"steps": 300, "channels": 8, "batch_size": 16, "max_test": 1000, "lr": 0.01}
+
+
+def test_trainability_parser_every_setting_has_flag_default_and_help():
+    """Generated from TrainabilitySettings; `--help` imports neither torch nor dask."""
+    from cnnmft.commands import trainability as cmd
+
+    code = (
+        "import sys\nfrom cnnmft.cli import main\ntry:\n    main(['trainability', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('HEAVY', [m for m in ('torch', 'dask', 'distributed') if m in sys.modules])"
+    )
+    res = _python(code)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout
+    text = " ".join(res.stdout.split())
+    opts = cmd.options()
+    assert len(opts) == len(dataclasses.fields(cmd.TrainabilitySettings)) > 30
+    for opt in opts:
+        assert opt.help, f"TrainabilitySettings.{opt.name} has no help"
+        if opt.name != "study":
+            assert f"{opt.flag} " in text, opt.name
+    # every setting shows a default (the positional study included)
+    assert text.count("(default:") == len(opts)
+    assert "--steps INT training steps per run (default: 150 (phase), 300 (modes))" in text
+    assert "--seeds [INT ...] seeds of the initial weights and of the data order (default: " in text
+
+
+def test_trainability_settings_cover_the_library_signatures():
+    """Each keyword of both studies' functions and each fixed training setting has a flag."""
+    import inspect
+
+    pytest.importorskip("torch")
+    from cnnmft.commands import trainability as cmd
+    from cnnmft.pytorch import experiments, profiles
+
+    settings = {cmd.LIBRARY_NAMES.get(n, n) for n in cmd.SETTINGS}
+    internal = {"progress", "cell_fn", "compute"}  # set by the command or only for tests
+    sweep = set(inspect.signature(experiments.trainability_sweep).parameters) - {"train_kwargs"}
+    modes = set(inspect.signature(profiles.modewise_study).parameters) - {"train_kwargs"}
+    assert sweep - internal - {"depth"} <= settings and "depths" in settings
+    assert modes - internal - {"sigma_w2"} <= settings  # the modes study is at criticality
+    assert set(experiments.TRAINABILITY_DEFAULTS) <= settings
+    assert set(profiles.MODEWISE_DEFAULTS) <= settings
+    # the defaults read from the source are the imported ones
+    for name, param in inspect.signature(experiments.trainability_sweep).parameters.items():
+        if param.default is not inspect.Parameter.empty and name in cmd._SWEEP:
+            assert cmd._SWEEP[name] == param.default, name
+    assert cmd.TRAINING["phase"] == experiments.TRAINABILITY_DEFAULTS
+    assert cmd.TRAINING["modes"] == profiles.MODEWISE_DEFAULTS
+    assert cmd._GRID["DEFAULT_SEEDS"] == experiments.DEFAULT_SEEDS
+
+
+def test_trainability_library_call_passes_every_resolved_setting():
+    from cnnmft.commands import trainability as cmd
+
+    values, _ = cmd.resolve(_trainability_args(["--depths", "2", "3", "--lrs", "0.02"]))
+    name, positional, kw = cmd.library_call(values)
+    assert name == "trainability_sweep"
+    assert positional == ((0.8, 1.3, 1.76, 2.1, 2.8, 4.0), (2, 3))
+    assert kw["lrs"] == (0.02,) and kw["seeds"] == (0, 1) and kw["k_se"] == 5.0
+    assert {k: kw[k] for k in PHASE_TRAINING} == PHASE_TRAINING
+    assert kw["stem_strides"] == [1, 2, 2] and kw["init"] == "gaussian"
+    assert kw["n_workers"] == 1 and "t" not in kw and "lr" not in kw and "device" not in kw
+    values, _ = cmd.resolve(_trainability_args(["modes", "--t", "0", "0.5", "--device", "cuda"]))
+    name, positional, kw = cmd.library_call(values)
+    assert (name, positional) == ("modewise_study", ())
+    assert kw["t"] == (0.0, 0.5) and kw["seeds"] == (0, 1, 2) and kw["depth"] == 32
+    assert {k: kw[k] for k in MODES_TRAINING} == MODES_TRAINING
+    assert kw["device"] == "cuda" and "init" not in kw and "depths" not in kw
+    with pytest.raises(ValueError, match=r"--t is a setting of the modes study"):
+        cmd.resolve(_trainability_args(["--t", "0.1"]))
 
 
 def test_impossible_sweep_is_refused_before_any_worker(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """One module per ``cnnmft`` subcommand; each defines ``configure(parser)`` and ``run(args)``.
 
-Command modules must not import torch or matplotlib at module level (``cnnmft --help`` imports
-all of them); import heavy things inside ``run``.
+Command modules must not import torch, matplotlib or dask at module level (``cnnmft <command>
+--help`` imports the command's module); import heavy things inside ``run``.
 """

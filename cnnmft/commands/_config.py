@@ -35,15 +35,17 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from cnnmft._util import atomic_write_text
+from cnnmft._version import __version__
 
 __all__ = [
     "Option",
     "options_from_dataclass",
     "options_from_source",
+    "literal_from_source",
+    "signature_defaults",
     "add_options",
     "load_config_file",
     "resolve",
@@ -157,6 +159,43 @@ def options_from_source(path, classname: str) -> list:
     raise LookupError(f"no dataclass {classname!r} in {path}")
 
 
+def literal_from_source(path, name: str):
+    """The value of the module-level literal ``name = <literal>`` in the Python file `path`.
+
+    Read with :mod:`ast`, so a module that imports torch is not imported. LookupError when
+    `path` assigns no literal to `name`.
+    """
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value:
+            return ast.literal_eval(node.value)
+    raise LookupError(f"no literal {name} = ... at the top level of {path}")
+
+
+def signature_defaults(path, function: str) -> dict:
+    """``{parameter: default}`` of the top-level function `function` in `path`, read with ast.
+
+    Positional and keyword-only parameters with a literal default are included; parameters
+    without a default or with a non-literal one are left out.
+    """
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            a = node.args
+            positional = a.posonlyargs + a.args
+            pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults))
+            pairs += [(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+            out = {}
+            for param, default in pairs:
+                try:
+                    out[param.arg] = ast.literal_eval(default)
+                except ValueError:
+                    continue  # not a literal
+            return out
+    raise LookupError(f"no function {function}() at the top level of {path}")
+
+
 def _call_name(node):
     return getattr(node.func, "id", None) or getattr(node.func, "attr", None)
 
@@ -262,7 +301,8 @@ def add_options(parser, options, *, aliases=None, skip=(), groups=None, override
         ``{group title: [field names]}``: flags shown under that heading in ``--help``; the rest
         go under "options".
     overrides : dict, optional
-        ``{name: {"help": ..., "choices": ...}}`` added by the command.
+        ``{name: {"help": ..., "choices": ...}}`` added by the command; ``"default_text"``
+        replaces the shown default (a default that depends on another setting).
 
     Every flag's argparse default is ``SUPPRESS``, so the namespace holds only what was typed;
     :func:`resolve` adds the defaults.
@@ -279,7 +319,8 @@ def add_options(parser, options, *, aliases=None, skip=(), groups=None, override
             continue
         extra = dict(overrides.get(opt.name, {}))
         text = extra.pop("help", None) or opt.help or opt.name.replace("_", " ")
-        text = text.replace("%", "%%") + f" (default: {_show_default(opt.default)})"
+        shown = extra.pop("default_text", None) or _show_default(opt.default)
+        text = text.replace("%", "%%") + f" (default: {shown})"
         flags = [opt.flag, *aliases.get(opt.name, ())]
         kw = dict(dest=opt.name, default=argparse.SUPPRESS, help=text)
         if opt.base == "bool":
@@ -414,7 +455,4 @@ def save_resolved(path, command: str, values: dict, origin: dict | None = None) 
 
 def package_version() -> str:
     """The installed distribution's version (the one source: ``pyproject.toml``)."""
-    try:
-        return metadata.version("cnnmft")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+    return __version__
