@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from cnnmft.montecarlo import _Conv, circular_conv
+from cnnmft._conv import _Conv, circular_conv
 
 
 def best_time(f, repeat):

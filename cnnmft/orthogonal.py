@@ -37,6 +37,7 @@ import numbers
 
 import numpy as np
 
+from cnnmft._conv import conv_singular_values, tap_energy
 from cnnmft._validation import as_choice, as_float, as_float_array, as_int, make_rng, require_memory
 from cnnmft.fourier import kernel_profile
 
@@ -341,14 +342,9 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_ortho
         Rank law of the projections (see above). ``"random"`` makes the expected profile exactly
         binomial; ``"fixed"`` lowers its fluctuations (exactly binomial only for even ``c_out``).
     semi_orthogonal : bool, default False, keyword-only
-        Only matters when ``c_in > c_out``. False: raise (no isometry exists). True: return a
-        *co-isometry*, the channel transpose of the kernel drawn for ``(c_in, c_out, *k)``: its
-        symbol has orthonormal rows, :math:`M(\omega) M(\omega)^* = \sigma_w^2 I_{c_{out}}`
-        (for real kernels :math:`M^T(\omega) = M(-\omega)^*`), so all ``c_out N`` singular
-        values equal :math:`\sigma_w` but the component of the input outside the row space is
-        dropped: :math:`\mathbb{E}\|y\|^2 = \sigma_w^2 (c_{out}/c_{in}) \|x\|^2` for isotropic
-        inputs, i.e. the per-channel variance is multiplied by :math:`\sigma_w^2` (the choice of
-        DKS for wide-to-narrow layers). The tap-energy profile is unchanged.
+        Only matters when ``c_in > c_out``. False: raise. True: return the co-isometry of
+        :func:`delta_orthogonal` (the channel transpose of the kernel drawn for
+        ``(c_in, c_out, *k)``; all singular values :math:`\sigma_w`, profile unchanged).
 
     Returns
     -------
@@ -428,14 +424,9 @@ def tunable_orthogonal(
         formula above; ``"fixed"``: ranks ``round(rho c_out)`` (profile exact for the rounded
         fractions, smaller fluctuations).
     semi_orthogonal : bool, default False, keyword-only
-        Only matters when ``c_in > c_out``. False: raise (no isometry exists). True: return a
-        *co-isometry*, the channel transpose of the kernel drawn for ``(c_in, c_out, *k)``: its
-        symbol has orthonormal rows, :math:`M(\omega) M(\omega)^* = \sigma_w^2 I_{c_{out}}`
-        (for real kernels :math:`M^T(\omega) = M(-\omega)^*`), so all ``c_out N`` singular
-        values equal :math:`\sigma_w` but the component of the input outside the row space is
-        dropped: :math:`\mathbb{E}\|y\|^2 = \sigma_w^2 (c_{out}/c_{in}) \|x\|^2` for isotropic
-        inputs, i.e. the per-channel variance is multiplied by :math:`\sigma_w^2` (the choice of
-        DKS for wide-to-narrow layers). The tap-energy profile is unchanged.
+        Only matters when ``c_in > c_out``. False: raise. True: return the co-isometry of
+        :func:`delta_orthogonal` (the channel transpose of the kernel drawn for
+        ``(c_in, c_out, *k)``; all singular values :math:`\sigma_w`, profile unchanged).
 
     Returns
     -------
@@ -536,143 +527,3 @@ def gaussian_kernel(shape, sigma_w2=1.0, v="uniform", rng=None, *, t=None):
 def _profile(v, ks, t=None):
     """Return the validated variance profile of spatial shape `ks` (string kind or array)."""
     return kernel_profile(v, ks, t=t)
-
-
-# --------------------------------------------------------------------------------------------
-# diagnostics
-# --------------------------------------------------------------------------------------------
-def conv_singular_values(kernel, spatial_shape):
-    r"""Exact singular values of the circular convolution by `kernel` on a grid, by FFT.
-
-    The operator :math:`\mathbb{R}^{c_{in} N} \to \mathbb{R}^{c_{out} N}` (``N`` pixels) is
-    block-diagonal in the spatial Fourier basis, with ``c_out x c_in`` blocks
-
-    .. math::
-
-        M(\omega) = \sum_\beta K[:, :, \beta]\; e^{-2\pi i\, \omega \cdot \beta / n},
-
-    so its singular values are those of the ``N`` blocks. Taps are taken modulo the grid size,
-    so kernels larger than the grid are handled (their taps wrap around). The sign of the
-    exponent and the tap offset do not change the singular values.
-
-    Notes
-    -----
-    For a real kernel :math:`M(-\omega) = \overline{M(\omega)}`, so only half of the grid is
-    evaluated. The blocks are computed in chunks of frequencies as one matrix product of the
-    phases :math:`e^{-2\pi i \omega\cdot\beta/n}` (``F x T``) with the taps
-    (``T x c_out c_in``); memory is bounded by the chunk (about 64 MiB), not by the grid.
-
-    Parameters
-    ----------
-    kernel : array_like, shape ``(c_out, c_in, *k)``
-        Real kernel with 1 to 3 spatial axes.
-    spatial_shape : int or tuple of int
-        Grid size ``n`` per spatial axis (an int is used for every axis).
-
-    Returns
-    -------
-    s : ndarray of float64, shape ``(*spatial_shape, min(c_out, c_in))``
-        Singular values at each frequency, in descending order. ``s.ravel()`` lists all
-        ``N * min(c_out, c_in)`` singular values of the operator.
-
-    Raises
-    ------
-    ValueError
-        A kernel with fewer than 3 or more than 5 axes, non-finite entries, or a grid of the
-        wrong rank.
-
-    Examples
-    --------
-    >>> k = delta_orthogonal((3, 3, 3), sigma_w2=4.0, rng=1)
-    >>> conv_singular_values(k, 5).shape
-    (5, 3)
-    >>> bool(np.allclose(conv_singular_values(k, 5), 2.0))
-    True
-    """
-    kern = as_float_array(kernel, "kernel")
-    if not 3 <= kern.ndim <= 5:
-        raise ValueError(
-            f"`kernel` must have shape (c_out, c_in, *k) with 1 to 3 spatial axes; "
-            f"got shape {kern.shape}"
-        )
-    d = kern.ndim - 2
-    if isinstance(spatial_shape, numbers.Integral):
-        grid = (as_int(spatial_shape, "spatial_shape", low=1),) * d
-    else:
-        grid = tuple(as_int(n, "spatial_shape", low=1) for n in spatial_shape)
-        if len(grid) != d:
-            raise ValueError(
-                f"`spatial_shape` must have {d} entries (one per spatial axis of the kernel); "
-                f"got {spatial_shape!r}"
-            )
-    c_out, c_in = kern.shape[:2]
-    ks = kern.shape[2:]
-    m = min(c_out, c_in)
-    # real kernel: M(-w) = conj(M(w)) has the same singular values, so the half grid
-    # (last axis 0 .. n//2) suffices. M(w) = sum_beta K_beta exp(-2 pi i w.beta / n) is evaluated
-    # as one GEMM per chunk of frequencies: (F, T) phases @ (T, c_out c_in) taps, so memory stays
-    # bounded whatever the grid (and taps beyond the grid wrap around automatically).
-    half_shape = grid[:-1] + (grid[-1] // 2 + 1,)
-    freqs = np.stack(
-        [f.ravel() for f in np.meshgrid(*[np.arange(n) for n in half_shape], indexing="ij")], axis=1
-    )  # (F, d)
-    taps = np.stack(
-        [t.ravel() for t in np.meshgrid(*[np.arange(k) for k in ks], indexing="ij")], axis=1
-    )  # (T, d)
-    kt = kern.reshape(c_out * c_in, -1).T  # (T, c_out c_in)
-    inv_n = 1.0 / np.asarray(grid, dtype=np.float64)
-    n_freq = freqs.shape[0]
-    half = np.empty((n_freq, m))
-    step = max(1, int(2**22 // max(1, c_out * c_in)))
-    for s in range(0, n_freq, step):
-        f = freqs[s : s + step]
-        # phase index reduced modulo n before scaling keeps the angles accurate
-        prod = (f[:, None, :] * taps[None, :, :]) % np.asarray(grid)
-        ang = -2.0 * np.pi * (prod * inv_n).sum(axis=-1)  # (F, T)
-        sym = (np.exp(1j * ang) @ kt).reshape(-1, c_out, c_in)
-        half[s : s + step] = np.linalg.svd(sym, compute_uv=False)
-    half = half.reshape(half_shape + (m,))
-    n_last = grid[-1]
-    j = np.arange(n_last)
-    mirror = j > n_last // 2
-    # full[i, j] = half[i, j] for j <= n//2, else half[-i mod n, n - j]
-    full = np.empty(grid + (m,))
-    full[..., ~mirror, :] = half[..., j[~mirror], :]
-    if mirror.any():
-        neg = np.ix_(*[(-np.arange(n)) % n for n in grid[:-1]], n_last - j[mirror])
-        full[..., mirror, :] = half[neg]
-    return full
-
-
-def tap_energy(kernel):
-    r"""Fraction of a kernel's energy on each spatial tap.
-
-    .. math:: e_\beta = \|K[:, :, \beta]\|_F^2 \,/\, \sum_{\beta'} \|K[:, :, \beta']\|_F^2 .
-
-    For the orthogonal generators the denominator is exactly :math:`\sigma_w^2 c_{in}`
-    (Parseval) and :math:`\mathbb{E}\, e_\beta` is the mean-field variance profile ``v``; for a
-    Gaussian kernel :math:`\mathbb{E}\|K_\beta\|_F^2 = \sigma_w^2 c_{out} v_\beta`.
-
-    Parameters
-    ----------
-    kernel : array_like, shape ``(c_out, c_in, *k)``
-
-    Returns
-    -------
-    e : ndarray of float64, shape ``k``
-        Non-negative, sums to 1 (all zeros for an all-zero kernel).
-
-    Examples
-    --------
-    >>> tap_energy(delta_orthogonal((4, 4, 3), rng=0))
-    array([0., 1., 0.])
-    """
-    kern = as_float_array(kernel, "kernel")
-    if not 3 <= kern.ndim <= 5:
-        raise ValueError(
-            f"`kernel` must have shape (c_out, c_in, *k) with 1 to 3 spatial axes; "
-            f"got shape {kern.shape}"
-        )
-    e = np.einsum("ij...,ij...->...", kern, kern)
-    total = float(e.sum())
-    return e / total if total > 0 else e

@@ -71,7 +71,12 @@ _EXACT = {
     "commands": "cli",
     "report": "cli",
 }
-_PREFIXES = {"_covariance_": "maths", "_spectrum_": "maths", "_network_": "maths"}
+_PREFIXES = {
+    "_covariance_": "maths",
+    "_spectrum_": "maths",
+    "_network_": "maths",
+    "_montecarlo_": "maths",
+}
 
 # our own modules that need an optional stack (torch, dask): importing them inside a function
 # is importing that stack lazily, which is allowed
