@@ -124,84 +124,86 @@ def check(res: Any) -> Any:
     if not res.curves:
         return None
     c = {k: np.asarray(v) for k, v in res.curves.items()}
-    if res.group in ("fixed point", "trajectory"):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for label, col in (("ordered", "C0"), ("chaotic", "C3")):
-            if f"{label}_layers" not in c:
-                continue
-            lay = c[f"{label}_layers"]
-            for ax, what in zip(axes, ("q", "c")):
-                ax.plot(lay, c[f"{label}_{what}_theory"], "-", color=col, label=f"theory {label}")
-                ax.errorbar(
-                    lay,
-                    c[f"{label}_{what}_mc"],
-                    yerr=2 * c[f"{label}_{what}_se"],
-                    fmt="o",
-                    ms=3,
-                    color=col,
-                    label=f"MC {label} (±2 se)",
-                )
-                ax.set_xlabel("layer l")
-                ax.set_ylabel(f"{what}^l")
-        axes[0].legend(fontsize=7)
-    elif res.group == "covariance":
-        fig, ax = plt.subplots(figsize=(4.2, 4))
-        ax.errorbar(c["theory"], c["mc"], yerr=2 * c["se"], fmt=".", ms=2, alpha=0.5)
-        lo, hi = float(np.min(c["theory"])), float(np.max(c["theory"]))
-        ax.plot([lo, hi], [lo, hi], "k-", lw=1)
-        ax.set_xlabel("theory Sigma entry")
-        ax.set_ylabel("Monte Carlo (±2 se)")
-    elif res.group == "modes":
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for i, f in enumerate(c["modes"]):
-            ax.semilogy(
-                c["layers"],
-                np.abs(c["amp_theory"][:, i]),
-                "-",
-                color=f"C{i}",
-                label=f"theory f={f}",
-            )
-            ax.errorbar(
-                c["layers"],
-                np.abs(c["amp_mc"][:, i]),
-                yerr=2 * c["amp_se"][:, i],
-                fmt="o",
-                ms=3,
-                color=f"C{i}",
-                label=f"MC f={f}",
-            )
-        ax.set_xlabel("layer l")
-        ax.set_ylabel("mode amplitude")
-        ax.legend(fontsize=7)
-    elif res.group == "jacobian" and "eigenvalues" not in c:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        k = np.arange(1, len(c["top"]) + 1)
-        ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
-        ax.axhline(
-            float(c["sqrt_lambda_max"]), color="k", lw=1, label="sqrt(lambda_max), infinite width"
-        )
-        ax.set_xlabel("rank")
-        ax.legend(fontsize=7)
-    elif res.group == "jacobian":
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.hist(c["eigenvalues"], bins=60, density=True, alpha=0.5, label="MC eigenvalues of JJ^T")
-        if "cdf_x" in c:
-            x, y = np.asarray(c["cdf_x"]), np.asarray(c["cdf_y"])
-            ax.plot(
-                0.5 * (x[1:] + x[:-1]),
-                np.diff(y) / np.diff(x),
-                "k-",
-                lw=1,
-                label="free probability",
-            )
-        ax.set_xlabel("eigenvalue")
-        ax.legend(fontsize=7)
-    else:
+    draw = _CHECK_FIGURES.get(res.group)
+    fig = draw(plt, c) if draw is not None else None
+    if fig is None:
         return None
     status = getattr(res.status, "name", res.status)
     fig.axes[0].set_title(f"{res.name}: {status}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _check_trajectory(plt: Any, c: dict[str, Any]) -> Any:
+    """q^l and c^l per layer, theory lines and Monte Carlo points, ordered and chaotic."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for label, col in (("ordered", "C0"), ("chaotic", "C3")):
+        if f"{label}_layers" not in c:
+            continue
+        lay = c[f"{label}_layers"]
+        for ax, what in zip(axes, ("q", "c")):
+            ax.plot(lay, c[f"{label}_{what}_theory"], "-", color=col, label=f"theory {label}")
+            ax.errorbar(lay, c[f"{label}_{what}_mc"], yerr=2 * c[f"{label}_{what}_se"], fmt="o",
+                        ms=3, color=col, label=f"MC {label} (±2 se)")  # fmt: skip
+            ax.set_xlabel("layer l")
+            ax.set_ylabel(f"{what}^l")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _check_covariance(plt: Any, c: dict[str, Any]) -> Any:
+    """Monte Carlo against theory, entry by entry, with the diagonal."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.errorbar(c["theory"], c["mc"], yerr=2 * c["se"], fmt=".", ms=2, alpha=0.5)
+    lo, hi = float(np.min(c["theory"])), float(np.max(c["theory"]))
+    ax.plot([lo, hi], [lo, hi], "k-", lw=1)
+    ax.set_xlabel("theory Sigma entry")
+    ax.set_ylabel("Monte Carlo (±2 se)")
+    return fig
+
+
+def _check_modes(plt: Any, c: dict[str, Any]) -> Any:
+    """Mode amplitudes per layer (log axis), theory lines and Monte Carlo points."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, f in enumerate(c["modes"]):
+        ax.semilogy(c["layers"], np.abs(c["amp_theory"][:, i]), "-", color=f"C{i}",
+                    label=f"theory f={f}")  # fmt: skip
+        ax.errorbar(c["layers"], np.abs(c["amp_mc"][:, i]), yerr=2 * c["amp_se"][:, i], fmt="o",
+                    ms=3, color=f"C{i}", label=f"MC f={f}")  # fmt: skip
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("mode amplitude")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _check_jacobian(plt: Any, c: dict[str, Any]) -> Any:
+    """Top singular values against their limit, or the eigenvalue histogram against theory."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if "eigenvalues" not in c:
+        k = np.arange(1, len(c["top"]) + 1)
+        ax.errorbar(k, c["top"], yerr=2 * c["top_se"], fmt="o", label="MC top singular values")
+        ax.axhline(float(c["sqrt_lambda_max"]), color="k", lw=1,
+                   label="sqrt(lambda_max), infinite width")  # fmt: skip
+        ax.set_xlabel("rank")
+    else:
+        ax.hist(c["eigenvalues"], bins=60, density=True, alpha=0.5, label="MC eigenvalues of JJ^T")
+        if "cdf_x" in c:
+            x, y = np.asarray(c["cdf_x"]), np.asarray(c["cdf_y"])
+            ax.plot(0.5 * (x[1:] + x[:-1]), np.diff(y) / np.diff(x), "k-", lw=1,
+                    label="free probability")  # fmt: skip
+        ax.set_xlabel("eigenvalue")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# the figure of each check group (groups not listed have none)
+_CHECK_FIGURES = {
+    "fixed point": _check_trajectory,
+    "trajectory": _check_trajectory,
+    "covariance": _check_covariance,
+    "modes": _check_modes,
+    "jacobian": _check_jacobian,
+}
 
 
 def spectrum_against_samples(

@@ -661,96 +661,21 @@ def plot_trainability(sweep: TrainabilitySweep, *, ax=None, n_curve=400):
 
     Drawn: the fraction of seeds whose best run beat chance (colour; grey where no result),
     ``factor * xi_c`` and the fitted ``k xi_c`` curves, and the critical ``sigma_w2``. Returns the
-    Figure.
+    Figure, drawn by :func:`cnnmft.plotting.trainability` with the mean-field curve evaluated at
+    `n_curve` points.
 
     Examples
     --------
     >>> fig = plot_trainability(TrainabilitySweep.load("trainability_sweep.npz"))  # doctest: +SKIP
     """
-    import matplotlib.patheffects as pe
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.6, 4.8))
-    else:
-        fig = ax.figure
-    x = np.asarray(sweep.sigma_w2, float)
-    y = np.asarray(sweep.depth, float)
-    n_valid = sweep.valid.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(n_valid > 0, (sweep.trained & sweep.valid).sum(axis=0) / n_valid, np.nan)
-    xe = np.concatenate(
-        [
-            [x[0] - (x[1] - x[0]) / 2 if len(x) > 1 else x[0] * 0.8],
-            (x[1:] + x[:-1]) / 2,
-            [x[-1] + (x[-1] - x[-2]) / 2 if len(x) > 1 else x[0] * 1.25],
-        ]
-    )
-    xe[0] = max(xe[0], 0.5 * x[0])
-    ly = np.log(y)
-    lye = np.concatenate(
-        [
-            [ly[0] - (ly[1] - ly[0]) / 2 if len(y) > 1 else ly[0] - 0.2],
-            (ly[1:] + ly[:-1]) / 2,
-            [ly[-1] + (ly[-1] - ly[-2]) / 2 if len(y) > 1 else ly[0] + 0.2],
-        ]
-    )
-    ye = np.exp(lye)
-    mesh = ax.pcolormesh(
-        xe, ye, np.ma.masked_invalid(frac), cmap="viridis", vmin=0, vmax=1, shading="flat"
-    )
-    fig.colorbar(mesh, ax=ax, label="fraction of seeds trained (grey: no result)")
-    ax.set_facecolor("0.85")
-    xs = np.linspace(xe[0], xe[-1], n_curve)
-    curve = _predicted_depth(sweep.act, xs, sweep.sigma_b2, sweep.factor)
-    big = 10 * ye[-1]
-    ax.plot(
-        xs,
-        np.where(np.isfinite(curve), curve, big),
-        color="tab:red",
-        lw=2.2,
-        path_effects=[pe.Stroke(linewidth=3.8, foreground="w"), pe.Normal()],
-        label=f"{sweep.factor:g} $\\xi_c$ (theory)",
-    )
-    if np.isfinite(sweep.k_fit):
-        kc = curve / sweep.factor * sweep.k_fit
-        ax.plot(
-            xs,
-            np.where(np.isfinite(kc), kc, big),
-            color="tab:orange",
-            lw=1.6,
-            ls="--",
-            label=f"fitted {sweep.k_fit:.2g} $\\xi_c$",
-        )
     sw_c = float(np.asarray(critical_sigma_w2(sweep.act, sweep.sigma_b2).sigma_w2))
-    if math.isfinite(sw_c) and xe[0] < sw_c < xe[-1]:
-        ax.axvline(
-            sw_c,
-            color="w",
-            ls=":",
-            lw=1.4,
-            path_effects=[pe.Stroke(linewidth=2.4, foreground="0.3"), pe.Normal()],
-            label=f"critical $\\sigma_w^2$={sw_c:.3g}",
-        )
-    ax.set_yscale("log")
-    ax.set_yticks(y)
-    ax.set_yticklabels([str(int(d)) for d in y])
-    ax.minorticks_off()
-    ax.set_ylim(ye[0], ye[-1])
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_xlabel(r"$\sigma_w^2$")
-    ax.set_ylabel("depth L")
-    ax.set_title(
-        f"{sweep.act}, $\\sigma_b^2$={sweep.sigma_b2:g}: agreement "
-        f"{sweep.factor:g}$\\xi_c$ {sweep.agreement:.2f}, depth rule "
-        f"{sweep.agreement_depth_rule:.2f}, $\\sigma_w^2$ rule "
-        f"{sweep.agreement_sigma_rule:.2f}",
-        fontsize="medium",
+    return plotting.trainability(
+        sweep,
+        ax=ax,
+        curve=lambda xs: _predicted_depth(sweep.act, xs, sweep.sigma_b2, sweep.factor),
+        critical_sigma_w2=sw_c,
+        n_curve=n_curve,
     )
-    ax.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize="small", frameon=False
-    )
-    return fig
 
 
 def _plot_axes(result, ax=None, **kwargs):
