@@ -51,12 +51,15 @@ from cnnmft._covariance_series import (
     series_q_map,
     tabulate_iterates,
 )
-from cnnmft._kernels import _act, _cov
+from cnnmft._kernels import _act, _cov, _custom
 from cnnmft.fourier import kernel_offsets, mode_eigenvalues
-from cnnmft.meanfield import q_map
 from cnnmft.results import Status
 
-_COMMON_TOL = 2e-14  # every variance within this (relative) of q* before the common regime
+_COMMON_TOL = 2e-14  # every variance within this (relative) of q* before the common regime ...
+_FP_NOISE = 1e-15  # ... or within _FP_NOISE / (1 - chi_q): the rounding of the q-map (a few ulps,
+# plus the series tail) moves its fixed point by that much, 5e-14 at chi_q = 0.98 (q* = 0.01 at
+# the critical point), so no iteration gets closer; capped at _FP_CAP
+_FP_CAP = 1e-12
 _PAR_WORK = 2_000_000  # multiply-adds per layer below which the kernels run serially
 _CHUNK = 8  # layers of the first compiled call in the full-grid common regime (then timed)
 _GROW = 10.0  # the linear regime is left when the deviation bound grows by this factor
@@ -219,6 +222,7 @@ class Evaluator:
         self._src = None
         self._fp = None
         self._common = None
+        self._qmap = None
 
     def _q_hull(self, lo, hi):
         """Return an interval holding every later variance.
@@ -229,15 +233,19 @@ class Evaluator:
         q = np.array([lo, hi])
         a, b = lo, hi
         step = np.zeros(2)
+        if self._qmap is None:  # the q-map kernel itself (q_map's validation costs more)
+            self._qmap = _custom.kernels(self.a)
+        ns, code = self._qmap
+        sw, sb, qn = np.full(2, self.sw2), np.full(2, self.sb2), np.empty(2)
         for _ in range(24):
-            qn = np.asarray(q_map(self.a, q, self.sw2, self.sb2), dtype=np.float64).ravel()
+            ns.maps.q_map_many(code, q, sw, sb, qn)
             if not np.all(np.isfinite(qn)):
                 break
             step = np.abs(qn - q)
             a, b = min(a, float(qn.min())), max(b, float(qn.max()))
             if np.all(step <= 1e-13 * np.abs(q)):
                 break
-            q = qn
+            q = qn.copy()
         # geometric convergence (slope <= 0.9): the limit lies within 9 last steps; if not,
         # covers() fails later and the interval is rebuilt
         a = min(a, float(np.min(q - 9 * step)))
@@ -280,7 +288,7 @@ class Evaluator:
                 self._leave_series(float(uq[-1]))
                 return self.apply_c(g, S, T, qpix, nb)
             coef = np.ascontiguousarray(ser.coef[inv.ravel()])
-            nterm = _term_table(ser.coef, ser.step)
+            nterm = _term_table(ser.coef, ser.step, tol=1e-2 * ser.tol)
             args = (*geo, coef, nterm, ser.k0, ser.step, qpix, self.sw2, self.sb2)
             if nb > 1:
                 _cov.c_mehler_pix_par(S, T, *args, nb)
@@ -290,8 +298,9 @@ class Evaluator:
     def common(self, q):
         """Return a :class:`Common` if every variance is at a stable fixed point, else None.
 
-        Every variance in `q` must lie within ``_COMMON_TOL`` of a fixed point of the series
-        q-map with slope ``chi_q < 1`` (Mehler method only).
+        The variances in `q` must agree to ``_COMMON_TOL`` and lie within
+        ``max(_COMMON_TOL, _FP_NOISE / (1 - chi_q))`` (at most ``_FP_CAP``) of a fixed point of
+        the series q-map with slope ``chi_q < 1`` (Mehler method only).
         """
         if self.method != "mehler" or q.size == 0:
             return None
@@ -309,7 +318,8 @@ class Evaluator:
         if fp is None or not fp[1] < 1.0:
             return None  # no fixed point here, or an unstable one: stay per pixel
         qs = fp[0]
-        if max(hi - qs, qs - lo) > _COMMON_TOL * qs:
+        tol = min(_FP_CAP, max(_COMMON_TOL, _FP_NOISE / (1.0 - fp[1])))
+        if max(hi - qs, qs - lo) > tol * qs:
             return None
         if self._common is None or self._common.qs != qs:
             self._common = Common(self.a, qs, fp[1], self.odd)

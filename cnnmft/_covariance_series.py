@@ -25,7 +25,8 @@ from cnnmft.activations import get_activation
 
 _NGL = 20
 _ZMAX = 13.0
-_TAIL_TOL = 1e-15
+_TAIL_TOL = 1e-15  # truncation tail of the series for E[phi^2] >= 1/3 ...
+_TAIL_REL = 3e-15  # ... and relative to the smallest E[phi^2] below that (small variances)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(_NGL)
 
 # ---------------------------------------------------------------------------------------------
@@ -135,13 +136,21 @@ def _converged(coef, kmax):
 
 
 class _Series:
-    """Truncated Mehler coefficients stored as every ``step``-th term from ``k0``."""
+    """Truncated Mehler coefficients stored as every ``step``-th term from ``k0``.
+
+    The tail ``sum_{k>K} c_k^2`` of every row is below ``tol = min(_TAIL_TOL, _TAIL_REL *
+    min_rows E[phi^2])``: relative to the smallest variance map, so that small variances (a
+    critical point at ``q* = 0.01``) are as accurate, relative to themselves, as ``q ~ 1``.
+    """
 
     def __init__(self, coef, odd):
         kmax = coef.shape[1] - 1
+        sq = coef * coef
         cmax = np.max(np.abs(coef), axis=0)
         rev = np.cumsum((cmax * cmax)[::-1])[::-1]  # bounds every row's tail
-        need = rev[1:] > _TAIL_TOL
+        emin = float(np.min(np.sum(sq, axis=1))) if coef.shape[0] else 0.0
+        self.tol = max(min(_TAIL_TOL, _TAIL_REL * emin), 1e-300)
+        need = rev[1:] > self.tol
         kneed = int(np.max(np.nonzero(need)[0], initial=-1)) + 1
         kneed = min(kmax, max(kneed, 1))
         if odd:
@@ -156,6 +165,8 @@ class _Series:
 
 def _term_table(coef, step, nbins=128, tol=1e-17):
     """Terms needed per |rho| bin: smallest n with sum_{t >= n} max|c_t|^2 r^t <= tol.
+
+    Callers pass ``tol = 1e-2 * _Series.tol`` (1e-17 for variances of order one).
 
     Bin i covers |rho| <= (i + 1) / nbins; r = |rho| (step 1) or rho^2 (step 2).
     """
