@@ -5,14 +5,6 @@ circular convolution of layer ``l`` and ``D^l = diag(phi'(h^l))``. It is applied
 (:func:`_jvp`) and transposed (:func:`_vjp`) without being formed; small networks build it
 whole and take all eigenvalues of ``J^T J``, large ones use Hutchinson's estimator for the
 moments and ARPACK for the largest singular values. Re-exported by :mod:`cnnmft.montecarlo`.
-
-References
-----------
-.. [1] L. Xiao, Y. Bahri, J. Sohl-Dickstein, S. Schoenholz, J. Pennington, "Dynamical Isometry
-   and a Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural
-   Networks", ICML 2018, arXiv:1806.05393.
-.. [2] J. Pennington, S. Schoenholz, S. Ganguli, "Resurrecting the sigmoid in deep learning
-   through dynamical isometry", NeurIPS 2017, arXiv:1711.04735.
 """
 
 from __future__ import annotations
@@ -144,6 +136,10 @@ def jacobian_singular_values(
     Returns
     -------
     JacobianSample
+
+    References
+    ----------
+    .. [2] J. Pennington, S. Schoenholz, S. Ganguli, NeurIPS 2017, arXiv:1711.04735.
 
     Examples
     --------

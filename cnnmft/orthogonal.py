@@ -159,11 +159,11 @@ def _haar(n, m, rng):
 
 
 def _subspace(c, r, rng):
-    """Orthonormal basis (c x r) of a uniformly random r-dimensional subspace of R^c."""
-    if r == 0:
-        return np.zeros((c, 0))
-    q, _ = np.linalg.qr(rng.standard_normal((c, r)))
-    return q
+    """Orthonormal basis (c x r) of a uniformly random r-dimensional subspace of R^c.
+
+    The span of ``r`` Haar columns; the projection ``u u^T`` does not see their signs.
+    """
+    return np.zeros((c, 0)) if r == 0 else _haar(c, r, rng)
 
 
 # --------------------------------------------------------------------------------------------
