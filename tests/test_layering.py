@@ -2,7 +2,7 @@
 
 Imports flow one way, from lower to higher layers::
 
-    plumbing     results, _validation, _util, _threads, conventions, plotting
+    plumbing     results, _validation, _util, _threads, _version, conventions, plotting
     engine       activations, gaussian, _kernels
     maths        meanfield, depth, phase, fourier, covariance, _covariance_*, spectrum,
                  _spectrum_*, orthogonal, montecarlo, network, _network_*, _conv
