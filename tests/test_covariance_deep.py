@@ -21,7 +21,7 @@ from scipy.special import roots_hermitenorm
 
 import cnnmft._covariance_engine as engmod
 import cnnmft.covariance as covmod
-from cnnmft import fixed_point, variance_profile
+from cnnmft import critical_point, fixed_point, variance_profile
 from cnnmft.covariance import covariance_map, propagate_covariance
 from cnnmft.meanfield import c_map
 from cnnmft.results import Status
@@ -330,6 +330,34 @@ def test_critical_10000_layers_follow_the_fully_connected_c_map():
     res, K = _deep(x, "tanh", *CRIT, v, [1000, 10_000])
     qs = _fp("tanh", *CRIT)[0]
     assert np.max(np.abs(K[1][0] - _c_map_iterate(K[0], qs, *CRIT, 9000))) <= TOL * qs
+
+
+def _exact_critical(q_star):
+    cp = critical_point("tanh", q_star)  # chi_1 = 1 exactly; chi_q = 0.98 at q* = 0.01
+    return float(cp.sigma_w2), float(cp.sigma_b2)
+
+
+def test_exact_critical_small_q_star_reaches_the_common_variance():
+    """At q* = 0.01 (chi_q = 0.98) the rounding of the q-map moves its fixed point by ~1e-14:
+    the variances must still be recognised as converged (an absolute series tail once kept v =
+    delta per pixel for all layers), and end at the separate solver's q*."""
+    sw2, sb2 = _exact_critical(0.01)
+    x = np.random.default_rng(12).normal(size=(3, 3))
+    res = propagate_covariance(x, "tanh", sw2, sb2, variance_profile("delta", 3, ndim=1), 2500)
+    qs = _fp("tanh", sw2, sb2)[0]
+    assert 0 < res.common_layer < 2000
+    assert np.max(np.abs(np.diag(res.cov[-1]) - qs)) <= 1e-12 * qs
+
+
+@pytest.mark.slow
+def test_exact_critical_small_q_star_delta_every_layer():
+    sw2, sb2 = _exact_critical(0.01)
+    x = np.random.default_rng(12).normal(size=(4, 3))
+    err, res, got = _compare(x, "tanh", sw2, sb2, variance_profile("delta", 3, ndim=1), 2000)
+    assert 0 < res.common_layer < 2000
+    assert err <= TOL
+    qs = _fp("tanh", sw2, sb2)[0]
+    assert np.max(np.abs(np.diagonal(got[-1]) - qs)) <= 1e-12 * qs
 
 
 # ----------------------------------------------------------------------------- determinism
