@@ -342,7 +342,7 @@ def test_exact_critical_small_q_star_reaches_the_common_variance():
     the variances must still be recognised as converged (an absolute series tail once kept v =
     delta per pixel for all layers), and end at the separate solver's q*."""
     sw2, sb2 = _exact_critical(0.01)
-    x = np.random.default_rng(12).normal(size=(3, 3))
+    x = np.random.default_rng(12).normal(size=(8, 3))
     res = propagate_covariance(x, "tanh", sw2, sb2, variance_profile("delta", 3, ndim=1), 2500)
     qs = _fp("tanh", sw2, sb2)[0]
     assert 0 < res.common_layer < 2000
