@@ -9,9 +9,10 @@ gives bit-identical layers.
   Mehler coefficients, closed forms or quadrature) then ``A``. Exact; the other regimes are
   shortcuts that only apply to the Mehler series.
 * :class:`CommonRegime`: every variance equals the stable fixed point ``q*`` of the (series)
-  q-map to ``_COMMON_TOL``. The variances are then pinned to ``q*``: the diagonal follows the
-  q-map, ``q_a^{l+1} = sum_beta v_beta Q(q_{a+beta}^l)``, for which ``q*`` is a fixed point, so
-  they stay there exactly. Off-diagonal entries follow the one-entry correlation map ``g`` at
+  q-map to ``_COMMON_TOL`` (or to the rounding limit ``_FP_NOISE / (1 - chi_q)``). The
+  variances are then pinned to ``q*``: the diagonal follows the q-map,
+  ``q_a^{l+1} = sum_beta v_beta Q(q_{a+beta}^l)``, for which ``q*`` is a fixed point, so they
+  stay there exactly. Off-diagonal entries follow the one-entry correlation map ``g`` at
   ``q*`` with one coefficient set. (Iterating the diagonal with ``g`` too, as an earlier version
   did, is wrong in the chaotic phase: ``g'(q*) = chi_1 > 1`` there, so rounding errors of the
   variances grow like ``chi_1^l`` while the true slope is ``chi_q < 1``.)
@@ -27,9 +28,10 @@ gives bit-identical layers.
   follows ``g`` on its own; its iterates are tabulated on checked Chebyshev panels.
 
 Threads: the per-layer kernels run serially when a layer is small; otherwise :class:`Pace`
-times serial calls and calls with one block of rows per numba thread and keeps the faster, so
-a machine shared with other processes costs about its fair share (``docs/covariance.md`` has
-the measurements). Either way the results are bit-identical.
+times serial calls and calls with one block of rows per numba thread and keeps the faster
+(the slower is probed again less and less often), so a machine shared with other processes
+costs about its fair share (``docs/covariance.md`` has the measurements). Either way the
+results are bit-identical.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ _GROW = 10.0  # the linear regime is left when the deviation bound grows by this
 
 def _blocks(work):
     """Number of row blocks (= threads) for a kernel call of `work` multiply-adds."""
+    if work < _PAR_WORK:
+        return 1
     n = _threads.get_num_threads()  # the thread policy (does not start numba's pool)
-    return n if n > 1 and work >= _PAR_WORK else 1
+    return n if n > 1 else 1
 
 
 class Pace:
@@ -76,13 +80,19 @@ class Pace:
 
     On an idle machine the row blocks (one per thread) win; when other processes take the
     cores, a parallel layer waits for its slowest block and one thread is faster. Both are
-    timed (running average) and the other one is tried again every 16th call. This only
-    chooses the speed: serial and row-block kernels give bit-identical results.
+    timed (running average); the loser is tried again after 16 calls, then after twice as many
+    each time it loses again (at most every 1024 calls), so that a probe that is slow under a
+    load (a parallel layer whose thread lost its core can take ten serial layers) costs little.
+    This only schedules: serial and row-block kernels give bit-identical results, and no
+    decision from a timing changes the work done or which regime runs.
     """
 
     def __init__(self):
         self.cost = {}
         self.calls = 0
+        self.every = 16  # calls between two probes of the option that is not the fastest
+        self.probe_at = 16
+        self.best = None
 
     def pick(self, work):
         nb = _blocks(work)
@@ -95,7 +105,14 @@ class Pace:
         if tp is None:
             return nb
         best, other = (1, nb) if ts <= tp else (nb, 1)
-        return other if self.calls % 16 == 0 else best
+        if best != self.best:  # the winner changed: probe soon again
+            self.best, self.every = best, 16
+            self.probe_at = self.calls + self.every
+        if self.calls >= self.probe_at:
+            self.every = min(2 * self.every, 1024)
+            self.probe_at = self.calls + self.every
+            return other
+        return best
 
     def done(self, nb, seconds):
         old = self.cost.get(nb)
@@ -228,7 +245,8 @@ class Evaluator:
         """Return an interval holding every later variance.
 
         The q-map is increasing, so the iterates of the end points bound all later (spatially
-        averaged) variances.
+        averaged) variances; when ``Q(lo) >= lo`` and ``Q(hi) <= hi`` the interval itself is
+        mapped into itself (one evaluation).
         """
         q = np.array([lo, hi])
         a, b = lo, hi
@@ -237,6 +255,9 @@ class Evaluator:
             self._qmap = _custom.kernels(self.a)
         ns, code = self._qmap
         sw, sb, qn = np.full(2, self.sw2), np.full(2, self.sb2), np.empty(2)
+        ns.maps.q_map_many(code, q, sw, sb, qn)
+        if qn[0] >= lo and qn[1] <= hi:
+            return lo, hi
         for _ in range(24):
             ns.maps.q_map_many(code, q, sw, sb, qn)
             if not np.all(np.isfinite(qn)):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import roots_hermitenorm
 
+import cnnmft._covariance_engine as engmod
 import cnnmft.covariance as covmod
 from cnnmft.covariance import covariance_map, propagate_covariance
 from cnnmft.fourier import variance_profile
@@ -359,3 +360,26 @@ def test_three_dimensional_grid():
     res = propagate_covariance(x, "erf", 1.5, 0.05, v, 4, layers="all")
     assert res.cov.shape == (5, 3, 4, 3, 3, 4, 3)
     assert np.max(np.abs(_as_full(res.cov, B, sp, False) - ref)) <= 1e-12
+
+
+def test_pace_probes_the_slower_kernels_less_and_less_often(monkeypatch):
+    """Serial vs row blocks: the loser is retried after 16, 32, 64, ... calls (at most 1024),
+    and the schedule restarts when the winner changes. Synthetic timings, no clock."""
+    monkeypatch.setattr(engmod, "_blocks", lambda work: 2)
+    pace = engmod.Pace()
+    cost = {1: 1.0, 2: 10.0}  # row blocks ten times slower (cores taken by other processes)
+    picks = []
+    for _ in range(3000):
+        nb = pace.pick(10**9)
+        picks.append(nb)
+        pace.done(nb, cost[nb])
+    probes = [i for i, nb in enumerate(picks[2:], start=2) if nb == 2]
+    gaps = np.diff(probes).tolist()
+    assert picks[:2] == [1, 2] and gaps[:6] == [32, 64, 128, 256, 512, 1024]
+    assert len(probes) <= 8
+    cost[1] = 100.0  # now serial loses: the next probe switches, then row blocks stay
+    for _ in range(1100):
+        nb = pace.pick(10**9)
+        picks.append(nb)
+        pace.done(nb, cost[nb])
+    assert picks[-1] == 2 and picks[-1000:].count(1) <= 7
