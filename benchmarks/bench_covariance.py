@@ -10,6 +10,9 @@ Cases (tanh, uniform 3x3 v, sigma_b2 = 0.05; critical point sigma_w2 = 1.760955 
   peak memory, and the variances against ``q*`` of :func:`cnnmft.fixed_point`;
 * ``uniform_chaotic`` / ``delta_chaotic``: the same at sigma_w2 = 3 (chaotic phase), where the
   off-diagonal entries must also reach ``q* c*``;
+* ``uniform_exact_critical`` / ``delta_exact_critical``: the same on the critical line itself,
+  ``critical_point("tanh", 0.01)`` (chi_1 = 1, q* = 0.01, chi_q = 0.98: the variances take about
+  1,600 layers to converge, all of them per pixel);
 * ``deep_chaotic``: the reported cases (16-pixel 1D, 8x8 2D, 8x8 delta v) at 128, 1,000 and
   10,000 layers against ``q*`` and ``q* c*``.
 
@@ -18,6 +21,7 @@ are per case. Usage::
 
     python benchmarks/bench_covariance.py            # everything
     python benchmarks/bench_covariance.py --quick    # only the 8x8 case
+    python benchmarks/bench_covariance.py --cases uniform delta --reps 1 --no-memory
 
 Note: on a shared machine the timings are inflated by CPU contention; the load average is
 printed with every case.
@@ -101,11 +105,12 @@ def case_small():
     t = time.perf_counter()
     propagate_covariance(x, "tanh", SW, SB, v, 2, progress=False)
     first = time.perf_counter() - t
-    times = []
+    times, cpus = [], []
     for _ in range(5):
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         propagate_covariance(x, "tanh", SW, SB, v, 128, progress=False)
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c0)
     times_all = []
     for _ in range(3):
         t = time.perf_counter()
@@ -136,6 +141,7 @@ def case_small():
         "case": "8x8, 128 layers",
         "cnnmft_s_min": min(times),
         "cnnmft_s_median": float(np.median(times)),
+        "cnnmft_cpu_s_min": min(cpus),
         "cnnmft_all_129_layers_returned_s": min(times_all),
         "first_call_s": first,
         "baseline_numpy_gh20_s": tb,
@@ -163,7 +169,17 @@ def _deep_errors(res, act, sw2, sb2):
     return qs, cs, err_q, float(np.max(np.abs(off - qs * cs))) / qs
 
 
-def case_big(kind, sw2=SW):
+def _exact_critical():
+    from cnnmft import critical_point
+
+    cp = critical_point("tanh", 0.01)
+    return float(cp.sigma_w2), float(cp.sigma_b2)
+
+
+_OPTS = {"reps": 3, "memory": True}  # set from the command line (--reps, --no-memory)
+
+
+def case_big(kind, sw2=SW, sb2=SB, phase=None, reps=None):
     import tracemalloc
 
     from cnnmft import propagate_covariance, variance_profile
@@ -172,31 +188,37 @@ def case_big(kind, sw2=SW):
     x = rng.normal(size=(32, 32, 3))
     v = variance_profile(kind, 3)
     t = time.perf_counter()
-    propagate_covariance(x[:8, :8], "tanh", sw2, SB, v, 2, progress=False)
+    propagate_covariance(x[:8, :8], "tanh", sw2, sb2, v, 2, progress=False)
     first = time.perf_counter() - t
-    runs, cpu = [], []
-    for _ in range(3):
+    runs, cpu, loads = [], [], []
+    for _ in range(reps or _OPTS["reps"]):
         t, c0 = time.perf_counter(), time.process_time()
         res = propagate_covariance(
-            x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000], progress=False
+            x, "tanh", sw2, sb2, v, 10000, layers=[1, 100, 10000], progress=False
         )
         runs.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c0)
+        loads.append(os.getloadavg()[0])
     el = min(runs)
     # memory in a second run: tracemalloc slows numpy allocations down, so it is not timed
-    tracemalloc.start()
-    propagate_covariance(x, "tanh", sw2, SB, v, 10000, layers=[1, 100, 10000], progress=False)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    peak = float("nan")
+    if _OPTS["memory"]:
+        tracemalloc.start()
+        propagate_covariance(x, "tanh", sw2, sb2, v, 10000, layers=[1, 100, 10000], progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
     c = res.cov[-1].reshape(1024, 1024)
     d = np.diag(c)
-    qs, cs, err_q, err_c = _deep_errors(res, "tanh", sw2, SB)
-    phase = "critical" if sw2 == SW else f"chaotic sigma_w2={sw2:g}"
+    qs, cs, err_q, err_c = _deep_errors(res, "tanh", sw2, sb2)
+    if phase is None:
+        phase = "critical" if sw2 == SW else f"chaotic sigma_w2={sw2:g}"
     out = {
         "case": f"{kind} v, 32x32, 10000 layers, {phase}",
         "cnnmft_s": el,
         "cpu_s_of_fastest": cpu[int(np.argmin(runs))],
-        "cnnmft_s_first_of_3": runs[0],
+        "cpu_s_all_runs": " ".join(f"{c:.2f}" for c in cpu),
+        "wall_s_all_runs": " ".join(f"{r:.2f}" for r in runs),
+        "load_1min_after_each_run": " ".join(f"{lo:.1f}" for lo in loads),
         "first_call_s": first,
         "tracemalloc_peak_mb": peak / 2**20,
         "maxrss_mb": _maxrss_mb(),
@@ -207,7 +229,7 @@ def case_big(kind, sw2=SW):
         "final_mean_corr": float((c / np.sqrt(np.outer(d, d))).mean()),
         "status": res.status,
     }
-    if sw2 != SW:  # chaotic: the off-diagonal entries reach q* c* (at criticality 1 - c ~ 1/l)
+    if phase.startswith("chaotic"):  # the off-diagonal entries reach q* c* (critical: 1/l)
         out["max_rel_err_offdiag_vs_qstar_cstar"] = err_c
     return out
 
@@ -239,12 +261,17 @@ def case_deep_chaotic():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--case", choices=list(CASES))
+    ap.add_argument("--case", choices=list(CASES), help="run one case in this process")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), help="run only these cases")
+    ap.add_argument("--reps", type=int, default=3, help="timed runs of each 32x32 case")
+    ap.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
     a = ap.parse_args()
     if a.case:
+        _OPTS.update(reps=a.reps, memory=not a.no_memory)
         print("RESULT " + json.dumps(CASES[a.case]()))
         return
-    cases = ["small"] if a.quick else list(CASES)
+    cases = ["small"] if a.quick else (a.cases or list(CASES))
+    extra = ["--reps", str(a.reps)] + (["--no-memory"] if a.no_memory else [])
     try:
         load = os.getloadavg()
     except OSError:  # pragma: no cover
@@ -259,10 +286,14 @@ def main():
         "delta": "<= 5 s",
         "uniform_chaotic": "<= 5 s",
         "delta_chaotic": "<= 5 s",
+        "uniform_exact_critical": "<= 5 s",
+        "delta_exact_critical": "<= 5 s",
         "deep_chaotic": "<= 1e-9 from q*, q* c*",
     }
     for c in cases:
-        p = subprocess.run([sys.executable, __file__, "--case", c], capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, __file__, "--case", c, *extra], capture_output=True, text=True
+        )
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if not line:
             print(p.stdout, p.stderr)
@@ -282,6 +313,12 @@ CASES = {
     "delta": lambda: case_big("delta"),
     "uniform_chaotic": lambda: case_big("uniform", 3.0),
     "delta_chaotic": lambda: case_big("delta", 3.0),
+    "uniform_exact_critical": lambda: case_big(
+        "uniform", *_exact_critical(), phase="exact critical q*=0.01"
+    ),
+    "delta_exact_critical": lambda: case_big(
+        "delta", *_exact_critical(), phase="exact critical q*=0.01"
+    ),
     "deep_chaotic": case_deep_chaotic,
 }
 
