@@ -52,8 +52,9 @@ from cnnmft._covariance_series import (
     series_fixed_point,
     series_q_map,
     tabulate_iterates,
+    variance_map,
 )
-from cnnmft._kernels import _act, _cov, _custom
+from cnnmft._kernels import _act, _cov
 from cnnmft.fourier import kernel_offsets, mode_eigenvalues
 from cnnmft.results import Status
 
@@ -239,34 +240,32 @@ class Evaluator:
         self._src = None
         self._fp = None
         self._common = None
-        self._qmap = None
 
     def _q_hull(self, lo, hi):
         """Return an interval holding every later variance.
 
         The q-map is increasing, so the iterates of the end points bound all later (spatially
         averaged) variances; when ``Q(lo) >= lo`` and ``Q(hi) <= hi`` the interval itself is
-        mapped into itself (one evaluation).
+        mapped into itself (one evaluation). The q-map is evaluated in numpy
+        (:func:`cnnmft._covariance_series.variance_map`): only a bound is needed, and the
+        compiled adaptive quadrature would cost about 9 CPU-seconds of compilation on a first
+        call.
         """
         q = np.array([lo, hi])
         a, b = lo, hi
         step = np.zeros(2)
-        if self._qmap is None:  # the q-map kernel itself (q_map's validation costs more)
-            self._qmap = _custom.kernels(self.a)
-        ns, code = self._qmap
-        sw, sb, qn = np.full(2, self.sw2), np.full(2, self.sb2), np.empty(2)
-        ns.maps.q_map_many(code, q, sw, sb, qn)
+        qn = variance_map(self.a, q, self.sw2, self.sb2)
         if qn[0] >= lo and qn[1] <= hi:
             return lo, hi
         for _ in range(24):
-            ns.maps.q_map_many(code, q, sw, sb, qn)
-            if not np.all(np.isfinite(qn)):
-                break
+            if not np.all(np.isfinite(qn)) or not series_covers(float(qn.max())):
+                return a, math.inf  # beyond the series: the caller leaves it
             step = np.abs(qn - q)
             a, b = min(a, float(qn.min())), max(b, float(qn.max()))
             if np.all(step <= 1e-13 * np.abs(q)):
                 break
-            q = qn.copy()
+            q = qn
+            qn = variance_map(self.a, q, self.sw2, self.sb2)
         # geometric convergence (slope <= 0.9): the limit lies within 9 last steps; if not,
         # covers() fails later and the interval is rebuilt
         a = min(a, float(np.min(q - 9 * step)))
@@ -276,6 +275,8 @@ class Evaluator:
     def _pixel_series(self, uq):
         """The Hermite series at the variances `uq`, or None where it would be too long."""
         src = self._src
+        if not series_covers(1.001 * float(uq[-1])):
+            return None
         if src is None or not src.covers(uq) or uq[-1] < 0.8 * src.qhi:
             # (re)build for the interval that holds every later variance; rebuilding when the
             # variances have shrunk keeps the number of series terms small

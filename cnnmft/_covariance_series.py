@@ -102,6 +102,25 @@ def mehler_coefficients(act, q, *, kmax=None):
     return coef, tail
 
 
+def variance_map(act, q, sw2, sb2):
+    """The q-map ``sw2 E[phi(sqrt(q) z)^2] + sb2`` at the variances `q`, in numpy.
+
+    The composite Gauss-Legendre rule of :func:`mehler_coefficients` (no compiled quadrature:
+    the covariance map needs only this bound on its variances, see
+    :meth:`cnnmft._covariance_engine.Evaluator._q_hull`). Overflow gives inf, not a warning.
+    """
+    a = get_activation(act)
+    q = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    qmax = float(q.max()) if q.size else 0.0
+    tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
+    bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
+    z, wt, _ = _mehler_rule(bucket, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = np.sqrt(q)[:, None] * z[None, :]
+        phi = np.tanh(u) if a.code == _act.TANH else a.phi(u)
+        return sw2 * ((phi * phi) @ wt) + sb2
+
+
 def _cheb_interp_matrix(nodes, t):
     """Barycentric interpolation matrix from values at Chebyshev-first-kind `nodes` to `t`."""
     m = nodes.size
@@ -126,7 +145,7 @@ def _k_needed(qmax):
 
 def series_covers(qmax):
     """True if variances up to `qmax` can be served by a Hermite series of at most _KMAX terms."""
-    return _k_needed(qmax) <= _KMAX
+    return math.isfinite(qmax) and _k_needed(qmax) <= _KMAX
 
 
 def _converged(coef, kmax):
