@@ -337,16 +337,20 @@ def _exact_critical(q_star):
     return float(cp.sigma_w2), float(cp.sigma_b2)
 
 
-def test_exact_critical_small_q_star_reaches_the_common_variance():
-    """At q* = 0.01 (chi_q = 0.98) the rounding of the q-map moves its fixed point by ~1e-14:
-    the variances must still be recognised as converged (an absolute series tail once kept v =
-    delta per pixel for all layers), and end at the separate solver's q*."""
+@pytest.mark.parametrize("shape", [(8, 3), (16, 16, 3)])
+def test_exact_critical_small_q_star_reaches_the_common_variance(shape):
+    """At q* = 0.01 (chi_q = 0.98) the rounding of the q-map moves its fixed point by ~1e-13:
+    the variances must still be recognised as converged (an absolute series tail, and then a
+    tolerance too tight for 256 interpolated variances, kept v = delta per pixel for all
+    layers), and end at the separate solver's q*."""
     sw2, sb2 = _exact_critical(0.01)
-    x = np.random.default_rng(12).normal(size=(8, 3))
-    res = propagate_covariance(x, "tanh", sw2, sb2, variance_profile("delta", 3, ndim=1), 2500)
+    x = np.random.default_rng(12).normal(size=shape)
+    v = variance_profile("delta", 3, ndim=len(shape) - 1)
+    res = propagate_covariance(x, "tanh", sw2, sb2, v, 2500)
     qs = _fp("tanh", sw2, sb2)[0]
+    n = int(np.prod(shape[:-1]))
     assert 0 < res.common_layer < 2000
-    assert np.max(np.abs(np.diag(res.cov[-1]) - qs)) <= 1e-12 * qs
+    assert np.max(np.abs(np.diag(res.cov[-1].reshape(n, n)) - qs)) <= 1e-12 * qs
 
 
 @pytest.mark.slow
