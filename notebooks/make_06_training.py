@@ -105,7 +105,7 @@ md("""## 5. The committed 10,000-layer check
 deep block) at depths 10, 100 and 10,000; its numbers are committed next to it. docs/training.md
 says what they show and what they do not.""")
 code("""import json, pathlib
-for name in ("ten_thousand_shallow", "ten_thousand"):
+for name in ("ten_thousand",):
     f = pathlib.Path("..") / "benchmarks" / "results" / name / "numbers.json"
     if not f.is_file():
         continue
