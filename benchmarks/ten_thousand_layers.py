@@ -297,6 +297,42 @@ def run_logistic(args):
     }
 
 
+def _per_depth_checks(args, table):
+    """Trained against frozen and Gaussian against chance at every depth, on that depth's seeds.
+
+    "By more than the seed spread": the gap of the means exceeds the larger of the two runs'
+    seed ranges at that depth (None with one seed); the standard error of the gap is that of the
+    difference of two accuracies near 1/2 on ``n_test`` images.
+    """
+    out = {}
+    for depth in args.depths:
+        d, f, g = (table.get(f"{k}_depth{depth}") for k in KINDS)
+        row = {}
+        if d and f:
+            gap = d["test_acc_mean"] - f["test_acc_mean"]
+            se = float(np.sqrt(0.5 / d["n_test"]))
+            spread = max(d["test_acc_range"], f["test_acc_range"])
+            several = d["seeds"] > 1 and f["seeds"] > 1
+            row.update(
+                trained_minus_frozen=gap,
+                standard_error_of_the_gap=se,
+                largest_seed_range=spread if several else None,
+                trained_beats_frozen_by_more_than_seed_spread=(
+                    bool(gap > spread) if several else None
+                ),
+                every_trained_seed_above_every_frozen_seed=bool(
+                    min(d["test_acc"]) > max(f["test_acc"])
+                ),
+                trained_beats_frozen_by_more_than_3_standard_errors=bool(gap > 3 * se),
+            )
+        if g:
+            row["gaussian_at_chance_within_3se"] = bool(
+                g["test_acc_mean"] <= 0.1 + 3 * np.sqrt(0.09 / g["n_test"])
+            )
+        out[str(depth)] = row
+    return out
+
+
 def summarise(args, results, linear, logistic, t_begin):
     table = {}
     for depth in args.depths:
@@ -348,6 +384,7 @@ def summarise(args, results, linear, logistic, t_begin):
         se = 3 * np.sqrt(0.09 / g["n_test"])
         checks["gaussian_deep_test_acc"] = g["test_acc_mean"]
         checks["gaussian_at_chance_within_3se"] = bool(g["test_acc_mean"] <= 0.1 + se)
+    checks["per_depth"] = _per_depth_checks(args, table)
     numbers = {
         "dataset": args.dataset,
         "depths": args.depths,
