@@ -54,9 +54,8 @@ def _check_exit(proc, res):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-@pytest.mark.filterwarnings("ignore:ended at chance:RuntimeWarning")
-def test_ddp_two_gloo_processes_match_single_process(tmp_path):
-    out = tmp_path / "ddp"
+def _run_torchrun(out, *extra):
+    """``cnnmft.pytorch.distributed`` under torchrun, 2 gloo processes, `ARGS` + `extra`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [
         sys.executable,
@@ -75,17 +74,23 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
         *ARGS,
         "--out",
         str(out),
+        *extra,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    ddp = TrainResult.load(out / "result.json")
-    _check_exit(proc, ddp)
-    single = train(
+    res = TrainResult.load(out / "result.json")
+    _check_exit(proc, res)
+    return res
+
+
+def _single_process(steps, **kw):
+    """The one-process run of the same settings as `ARGS`, for `steps` steps."""
+    return train(
         TrainConfig(
             depth=6,
             channels=4,
             stem_strides=(1, 2),
             batch_size=16,
-            steps=4,
+            steps=steps,
             lr=0.05,
             max_train=64,
             max_test=40,
@@ -93,10 +98,17 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
             dtype="float64",
             num_threads=1,
             plots=False,
-            out_dir=str(tmp_path / "single"),
+            **kw,
         ),
         progress=False,
     )
+
+
+@pytest.mark.filterwarnings("ignore:ended at chance:RuntimeWarning")
+def test_ddp_two_gloo_processes_match_single_process(tmp_path):
+    out = tmp_path / "ddp"
+    ddp = _run_torchrun(out)
+    single = _single_process(4, out_dir=str(tmp_path / "single"))
     assert ddp.steps_done == 4
     # the same global batches and averaged gradients: identical up to float64 reduction order
     np.testing.assert_allclose(ddp.loss, single.loss, rtol=1e-10)
@@ -116,47 +128,8 @@ def test_ddp_resume_is_decided_on_rank_0(tmp_path):
     # rank 0 reads and checks the checkpoint and broadcasts the state: the resumed two-process
     # run ends where one uninterrupted process does
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    base = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "0",
-        "--rdzv_backend",
-        "c10d",
-        "--rdzv_endpoint",
-        "localhost:0",
-        "-m",
-        "cnnmft.pytorch.distributed",
-        *ARGS,
-        "--out",
-        str(out),
-        "--checkpoint-every",
-        "1",
-    ]
     for extra in ([], ["--steps", "6", "--resume"]):
-        proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=240, env=env)
-        _check_exit(proc, TrainResult.load(out / "result.json"))
-    ddp = TrainResult.load(out / "result.json")
-    single = train(
-        TrainConfig(
-            depth=6,
-            channels=4,
-            stem_strides=(1, 2),
-            batch_size=16,
-            steps=6,
-            lr=0.05,
-            max_train=64,
-            max_test=40,
-            eval_every=0,
-            dtype="float64",
-            num_threads=1,
-            plots=False,
-        ),
-        progress=False,
-    )
+        ddp = _run_torchrun(out, "--checkpoint-every", "1", *extra)
+    single = _single_process(6)
     assert ddp.steps_done == 6
     np.testing.assert_allclose(ddp.loss, single.loss, rtol=1e-10)
