@@ -227,21 +227,11 @@ def fixed_point(
     nit = np.empty(n, dtype=np.int64)
     nchunk = _chunks(n, threads)
     b2 = _bound2(a)
-    ns.maps.fixed_point_many(
-        code,
-        sw.ravel(),
-        sb.ravel(),
-        zero,
-        odd,
-        tol,
-        maxiter,
-        out,
-        status,
-        nit,
-        nchunk,
-        method == "auto",
-        b2,
-    )
+    args = (code, sw.ravel(), sb.ravel(), zero, odd, tol, maxiter, out, status, nit)
+    if nchunk == 1:  # one point or one thread: the serial driver (no parallel compile)
+        ns.maps.fixed_point_range(*args, 0, n, method == "auto", b2)
+    else:
+        ns.maps.fixed_point_many(*args, nchunk, method == "auto", b2)
     roots = _attractors(
         a, sw.ravel(), sb.ravel(), out, status, nit, tol, maxiter, nchunk, method == "auto"
     )

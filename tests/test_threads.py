@@ -364,3 +364,48 @@ def test_parallel_kernels_from_several_python_threads_do_not_abort():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-2:] == ["12", "True"]
+
+
+# --- what the first call compiles -----------------------------------------------------------------
+
+
+def test_helpers_refuse_calls_from_python():
+    """Kernels without a Python wrapper raise instead of crashing the interpreter."""
+    from cnnmft._kernels import _maps, _quad
+    from cnnmft._kernels._jit import HelperDispatcher
+
+    for k in (_maps.q_noise, _quad._sorted_copy, _quad.normal_pdf):
+        assert isinstance(k, HelperDispatcher)
+    with pytest.raises(TypeError, match="q_noise is an internal numba kernel"):
+        _maps.q_noise(1.0, 1.0, 1.0, 1.0)
+
+
+def test_edge_sort_matches_numpy():
+    """The rules' own sort (no numba generic sort in the first compile) against np.sort."""
+    from cnnmft._kernels import _quad
+
+    @numba.njit
+    def run(x, n):
+        return _quad._sorted_copy(x, n)
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 5, 40, 300):
+        x = np.concatenate([rng.normal(size=n), np.full(7, 0.5)])
+        x[: n // 2] = np.sort(x[: n // 2])  # sorted runs, as the graded edges come
+        if n > 3:
+            x[1] = x[3]  # ties
+        assert np.array_equal(run(x, n), np.sort(x[:n]))
+
+
+def test_one_fixed_point_does_not_compile_the_parallel_driver():
+    """A scalar call (the first call after installing) runs the serial driver only."""
+    code = (
+        "import cnnmft; from cnnmft._kernels import _maps\n"
+        "fp = cnnmft.fixed_point('tanh', 2.5, 0.05)\n"
+        "print(len(_maps.fixed_point_many.signatures), len(_maps.fixed_point_range.signatures),"
+        " float(fp.c_star))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    many, serial, c = out.stdout.split()
+    assert (many, serial) == ("0", "1")
+    assert 0.0 < float(c) < 1.0  # chaotic phase: c* in (0, 1) (its value: test_meanfield)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import helper, jit
 
 LINEAR, TANH, ERF, RELU, HARD_TANH, SIGMOID, SOFTPLUS, GELU, SWISH, SELU = range(10)
 N_BUILTIN = 10
@@ -20,7 +20,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
-@jit
+@helper
 def _sigmoid(x):
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))

@@ -26,7 +26,7 @@ from numba import prange
 
 from . import _quad
 from ._act import ERF, LINEAR
-from ._jit import jit, pjit
+from ._jit import helper, jit, pjit
 
 OK = 0
 NONFINITE = -3
@@ -37,7 +37,7 @@ NONFINITE = -3
 PIN = 1.0 - 64 * 2.220446049250313e-16
 
 
-@jit
+@helper
 def _partner(alpha, d1, d2, d3, n1, n2, n3):
     i3 = alpha % n3
     r = alpha // n3
@@ -55,7 +55,7 @@ def _partner(alpha, d1, d2, d3, n1, n2, n3):
     return (j1 * n2 + j2) * n3 + j3
 
 
-@jit
+@helper
 def _rho(s, q1, q2):
     den = math.sqrt(q1 * q2)
     if den > 0.0:
@@ -68,7 +68,7 @@ def _rho(s, q1, q2):
     return 0.0
 
 
-@jit
+@helper
 def _nterms(x, nterm):
     nb = nterm.shape[0]
     i = int(abs(x) * nb)
@@ -77,7 +77,7 @@ def _nterms(x, nterm):
     return nterm[i]
 
 
-@jit
+@helper
 def _clip1(x):
     if x > 1.0:
         return 1.0
@@ -175,7 +175,7 @@ def _pix_rows(
             T[alpha, c] = sw2 * acc + sb2
 
 
-@jit
+@helper
 def _inv_sqrt(qpix):
     isq = np.empty(qpix.shape[0])
     for p in range(qpix.shape[0]):
@@ -250,7 +250,7 @@ def c_mehler_pix_par(
         )
 
 
-@jit
+@helper
 def _common_rows(S, T, lo, hi, a, k0, step, qs, sw2, sb2):
     """Rows lo..hi-1 of T = g(S), g the map of one entry when every variance is the fixed qs.
 
@@ -283,7 +283,7 @@ def _common_rows(S, T, lo, hi, a, k0, step, qs, sw2, sb2):
                 T[alpha, c] = sw2 * y + sb2
 
 
-@jit
+@helper
 def c_mehler_common(S, T, a, k0, step, qs, sw2, sb2):
     """T = C(S) when every variance equals the fixed point qs (serial; see _common_rows)."""
     _common_rows(S, T, 0, S.shape[0], a, k0, step, qs, sw2, sb2)
@@ -315,7 +315,7 @@ def g_common(s, a, k0, step, qs, sw2, sb2):
     return sw2 * acc + sb2
 
 
-@jit
+@helper
 def closed_entry(code, q1, q2, s):
     if code == LINEAR:
         return s
@@ -366,7 +366,7 @@ def c_direct(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
             T[alpha, c] = sw2 * _quad.expect_2d(code, 0, 0, q1, q2, rho, ws) + sb2
 
 
-@jit
+@helper
 def _a_rows(T, S, lo, hi, taps, o1, o2, o3, n1, n2, n3):
     ncol = T.shape[1]
     nt = taps.shape[0]
@@ -459,7 +459,7 @@ def run_reduced_common(x, nlayers, a, k0, step, qs, sw2, sb2):
     return nlayers, OK
 
 
-@jit
+@helper
 def _g_vec(s, rho, acc, a, k0, step, qs, sw2, sb2):
     """s[i] <- g_common(s[i]) for every i, the Horner loops outside (vectorises)."""
     n = s.shape[0]

@@ -1,5 +1,6 @@
 """The one jit policy of cnnmft: disk cache on, no fastmath, numpy error model.
 
+* Kernels called only from other kernels (:func:`helper`) get no Python wrapper.
 * Parallel kernels (:func:`pjit`) follow the thread policy of :mod:`cnnmft._threads`: before
   each call from Python they bring the calling thread's numba thread count to
   :func:`cnnmft._threads.get_num_threads` (a cached check after the first call). Under numba's
@@ -54,6 +55,16 @@ class ParallelDispatcher(CPUDispatcher):
         return super().__call__(*args, **kwargs)
 
 
+class HelperDispatcher(CPUDispatcher):
+    """A dispatcher without a Python wrapper (:func:`helper`): calls from Python are refused."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"{self.py_func.__module__}.{self.py_func.__name__} is an internal numba kernel "
+            "compiled without a Python wrapper; call it from another kernel"
+        )
+
+
 def jit(func=None, **extra):
     """``numba.njit`` with the project policy (``cache=True``, no fastmath, numpy errors)."""
     opts = {**_OPTIONS, **extra}
@@ -62,7 +73,19 @@ def jit(func=None, **extra):
     disp = numba.njit(**opts)(func)
     if opts.get("parallel") and isinstance(disp, CPUDispatcher):
         disp.__class__ = ParallelDispatcher
+    elif opts.get("no_cpython_wrapper") and isinstance(disp, CPUDispatcher):
+        disp.__class__ = HelperDispatcher
     return disp
+
+
+def helper(func=None, **extra):
+    """Like :func:`jit` for a kernel called only from other kernels, never from Python.
+
+    numba then builds no Python or C-callable wrapper for it, about a third of the compile time
+    of a small function; calling it from Python raises a ``TypeError`` (without the wrapper
+    numba would crash).
+    """
+    return jit(func, no_cpython_wrapper=True, no_cfunc_wrapper=True, **extra)
 
 
 def pjit(func=None, **extra):

@@ -10,7 +10,7 @@ from numba import prange
 
 from . import _act, _quad
 from ._codes import INFINITE, MARGINAL, MAXITER, NONFINITE, OK, ZERO
-from ._jit import jit, pjit
+from ._jit import helper, jit, pjit
 
 NOUT = 7  # q*, c*, chi_1, chi_q, chi_c, residual_q, residual_c
 QMAX = 1e12
@@ -38,7 +38,7 @@ def slope(code, q, ws):
     return _quad.expect_1d(code, _ORD11, q, ws[0], ws[1], ws[2])
 
 
-@jit
+@helper
 def q_step(q, v, dv, sw, sb, lo, hi):
     """One safeguarded Newton step for g(q) = sw v(q) + sb - q on the bracket [lo, hi] (hi may be
     inf). Returns (qn, lo, hi, g, dg); the step q - g/dg is written without cancellation."""
@@ -59,13 +59,13 @@ def q_step(q, v, dv, sw, sb, lo, hi):
     return qn, lo, hi, g, dg
 
 
-@jit
+@helper
 def q_noise(q, v, sw, sb):
     """Rounding level of g(q) = sw v + sb - q: below it the sign of g is not resolved."""
     return 8.0 * 2.2e-16 * (q + sw * abs(v) + sb)
 
 
-@jit
+@helper
 def q_converged(q, qn, g, dg, noise, lo, hi, tol):
     """Stopping rule shared by the q* solvers: step or bracket at tolerance, or the residual at
     the rounding level where the root is well conditioned (dg clearly negative) or bracketed.
@@ -83,7 +83,7 @@ def q_converged(q, qn, g, dg, noise, lo, hi, tol):
     return abs(g) <= noise and (hi < math.inf or dg < -1e-6)
 
 
-@jit
+@helper
 def bracket_step(c, h, dh, lo, hi, hlo, hhi, side):
     """One step of Newton (where dh < 0) / Illinois false position / bisection for a root of h
     with h > 0 left of it. Returns (cn, lo, hi, hlo, hhi, side)."""
@@ -110,7 +110,7 @@ def bracket_step(c, h, dh, lo, hi, hlo, hhi, side):
     return cn, lo, hi, hlo, hhi, side
 
 
-@jit
+@helper
 def _linear_fixed_point(code, sw, sb):
     """Closed form for the linear q-maps (linear: q -> sw q + sb; relu: sw q / 2 + sb)."""
     k = sw if code == _act.LINEAR else 0.5 * sw
@@ -121,7 +121,7 @@ def _linear_fixed_point(code, sw, sb):
     return math.inf, INFINITE  # q^l grows without bound (q = 0 is unstable when sb = 0)
 
 
-@jit
+@helper
 def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0, b2=math.inf):
     """Return (q*, status, nit, residual) of q = sw E[phi(sqrt(q) z)^2] + sb.
 
@@ -187,7 +187,7 @@ def q_fixed_point(code, sw, sb, phi0_zero, tol, maxiter, ws, q0=-1.0, b2=math.in
     return q, MAXITER, maxiter, abs(sw * var(code, q, ws) + sb - q) / max(q, 1e-300)
 
 
-@jit
+@helper
 def _g_sign(code, q, sw, sb, ws):
     """Sign of g(q) = sw E[phi^2](q) + sb - q, 0 where it is below the rounding level."""
     v = var(code, q, ws)
@@ -199,7 +199,7 @@ def _g_sign(code, q, sw, sb, ws):
     return 1.0 if g > 0.0 else -1.0
 
 
-@jit
+@helper
 def _log_bisect(code, sw, sb, a, b, fa, ws, which):
     """Root in [a, b] (bisection in log q) of g (which=0) or of g' = sw dV/dq - 1 (which=1),
     fa the sign at a (opposite at b)."""
@@ -310,12 +310,12 @@ def q_roots_many(code, sw, sb, phi0_zero, breaks, b2, res, nat, nchunk):
     return 0
 
 
-@jit
+@helper
 def cov2(code, a, b, q, c, ws):
     return _quad.expect_2d(code, a, b, q, q, c, ws)
 
 
-@jit
+@helper
 def c_fixed_point(code, q, sw, sb, phi_odd, tol, maxiter, ws, c0=-1.0):
     """Return (c*, chi_c, status, nit, residual) of the c-map in the chaotic phase (chi_1 > 1).
 
@@ -406,7 +406,7 @@ def hermite_sq(code, q, kmax, ws, coef):
     return v, s
 
 
-@jit
+@helper
 def _series(coef, kmax, c):
     """(sum_k coef_k c^k, sum_k k coef_k c^(k-1)) by Horner."""
     p = coef[kmax]
@@ -418,7 +418,7 @@ def _series(coef, kmax, c):
     return p, d
 
 
-@jit
+@helper
 def _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg):
     """Root of h(c) = (sw sum_k coef_k c^k + sb)/q - c in [0, 1) from cg; (c, dk, h, it)."""
     lo = 0.0
@@ -439,7 +439,7 @@ def _series_solve(q, sw, sb, tol, maxiter, coef, kmax, cg):
     return c, dk, h, maxiter
 
 
-@jit
+@helper
 def c_fixed_point_series(code, q, sw, sb, tol, maxiter, ws, coef, c0):
     """c* from the Mehler series of the c-map; returns (c, chi_c, ok, nit, residual).
 
@@ -540,32 +540,46 @@ def fixed_point_one(
     return st, nit + nitc
 
 
+@jit
+def fixed_point_range(
+    code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, lo, hi, series, b2
+):
+    """fixed_point_one for the points lo..hi-1, with one workspace (the serial driver)."""
+    ws = _quad.new_workspace()
+    for i in range(lo, hi):
+        st, it = fixed_point_one(
+            code, sw[i], sb[i], phi0_zero, phi_odd, tol, maxiter, ws, out[i], -1.0, -1.0, series, b2
+        )
+        status[i] = st
+        nit[i] = it
+    return 0
+
+
 @pjit
 def fixed_point_many(
     code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk, series, b2=math.inf
 ):
+    """fixed_point_range over nchunk chunks in parallel (compiled only for grids: the first
+    call of a process with one point or one thread does not need the parallel machinery)."""
     n = sw.size
     per = (n + nchunk - 1) // nchunk
     for ch in prange(nchunk):
-        ws = _quad.new_workspace()
-        for i in range(ch * per, min(n, (ch + 1) * per)):
-            st, it = fixed_point_one(
-                code,
-                sw[i],
-                sb[i],
-                phi0_zero,
-                phi_odd,
-                tol,
-                maxiter,
-                ws,
-                out[i],
-                -1.0,
-                -1.0,
-                series,
-                b2,
-            )
-            status[i] = st
-            nit[i] = it
+        fixed_point_range(
+            code,
+            sw,
+            sb,
+            phi0_zero,
+            phi_odd,
+            tol,
+            maxiter,
+            out,
+            status,
+            nit,
+            ch * per,
+            min(n, (ch + 1) * per),
+            series,
+            b2,
+        )
     return 0
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _act
 from ._act import ERF, HARD_TANH, LINEAR, RELU
-from ._jit import jit
+from ._jit import helper, jit
 
 ZMAX = 9.0
 MAXW = 2.25
@@ -65,17 +65,17 @@ _STEEP = np.ones(_act.N_BUILTIN, dtype=np.bool_)
 _STEEP[[_act.RELU, _act.HARD_TANH, _act.LINEAR]] = False
 
 
-@jit
+@helper
 def normal_cdf(x):
     return 0.5 * math.erfc(-x * _INV_SQRT2)
 
 
-@jit
+@helper
 def normal_pdf(x):
     return _INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
-@jit
+@helper
 def _add_feature(edges, n, p, w):
     """Append graded edges around a feature at p with local scale w (p itself included)."""
     if not (p > -ZMAX and p < ZMAX) or n >= MAXEDGES - 4:
@@ -98,7 +98,7 @@ def _add_feature(edges, n, p, w):
     return n
 
 
-@jit
+@helper
 def _base_edges(edges, maxw=MAXW):
     m = int(math.ceil(2.0 * ZMAX / maxw))
     for i in range(m + 1):
@@ -106,7 +106,7 @@ def _base_edges(edges, maxw=MAXW):
     return m + 1
 
 
-@jit
+@helper
 def _features(code, sq, shift, scale_out, edges, n):
     """Add the features of phi^{(.)}(sq * z + shift) (sq > 0) to the edge list."""
     if code < _act.N_BUILTIN:
@@ -119,7 +119,7 @@ def _features(code, sq, shift, scale_out, edges, n):
     return n
 
 
-@jit
+@helper
 def _features_g(code, mc, sig, edges, n):
     """Features, in z1, of z1 -> E[g(mc z1 + sig Z)] (mc > 0): kinks smoothed to scale sig and
     the steep region of smooth activations (scale max(1, sig))."""
@@ -133,10 +133,33 @@ def _features_g(code, mc, sig, edges, n):
     return n
 
 
-@jit
+@helper
+def _sorted_copy(x, n):
+    """x[:n] sorted ascending, as a new array (Shell sort, gaps 3h + 1).
+
+    Written here rather than ``np.sort``: numba's generic sort adds five functions and about
+    2 s to the first compile, and the edge lists are short and mostly sorted runs.
+    """
+    e = x[:n].copy()
+    h = 1
+    while 3 * h + 1 < n:
+        h = 3 * h + 1
+    while h >= 1:
+        for i in range(h, n):
+            v = e[i]
+            j = i
+            while j >= h and e[j - h] > v:
+                e[j] = e[j - h]
+                j -= h
+            e[j] = v
+        h //= 3
+    return e
+
+
+@helper
 def _finish_rule(edges, n, nodes, weights):
     """Sort and deduplicate edges, then fill nodes/weights (Gauss-Legendre times pdf)."""
-    e = np.sort(edges[:n])
+    e = _sorted_copy(edges, n)
     # edges closer than 1e-14 (1 + |e|) are merged; where a feature is graded finer than that
     # (steep activations at q > 1e26) only edges closer than 1e-14 |e| are
     fine = False
@@ -164,7 +187,7 @@ def _finish_rule(edges, n, nodes, weights):
     return k
 
 
-@jit
+@helper
 def rule_1d(code, q, edges, nodes, weights):
     """Rule for E[F(sqrt(q) z)] where F is built from phi of activation `code`."""
     n = _base_edges(edges)
@@ -174,7 +197,7 @@ def rule_1d(code, q, edges, nodes, weights):
     return _finish_rule(edges, n, nodes, weights)
 
 
-@jit
+@helper
 def prod_orders(code, orders, u):
     r = 1.0
     for o in orders:
@@ -199,7 +222,7 @@ def expect_1d(code, orders, q, edges, nodes, weights):
 # inner conditional expectations E[phi^{(o)}(m + s Z)] (closed forms where they exist)
 
 
-@jit
+@helper
 def _relu_tail(x):
     """phi(x) - x Phi(-x) for x >= 1.5 without cancellation: the continued fraction of the
     Mills ratio R = 1/(x + T), T = 1/(x + 2/(x + 3/...)), gives phi(x) - x Phi(-x) = phi(x) T R."""
@@ -210,7 +233,7 @@ def _relu_tail(x):
     return normal_pdf(x) * t / (x + t)
 
 
-@jit
+@helper
 def _smoothed_closed(code, o, m, s):
     """Return (value, ok). ok=False means: no closed form, integrate numerically."""
     if code == LINEAR:
@@ -247,7 +270,7 @@ def _smoothed_closed(code, o, m, s):
     return 0.0, False
 
 
-@jit
+@helper
 def _smooth(code):
     """True for activations without kinks (analytic on the real line)."""
     if code >= _KINKS.shape[0]:
@@ -255,7 +278,7 @@ def _smooth(code):
     return math.isnan(_KINKS[code, 0]) and math.isnan(_KINKS[code, 1])
 
 
-@jit
+@helper
 def smoothed(code, o, m, s, edges, nodes, weights):
     """E[phi^{(o)}(m + s Z)], Z standard normal, s >= 0."""
     if s <= 0.0:
@@ -277,7 +300,7 @@ def smoothed(code, o, m, s, edges, nodes, weights):
     return acc
 
 
-@jit
+@helper
 def _outer_rule(code, sq1, sq2, c, edges, nodes, weights):
     """Outer rule in z1 for E[f(sq1 z1) E[g(mc z1 + sig Z)]]: returns (n, sig, mc) with
     mc = sq2 c and sig = sq2 sqrt(1 - c^2) (c clipped to [-1, 1]); features of f and of the
@@ -324,7 +347,7 @@ def expect_2d(code, a, b, q1, q2, c, ws):
     return acc
 
 
-@jit
+@helper
 def var_dvar(code, q, edges, nodes, weights):
     """(E[phi(u)^2], d/dq E[phi(u)^2]) for u ~ N(0, q), q > 0, from one rule.
 
@@ -346,13 +369,13 @@ def var_dvar(code, q, edges, nodes, weights):
     return v, s
 
 
-@jit
+@helper
 def dvar_dq(code, q, edges, nodes, weights):
     """d/dq E[phi(u)^2], u ~ N(0, q), q > 0 (the second output of var_dvar)."""
     return var_dvar(code, q, edges, nodes, weights)[1]
 
 
-@jit
+@helper
 def _smoothed_pair(code, m, s, edges, nodes, weights):
     """(E[phi(m + sZ)], E[phi'(m + sZ)])."""
     if s <= 0.0:
@@ -369,7 +392,7 @@ def _smoothed_pair(code, m, s, edges, nodes, weights):
     return _pair_sum(code, m, s, nodes, weights, n)
 
 
-@jit
+@helper
 def _pair_sum(code, m, s, nodes, weights, n):
     """(sum_i w_i phi(m + s z_i), sum_i w_i phi'(m + s z_i)) over the first n nodes."""
     a0 = 0.0
@@ -381,7 +404,7 @@ def _pair_sum(code, m, s, nodes, weights, n):
     return a0, a1
 
 
-@jit
+@helper
 def cmap_pair(code, q, c, ws):
     """(E[phi(u1) phi(u2)], E[phi'(u1) phi'(u2)]) for equal variances q and correlation c."""
     edges = ws[0]
@@ -400,7 +423,7 @@ def cmap_pair(code, q, c, ws):
     return k0, k1
 
 
-@jit
+@helper
 def rule_fine(code, q, maxw, edges, nodes, weights):
     """Like rule_1d with panels no wider than maxw (for oscillatory weights such as He_k)."""
     n = _base_edges(edges, maxw)

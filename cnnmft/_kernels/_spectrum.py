@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _act, _quad
 from ._codes import INACCURATE, MAXITER, NO_SOLUTION, NONFINITE, OK
-from ._jit import jit
+from ._jit import helper, jit
 
 NGL = 16
 _GL_X, _GL_W = _quad.gauss_legendre(NGL)
@@ -53,7 +53,7 @@ SUM_DEPTH = 1  # refinement hit the depth cap (pole on the real axis)
 SUM_NOREFINE = 2  # panel needed refinement but the activation has no kernel code
 
 
-@jit
+@helper
 def _clog1p(w):
     u = 1.0 + w
     if u == 1.0:
@@ -61,7 +61,7 @@ def _clog1p(w):
     return cmath.log(u) * w / (u - 1.0)
 
 
-@jit
+@helper
 def _panel_nodes(code, sq, a, b, wscale, zz, dd, ee, dp, ww, mu1):
     h = 0.5 * (b - a)
     c = 0.5 * (b + a)
@@ -77,7 +77,7 @@ def _panel_nodes(code, sq, a, b, wscale, zz, dd, ee, dp, ww, mu1):
         ww[j] = h * _GL_W[j] * _INV_SQRT_2PI * math.exp(-0.5 * z * z) * wscale
 
 
-@jit
+@helper
 def _accept(x, h, dd, dp, ww, n0, n1, floor):
     """True when every node in [n0, n1) is far from the pole at x (relative to h), or when the
     panel's weight is too small to matter (its contribution bound is below `floor`)."""
@@ -100,7 +100,7 @@ def _accept(x, h, dd, dp, ww, n0, n1, floor):
     return wsum < floor * dmin2
 
 
-@jit
+@helper
 def _accumulate(x, dd, ee, ww, n0, n1, acc, want_u):
     for i in range(n0, n1):
         den = x - dd[i]
@@ -183,7 +183,7 @@ def sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u):
     return status
 
 
-@jit
+@helper
 def logz(x, kind, L, mu1, acc, out):
     """out[0] = F(x) (normalised log inverse M-transform), out[1] = F'(x), out[2] = m."""
     s0 = acc[0]
@@ -205,7 +205,7 @@ def logz(x, kind, L, mu1, acc, out):
     out[2] = m
 
 
-@jit
+@helper
 def eval_f(x, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, acc, out, want_u):
     st = sums(x, code, sq, mu1, pa, pb, dn, en, dpn, wn, wscale, acc, want_u)
     logz(x, kind, L, mu1, acc, out)
@@ -241,7 +241,7 @@ def eval_real(xs, kind, L, mu1, code, sq, pa, pb, dn, en, dpn, wn, wscale, f, fp
         fp[i] = out[1].real
 
 
-@jit
+@helper
 def phi_cdf(x, kind, L, m, u):
     """CDF from the antiderivative: 1 - Im Phi / pi."""
     if not m.imag < 0.0:
@@ -254,7 +254,7 @@ def phi_cdf(x, kind, L, m, u):
     return 1.0 - ph.imag / math.pi
 
 
-@jit
+@helper
 def _damped_step(x, dx, side):
     """Newton step damped to at most 25% of |x| and halved until ``side * Im(x + dx) > 0``
     (the physical half-plane: side = 1 for x, -1 for m); returns (x + dx, dx)."""

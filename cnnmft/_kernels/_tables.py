@@ -18,7 +18,7 @@ from numba import prange
 
 from . import _maps, _quad
 from ._codes import MARGINAL, OK
-from ._jit import jit, pjit
+from ._jit import helper, pjit
 
 DEG = 20
 WIDTH = 0.5
@@ -27,7 +27,7 @@ NF = 5 + KT + 1
 QMIN = 1e-8
 
 
-@jit
+@helper
 def _values(code, q, ws, coef, row):
     dv = _quad.var_dvar(code, q, ws[0], ws[1], ws[2])[1]
     v, s = _maps.hermite_sq(code, q, KT, ws, coef)  # E[phi^2], E[phi'^2] from the same rule
@@ -44,7 +44,7 @@ def _values(code, q, ws, coef, row):
     row[4] = max(t1, 0.0)
 
 
-@jit
+@helper
 def _clenshaw(c, x):
     b1 = 0.0
     b2 = 0.0
@@ -94,7 +94,7 @@ def build(code, t0, npieces, table, valid, maxerr):
     return 0
 
 
-@jit
+@helper
 def _locate(t, t0, npieces, valid):
     u = (t - t0) / WIDTH
     p = int(math.floor(u))
@@ -103,7 +103,7 @@ def _locate(t, t0, npieces, valid):
     return p, 2.0 * (u - p) - 1.0
 
 
-@jit
+@helper
 def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
     """Safeguarded Newton for q* with tabulated V, dV; (q, ok, nit)."""
     lo = 0.0
@@ -121,7 +121,7 @@ def _q_solve(sw, sb, q, t0, npieces, table, valid, tol, maxiter):
     return q, False, maxiter
 
 
-@jit
+@helper
 def point(
     code,
     sw,
