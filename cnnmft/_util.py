@@ -219,18 +219,27 @@ def progress_callback(
 # BLAS threads
 # ------------------------------------------------------------------------------------------------
 
-_CONTROLLER: list = []
+_CONTROLLER: dict = {"ctl": None, "modules": -1}
 
 
 def _controller():
-    if not _CONTROLLER:
+    """The threadpoolctl controller of the loaded BLAS libraries, rebuilt after new imports.
+
+    A controller knows the libraries loaded when it was built: one built before scipy (which
+    brings its own OpenBLAS) was imported would leave scipy's pool unlimited. It is therefore
+    rebuilt whenever the number of imported modules has changed since (a few ms, once per
+    import wave; a dict lookup otherwise).
+    """
+    n = len(sys.modules)
+    if _CONTROLLER["modules"] != n:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _CONTROLLER.append(ThreadpoolController())
+            ctl = ThreadpoolController()
         except Exception:  # threadpoolctl missing or unable to inspect the loaded BLAS
-            _CONTROLLER.append(None)
-    return _CONTROLLER[0]
+            ctl = None
+        _CONTROLLER.update(ctl=ctl, modules=len(sys.modules))
+    return _CONTROLLER["ctl"]
 
 
 def blas_threads(limit: int | None = 1) -> contextlib.AbstractContextManager:
@@ -238,7 +247,8 @@ def blas_threads(limit: int | None = 1) -> contextlib.AbstractContextManager:
 
     Small matrix products run faster on one thread than on many (thread start-up and
     synchronisation dominate, worse on a loaded machine). ``limit=None`` imposes nothing. The
-    threadpoolctl controller is built once and reused, so entering the block is cheap. Without
+    threadpoolctl controller is reused until new modules are imported, so entering the block is
+    cheap. Without
     threadpoolctl (or when it cannot inspect the BLAS) the block runs unchanged.
 
     Parameters

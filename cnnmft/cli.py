@@ -33,6 +33,8 @@ COMMANDS = {
     "trainability": "train over (sigma_w2, depth) or variance profiles on Dask; compare with "
     "6 xi_c",
     "report": "the main demo: the paper's story as figures, numbers and one HTML page",
+    "compile": "compile the numerical kernels into the disk cache once (after installing, "
+    "or before starting cluster workers)",
 }
 
 EPILOG = """\
@@ -96,6 +98,8 @@ def _command_module(name: str):
         from cnnmft.commands import trainability as mod
     elif name == "report":
         from cnnmft.commands import report as mod
+    elif name == "compile":
+        from cnnmft.commands import compile as mod
     else:
         raise KeyError(name)
     return mod

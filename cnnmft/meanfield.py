@@ -264,7 +264,7 @@ def fixed_point(
 
 def _chunks(n, threads):
     if threads is None:
-        threads = _threads.get_num_threads()  # the policy, without starting numba's pool
+        threads = _threads.get_num_threads(coarse=True)  # the policy (numba's pool not started)
     threads = V.as_int(threads, "threads", low=1)
     return max(1, min(n, 8 * threads)) if n > 1 else 1
 

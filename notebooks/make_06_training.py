@@ -94,7 +94,7 @@ cnnmft train --dataset fashion-mnist --depth 100 --channels 8 --steps 150 --batc
     --out runs/d100 --checkpoint-every 50          # test accuracy 0.275, 521 s at load 20
 cnnmft train ... --out runs/d100 --resume           # continues the same run, bit for bit
 cnnmft train --depth 10 --freeze-block              # the control
-torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 100 --steps 50   # DDP
+torchrun --nproc_per_node 2 -m cnnmft train --depth 100 --steps 50   # DDP
 ```
 
 Checkpoints carry a sha256 checksum and load with `torch.load(weights_only=True)`; a damaged

@@ -569,3 +569,30 @@ def test_impossible_sweep_is_refused_before_any_worker(tmp_path, capsys):
     assert not out.exists()
     assert main(["trainability", "--depths", "0", "--out", str(out)]) == 2
     assert "--depths must be in [1, inf]; got 0" in capsys.readouterr().err
+
+
+def test_compile_fills_an_empty_cache(tmp_path):
+    """`cnnmft compile` compiles into NUMBA_CACHE_DIR; a later process loads, not compiles."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": ""}
+    res = subprocess.run(
+        [sys.executable, "-m", "cnnmft", "compile", "--groups", "montecarlo"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "montecarlo:" in res.stdout and str(tmp_path) in res.stdout
+    assert list(tmp_path.rglob("*.nbi"))
+    code = (
+        "import numpy as np, cnnmft\n"
+        "x = np.random.default_rng(0).normal(size=(2, 4, 4, 3))\n"
+        "cnnmft.simulate(x, 'tanh', 1.760955, 0.05, 3, width=4, n_draws=1)"
+    )
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "cnnmft: compiling" not in again.stderr
+
+
+def test_compile_rejects_bad_jobs(capsys):
+    assert main(["compile", "--jobs", "0"]) == 2
+    assert "--jobs must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -135,11 +135,7 @@ OWNERS = {
     "cnnmft/network.py": "NET",
     "cnnmft/_network": "NET",
 }
-KNOWN: set[str] = {
-    # TRAIN: the torchrun entry point imports train lazily because train imports this module
-    # (a cycle to be broken by moving main() out of distributed.py)
-    "cnnmft/pytorch/distributed.py function-local import cnnmft.pytorch.train",
-}
+KNOWN: set[str] = set()  # no known violations left
 
 
 def _owner(violation: str) -> str:

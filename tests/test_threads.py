@@ -4,18 +4,24 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import types
 
 import numba
 import numpy as np
 import pytest
 
 from cnnmft import _threads
-from cnnmft._kernels._jit import ParallelDispatcher, pjit
+from cnnmft._kernels._jit import ParallelDispatcher, cjit, pjit
+
+_REAL_OTHERS_RUNNING = _threads.others_running  # the fixture below replaces it in every test
 
 
-def _idle(monkeypatch, load=0.0):
-    """Pretend the machine's load average is `load` (and forget the last look at it)."""
+def _idle(monkeypatch, load=0.0, running=0):
+    """Pretend the machine's load average is `load` and `running` other threads run now (and
+    forget the last look at them)."""
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(_threads, "others_running", lambda: running)
     monkeypatch.setitem(_threads._AUTO, "t", -float("inf"))
     monkeypatch.setitem(_threads._AUTO, "sample", None)
 
@@ -409,3 +415,75 @@ def test_one_fixed_point_does_not_compile_the_parallel_driver():
     many, serial, c = out.stdout.split()
     assert (many, serial) == ("0", "1")
     assert 0.0 < float(c) < 1.0  # chaotic phase: c* in (0, 1) (its value: test_meanfield)
+
+
+# --- load that has just started -----------------------------------------------------------------
+
+
+def test_new_load_counts_before_the_load_average_rises(monkeypatch):
+    """Busy processes started a second ago: the load average still says idle, the running
+    count does not, and the default drops to one thread on two CPUs."""
+    monkeypatch.setattr(_threads, "available_cpus", lambda: 2)
+    _idle(monkeypatch, load=0.0, running=0)
+    assert _threads.get_num_threads() == 2
+    _idle(monkeypatch, load=0.0, running=2)
+    assert _threads.get_num_threads() == 1
+    _idle(monkeypatch, load=2.0, running=0)  # old load that has just stopped: still counted
+    assert _threads.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux /proc")
+def test_others_running_sees_busy_processes():
+    """Two busy-looping processes are runnable at every look; this process's threads are not
+    counted."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        seen = _REAL_OTHERS_RUNNING()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert seen is not None and seen >= 2
+
+
+def test_blas_loaded_after_the_setting_gets_it_at_the_next_kernel(monkeypatch):
+    """A BLAS library that appears after set_num_threads (scipy brings its own) is limited at
+    the next parallel kernel call; the cached threadpoolctl controller is rebuilt for it."""
+    from cnnmft import _util
+
+    _threads.set_num_threads(1)
+    # pretend a new module arrived: the pools are set again and see every loaded BLAS
+    monkeypatch.setitem(sys.modules, "_cnnmft_fake_new_module", types.ModuleType("x"))
+    assert _psum(np.ones(8)) == 8.0
+    assert _blas_counts() == {1}
+    assert _threads._STATE["modules"] == len(sys.modules)
+    assert _util._CONTROLLER["modules"] == len(sys.modules)
+
+
+def _count_kernel(x):
+    for i in numba.prange(x.size):
+        x[i] = 1.0
+    return numba.get_num_threads()
+
+
+_fine_count = pjit(_count_kernel, cache=False)
+_coarse_count = cjit(_count_kernel, cache=False)
+
+
+def test_coarse_kernels_use_every_cpu_on_a_busy_machine(monkeypatch):
+    """Per-layer kernels drop to one thread under load; chunked grids keep every usable CPU
+    (a parked thread delays only its chunk). An explicit count applies to both."""
+    cpus = min(2, numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(_threads, "available_cpus", lambda: cpus)
+    _idle(monkeypatch, load=4.0, running=2)
+    x = np.zeros(16)
+    assert _fine_count(x) == 1
+    assert _coarse_count(x) == cpus
+    assert _fine_count(x) == 1  # the two alternate without leaking into each other
+    assert _threads.get_num_threads() == 1 and _threads.get_num_threads(coarse=True) == cpus
+    _threads.set_num_threads(1)
+    assert _coarse_count(x) == 1
+    with _threads.limit_threads(1):
+        _threads.set_num_threads(None)
+        assert _coarse_count(x) == 1

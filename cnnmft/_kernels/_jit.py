@@ -47,8 +47,10 @@ def _serial_launch():
 class ParallelDispatcher(CPUDispatcher):
     """A numba dispatcher that applies the cnnmft thread policy before running."""
 
+    coarse = False  # coarse-grained work: all usable CPUs by default (_threads.get_num_threads)
+
     def __call__(self, *args, **kwargs):
-        _threads._apply()
+        _threads._apply(self.coarse)
         if _serial_launch():
             with _LAUNCH:
                 return super().__call__(*args, **kwargs)
@@ -65,14 +67,20 @@ class HelperDispatcher(CPUDispatcher):
         )
 
 
-def jit(func=None, **extra):
+class CoarseDispatcher(ParallelDispatcher):
+    """A parallel kernel over a few large chunks of independent work (see :func:`cjit`)."""
+
+    coarse = True
+
+
+def jit(func=None, *, coarse=False, **extra):
     """``numba.njit`` with the project policy (``cache=True``, no fastmath, numpy errors)."""
     opts = {**_OPTIONS, **extra}
     if func is None:
-        return lambda f: jit(f, **extra)
+        return lambda f: jit(f, coarse=coarse, **extra)
     disp = numba.njit(**opts)(func)
     if opts.get("parallel") and isinstance(disp, CPUDispatcher):
-        disp.__class__ = ParallelDispatcher
+        disp.__class__ = CoarseDispatcher if coarse else ParallelDispatcher
     elif opts.get("no_cpython_wrapper") and isinstance(disp, CPUDispatcher):
         disp.__class__ = HelperDispatcher
     return disp
@@ -89,8 +97,17 @@ def helper(func=None, **extra):
 
 
 def pjit(func=None, **extra):
-    """Like :func:`jit` with ``parallel=True`` for outer loops over independent points."""
+    """Like :func:`jit` with ``parallel=True`` for parallel loops with a barrier per layer."""
     return jit(func, parallel=True, **extra)
+
+
+def cjit(func=None, **extra):
+    """Like :func:`pjit` for a few large chunks of independent points (one barrier per call).
+
+    By default these run on every usable CPU, busy machine or not (a parked thread delays only
+    its own chunk); an explicit thread count still applies (:mod:`cnnmft._threads`).
+    """
+    return jit(func, parallel=True, coarse=True, **extra)
 
 
 class _CompileNotice(event.Listener):

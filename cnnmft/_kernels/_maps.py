@@ -10,7 +10,7 @@ from numba import prange
 
 from . import _act, _quad
 from ._codes import INFINITE, MARGINAL, MAXITER, NONFINITE, OK, ZERO
-from ._jit import helper, jit, pjit
+from ._jit import cjit, helper, jit
 
 NOUT = 7  # q*, c*, chi_1, chi_q, chi_c, residual_q, residual_c
 QMAX = 1e12
@@ -299,7 +299,7 @@ def q_roots(code, sw, sb, phi0_zero, breaks, b2, ws, res):
     return nat
 
 
-@pjit
+@cjit
 def q_roots_many(code, sw, sb, phi0_zero, breaks, b2, res, nat, nchunk):
     n = sw.size
     per = (n + nchunk - 1) // nchunk
@@ -555,7 +555,7 @@ def fixed_point_range(
     return 0
 
 
-@pjit
+@cjit
 def fixed_point_many(
     code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, nchunk, series, b2=math.inf
 ):

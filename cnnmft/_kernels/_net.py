@@ -11,10 +11,10 @@ computed and mirrored.
 import numpy as np
 from numba import prange
 
-from ._jit import pjit
+from ._jit import cjit
 
 
-@pjit
+@cjit
 def mehler_pairs(coef, rho, squared, nterm, out):
     M = coef.shape[0]
     nbins = nterm.shape[0]

@@ -18,7 +18,7 @@ from numba import prange
 
 from . import _maps, _quad
 from ._codes import MARGINAL, OK
-from ._jit import helper, pjit
+from ._jit import cjit, helper
 
 DEG = 20
 WIDTH = 0.5
@@ -55,7 +55,7 @@ def _clenshaw(c, x):
     return x * b1 - b2 + c[0]
 
 
-@pjit
+@cjit
 def build(code, t0, npieces, table, valid, maxerr):
     """table[p, f, :] = Chebyshev coefficients of function f on piece p; valid[p] flags."""
     n = DEG + 1
@@ -183,7 +183,7 @@ def point(
     return stc, nit + nitc
 
 
-@pjit
+@cjit
 def grid(
     code, sw, sb, phi0_zero, phi_odd, tol, maxiter, out, status, nit, t0, npieces, table, valid, b2
 ):

@@ -12,7 +12,7 @@ Examples::
     cnnmft train --depth 1000 --out runs/d1000 --resume          # continue the same run
     cnnmft train --config runs/d1000/config.json --steps 400     # the same run, longer
     cnnmft train --dataset fashion-mnist --depth 10000 --channels 128 --device cuda
-    torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 100 --steps 50   # DDP
+    torchrun --nproc_per_node 2 -m cnnmft train --depth 100 --steps 50   # DDP, 2 processes
 """
 
 from __future__ import annotations
@@ -150,7 +150,12 @@ def run(args) -> int:
     if rank0:
         cfg.save_resolved(Path(config.out_dir) / "resolved_config.json", "train", values, origin)
         out.note(f"results go to {config.out_dir}/ (settings in resolved_config.json)")
-    res = train(config, progress=out.progress)
+    from cnnmft.pytorch.distributed import shutdown
+
+    try:
+        res = train(config, progress=out.progress)
+    finally:
+        shutdown()  # under torchrun: the process group ends with the run
     if rank0:
         out.result(
             f"{Status(int(res.status)).name}: {res.message}: train acc "

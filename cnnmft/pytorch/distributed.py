@@ -2,8 +2,8 @@
 
 Launch one training over several processes (CPU: the gloo backend; CUDA: NCCL, one GPU each)::
 
-    torchrun --nproc_per_node 2 -m cnnmft.pytorch.distributed --depth 10 --steps 200
-    # one flag per TrainConfig field, as in `cnnmft train`
+    torchrun --nproc_per_node 2 -m cnnmft train --depth 10 --steps 200
+    # `cnnmft train` itself: the same flags, --config file and outputs
 
 :func:`cnnmft.pytorch.train.train` detects torchrun's environment (``WORLD_SIZE`` > 1): every
 process draws the same global batch from the same seeded generator and keeps the slice
@@ -13,12 +13,8 @@ would make with the whole batch. Only rank 0 prints and writes files.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 from dataclasses import dataclass
-
-from cnnmft.pytorch.config import TrainConfig
 
 __all__ = [
     "DistInfo",
@@ -26,9 +22,7 @@ __all__ = [
     "wrap",
     "mean_scalar",
     "broadcast_object",
-    "config_parser",
-    "config_from_namespace",
-    "main",
+    "shutdown",
 ]
 
 
@@ -123,73 +117,13 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-def _parse_value(text):
-    """``"none"`` -> None, an int, a float, or the string itself."""
-    if text.lower() == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def shutdown() -> None:
+    """Destroy the process group of this run if one was started (call once training ends).
 
-
-def config_parser(prog="torchrun -m cnnmft.pytorch.distributed"):
-    """An :mod:`argparse` parser with one ``--flag`` per :class:`TrainConfig` field.
-
-    Flags are the field names with dashes; booleans are ``--flag``/``--no-flag``; tuples take
-    several values; every flag's help is the field's ``metadata["help"]``. The result of
-    ``parse_args`` holds only the flags given (:func:`config_from_namespace`).
+    ``cnnmft train`` calls it after :func:`cnnmft.pytorch.train.train` returns or fails, so
+    that torchrun's processes exit without torch's warning about a live process group.
     """
-    p = argparse.ArgumentParser(
-        prog=prog,
-        argument_default=argparse.SUPPRESS,
-        description="cnnmft train, data-parallel under torchrun",
-    )
-    aliases = {"num_threads": ["--threads"], "out_dir": ["--out"]}  # as in `cnnmft train`
-    for f in dataclasses.fields(TrainConfig):
-        flags = ["--" + f.name.replace("_", "-")] + aliases.get(f.name, [])
-        text = f"{f.metadata['help']} (default {f.default!r})".replace("%", "%%")
-        if isinstance(f.default, bool):
-            p.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
-        elif f.name in ("stem_strides", "grad_norm_layers"):
-            p.add_argument(*flags, dest=f.name, type=int, nargs="*", help=text)
-        else:
-            p.add_argument(*flags, dest=f.name, type=_parse_value, help=text)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def config_from_namespace(ns):
-    """:class:`TrainConfig` from the namespace of :func:`config_parser` (defaults elsewhere)."""
-    given = {k: v for k, v in vars(ns).items() if k != "quiet"}
-    for k in ("stem_strides", "grad_norm_layers"):
-        if given.get(k) is not None:
-            given[k] = tuple(given[k])
-    return TrainConfig(**given)
-
-
-def main(argv=None) -> int:
-    """Entry point for ``torchrun -m cnnmft.pytorch.distributed <TrainConfig flags>``."""
     import torch.distributed as dist
 
-    # train imports this module: importing it here, when a run starts, avoids the cycle
-    from cnnmft.pytorch.train import train
-
-    args = config_parser().parse_args(argv)
-    try:
-        res = train(config_from_namespace(args), progress=not getattr(args, "quiet", False))
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(
-                f"{res.message}: test acc {res.test_accuracy:.4f} ({res.dataset}), final loss "
-                f"{res.final_loss:.4g}"
-            )
-        return 0 if res.success else 3
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-if __name__ == "__main__":  # pragma: no cover - run by torchrun
-    raise SystemExit(main())
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

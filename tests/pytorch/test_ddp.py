@@ -55,7 +55,7 @@ def _check_exit(proc, res):
 
 
 def _run_torchrun(out, *extra):
-    """``cnnmft.pytorch.distributed`` under torchrun, 2 gloo processes, `ARGS` + `extra`."""
+    """``cnnmft train`` under torchrun, 2 gloo processes, `ARGS` + `extra`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [
         sys.executable,
@@ -70,7 +70,8 @@ def _run_torchrun(out, *extra):
         "--rdzv_endpoint",
         "localhost:0",
         "-m",
-        "cnnmft.pytorch.distributed",
+        "cnnmft",
+        "train",
         *ARGS,
         "--out",
         str(out),

@@ -1,0 +1,122 @@
+"""``cnnmft compile``: compile the numerical kernels into numba's disk cache, once.
+
+Every kernel is compiled on its first use and cached on disk; later processes load it in well
+under a second. This command does the first use up front, with a line per group of kernels:
+after installing (so that the first real call is fast), and on a cluster before the workers
+start (with the cache on a shared file system, ``NUMBA_CACHE_DIR``, every worker then loads
+instead of compiling the same kernels at the same time).
+
+Examples::
+
+    cnnmft compile                 # every group, one after the other
+    cnnmft compile --jobs 2        # groups in 2 processes at once
+    cnnmft compile --groups theory covariance
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import cnnmft
+from cnnmft._kernels import _maps
+from cnnmft.commands._common import Output, add_common
+
+# group -> what it compiles (the kernels behind these public calls, all their code paths)
+GROUPS = {
+    "theory": "fixed_point, critical_point, phase_diagram, q_map / c_map (serial and parallel)",
+    "covariance": "propagate_covariance: closed forms, Mehler series, tabulated and linear regimes",
+    "spectrum": "jacobian_spectrum: moments, the free-probability solve, the density",
+    "montecarlo": "the numpy CNN of the Monte Carlo checks: activations and their derivatives",
+}
+
+
+def configure(p):
+    """Add the arguments of ``cnnmft compile``."""
+    p.add_argument(
+        "--groups",
+        nargs="+",
+        choices=list(GROUPS),
+        default=list(GROUPS),
+        help="which groups of kernels (default: all): "
+        + "; ".join(f"{k}: {v}" for k, v in GROUPS.items()),
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="groups compiled in this many processes at once (default: 1; the compile of one "
+        "group is single-threaded)",
+    )
+    add_common(p, json_output=False)
+
+
+def warm(group: str) -> None:
+    """Run the small calls of `group` that compile its kernels (results are discarded)."""
+    if group == "theory":
+        cnnmft.fixed_point("tanh", 2.5, 0.05)
+        with cnnmft.limit_threads(2):  # the parallel drivers (grids with several threads)
+            cnnmft.fixed_point("tanh", np.array([1.5, 2.5]), 0.05)
+            cnnmft.phase_diagram("tanh", np.linspace(0.5, 3.0, 4), np.array([0.0, 0.05]))
+        cnnmft.critical_point("tanh", 0.5)
+        cnnmft.q_map("tanh", np.array([0.5]), 1.5, 0.05)
+        cnnmft.c_map("tanh", np.array([0.5]), 0.6, 1.5, 0.05)
+    elif group == "covariance":
+        x = np.random.default_rng(0).normal(size=(4, 4, 2))
+        uniform, delta = cnnmft.variance_profile("uniform", 3), cnnmft.variance_profile("delta", 3)
+        for threads in (1, 2):
+            with cnnmft.limit_threads(threads):
+                for act, sw in (("tanh", 1.760955), ("tanh", 3.0), ("erf", 1.5), ("relu", 1.5)):
+                    for v in (uniform, delta):
+                        cnnmft.propagate_covariance(x, act, sw, 0.05, v, 300, progress=False)
+    elif group == "spectrum":
+        cnnmft.jacobian_spectrum("tanh", 1.760955, 0.05, 100, n_points=64)
+        cnnmft.jacobian_spectrum("tanh", 1.760955, 0.05, 100, "gaussian", n_points=64)
+    elif group == "montecarlo":
+        x = np.random.default_rng(0).normal(size=(2, 4, 4, 3))
+        cnnmft.simulate(x, "tanh", 1.760955, 0.05, 3, width=4, n_draws=1)
+    else:
+        raise ValueError(f"`group` must be one of {sorted(GROUPS)}, got {group!r}")
+
+
+def _cache_dir() -> str:
+    where = getattr(_maps.fixed_point_range._cache, "_cache_path", None)
+    return where or "numba's default cache folder"
+
+
+def run(args) -> int:
+    """Compile the requested groups, in `--jobs` processes, with a line per group."""
+    out = Output(args)
+    if args.jobs < 1:
+        raise ValueError(f"`jobs` must be an integer >= 1, got {args.jobs}")
+    env = {**os.environ, "CNNMFT_QUIET": "1"}
+    t0 = time.perf_counter()
+    pending = list(args.groups)
+    running = {}
+    failed = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            g = pending.pop(0)
+            code = f"from cnnmft.commands.compile import warm; warm({g!r})"
+            running[g] = (
+                subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE),
+                time.perf_counter(),
+            )
+            out.note(f"cnnmft compile: {g} ({GROUPS[g]}) ...")
+        for g, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            err = proc.stderr.read().decode(errors="replace").strip()
+            del running[g]
+            if proc.returncode:
+                failed.append(g)
+                out.note(f"cnnmft compile: {g} FAILED: {err.splitlines()[-1] if err else ''}")
+            else:
+                out.result(f"{g}: {time.perf_counter() - start:.1f} s")
+        time.sleep(0.05)
+    out.result(f"total: {time.perf_counter() - t0:.1f} s; kernels cached in {_cache_dir()}")
+    return 1 if failed else 0
