@@ -24,12 +24,12 @@ The public names are re-exported by :mod:`cnnmft.montecarlo` (``circular_conv``)
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import numbers
 
 import numpy as np
 
+from cnnmft._threads import blas_policy, uses_blas
 from cnnmft._util import blas_threads
 from cnnmft._validation import as_float_array, as_int
 from cnnmft.fourier import kernel_offsets
@@ -73,7 +73,8 @@ _SMALL_GEMM_FLOPS = 5e8
 
 
 def _blas_threads(flops):
-    return contextlib.nullcontext() if flops >= _SMALL_GEMM_FLOPS else blas_threads(1)
+    """One BLAS thread for a small product, the thread policy's count for a large one."""
+    return blas_policy() if flops >= _SMALL_GEMM_FLOPS else blas_threads(1)
 
 
 class _Conv:
@@ -186,6 +187,7 @@ def circular_conv(x, kernel, *, transpose=False):
 # --------------------------------------------------------------------------------------------
 
 
+@uses_blas
 def conv_singular_values(kernel, spatial_shape):
     r"""Exact singular values of the circular convolution by `kernel` on a grid, by FFT.
 

@@ -385,12 +385,15 @@ class PixelRegime:
     def __init__(self, S):
         self.S = S
         self.T = np.empty_like(S)
+        self.cost = None  # seconds per closed-form layer, only to size the chunks
 
     def full(self, eng):
         return self.S
 
     def run(self, eng, stop, depth, layers):
         g = eng.g
+        if eng.ev.method == "closed":
+            return self._run_closed(eng, stop)
         # row blocks only for the Mehler kernel (~64 terms per entry); the others are serial
         nb = eng.pace_pixel.pick(self.S.size * 64 if eng.ev.method == "mehler" else 0)
         t0 = time.perf_counter()
@@ -399,6 +402,27 @@ class PixelRegime:
         eng.pace_pixel.done(nb, time.perf_counter() - t0)
         eng.layer += 1
         eng.qmean.append(g.qpix(self.S).reshape(g.B, g.N).mean(axis=1))
+        return Status.OK
+
+    def _run_closed(self, eng, stop):
+        """Closed forms (linear, erf, relu): many layers in one compiled call.
+
+        The call stops where :meth:`after` would leave this regime, so the layers are the
+        same as with one call per layer.
+        """
+        g = eng.g
+        n = stop - eng.layer
+        n = min(n, max(1, int(eng.chunk_seconds / self.cost)) if self.cost else _CHUNK)
+        qmean = np.empty((n, g.B))
+        t0 = time.perf_counter()
+        done, st = _cov.run_closed(
+            self.S, self.T, n, eng.ev.a.code, g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2,
+            g.n3, g.taps, g.o1, g.o2, g.o3, g.identity_a, g.diag_col, eng.ev.sw2, eng.ev.sb2,
+            float(eng.ti_tol), qmean,
+        )  # fmt: skip
+        self.cost = (time.perf_counter() - t0) / max(done, 1)  # sizes the next chunk only
+        eng.layer += done
+        eng.qmean.extend(qmean[:done])
         return Status.OK
 
     def after(self, eng):

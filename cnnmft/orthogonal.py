@@ -38,6 +38,7 @@ import numbers
 import numpy as np
 
 from cnnmft._conv import conv_singular_values, tap_energy
+from cnnmft._threads import uses_blas
 from cnnmft._validation import as_choice, as_float, as_float_array, as_int, make_rng, require_memory
 from cnnmft.fourier import kernel_profile
 
@@ -111,6 +112,7 @@ def _sigma_w(sigma_w2):
 # --------------------------------------------------------------------------------------------
 # Haar matrices and random subspaces
 # --------------------------------------------------------------------------------------------
+@uses_blas
 def haar_orthogonal(n, m=None, rng=None):
     r"""Draw the first ``m`` columns of a Haar-distributed orthogonal ``n x n`` matrix.
 
@@ -169,6 +171,7 @@ def _subspace(c, r, rng):
 # --------------------------------------------------------------------------------------------
 # Delta-orthogonal (Algorithm 2)
 # --------------------------------------------------------------------------------------------
+@uses_blas
 def delta_orthogonal(shape, sigma_w2=1.0, rng=None, *, semi_orthogonal=False):
     r"""Delta-orthogonal kernel: a Haar orthogonal matrix on the centre tap, zeros elsewhere.
 
@@ -305,6 +308,7 @@ def _finish(x, sigma_w, swap=False):
     return out
 
 
+@uses_blas
 def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_orthogonal=False):
     r"""Random orthogonal kernel of any size: Algorithm 1 of Xiao et al. (2018).
 
@@ -386,6 +390,7 @@ def block_orthogonal(shape, sigma_w2=1.0, rng=None, *, rank="random", semi_ortho
     return _finish(x, sw, swap=c_in > c_out)
 
 
+@uses_blas
 def tunable_orthogonal(
     shape, sigma_w2=1.0, t=0.25, rng=None, *, rank="random", semi_orthogonal=False
 ):

@@ -394,6 +394,26 @@ def test_same_call_bit_identical_whatever_layers_chunks_progress_threads(monkeyp
     np.testing.assert_array_equal(a.q_mean, c.q_mean)
 
 
+@pytest.mark.parametrize("act", ["erf", "relu", "linear"])
+@pytest.mark.parametrize("kind", ["uniform", "delta"])
+def test_closed_forms_bit_identical_whatever_layers_and_chunks(act, kind):
+    """The closed-form layers run many at a time in one compiled call: where a call stops
+    (requested layers, chunk size) changes neither the values nor the layer where the state
+    becomes translation invariant."""
+    x = np.random.default_rng(14).normal(size=(2, 6, 5, 2))
+    v = variance_profile(kind, 3)
+    sw2 = {"erf": 1.5, "relu": 1.9, "linear": 0.9}[act]
+    args = (x, act, sw2, 0.05, v, 160)
+    a = propagate_covariance(*args, layers="all")
+    b = propagate_covariance(*args, layers=[1, 2, 37, 38, 99, 160], chunk_seconds=1e-9)
+    assert a.ti_layer == b.ti_layer
+    if kind == "uniform":
+        assert 0 < a.ti_layer < 160
+    for i, layer in enumerate(b.layers):
+        assert np.array_equal(b.cov[i], a.cov[layer])
+    np.testing.assert_array_equal(a.q_mean, b.q_mean)
+
+
 def test_delta_tabulation_does_not_depend_on_requested_layers(monkeypatch):
     monkeypatch.setattr(covmod, "_TAB_MIN", 8)
     x = np.random.default_rng(12).normal(size=(16, 2))

@@ -487,3 +487,27 @@ def test_coarse_kernels_use_every_cpu_on_a_busy_machine(monkeypatch):
     with _threads.limit_threads(1):
         _threads.set_num_threads(None)
         assert _coarse_count(x) == 1
+
+
+def test_blas_heavy_functions_follow_the_policy(monkeypatch):
+    """numpy's QR/SVD run inside the policy: one BLAS thread on a busy machine (OpenBLAS's
+    spinning threads made a 512-channel Haar kernel 90x slower there), the BLAS's own default
+    on an idle one."""
+    seen = []
+
+    @_threads.uses_blas
+    def probe():
+        seen.append(_blas_counts())
+
+    cpus = _threads._cpus_seen()
+    _idle(monkeypatch, load=0.0, running=2 * cpus)
+    probe()
+    assert seen[-1] == {1}
+    if cpus > 1:
+        before = _blas_counts()
+        _idle(monkeypatch, load=0.0, running=0)
+        probe()
+        assert seen[-1] == before  # nothing imposed where the policy is every CPU
+    from cnnmft import block_orthogonal, conv_singular_values
+
+    assert block_orthogonal.__wrapped__ and conv_singular_values.__wrapped__

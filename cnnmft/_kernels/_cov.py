@@ -39,10 +39,16 @@ PIN = 1.0 - 64 * 2.220446049250313e-16
 
 @helper
 def _partner(alpha, d1, d2, d3, n1, n2, n3):
+    """Flat index of pixel alpha + (d1, d2, d3), circular (0 <= d_i < n_i)."""
     i3 = alpha % n3
     r = alpha // n3
-    i2 = r % n2
-    i1 = r // n2
+    return _shifted(r // n2, r % n2, i3, d1, d2, d3, n1, n2, n3)
+
+
+@helper
+def _shifted(i1, i2, i3, d1, d2, d3, n1, n2, n3):
+    """Flat index of pixel (i1, i2, i3) + (d1, d2, d3), circular, without a division (inner
+    loops split alpha into (i1, i2, i3) once per row)."""
     j1 = i1 + d1
     if j1 >= n1:
         j1 -= n1
@@ -316,17 +322,23 @@ def g_common(s, a, k0, step, qs, sw2, sb2):
 
 
 @helper
+def _erf_pair(s, r1, r2):
+    """E[erf(u1) erf(u2)] = (2/pi) asin(2 s / (r1 r2)), r_i = sqrt(1 + 2 q_i) (no overflow at
+    q ~ 1e300, unlike sqrt of the product)."""
+    x = 2.0 * s / (r1 * r2)
+    if x > 1.0:
+        x = 1.0
+    elif x < -1.0:
+        x = -1.0
+    return 2.0 / math.pi * math.asin(x)
+
+
+@helper
 def closed_entry(code, q1, q2, s):
     if code == LINEAR:
         return s
     if code == ERF:
-        den = math.sqrt(1.0 + 2.0 * q1) * math.sqrt(1.0 + 2.0 * q2)  # no overflow at q ~ 1e300
-        x = 2.0 * s / den
-        if x > 1.0:
-            x = 1.0
-        elif x < -1.0:
-            x = -1.0
-        return 2.0 / math.pi * math.asin(x)
+        return _erf_pair(s, math.sqrt(1.0 + 2.0 * q1), math.sqrt(1.0 + 2.0 * q2))
     # RELU
     sq = math.sqrt(q1 * q2)
     if sq == 0.0:
@@ -341,14 +353,96 @@ def closed_entry(code, q1, q2, s):
 
 @jit
 def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
+    """T = C(S) by the closed forms (linear, erf, relu), serial.
+
+    The pixel indices are split once per row and, for erf, sqrt(1 + 2 q) once per pixel: the
+    divisions and square roots of a per-entry evaluation cost more than the arcsine (the
+    values are the same to the last bit).
+    """
     npix = S.shape[0]
     ncol = S.shape[1]
+    erf = code == ERF
+    rt = np.empty(qpix.shape[0] if erf else 0)
+    for p in range(rt.shape[0]):
+        rt[p] = math.sqrt(1.0 + 2.0 * qpix[p])
     for alpha in range(npix):
+        i3 = alpha % n3
+        rr = alpha // n3
+        i2 = rr % n2
+        i1 = rr // n2
         for c in range(ncol):
-            j = _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
-            q1 = qpix[cola[c] * npix + alpha]
-            q2 = qpix[colb[c] * npix + j]
-            T[alpha, c] = sw2 * closed_entry(code, q1, q2, S[alpha, c]) + sb2
+            p1 = cola[c] * npix + alpha
+            p2 = colb[c] * npix + _shifted(i1, i2, i3, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            if erf:
+                T[alpha, c] = sw2 * _erf_pair(S[alpha, c], rt[p1], rt[p2]) + sb2
+            else:
+                T[alpha, c] = sw2 * closed_entry(code, qpix[p1], qpix[p2], S[alpha, c]) + sb2
+
+
+@jit
+def run_closed(
+    S,
+    T,
+    nlayers,
+    code,
+    cola,
+    colb,
+    cd1,
+    cd2,
+    cd3,
+    n1,
+    n2,
+    n3,
+    taps,
+    o1,
+    o2,
+    o3,
+    identity_a,
+    diag_col,
+    sw2,
+    sb2,
+    ti_rel,
+    qmean,
+):
+    """Up to nlayers exact layers S <- A C(S) by the closed forms (serial), one call.
+
+    The variances of each layer are read off the diagonal columns of S (input b, pixel alpha:
+    S[alpha, diag_col[b]]); qmean[l, b] receives the mean variance of input b after layer l.
+    Stops after the first layer whose variances are not finite (status NONFINITE) or, when
+    ti_rel > 0 and A is not the identity, whose column spread is <= ti_rel * max(1, max |q|)
+    (the state is then translation invariant to that tolerance). Returns (layers, status).
+    """
+    npix = S.shape[0]
+    ncol = S.shape[1]
+    nin = diag_col.shape[0]
+    qpix = np.empty(nin * npix)
+    for layer in range(nlayers):
+        for b in range(nin):
+            for alpha in range(npix):
+                qpix[b * npix + alpha] = S[alpha, diag_col[b]]
+        c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2)
+        if identity_a:
+            for alpha in range(npix):
+                for c in range(ncol):
+                    S[alpha, c] = T[alpha, c]
+        else:
+            _a_rows(T, S, 0, npix, taps, o1, o2, o3, n1, n2, n3)
+        qmax = 0.0
+        finite = True
+        for b in range(nin):
+            acc = 0.0
+            for alpha in range(npix):
+                v = S[alpha, diag_col[b]]
+                acc += v
+                if abs(v) > qmax:
+                    qmax = abs(v)
+            qmean[layer, b] = acc / npix
+            finite = finite and math.isfinite(acc)
+        if not finite:
+            return layer + 1, NONFINITE
+        if ti_rel > 0.0 and not identity_a and column_spread(S) <= ti_rel * max(1.0, qmax):
+            return layer + 1, OK
+    return nlayers, OK
 
 
 @jit
