@@ -308,8 +308,9 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"# Benchmark suite ({'quick' if meta['quick'] else 'full'} run)",
         "",
         f"Run {meta['started']} to {meta['finished']} UTC on {meta['machine']}; "
-        f"{meta['cpus']} CPUs usable; thread policy {meta['threads']} threads; numba "
-        f"threading layer {meta['layer']}.",
+        f"{meta['cpus']} CPUs usable; thread policy at the start {meta['threads']} threads for "
+        f"per-layer work and BLAS, {meta.get('threads_coarse', meta['cpus'])} for chunked "
+        f"grids; numba threading layer {meta['layer']}.",
         "",
         f"Load averages (1 min) seen: {meta['loadavg_start']} at start, "
         f"{meta['loadavg_end']} at the end. **k = 0 is not an idle machine** when other "
@@ -400,6 +401,7 @@ def main(argv=None) -> int:
         f"{os.cpu_count()} logical CPUs)",
         "cpus": cpus,
         "threads": threads.get_num_threads(),
+        "threads_coarse": threads.get_num_threads(coarse=True),
         "loads": loads,
         "loadavg_start": _loadavg(),
         "python": sys.version.split()[0],
