@@ -7,8 +7,9 @@
   number of CPUs this process may use (:func:`available_cpus`: the CPU affinity mask, capped by a
   cgroup CPU quota, as in a container or a batch job) less the CPUs other processes keep busy
   (:func:`load_aware`: the 1-minute load average minus this process's own use, or the other
-  processes' runnable threads right now (:func:`others_running`) when more, looked at every
-  2 s), so a shared machine gets one thread per process and an idle one all its CPUs.
+  processes' runnable threads right now (:func:`others_running`) when more, in proportion to
+  the share of the machine's CPUs the process may use, looked at every 2 s), so a shared
+  machine gets one thread per process and an idle one all its CPUs.
 * numba's thread count is per calling thread. The parallel kernels (``pjit`` in
   ``cnnmft/_kernels/_jit.py``) call :func:`_apply` before they run, so the policy reaches every
   thread that calls them, Dask worker threads included, at the cost of one dictionary lookup.
@@ -267,7 +268,12 @@ def _auto() -> int:
         now_others = others_running()
         if now_others is not None:  # load that started less than a minute ago counts too
             load = max(load, max(0.0, own) + now_others)
-        _AUTO["n"] = load_aware(available_cpus(), load, own)
+        cpus = available_cpus()
+        # both counts are machine-wide: a process allowed on 2 of 64 CPUs (a container, a
+        # batch job's binding) meets its share of the others' work, spread over every CPU
+        share = min(1.0, cpus / max(1, os.cpu_count() or 1))
+        own = max(0.0, own)
+        _AUTO["n"] = load_aware(cpus, own + max(0.0, load - own) * share, own)
         _AUTO["t"], _AUTO["sample"] = now, (now, cpu)
     return _AUTO["n"]
 

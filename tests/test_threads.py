@@ -511,3 +511,17 @@ def test_blas_heavy_functions_follow_the_policy(monkeypatch):
     from cnnmft import block_orthogonal, conv_singular_values
 
     assert block_orthogonal.__wrapped__ and conv_singular_values.__wrapped__
+
+
+def test_machine_wide_load_counts_in_proportion_to_the_cpus_allowed(monkeypatch):
+    """A 2-CPU container or binding on a 64-CPU host: the host's load is spread over 64 CPUs,
+    so 10 busy processes there leave both of its CPUs free, 40 take about one of them."""
+    monkeypatch.setattr(_threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 64)
+    _idle(monkeypatch, load=10.0, running=10)
+    assert _threads.get_num_threads() == 2
+    _idle(monkeypatch, load=40.0, running=40)
+    assert _threads.get_num_threads() == 1
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)  # the whole machine
+    _idle(monkeypatch, load=1.2, running=0)
+    assert _threads.get_num_threads() == 1
