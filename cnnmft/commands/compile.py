@@ -61,12 +61,16 @@ def warm(group: str) -> None:
         cnnmft.fixed_point("tanh", 2.5, 0.05)
         with cnnmft.limit_threads(2):  # the parallel drivers (grids with several threads)
             cnnmft.fixed_point("tanh", np.array([1.5, 2.5]), 0.05)
-            cnnmft.phase_diagram("tanh", np.linspace(0.5, 3.0, 4), np.array([0.0, 0.05]))
+            # >= 2,000 points of a bounded activation: the tabulated q-map (as in the report)
+            cnnmft.phase_diagram("tanh", np.linspace(0.5, 3.0, 50), np.linspace(0.0, 0.5, 50))
+            cnnmft.phase_diagram("relu", np.linspace(0.5, 3.0, 4), np.array([0.0, 0.05]))
         cnnmft.critical_point("tanh", 0.5)
         cnnmft.q_map("tanh", np.array([0.5]), 1.5, 0.05)
         cnnmft.c_map("tanh", np.array([0.5]), 0.6, 1.5, 0.05)
     elif group == "covariance":
-        x = np.random.default_rng(0).normal(size=(4, 4, 2))
+        # 8x8: large enough that the variances become common before the state is translation
+        # invariant (the common, linear and reduced regimes all run)
+        x = np.random.default_rng(0).normal(size=(8, 8, 3))
         uniform, delta = cnnmft.variance_profile("uniform", 3), cnnmft.variance_profile("delta", 3)
         for threads in (1, 2):
             with cnnmft.limit_threads(threads):
