@@ -361,6 +361,11 @@ def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
     """
     npix = S.shape[0]
     ncol = S.shape[1]
+    if code == LINEAR:  # C(S) = S entry by entry
+        for alpha in range(npix):
+            for c in range(ncol):
+                T[alpha, c] = sw2 * S[alpha, c] + sb2
+        return
     erf = code == ERF
     rt = np.empty(qpix.shape[0] if erf else 0)
     for p in range(rt.shape[0]):
