@@ -596,3 +596,14 @@ def test_compile_fills_an_empty_cache(tmp_path):
 def test_compile_rejects_bad_jobs(capsys):
     assert main(["compile", "--jobs", "0"]) == 2
     assert "--jobs must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compile_every_group_runs():
+    """Every group's warm-up calls run (in this process: compiled or loaded from the cache)."""
+    from cnnmft.commands.compile import GROUPS, warm
+
+    for group in GROUPS:
+        warm(group)
+    with pytest.raises(ValueError, match="`group` must be one of"):
+        warm("nonsense")
