@@ -384,6 +384,16 @@ def test_helpers_refuse_calls_from_python():
         assert isinstance(k, HelperDispatcher)
     with pytest.raises(TypeError, match="q_noise is an internal numba kernel"):
         _maps.q_noise(1.0, 1.0, 1.0, 1.0)
+    # the private copies made for a custom activation keep the refusal
+    import math
+
+    from cnnmft._kernels import _custom
+    from cnnmft.activations import register_activation
+
+    ns = _custom.kernels_for(register_activation("_helper_probe", lambda x: math.tanh(x)))
+    assert isinstance(ns.maps.q_noise, HelperDispatcher)
+    with pytest.raises(TypeError, match="internal numba kernel"):
+        ns.maps.q_noise(1.0, 1.0, 1.0, 1.0)
 
 
 def test_edge_sort_matches_numpy():

@@ -15,6 +15,7 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 
 from . import _act, _maps, _quad, _tables
+from ._jit import HelperDispatcher
 
 
 def _clone_module(module, replacements, name):
@@ -28,6 +29,8 @@ def _clone_module(module, replacements, name):
             clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
             opts = {k: v for k, v in obj.targetoptions.items() if k not in ("cache", "nopython")}
             g[key] = numba.njit(**opts)(clone)
+            if isinstance(obj, HelperDispatcher):  # no Python wrapper: refuse calls from Python
+                g[key].__class__ = HelperDispatcher
     for k, v in g.items():
         setattr(new, k, v)
     return new
