@@ -68,6 +68,17 @@ _CHUNK = 8  # layers of the first compiled call in the full-grid common regime (
 _GROW = 10.0  # the linear regime is left when the deviation bound grows by this factor
 
 
+def _chunk_layers(eng, stop, cost):
+    """Layers of the next compiled call of a multi-layer regime.
+
+    Up to `stop`, about ``eng.chunk_seconds`` at the measured `cost` per layer (``_CHUNK``
+    before any is measured). It sizes the calls only (progress, Ctrl-C); where a regime stops
+    never depends on it.
+    """
+    n = stop - eng.layer
+    return min(n, max(1, int(eng.chunk_seconds / cost)) if cost else _CHUNK)
+
+
 def _blocks(work):
     """Number of row blocks (= threads) for a kernel call of `work` multiply-adds."""
     if work < _PAR_WORK:
@@ -411,8 +422,7 @@ class PixelRegime:
         same as with one call per layer.
         """
         g = eng.g
-        n = stop - eng.layer
-        n = min(n, max(1, int(eng.chunk_seconds / self.cost)) if self.cost else _CHUNK)
+        n = _chunk_layers(eng, stop, self.cost)
         qmean = np.empty((n, g.B))
         t0 = time.perf_counter()
         done, st = _cov.run_closed(
@@ -461,8 +471,7 @@ class CommonRegime:
 
     def run(self, eng, stop, depth, layers):
         g, com = eng.g, self.com
-        n = stop - eng.layer
-        n = min(n, max(1, int(eng.chunk_seconds / self.cost)) if self.cost else _CHUNK)
+        n = _chunk_layers(eng, stop, self.cost)
         t0 = time.perf_counter()
         gargs = com.args(eng.sw2, eng.sb2)
         stop_spread = self._targets(eng)[1]

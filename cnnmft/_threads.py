@@ -358,13 +358,22 @@ def _cpus_seen() -> int:
         return os.cpu_count() or 1
 
 
+def _pool_count(n: int, explicit: bool) -> int | None:
+    """The count to impose on the BLAS and torch pools, or None for their own defaults.
+
+    An explicit count is imposed; the default only when it is below the CPUs the pools would
+    use themselves.
+    """
+    return n if explicit or n < _cpus_seen() else None
+
+
 def _set_pools(n: int, explicit: bool) -> None:
     """BLAS and torch (if imported) for the whole process: `n`, or their own defaults.
 
     With an explicit count both get it. With the default they get `n` only when it is below
     the CPUs they would use themselves, and their own defaults back otherwise.
     """
-    want = n if explicit or n < _cpus_seen() else None
+    want = _pool_count(n, explicit)
     with _POOL_LOCK:
         loaded = len(sys.modules)  # a BLAS (scipy's own) or torch imported since the last set
         if want != _STATE["pools"] or (want is not None and loaded != _STATE["modules"]):
@@ -458,10 +467,9 @@ def blas_policy() -> contextlib.AbstractContextManager:
     BLAS-heavy functions (:func:`uses_blas`) run inside this block: the load-aware count of
     :func:`get_num_threads`, nothing changed where that is every CPU and no count was set.
     """
-    n = get_num_threads()
-    if _explicit() is None and not getattr(_LOCAL, "stack", None) and n >= _cpus_seen():
-        return contextlib.nullcontext()
-    return blas_threads(n)
+    explicit = _explicit() is not None or bool(getattr(_LOCAL, "stack", None))
+    want = _pool_count(get_num_threads(), explicit)
+    return contextlib.nullcontext() if want is None else blas_threads(want)
 
 
 def uses_blas(func):

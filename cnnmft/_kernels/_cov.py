@@ -38,11 +38,17 @@ PIN = 1.0 - 64 * 2.220446049250313e-16
 
 
 @helper
+def _split(alpha, n2, n3):
+    """Grid coordinates (i1, i2, i3) of the flat pixel index alpha."""
+    r = alpha // n3
+    return r // n2, r % n2, alpha % n3
+
+
+@helper
 def _partner(alpha, d1, d2, d3, n1, n2, n3):
     """Flat index of pixel alpha + (d1, d2, d3), circular (0 <= d_i < n_i)."""
-    i3 = alpha % n3
-    r = alpha // n3
-    return _shifted(r // n2, r % n2, i3, d1, d2, d3, n1, n2, n3)
+    i1, i2, i3 = _split(alpha, n2, n3)
+    return _shifted(i1, i2, i3, d1, d2, d3, n1, n2, n3)
 
 
 @helper
@@ -108,24 +114,14 @@ def _pix_rows(
     pb = np.empty(4, dtype=np.int64)
     xs = np.empty(4)
     for alpha in range(lo, hi):
-        i3 = alpha % n3
-        rr = alpha // n3
-        i2 = rr % n2
-        i1 = rr // n2
+        i1, i2, i3 = _split(alpha, n2, n3)
         for c in range(0, nb, 4):
             for u in range(4):
                 cu = c + u
-                j1 = i1 + cd1[cu]
-                if j1 >= n1:
-                    j1 -= n1
-                j2 = i2 + cd2[cu]
-                if j2 >= n2:
-                    j2 -= n2
-                j3 = i3 + cd3[cu]
-                if j3 >= n3:
-                    j3 -= n3
                 pa[u] = cola[cu] * npix + alpha
-                pb[u] = colb[cu] * npix + (j1 * n2 + j2) * n3 + j3
+                pb[u] = colb[cu] * npix + _shifted(
+                    i1, i2, i3, cd1[cu], cd2[cu], cd3[cu], n1, n2, n3
+                )
                 xs[u] = _clip1(S[alpha, cu] * isq[pa[u]] * isq[pb[u]])
             x0 = xs[0]
             x1 = xs[1]
@@ -167,7 +163,7 @@ def _pix_rows(
             T[alpha, c + 3] = sw2 * s3 + sb2
         for c in range(nb, ncol):
             p1 = cola[c] * npix + alpha
-            p2 = colb[c] * npix + _partner(alpha, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+            p2 = colb[c] * npix + _shifted(i1, i2, i3, cd1[c], cd2[c], cd3[c], n1, n2, n3)
             x = _clip1(S[alpha, c] * isq[p1] * isq[p2])
             kc = _nterms(x, nterm)
             r = x if step == 1 else x * x
@@ -371,10 +367,7 @@ def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
     for p in range(rt.shape[0]):
         rt[p] = math.sqrt(1.0 + 2.0 * qpix[p])
     for alpha in range(npix):
-        i3 = alpha % n3
-        rr = alpha // n3
-        i2 = rr % n2
-        i1 = rr // n2
+        i1, i2, i3 = _split(alpha, n2, n3)
         for c in range(ncol):
             p1 = cola[c] * npix + alpha
             p2 = colb[c] * npix + _shifted(i1, i2, i3, cd1[c], cd2[c], cd3[c], n1, n2, n3)
@@ -418,7 +411,6 @@ def run_closed(
     (the state is then translation invariant to that tolerance). Returns (layers, status).
     """
     npix = S.shape[0]
-    ncol = S.shape[1]
     nin = diag_col.shape[0]
     qpix = np.empty(nin * npix)
     for layer in range(nlayers):
@@ -427,9 +419,7 @@ def run_closed(
                 qpix[b * npix + alpha] = S[alpha, diag_col[b]]
         c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2)
         if identity_a:
-            for alpha in range(npix):
-                for c in range(ncol):
-                    S[alpha, c] = T[alpha, c]
+            S[:, :] = T
         else:
             _a_rows(T, S, 0, npix, taps, o1, o2, o3, n1, n2, n3)
         qmax = 0.0

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
@@ -99,28 +100,27 @@ def run(args) -> int:
         raise ValueError(f"`jobs` must be an integer >= 1, got {args.jobs}")
     env = {**os.environ, "CNNMFT_QUIET": "1"}
     t0 = time.perf_counter()
-    pending = list(args.groups)
-    running = {}
-    failed = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            g = pending.pop(0)
-            code = f"from cnnmft.commands.compile import warm; warm({g!r})"
-            running[g] = (
-                subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE),
-                time.perf_counter(),
-            )
-            out.note(f"cnnmft compile: {g} ({GROUPS[g]}) ...")
-        for g, (proc, start) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            err = proc.stderr.read().decode(errors="replace").strip()
-            del running[g]
+
+    def one(group):
+        # each group in a fresh process: what it compiles lands in the disk cache only
+        out.note(f"cnnmft compile: {group} ({GROUPS[group]}) ...")
+        start = time.perf_counter()
+        code = f"from cnnmft.commands.compile import warm; warm({group!r})"
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, errors="replace",
+        )  # fmt: skip
+        return group, proc, time.perf_counter() - start
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for fut in as_completed([pool.submit(one, g) for g in args.groups]):
+            group, proc, seconds = fut.result()
             if proc.returncode:
-                failed.append(g)
-                out.note(f"cnnmft compile: {g} FAILED: {err.splitlines()[-1] if err else ''}")
+                failed += 1
+                last = proc.stderr.strip().splitlines()[-1:] or [""]
+                out.note(f"cnnmft compile: {group} FAILED: {last[0]}")
             else:
-                out.result(f"{g}: {time.perf_counter() - start:.1f} s")
-        time.sleep(0.05)
+                out.result(f"{group}: {seconds:.1f} s")
     out.result(f"total: {time.perf_counter() - t0:.1f} s; kernels cached in {_cache_dir()}")
     return 1 if failed else 0
