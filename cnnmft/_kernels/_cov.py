@@ -317,16 +317,51 @@ def g_common(s, a, k0, step, qs, sw2, sb2):
     return sw2 * acc + sb2
 
 
+# arcsine on [-1, 1] without branches (the rational approximation of fdlibm's asin on
+# [0, 0.5] and asin(x) = pi/2 - 2 asin(sqrt((1 - x) / 2)) above), so that a loop over entries
+# vectorises; libm's asin is a call per entry, most of the time of a closed-form erf layer
+_PS = (
+    1.66666666666666657415e-01,
+    -3.25565818622400915405e-01,
+    2.01212532134862925881e-01,
+    -4.00555345006794114027e-02,
+    7.91534994289814532176e-04,
+    3.47933107596021167570e-05,
+)
+_QS = (-2.40339491173441421878e00, 2.02094576023350569471e00, -6.88283971605453293030e-01)
+_QS4 = 7.70381505559019352791e-02
+_PIO2_HI, _PIO2_LO = 1.57079632679489655800e00, 6.12323399573676603587e-17
+
+
 @helper
-def _erf_pair(s, r1, r2):
-    """E[erf(u1) erf(u2)] = (2/pi) asin(2 s / (r1 r2)), r_i = sqrt(1 + 2 q_i) (no overflow at
-    q ~ 1e300, unlike sqrt of the product)."""
+def _asin(x):
+    """asin(x) for |x| <= 1 within 3 ulp (NaN stays NaN); branch-free for vectorisation."""
+    a = abs(x)
+    small = a <= 0.5
+    z = x * x if small else 0.5 * (1.0 - a)
+    p = z * (_PS[0] + z * (_PS[1] + z * (_PS[2] + z * (_PS[3] + z * (_PS[4] + z * _PS[5])))))
+    r = p / (1.0 + z * (_QS[0] + z * (_QS[1] + z * (_QS[2] + z * _QS4))))
+    s = math.sqrt(z)
+    y = a + a * r if small else _PIO2_HI - (2.0 * (s + s * r) - _PIO2_LO)
+    return math.copysign(y, x)
+
+
+@helper
+def _erf_arg(s, r1, r2):
+    """2 s / (r1 r2) clipped to [-1, 1] (NaN stays NaN), r_i = sqrt(1 + 2 q_i) (no overflow
+    at q ~ 1e300, unlike sqrt of the product)."""
     x = 2.0 * s / (r1 * r2)
     if x > 1.0:
         x = 1.0
     elif x < -1.0:
         x = -1.0
-    return 2.0 / math.pi * math.asin(x)
+    return x
+
+
+@helper
+def _erf_pair(s, r1, r2):
+    """E[erf(u1) erf(u2)] = (2/pi) asin(2 s / (r1 r2))."""
+    return 2.0 / math.pi * _asin(_erf_arg(s, r1, r2))
 
 
 @helper
@@ -362,19 +397,27 @@ def c_closed(S, T, code, cola, colb, cd1, cd2, cd3, n1, n2, n3, qpix, sw2, sb2):
             for c in range(ncol):
                 T[alpha, c] = sw2 * S[alpha, c] + sb2
         return
-    erf = code == ERF
-    rt = np.empty(qpix.shape[0] if erf else 0)
-    for p in range(rt.shape[0]):
-        rt[p] = math.sqrt(1.0 + 2.0 * qpix[p])
+    if code == ERF:
+        # the arguments of a row first (gathers), then its arcsines in one vectorised loop
+        rt = np.empty(qpix.shape[0])
+        for p in range(rt.shape[0]):
+            rt[p] = math.sqrt(1.0 + 2.0 * qpix[p])
+        arg = np.empty(ncol)
+        k = sw2 * (2.0 / math.pi)
+        for alpha in range(npix):
+            i1, i2, i3 = _split(alpha, n2, n3)
+            for c in range(ncol):
+                p2 = colb[c] * npix + _shifted(i1, i2, i3, cd1[c], cd2[c], cd3[c], n1, n2, n3)
+                arg[c] = _erf_arg(S[alpha, c], rt[cola[c] * npix + alpha], rt[p2])
+            for c in range(ncol):
+                T[alpha, c] = k * _asin(arg[c]) + sb2
+        return
     for alpha in range(npix):
         i1, i2, i3 = _split(alpha, n2, n3)
         for c in range(ncol):
             p1 = cola[c] * npix + alpha
             p2 = colb[c] * npix + _shifted(i1, i2, i3, cd1[c], cd2[c], cd3[c], n1, n2, n3)
-            if erf:
-                T[alpha, c] = sw2 * _erf_pair(S[alpha, c], rt[p1], rt[p2]) + sb2
-            else:
-                T[alpha, c] = sw2 * closed_entry(code, qpix[p1], qpix[p2], S[alpha, c]) + sb2
+            T[alpha, c] = sw2 * closed_entry(code, qpix[p1], qpix[p2], S[alpha, c]) + sb2
 
 
 @jit
