@@ -249,6 +249,7 @@ class Evaluator:
         self.a, self.sw2, self.sb2, self.method = a, sw2, sb2, method
         self.odd = bool(a.odd)
         self._src = None
+        self._hull_lo = 0.0  # lower end of the last interval from _q_hull
         self._fp = None
         self._common = None
 
@@ -291,7 +292,18 @@ class Evaluator:
         if src is None or not src.covers(uq) or uq[-1] < 0.8 * src.qhi:
             # (re)build for the interval that holds every later variance; rebuilding when the
             # variances have shrunk keeps the number of series terms small
-            lo, hi = self._q_hull(float(uq[0]), float(uq[-1]))
+            lo, hi = float(uq[0]), float(uq[-1])
+            if src is not None and src.covers(uq) and self._hull_lo <= lo:
+                # shrunk inside the interval: the lower bound found before still holds, and
+                # the top is a bound too where the q-map maps it below itself (one evaluation
+                # instead of iterating the map again)
+                if variance_map(self.a, np.array([hi]), self.sw2, self.sb2)[0] <= hi:
+                    lo = self._hull_lo
+                else:
+                    lo, hi = self._q_hull(lo, hi)
+            else:
+                lo, hi = self._q_hull(lo, hi)
+                self._hull_lo = lo
             if not series_covers(1.001 * hi):
                 return None
             src = self._src = _CoefSource(self.a, 0.999 * lo, 1.001 * hi + 1e-300)

@@ -187,22 +187,13 @@ def _term_table(coef, step, nbins=128, tol=1e-17):
 
     Callers pass ``tol = 1e-2 * _Series.tol`` (1e-17 for variances of order one).
 
-    Bin i covers |rho| <= (i + 1) / nbins; r = |rho| (step 1) or rho^2 (step 2).
+    Bin i covers |rho| <= (i + 1) / nbins; r = |rho| (step 1) or rho^2 (step 2). Compiled
+    (:func:`cnnmft._kernels._cov.term_table`): it runs once per exact layer.
     """
     cmax2 = np.max(np.abs(coef), axis=0) ** 2
-    kc = cmax2.size
-    rho = np.arange(1, nbins + 1) / nbins
-    r = rho if step == 1 else rho * rho
-    pw = np.empty((nbins, kc))
-    pw[:, 0] = 1.0
-    if kc > 1:
-        pw[:, 1:] = r[:, None]
-        np.cumprod(pw, axis=1, out=pw)
-    terms = cmax2[None, :] * pw
-    tail = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1]  # tail[i, t] = sum_{t' >= t}
-    ok = tail <= tol
-    n = np.where(ok.any(axis=1), np.argmax(ok, axis=1), kc)
-    return np.ascontiguousarray(np.maximum(n, 1).astype(np.int64))
+    out = np.empty(nbins, dtype=np.int64)
+    _cov.term_table(np.ascontiguousarray(cmax2), step, tol, out)
+    return out
 
 
 def _exact_coefficients(act, q):

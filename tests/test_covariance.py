@@ -418,3 +418,25 @@ def test_branch_free_arcsine_of_the_erf_layers_against_mpmath():
     nan = np.array([np.nan])
     asin_all(nan, nan)
     assert np.isnan(nan[0])
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_series_term_table_against_its_definition(step):
+    """``_term_table``: per |rho| bin, the smallest n >= 1 with sum_{t >= n} max|c_t|^2 r^t <=
+    tol (r = |rho| or rho^2), against that definition evaluated with exact-rounded sums."""
+    import math
+
+    from cnnmft._covariance_series import _term_table
+
+    rng = np.random.default_rng(3)
+    k = np.arange(60)
+    coef = rng.normal(size=(5, 60)) * np.exp(-0.5 * k)[None, :]
+    cmax2 = np.max(np.abs(coef), axis=0) ** 2
+    tol = 1e-17
+    got = _term_table(coef, step, nbins=32, tol=tol)
+    for i in range(32):
+        rho = (i + 1) / 32
+        r = rho if step == 1 else rho * rho
+        tails = [math.fsum(cmax2[t:] * r ** np.arange(t, 60)) for t in range(60)]
+        want = next((t for t in range(60) if tails[t] <= tol), 60)
+        assert got[i] == max(want, 1)

@@ -177,6 +177,32 @@ def _pix_rows(
             T[alpha, c] = sw2 * acc + sb2
 
 
+@jit
+def term_table(cmax2, step, tol, out):
+    """out[i] = smallest n >= 1 with sum_{t >= n} cmax2[t] r^t <= tol (cmax2.size if none), for
+    bin i of |rho| <= (i + 1) / out.size, r = |rho| (step 1) or rho^2 (step 2)."""
+    nbins = out.shape[0]
+    kc = cmax2.shape[0]
+    terms = np.empty(kc)
+    for i in range(nbins):
+        rho = (i + 1) / nbins
+        r = rho if step == 1 else rho * rho
+        pw = 1.0
+        for t in range(kc):
+            terms[t] = cmax2[t] * pw
+            pw *= r
+        # the first t (from the top) whose tail is above tol ends the run of small tails
+        n = kc
+        acc = 0.0
+        for t in range(kc - 1, -1, -1):
+            acc += terms[t]
+            if acc <= tol:
+                n = t
+            else:
+                break
+        out[i] = max(n, 1)
+
+
 @helper
 def _inv_sqrt(qpix):
     isq = np.empty(qpix.shape[0])
