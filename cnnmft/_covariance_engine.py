@@ -54,7 +54,7 @@ from cnnmft._covariance_series import (
     tabulate_iterates,
     variance_map,
 )
-from cnnmft._kernels import _act, _cov
+from cnnmft._kernels import _act, _closed, _cov
 from cnnmft.fourier import kernel_offsets, mode_eigenvalues
 from cnnmft.results import Status
 
@@ -323,7 +323,7 @@ class Evaluator:
         """T = C(S) on grid `g` with the variances `qpix` (shape (B*N,)), in `nb` row blocks."""
         geo = (g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2, g.n3)
         if self.method == "closed":
-            _cov.c_closed(S, T, self.a.code, *geo, qpix, self.sw2, self.sb2)
+            _closed.c_closed(S, T, self.a.code, *geo, qpix, self.sw2, self.sb2)
         elif self.method == "direct":
             _cov.c_direct(S, T, self.a.code, *geo, qpix, self.sw2, self.sb2)
         else:
@@ -437,7 +437,7 @@ class PixelRegime:
         n = _chunk_layers(eng, stop, self.cost)
         qmean = np.empty((n, g.B))
         t0 = time.perf_counter()
-        done, st = _cov.run_closed(
+        done, st = _closed.run_closed(
             self.S, self.T, n, eng.ev.a.code, g.cola, g.colb, g.cd1, g.cd2, g.cd3, g.n1, g.n2,
             g.n3, g.taps, g.o1, g.o2, g.o3, g.identity_a, g.diag_col, eng.ev.sw2, eng.ev.sb2,
             float(eng.ti_tol), qmean,

@@ -386,7 +386,7 @@ def test_pace_probes_the_slower_kernels_less_and_less_often(monkeypatch):
 
 
 def test_branch_free_arcsine_of_the_erf_layers_against_mpmath():
-    """The vectorisable arcsine of the closed-form erf layers (``_cov._asin``): within 3 ulp of
+    """The vectorisable arcsine of the closed-form erf layers (``_closed._asin``): within 3 ulp of
     mpmath's arcsine at 50 digits over [-1, 1], at the seams of its two formulas (0.5), at the
     ends (+-1, 1 - eps), tiny and subnormal arguments; NaN stays NaN; exact at 0 and +-1."""
     import math
@@ -394,12 +394,12 @@ def test_branch_free_arcsine_of_the_erf_layers_against_mpmath():
     import mpmath
     import numba
 
-    from cnnmft._kernels import _cov
+    from cnnmft._kernels import _closed
 
     @numba.njit
     def asin_all(x, out):
         for i in range(x.shape[0]):
-            out[i] = _cov._asin(x[i])
+            out[i] = _closed._asin(x[i])
 
     rng = np.random.default_rng(7)
     eps = np.finfo(float).eps
