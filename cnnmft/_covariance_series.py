@@ -35,7 +35,12 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(_NGL)
 
 @functools.lru_cache(maxsize=64)
 def _mehler_rule(tau_bucket, kmax):
-    """Composite Gauss-Legendre nodes/weights (pdf included) and the Hermite table."""
+    """Composite Gauss-Legendre nodes/weights (pdf included) and the Hermite table.
+
+    Returns ``(z, wt, Hw, half, Hodd)``: nodes and weights (nz,), ``Hw[i, k] = wt_i h_k(z_i)``
+    (nz, kmax + 1), the index ``half`` where the positive nodes start, and the odd orders on
+    them, ``Hodd[i, j] = Hw[half + i, 2 j + 1]``.
+    """
     tau = 2.0 ** (tau_bucket / 4.0)
     hmax = min(1.0, 8.0 / math.sqrt(2.0 * kmax + 1.0))
     edges = [0.0]
@@ -56,7 +61,10 @@ def _mehler_rule(tau_bucket, kmax):
         H[1] = z * wt
     for k in range(1, kmax):
         H[k + 1] = (z * H[k] - math.sqrt(k) * H[k - 1]) * (1.0 / math.sqrt(k + 1))
-    return z, wt, H.T
+    # the rule is symmetric: z[half:] > 0 mirrors z[:half]; for odd phi only odd orders, on
+    # the positive half (see mehler_coefficients)
+    half = z.size // 2
+    return z, wt, H.T, half, np.ascontiguousarray(H[1::2, half:].T)
 
 
 def mehler_coefficients(act, q, *, kmax=None):
@@ -93,10 +101,18 @@ def mehler_coefficients(act, q, *, kmax=None):
             )
     tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
     bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
-    z, wt, Hw = _mehler_rule(bucket, kmax)
+    z, wt, Hw, half, Hodd = _mehler_rule(bucket, kmax)
+    if a.odd:
+        # phi(sqrt(q) z) h_k(z) is odd in z for even k and even for odd k: the even orders
+        # vanish and the odd ones are twice the sum over the positive half of the rule
+        z, wt = z[half:], 2.0 * wt[half:]
     u = np.sqrt(q)[:, None] * z[None, :]
     phi = np.tanh(u) if a.code == _act.TANH else a.phi(u)
-    coef = phi @ Hw
+    if a.odd:
+        coef = np.zeros((q.size, kmax + 1))
+        coef[:, 1::2] = 2.0 * (phi @ Hodd)
+    else:
+        coef = phi @ Hw
     ephi2 = (phi * phi) @ wt
     tail = ephi2 - np.sum(coef * coef, axis=1)
     return coef, tail
@@ -114,7 +130,7 @@ def variance_map(act, q, sw2, sb2):
     qmax = float(q.max()) if q.size else 0.0
     tau = math.pi / (2.0 * math.sqrt(qmax)) if qmax > 0 else 8.0
     bucket = math.floor(4.0 * math.log2(min(max(tau, 1e-3), 8.0)))
-    z, wt, _ = _mehler_rule(bucket, 1)
+    z, wt = _mehler_rule(bucket, 1)[:2]
     with np.errstate(over="ignore", invalid="ignore"):
         u = np.sqrt(q)[:, None] * z[None, :]
         phi = np.tanh(u) if a.code == _act.TANH else a.phi(u)

@@ -440,3 +440,38 @@ def test_series_term_table_against_its_definition(step):
         tails = [math.fsum(cmax2[t:] * r ** np.arange(t, 60)) for t in range(60)]
         want = next((t for t in range(60) if tails[t] <= tol), 60)
         assert got[i] == max(want, 1)
+
+
+@pytest.mark.parametrize("act", ["tanh", "softplus", "swish"])
+def test_mehler_coefficients_against_mpmath(act):
+    """c_k(q) = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!) against mpmath quadrature at 30 digits,
+    for an odd activation (its odd orders from half the rule, its even orders exactly 0) and
+    two that are not odd, at small and large variances and orders up to 24."""
+    import mpmath
+
+    from cnnmft.activations import get_activation
+
+    phis = {
+        "tanh": mpmath.tanh,
+        "softplus": lambda x: mpmath.log1p(mpmath.exp(x)),
+        "swish": lambda x: x / (1 + mpmath.exp(-x)),
+    }
+    ks = [0, 1, 2, 3, 5, 8, 13, 24]
+    qs = np.array([0.3, 2.5])
+    coef, _ = covmod.mehler_coefficients(act, qs, kmax=64)
+    odd = get_activation(act).odd
+    with mpmath.workdps(30):
+        for i, q in enumerate(qs):
+            sq = mpmath.sqrt(q)
+            for k in ks:
+                if odd and k % 2 == 0:
+                    assert coef[i, k] == 0.0
+                    continue
+
+                def f(z, k=k):
+                    he = mpmath.hermite(k, z / mpmath.sqrt(2)) / mpmath.sqrt(2) ** k
+                    return phis[act](sq * z) * he * mpmath.npdf(z)
+
+                ref = mpmath.quad(f, [-mpmath.inf, -6, -2, 0, 2, 6, mpmath.inf])
+                ref /= mpmath.sqrt(mpmath.factorial(k))
+                assert abs(coef[i, k] - float(ref)) <= 2e-15 * max(1.0, abs(float(ref))), (q, k)
