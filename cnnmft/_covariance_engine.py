@@ -293,14 +293,12 @@ class Evaluator:
             # (re)build for the interval that holds every later variance; rebuilding when the
             # variances have shrunk keeps the number of series terms small
             lo, hi = float(uq[0]), float(uq[-1])
-            if src is not None and src.covers(uq) and self._hull_lo <= lo:
-                # shrunk inside the interval: the lower bound found before still holds, and
-                # the top is a bound too where the q-map maps it below itself (one evaluation
-                # instead of iterating the map again)
-                if variance_map(self.a, np.array([hi]), self.sw2, self.sb2)[0] <= hi:
-                    lo = self._hull_lo
-                else:
-                    lo, hi = self._q_hull(lo, hi)
+            # shrunk inside the interval: the lower bound found before still holds, and the top
+            # is a bound too where the q-map maps it below itself (one evaluation instead of
+            # iterating the map again)
+            shrunk = src is not None and src.covers(uq) and self._hull_lo <= lo
+            if shrunk and variance_map(self.a, np.array([hi]), self.sw2, self.sb2)[0] <= hi:
+                lo = self._hull_lo
             else:
                 lo, hi = self._q_hull(lo, hi)
                 self._hull_lo = lo
