@@ -17,6 +17,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -607,3 +608,27 @@ def test_compile_every_group_runs():
         warm(group)
     with pytest.raises(ValueError, match="`group` must be one of"):
         warm("nonsense")
+
+
+@pytest.mark.slow
+def test_compile_reaches_every_kernel_called_from_python(tmp_path):
+    """After `cnnmft compile` into an empty cache, every kernel with a Python entry point
+    (``jit``, ``pjit``, ``cjit`` in cnnmft/_kernels) has its cache index: the wheel, which is
+    built by this command (setup.py), then carries every kernel a call can need."""
+    import re
+
+    import cnnmft._kernels as kpkg
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNMFT_QUIET": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "cnnmft", "compile", "--jobs", "2"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    entry = re.compile(r"^@(jit|pjit|cjit)\b.*\n(?:@.*\n)*def (\w+)", re.M)
+    kernels = set()
+    for src in Path(kpkg.__file__).parent.glob("*.py"):
+        kernels |= {f"{src.stem}.{m.group(2)}" for m in entry.finditer(src.read_text())}
+    cached = {re.sub(r"-\d+\.py\d+\.nbi$", "", p.name) for p in tmp_path.rglob("*.nbi")}
+    assert len(kernels) > 40
+    assert sorted(kernels - cached) == []

@@ -30,7 +30,8 @@ from cnnmft.commands._common import Output, add_common
 # group -> what it compiles (the kernels behind these public calls, all their code paths)
 GROUPS = {
     "theory": "fixed_point, critical_point, phase_diagram, q_map / c_map (serial and parallel)",
-    "covariance": "propagate_covariance: closed forms, Mehler series, tabulated and linear regimes",
+    "covariance": "propagate_covariance (closed forms, Mehler series, tabulated, linear and "
+    "direct regimes, serial and row blocks) and cnnmft.network",
     "spectrum": "jacobian_spectrum: moments, the free-probability solve, the density",
     "montecarlo": "the numpy CNN of the Monte Carlo checks: activations and their derivatives",
 }
@@ -65,6 +66,8 @@ def warm(group: str) -> None:
             # >= 2,000 points of a bounded activation: the tabulated q-map (as in the report)
             cnnmft.phase_diagram("tanh", np.linspace(0.5, 3.0, 50), np.linspace(0.0, 0.5, 50))
             cnnmft.phase_diagram("relu", np.linspace(0.5, 3.0, 4), np.array([0.0, 0.05]))
+            # a q-map that is not concave: the root scan of possibly bistable points
+            cnnmft.fixed_point("gelu", np.array([1.5, 2.5]), 0.05)
         cnnmft.critical_point("tanh", 0.5)
         cnnmft.q_map("tanh", np.array([0.5]), 1.5, 0.05)
         cnnmft.c_map("tanh", np.array([0.5]), 0.6, 1.5, 0.05)
@@ -78,9 +81,22 @@ def warm(group: str) -> None:
                 for act, sw in (("tanh", 1.760955), ("tanh", 3.0), ("erf", 1.5), ("relu", 1.5)):
                     for v in (uniform, delta):
                         cnnmft.propagate_covariance(x, act, sw, 0.05, v, 300, progress=False)
+        # 24x24: enough work per layer for the row-block kernels on two threads, and for the
+        # tabulated iterates of delta v; the direct bivariate quadrature; the network module
+        x24 = np.random.default_rng(0).normal(size=(24, 24, 3))
+        with cnnmft.limit_threads(2):
+            for v in (uniform, delta):
+                cnnmft.propagate_covariance(x24, "tanh", 1.760955, 0.05, v, 300, progress=False)
+        cnnmft.propagate_covariance(
+            x[:4, :4], "tanh", 1.5, 0.05, uniform, 2, method="direct", progress=False
+        )
+        net = cnnmft.network
+        layers = [net.Conv(3, 1, "zero", 1.5, 0.05), net.Act("tanh"), net.GlobalAvgPool()]
+        net.propagate_network(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), layers)
     elif group == "spectrum":
         cnnmft.jacobian_spectrum("tanh", 1.760955, 0.05, 100, n_points=64)
         cnnmft.jacobian_spectrum("tanh", 1.760955, 0.05, 100, "gaussian", n_points=64)
+        cnnmft.universal_spectrum(1.0, n_points=64)
     elif group == "montecarlo":
         x = np.random.default_rng(0).normal(size=(2, 4, 4, 3))
         cnnmft.simulate(x, "tanh", 1.760955, 0.05, 3, width=4, n_draws=1)
