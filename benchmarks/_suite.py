@@ -215,10 +215,24 @@ def _final_cov(peer: str):
     return np.asarray(res.cov[-1])
 
 
+def _settle(limit: float, target: float = 0.5) -> None:
+    """Wait (at most `limit` s) until the 1-minute load average is below `target`.
+
+    The load-aware thread default reads the load average too, which still carries the busy
+    processes of the previous row for about a minute after they stop: without waiting, an
+    "idle" row right after a loaded one runs the per-layer kernels on one thread.
+    """
+    t0 = time.monotonic()
+    while _loadavg()[0] >= target and time.monotonic() - t0 < limit:
+        time.sleep(2.0)
+
+
 def run_case(case, args, loads, nt) -> list[dict]:
     rows = []
     flags = (["--quick"] if args.quick else []) + ["--repeat", str(args.repeat)]
     for i, k in enumerate(loads):
+        if k == 0 and args.settle > 0:
+            _settle(args.settle)
         with busy(k):
             before = _loadavg()
             t0 = time.time()
@@ -309,7 +323,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "",
         f"Run {meta['started']} to {meta['finished']} UTC on {meta['machine']}; "
         f"{meta['cpus']} CPUs usable; thread policy at the start {meta['threads']} threads for "
-        f"per-layer work and BLAS, {meta.get('threads_coarse', meta['cpus'])} for chunked "
+        f"per-layer work and BLAS (per row: the `threads` column, the policy's count in the "
+        f"case's process after it ran), {meta.get('threads_coarse', meta['cpus'])} for chunked "
         f"grids; numba threading layer {meta['layer']}.",
         "",
         f"Load averages (1 min) seen: {meta['loadavg_start']} at start, "
@@ -317,15 +332,16 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "jobs share it: compare each row's load average; `k` is the number of busy "
         "processes the suite itself added.",
         "",
-        "| case | k | load avg before -> after | first call s | empty-cache first call s | "
+        "| case | k | threads | load avg before -> after | first call s | "
+        "empty-cache first call s | "
         "warm s (best) | median s | CPU s (best) | slowdown vs k=0 | RSS MB | traced MB | "
         "error (reference) | baseline / peer | ratio | goals |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "warm_s" not in r:
             out.append(
-                f"| {r['case']} | {r['busy']} | | | | FAILED: {r.get('error', '')} "
+                f"| {r['case']} | {r['busy']} | | | | | FAILED: {r.get('error', '')} "
                 "| | | | | | | | | |"
             )
             continue
@@ -346,7 +362,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         goals = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in r.get("goals", {}).items())
         lb, la = r["loadavg_before"][0], r["loadavg_after"][0]
         out.append(
-            f"| {r['case']} | {r['busy']} | {lb:.1f} -> {la:.1f} | {_fmt(r['first_s'])} "
+            f"| {r['case']} | {r['busy']} | {r.get('threads', '')} | {lb:.1f} -> {la:.1f} "
+            f"| {_fmt(r['first_s'])} "
             f"| {_fmt(r.get('cold_s'))} | {_fmt(r['warm_s'], '.4g')} | "
             f"{_fmt(r['warm_median_s'], '.4g')} | {_fmt(r.get('warm_cpu_s'), '.4g')} | "
             f"{_fmt(r.get('slowdown_vs_k0'), '.2f')} "
@@ -384,6 +401,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--nt-python", default=None, help="interpreter with neural-tangents")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="before each k = 0 row wait up to this many seconds for the 1-minute load "
+        "average to fall below 0.5 (default 0: do not wait)",
+    )
     p.add_argument("--out", default=None, help="output stem (default results/suite[_quick])")
     args = p.parse_args(argv)
     args.repeat = args.repeat or (3 if args.quick else 5)
