@@ -307,13 +307,29 @@ def get_num_threads(coarse: bool = False) -> int:
     ...     get_num_threads()
     1
     """
-    stack = getattr(_LOCAL, "stack", None)
-    if stack:
-        return stack[-1]
-    n = _explicit()
+    n = fixed_num_threads()
     if n is not None:
         return n
     return available_cpus() if coarse else _auto()
+
+
+def fixed_num_threads() -> int | None:
+    """The count the caller fixed, else None (the default then applies).
+
+    The innermost :func:`limit_threads` block, else :func:`set_num_threads`, else
+    ``CNNMFT_NUM_THREADS``. Training uses it: it follows a fixed count, and runs on one thread
+    without one (see :class:`cnnmft.pytorch.TrainConfig`).
+
+    Examples
+    --------
+    >>> with limit_threads(2):
+    ...     fixed_num_threads()
+    2
+    """
+    stack = getattr(_LOCAL, "stack", None)
+    if stack:
+        return stack[-1]
+    return _explicit()
 
 
 # ------------------------------------------------------------------------------------------------

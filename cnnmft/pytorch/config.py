@@ -208,10 +208,11 @@ class TrainConfig:
         "'1/sqrt(q*)' (default 1: the paper's network)",
     )
     num_threads: int | None = _f(
-        1,
-        "torch CPU threads (default 1: measured fastest for these "
-        "small convolutions on a loaded 2-core machine; 0: torch's "
-        "own choice)",
+        None,
+        "torch CPU threads (default: the count fixed by "
+        "cnnmft.set_num_threads or CNNMFT_NUM_THREADS, else 1, measured "
+        "fastest for these small convolutions on a shared 2-core machine "
+        "and the same from run to run; 0: torch's own choice)",
     )
     out_dir: str | None = _f(None, "folder for logs, plots and checkpoints")
     checkpoint_every: int = _f(0, "save a checkpoint every this many steps (0: only at the end)")

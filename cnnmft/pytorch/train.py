@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnmft import _threads
 from cnnmft._util import progress_bar
 from cnnmft.pytorch import checkpoint as C
 from cnnmft.pytorch import distributed as D
@@ -296,9 +297,12 @@ def train(
     # switched off again afterwards (torch has no getter to restore an earlier value)
     torch.set_flush_denormal(True)
     threads = torch.get_num_threads()
+    n = config.num_threads
+    if n is None:  # the thread policy's fixed count, else one thread (not load-dependent)
+        n = _threads.fixed_num_threads() or 1
     try:
-        if config.num_threads:
-            torch.set_num_threads(int(config.num_threads))
+        if n:
+            torch.set_num_threads(int(n))
         return _train(config, progress, callback)
     finally:
         torch.set_flush_denormal(False)

@@ -417,3 +417,32 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path, capsys):
         "1",
     ]
     assert main(bad) == 3
+
+
+def test_threads_follow_a_fixed_policy_count_else_one(monkeypatch):
+    """num_threads=None (the default): the count fixed by CNNMFT_NUM_THREADS or
+    cnnmft.set_num_threads, else one thread; an explicit num_threads wins; torch's own count
+    is restored after each run."""
+    import cnnmft
+
+    seen = []
+
+    def record(step, metrics):
+        seen.append(torch.get_num_threads())
+        return True  # one step is enough
+
+    small = {**SMALL, "num_threads": None, "depth": 2, "steps": 3}
+    before = torch.get_num_threads()
+    monkeypatch.delenv("CNNMFT_NUM_THREADS", raising=False)
+    train(TrainConfig(**small), progress=False, callback=record)
+    monkeypatch.setenv("CNNMFT_NUM_THREADS", "2")
+    train(TrainConfig(**small), progress=False, callback=record)
+    train(TrainConfig(**{**small, "num_threads": 1}), progress=False, callback=record)
+    assert torch.get_num_threads() == before
+    monkeypatch.delenv("CNNMFT_NUM_THREADS")
+    try:
+        cnnmft.set_num_threads(2)
+        train(TrainConfig(**small), progress=False, callback=record)
+    finally:
+        cnnmft.set_num_threads(None)
+    assert seen == [1, 2, 1, 2]
