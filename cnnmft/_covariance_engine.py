@@ -495,8 +495,9 @@ class CommonRegime:
             while done < n:
                 _cov.c_mehler_common_par(self.S, self.T, *gargs, nb)
                 g.apply_a(self.T, self.S, nb)
-                self.spread = _cov.pin_spread(self.S, com.qs)
+                _cov.pin_common(self.S, com.qs)
                 done += 1
+                self.spread = _cov.column_spread(self.S)
                 if not math.isfinite(self.spread):
                     st = _cov.NONFINITE
                     break

@@ -483,8 +483,7 @@ def blas_policy() -> contextlib.AbstractContextManager:
     BLAS-heavy functions (:func:`uses_blas`) run inside this block: the load-aware count of
     :func:`get_num_threads`, nothing changed where that is every CPU and no count was set.
     """
-    explicit = _explicit() is not None or bool(getattr(_LOCAL, "stack", None))
-    want = _pool_count(get_num_threads(), explicit)
+    want = _pool_count(get_num_threads(), fixed_num_threads() is not None)
     return contextlib.nullcontext() if want is None else blas_threads(want)
 
 

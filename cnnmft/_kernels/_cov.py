@@ -408,34 +408,13 @@ def column_spread(S):
 
 
 @jit
-def pin_spread(S, qs):
-    """Set every entry with s / qs >= PIN to qs (after A, which rounds a constant column), and
-    return the column spread of the result (:func:`column_spread`), in one pass over S."""
-    npix = S.shape[0]
-    ncol = S.shape[1]
+def pin_common(S, qs):
+    """Set every entry with s / qs >= PIN to qs (after A, which rounds a constant column)."""
     thr = PIN * qs
-    lo = np.empty(ncol)
-    hi = np.empty(ncol)
-    for alpha in range(npix):
-        for c in range(ncol):
-            x = S[alpha, c]
-            if x >= thr:
-                x = qs
+    for alpha in range(S.shape[0]):
+        for c in range(S.shape[1]):
+            if S[alpha, c] >= thr:
                 S[alpha, c] = qs
-            if alpha == 0:
-                lo[c] = x
-                hi[c] = x
-            else:
-                if x < lo[c]:
-                    lo[c] = x
-                if x > hi[c]:
-                    hi[c] = x
-    m = 0.0
-    for c in range(ncol):
-        d = hi[c] - lo[c]
-        if not (d <= m):
-            m = d
-    return m
 
 
 @jit
@@ -451,7 +430,8 @@ def run_common(S, T, nlayers, a, k0, step, qs, sw2, sb2, taps, o1, o2, o3, n1, n
     for layer in range(nlayers):
         _common_rows(S, T, 0, npix, a, k0, step, qs, sw2, sb2)
         _a_rows(T, S, 0, npix, taps, o1, o2, o3, n1, n2, n3)
-        sp = pin_spread(S, qs)
+        pin_common(S, qs)
+        sp = column_spread(S)
         if not math.isfinite(sp):
             return layer + 1, sp, NONFINITE
         if sp <= stop_spread:
